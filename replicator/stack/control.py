@@ -1,0 +1,170 @@
+"""``up``, ``down`` and ``status`` of the local stack.
+
+``up`` is idempotent: a server that already runs (pid file + command-line marker) and answers is left
+alone. Servers start concurrently; ``up`` returns only when each answers a real request, and if one
+does not, stops what this call started and raises with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from replicator.errors import StackError
+from replicator.stack.kafka import KafkaServer
+from replicator.stack.neo4j import Neo4jServer
+from replicator.stack.process import marker, port_free, running_pid, spawn, tail, terminate
+from replicator.stack.service import Server, log_file, pid_file
+from replicator.stack.settings import StackSettings
+from replicator.stack.toolchain import Toolchain, find_toolchain
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    endpoint: str
+    pid: int | None
+    answering: bool
+    detail: str
+    log: str
+
+
+def servers(settings: StackSettings) -> list[Server]:
+    return [KafkaServer(settings), Neo4jServer(settings)]
+
+
+def resolve(settings: StackSettings, echo: Echo, toolchain: Toolchain | None = None) -> Toolchain:
+    """Fetch every server's jars into the cache and build the launcher. Idempotent; blocks on Maven."""
+    toolchain = toolchain or find_toolchain()
+    for server in servers(settings):
+        started = time.monotonic()
+        fetched = server.resolve(toolchain)
+        how = "fetched from Maven Central" if fetched else "cached"
+        echo(f"{server.name}: jars {how} ({time.monotonic() - started:.1f}s)")
+    return toolchain
+
+
+def _check_ports(server: Server, settings: StackSettings) -> None:
+    for flag, port in server.ports().items():
+        if not port_free(settings.host, port):
+            raise StackError(
+                f"{server.name} cannot start: port {port} on {settings.host} is taken by another process",
+                hint=f"stop whatever listens there (ss -ltnp 'sport = :{port}') or pick another {flag}",
+            )
+
+
+def _wait_answering(server: Server, settings: StackSettings, deadline: float) -> str:
+    """Probe until the server answers. Raises StackError (with its log) if it dies or the deadline passes."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if running_pid(pid_file(server), marker(server.name, settings.root)) is None:
+            raise StackError(
+                f"{server.name} exited during start-up; last lines of {log_file(server)}:\n{tail(log_file(server))}",
+                hint="fix the cause shown in the log, then run `replicator stack up` again",
+            )
+        probe = server.probe(timeout_s=2.0)
+        if probe.ok:
+            return probe.detail
+        last = probe.detail
+        time.sleep(0.5)
+    raise StackError(
+        f"{server.name} did not answer within the start timeout ({last}); log {log_file(server)}:\n"
+        f"{tail(log_file(server))}",
+        hint="raise --timeout on a slow machine, or read the log for the cause",
+    )
+
+
+def up(settings: StackSettings, echo: Echo) -> list[ServerStatus]:
+    """Resolve, start and wait for every server. Blocks until all answer. Raises StackError."""
+    toolchain = resolve(settings, echo)
+    settings.root.mkdir(parents=True, exist_ok=True)
+    to_start = []
+    for server in servers(settings):
+        if running_pid(pid_file(server), marker(server.name, settings.root)) is not None:
+            echo(f"{server.name}: already running")
+        else:
+            to_start.append(server)
+    for server in to_start:  # every port checked before anything starts: a conflict starts nothing
+        _check_ports(server, settings)
+    started: dict[str, int] = {}
+    try:
+        for server in to_start:
+            cmd = server.command(toolchain)
+            env = {**os.environ, **server.environment()}
+            started[server.name] = spawn(cmd, log_file(server), pid_file(server), env)
+        deadline = time.monotonic() + settings.start_timeout_s
+        for server in servers(settings):
+            t0 = time.monotonic()
+            detail = _wait_answering(server, settings, deadline)
+            echo(f"{server.name}: answering at {server.endpoint} after {time.monotonic() - t0:.1f}s ({detail})")
+    except BaseException:
+        for name, pid in started.items():
+            echo(f"{name}: stopping (start-up failed)")
+            terminate(pid)
+        raise
+    _write_state(settings)
+    return status(settings)
+
+
+def _write_state(settings: StackSettings) -> None:
+    """Record where the stack listens, so that ``status``/``down`` and clients need no flags."""
+    state = {
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "neo4j_uri": settings.bolt_uri,
+        "neo4j_user": "neo4j" if settings.neo4j_password else "",
+        "neo4j_password": settings.neo4j_password,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+    }
+    settings.state_file.write_text(json.dumps(state, indent=2) + "\n")
+    settings.state_file.chmod(0o600)  # it holds the Neo4j password
+
+
+def load_settings(root: Path) -> StackSettings | None:
+    """The settings the stack under ``root`` was last started with, or None if it never was."""
+    try:
+        raw = json.loads((root / "stack.json").read_text())["settings"]
+    except (OSError, ValueError, KeyError):
+        return None
+    fields = StackSettings.__dataclass_fields__
+    kwargs: dict[str, Any] = {k: Path(v) if k in ("root", "cache") else v for k, v in raw.items() if k in fields}
+    return StackSettings(**kwargs)
+
+
+def status(settings: StackSettings) -> list[ServerStatus]:
+    """What runs and whether it answers. Never raises for a stopped server."""
+    result = []
+    for server in servers(settings):
+        pid = running_pid(pid_file(server), marker(server.name, settings.root))
+        probe = server.probe(timeout_s=3.0) if pid is not None else None
+        result.append(
+            ServerStatus(
+                name=server.name,
+                endpoint=server.endpoint,
+                pid=pid,
+                answering=bool(probe and probe.ok),
+                detail=probe.detail if probe else "not running",
+                log=str(log_file(server)),
+            )
+        )
+    return result
+
+
+def down(settings: StackSettings, echo: Echo) -> None:
+    """Stop exactly the servers this stack started (pid file and marker must match). Idempotent."""
+    for server in reversed(servers(settings)):
+        pid = running_pid(pid_file(server), marker(server.name, settings.root))
+        if pid is None:
+            echo(f"{server.name}: not running")
+            continue
+        t0 = time.monotonic()
+        clean = terminate(pid)
+        pid_file(server).unlink(missing_ok=True)
+        how = "stopped" if clean else "did not stop on SIGTERM; killed"
+        echo(f"{server.name}: {how} (pid {pid}, {time.monotonic() - t0:.1f}s)")

@@ -1,0 +1,80 @@
+"""Settings of the local stack: one frozen, validated object built from flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from replicator.errors import ConfigError
+
+KAFKA_VERSION: Final = "4.4.0"
+NEO4J_VERSION: Final = "5.26.30"
+DEFAULT_NEO4J_PASSWORD: Final = "replicator-local"
+# Neo4j refuses shorter passwords (dbms.security.auth_minimum_password_length defaults to 8).
+_MIN_PASSWORD: Final = 8
+
+
+def default_cache_dir() -> Path:
+    """Where resolved jars and the compiled Neo4j launcher are kept, shared by all checkouts."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "replicator" / "stack"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack lives and how it listens. Raises ConfigError on construction when invalid."""
+
+    root: Path = field(default_factory=lambda: Path(".stack"))
+    cache: Path = field(default_factory=default_cache_dir)
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    bolt_port: int = 7687
+    # Empty means authentication off. Passed to Neo4j in the environment, never on its command line.
+    neo4j_password: str = DEFAULT_NEO4J_PASSWORD
+    kafka_version: str = KAFKA_VERSION
+    neo4j_version: str = NEO4J_VERSION
+    kafka_heap_mb: int = 512
+    neo4j_heap_mb: int = 1024
+    neo4j_pagecache_mb: int = 256
+    start_timeout_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        ports = {
+            "--kafka-port": self.kafka_port,
+            "--kafka-controller-port": self.kafka_controller_port,
+            "--bolt-port": self.bolt_port,
+        }
+        for flag, port in ports.items():
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{flag} {port} is not a TCP port", hint="use a number from 1 to 65535")
+        if len(set(ports.values())) != len(ports):
+            raise ConfigError(
+                f"ports must differ, got {', '.join(f'{k} {v}' for k, v in ports.items())}",
+                hint="give Kafka's client and controller listeners and Neo4j's Bolt a port each",
+            )
+        if self.neo4j_password and len(self.neo4j_password) < _MIN_PASSWORD:
+            raise ConfigError(
+                f"Neo4j password is {len(self.neo4j_password)} characters; Neo4j requires at least {_MIN_PASSWORD}",
+                hint="choose a longer --neo4j-password, or an empty one to turn authentication off",
+            )
+        for name in ("kafka_heap_mb", "neo4j_heap_mb", "neo4j_pagecache_mb"):
+            if getattr(self, name) < 64:
+                raise ConfigError(f"{name} = {getattr(self, name)} MiB is too small", hint="use 64 MiB or more")
+        if self.start_timeout_s <= 0:
+            raise ConfigError("the start timeout must be positive", hint="e.g. --timeout 180")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def bolt_uri(self) -> str:
+        return f"bolt://{self.host}:{self.bolt_port}"
+
+    @property
+    def state_file(self) -> Path:
+        """Endpoints of the running stack, written by ``up`` and read by ``status``/``down`` and clients."""
+        return self.root / "stack.json"
