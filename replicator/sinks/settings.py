@@ -1,0 +1,56 @@
+"""Connection settings of the destinations, frozen and validated, read from flags or environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from replicator.errors import ConfigError
+from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD
+
+
+@dataclass(frozen=True)
+class Neo4jSettings:
+    uri: str = "bolt://127.0.0.1:7687"
+    user: str = "neo4j"
+    password: str = DEFAULT_NEO4J_PASSWORD
+    database: str = "neo4j"
+
+    def __post_init__(self) -> None:
+        if not self.uri.startswith(("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")):
+            raise ConfigError(
+                f"Neo4j URI {self.uri!r} has no Bolt scheme",
+                hint="use bolt://host:7687 (one server) or neo4j://host:7687 (a cluster)",
+            )
+
+    @classmethod
+    def from_env(cls) -> Neo4jSettings:
+        """REPLICATOR_NEO4J_URI / _USER / _PASSWORD / _DATABASE, defaulting to the local stack."""
+        return cls(
+            uri=os.environ.get("REPLICATOR_NEO4J_URI", cls.uri),
+            user=os.environ.get("REPLICATOR_NEO4J_USER", cls.user),
+            password=os.environ.get("REPLICATOR_NEO4J_PASSWORD", cls.password),
+            database=os.environ.get("REPLICATOR_NEO4J_DATABASE", cls.database),
+        )
+
+    def auth(self) -> tuple[str, str] | None:
+        return (self.user, self.password) if self.password else None
+
+
+@dataclass(frozen=True)
+class QdrantSettings:
+    """Either a server ``url`` or a local-mode ``path`` (qdrant-client's embedded storage), not both."""
+
+    url: str | None = None
+    path: Path | None = None
+    collection: str = "caxton_embeddings"
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.path is None):
+            raise ConfigError(
+                "Qdrant needs exactly one of a server URL and a local path",
+                hint="--qdrant-url http://localhost:6333 for a server, --qdrant-path DIR for local mode",
+            )
+        if not self.collection:
+            raise ConfigError("Qdrant collection name is empty", hint="e.g. caxton_embeddings")

@@ -1,0 +1,1 @@
+"""Transport: Kafka topics carrying the Avro change events between the source and the sinks."""

@@ -1,0 +1,88 @@
+"""Thin helpers over confluent-kafka: create a topic, publish keyed bytes, read them back.
+
+Every call blocks up to ``KafkaSettings.timeout_s`` and raises TransportError naming the broker when
+it cannot be reached, instead of librdkafka's endless silent retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from replicator.errors import ReplicatorError
+from replicator.transport.settings import KafkaSettings
+
+
+class TransportError(ReplicatorError):
+    """Kafka is unreachable or refused a request."""
+
+
+def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportError:
+    return TransportError(
+        f"Kafka at {settings.bootstrap_servers} did not {what}: {exc}",
+        hint="is the broker up? `replicator stack status` for the local stack, or check REPLICATOR_KAFKA_BOOTSTRAP",
+    )
+
+
+def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
+    """Create ``name`` (single replica); an existing topic is fine. Blocks. Raises TransportError."""
+    admin = AdminClient(settings.common())
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    try:
+        futures[name].result(timeout=settings.timeout_s)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise _unreachable(settings, f"create topic {name}", exc) from exc
+    except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
+        raise _unreachable(settings, f"create topic {name}", exc) from exc
+
+
+def publish(settings: KafkaSettings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+    """Send (key, value) pairs and wait until the broker acknowledged all. Returns how many.
+
+    Raises TransportError if any delivery failed or the flush timed out.
+    """
+    producer = Producer(settings.producer())
+    errors: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
+    count = 0
+    for key, value in messages:
+        producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        producer.poll(0)
+        count += 1
+    pending = producer.flush(settings.timeout_s)
+    if pending or errors:
+        cause = errors[0] if errors else f"{pending} message(s) still unacknowledged"
+        raise _unreachable(settings, f"acknowledge delivery to {topic}", cause)
+    return count
+
+
+def read(settings: KafkaSettings, topic: str, group_id: str, expected: int) -> list[Message]:
+    """Read ``expected`` messages from the start of ``topic`` and commit their offsets. Blocks up to
+    the timeout; returns what arrived (fewer means the timeout ran out). Raises TransportError."""
+    consumer = Consumer(settings.consumer(group_id))
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    deadline = time.monotonic() + settings.timeout_s
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                raise _unreachable(settings, f"deliver from {topic}", err)
+            got.append(msg)
+        if got:
+            consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return got
