@@ -1,0 +1,53 @@
+"""docker/ cannot run here (no engine): check that the compose file and Dockerfile hang together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+REPLICATOR_SERVICES = {"replicator-source", "replicator-sink-neo4j", "replicator-sink-qdrant"}
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    return data
+
+
+def test_services_and_kraft_kafka() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == {"kafka", "neo4j", "qdrant", *REPLICATOR_SERVICES}
+    assert set(services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert "zookeeper" not in (DOCKER / "compose.yaml").read_text().lower()
+
+
+def test_replicator_services_build_the_image_and_reach_kafka() -> None:
+    services = _compose()["services"]
+    for name in REPLICATOR_SERVICES:
+        assert services[name]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}, name
+        assert services[name]["environment"]["REPLICATOR_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy", name
+
+
+def test_dependencies_and_volumes_are_declared() -> None:
+    compose = _compose()
+    services = compose["services"]
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith(("/", ".", "$")):
+                assert source in compose["volumes"], (name, source)
+
+
+def test_dockerfile_is_offline_pinned_and_unprivileged() -> None:
+    lines = [line.strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()]
+    assert sum(line.startswith("FROM ") for line in lines) == 1
+    assert any("HF_HUB_OFFLINE=1" in line for line in lines)
+    assert any("--constraint .ci/constraints.txt" in line for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert 'ENTRYPOINT ["replicator"]' in lines
