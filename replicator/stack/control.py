@@ -109,11 +109,11 @@ def up(settings: StackSettings, echo: Echo) -> list[ServerStatus]:
             echo(f"{name}: stopping (start-up failed)")
             terminate(pid)
         raise
-    _write_state(settings)
+    write_state(settings)
     return status(settings)
 
 
-def _write_state(settings: StackSettings) -> None:
+def write_state(settings: StackSettings) -> None:
     """Record where the stack listens, so that ``status``/``down`` and clients need no flags."""
     state = {
         "kafka_bootstrap": settings.kafka_bootstrap,
@@ -133,8 +133,10 @@ def load_settings(root: Path) -> StackSettings | None:
     except (OSError, ValueError, KeyError):
         return None
     fields = StackSettings.__dataclass_fields__
-    kwargs: dict[str, Any] = {k: Path(v) if k in ("root", "cache") else v for k, v in raw.items() if k in fields}
-    return StackSettings(**kwargs)
+    kwargs: dict[str, Any] = {k: Path(v) if k == "cache" else v for k, v in raw.items() if k in fields}
+    # The directory asked about wins over the one recorded: `up` may have been given a relative path
+    # from another working directory.
+    return StackSettings(**{**kwargs, "root": root})
 
 
 def status(settings: StackSettings) -> list[ServerStatus]:

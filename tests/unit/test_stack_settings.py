@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replicator.errors import ConfigError
+from replicator.stack.control import load_settings, write_state
 from replicator.stack.kafka import new_cluster_id, server_properties
 from replicator.stack.settings import StackSettings
 
@@ -58,3 +59,15 @@ def test_cluster_id_is_16_bytes_of_url_safe_base64() -> None:
     assert len(cid) == 22
     assert len(base64.urlsafe_b64decode(cid + "==")) == 16
     assert cid != new_cluster_id()
+
+
+def test_recorded_settings_are_found_from_any_working_directory(tmp_path: Path) -> None:
+    recorded = StackSettings(root=tmp_path / "stack", kafka_port=19092, bolt_port=17687)
+    recorded.root.mkdir()
+    write_state(recorded)
+
+    loaded = load_settings(tmp_path / "stack")
+
+    assert loaded is not None
+    assert (loaded.root, loaded.kafka_port, loaded.bolt_port) == (tmp_path / "stack", 19092, 17687)
+    assert load_settings(tmp_path / "never-started") is None
