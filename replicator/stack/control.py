@@ -40,6 +40,14 @@ def servers(settings: StackSettings) -> list[Server]:
     return [KafkaServer(settings), Neo4jServer(settings)]
 
 
+def _server(settings: StackSettings, name: str) -> Server:
+    return next(s for s in servers(settings) if s.name == name)
+
+
+def _flags(ports: dict[str, int]) -> str:
+    return " ".join(f"{flag} {port}" for flag, port in ports.items())
+
+
 def resolve(settings: StackSettings, echo: Echo, toolchain: Toolchain | None = None) -> Toolchain:
     """Fetch every server's jars into the cache and build the launcher. Idempotent; blocks on Maven."""
     toolchain = toolchain or find_toolchain()
@@ -85,12 +93,20 @@ def up(settings: StackSettings, echo: Echo) -> list[ServerStatus]:
     """Resolve, start and wait for every server. Blocks until all answer. Raises StackError."""
     toolchain = resolve(settings, echo)
     settings.root.mkdir(parents=True, exist_ok=True)
+    recorded = load_settings(settings.root)
     to_start = []
     for server in servers(settings):
-        if running_pid(pid_file(server), marker(server.name, settings.root)) is not None:
-            echo(f"{server.name}: already running")
-        else:
+        if running_pid(pid_file(server), marker(server.name, settings.root)) is None:
             to_start.append(server)
+            continue
+        before = server.ports() if recorded is None else _server(recorded, server.name).ports()
+        if before != server.ports():
+            raise StackError(
+                f"{server.name} already runs under {settings.root} with {_flags(before)}; asked for "
+                f"{_flags(server.ports())}",
+                hint="run `replicator stack down` first to change ports, or use another --dir",
+            )
+        echo(f"{server.name}: already running")
     for server in to_start:  # every port checked before anything starts: a conflict starts nothing
         _check_ports(server, settings)
     started: dict[str, int] = {}

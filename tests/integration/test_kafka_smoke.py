@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from replicator.events.avro import ENTITY_CHANGE, codec
 from replicator.smoke import SAMPLE_ENTITIES, kafka_roundtrip
@@ -13,12 +15,17 @@ from replicator.transport.kafka import TransportError, create_topic, publish, re
 from replicator.transport.settings import KafkaSettings
 
 
-def _topic() -> str:
-    return f"test.{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def topic(kafka: KafkaSettings) -> Iterator[str]:
+    """A fresh topic name; the topic is deleted afterwards so a long-lived dev broker does not fill up."""
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    yield name
+    admin = AdminClient(kafka.common())  # held in a variable: a collected client cancels its futures
+    admin.delete_topics([name], operation_timeout=10)[name].result(timeout=15)
 
 
-def test_avro_entity_changes_round_trip_through_the_broker(kafka: KafkaSettings) -> None:
-    result = kafka_roundtrip(kafka, _topic())
+def test_avro_entity_changes_round_trip_through_the_broker(kafka: KafkaSettings, topic: str) -> None:
+    result = kafka_roundtrip(kafka, topic)
 
     assert len(result.sent) == len(SAMPLE_ENTITIES)
     assert result.received == result.sent  # every field survived encode -> broker -> decode
@@ -26,8 +33,7 @@ def test_avro_entity_changes_round_trip_through_the_broker(kafka: KafkaSettings)
     assert {r["op"] for r in result.received} == {"c"}
 
 
-def test_consumer_group_resumes_after_committed_offsets(kafka: KafkaSettings) -> None:
-    topic = _topic()
+def test_consumer_group_resumes_after_committed_offsets(kafka: KafkaSettings, topic: str) -> None:
     create_topic(kafka, topic)
     entity = codec(ENTITY_CHANGE)
     first = kafka_roundtrip(kafka, topic)  # commits offsets for group <topic>.reader
@@ -39,8 +45,7 @@ def test_consumer_group_resumes_after_committed_offsets(kafka: KafkaSettings) ->
     assert [entity.decode(m.value() or b"") for m in again] == [extra]
 
 
-def test_foreign_bytes_on_the_topic_are_refused_with_a_named_error(kafka: KafkaSettings) -> None:
-    topic = _topic()
+def test_foreign_bytes_on_the_topic_are_refused_with_a_named_error(kafka: KafkaSettings, topic: str) -> None:
     create_topic(kafka, topic)
     publish(kafka, topic, [(b"x", b'{"not": "avro"}')])
     [message] = read(kafka, topic, group_id=f"{topic}.reader", expected=1)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from replicator.errors import StackError
 from replicator.stack import control
+from replicator.stack.maven import is_resolved
 from replicator.stack.process import is_alive
 from replicator.stack.settings import StackSettings
 
@@ -124,3 +126,22 @@ def _pids_with_marker(root: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_up_with_other_ports_while_running_is_refused_at_once() -> None:
+    proc = _replicator("stack", "up", "--bolt-port", "17999")
+
+    assert proc.returncode == 2
+    assert "neo4j already runs under .stack with --bolt-port 7687; asked for --bolt-port 17999" in proc.stderr
+    assert "stack down" in proc.stderr
+    assert _replicator("stack", "status").returncode == 0  # the running stack is untouched
+
+
+def test_a_version_maven_cannot_resolve_is_a_named_error_and_caches_nothing(tmp_path: Path) -> None:
+    settings = StackSettings(root=tmp_path / "stack", cache=tmp_path / "cache", kafka_version="0.0.0-no-such")
+
+    with pytest.raises(StackError, match=r"Maven could not resolve kafka 0\.0\.0-no-such") as info:
+        control.resolve(settings, lambda _line: None)
+
+    assert "Maven Central" in info.value.hint
+    assert not is_resolved(settings.cache, "kafka", "0.0.0-no-such")
