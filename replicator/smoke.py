@@ -21,7 +21,7 @@ from replicator import __version__
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.events.avro import ENTITY_CHANGE, Record, codec
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.transport.kafka import create_topic, publish, read
+from replicator.transport.kafka import create_topic, delete_topic, publish, read
 from replicator.transport.settings import KafkaSettings
 
 SAMPLE_ENTITIES: list[tuple[str, str, list[str]]] = [
@@ -63,14 +63,17 @@ class KafkaRoundTrip:
     partitions: list[int]
 
 
-def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None) -> KafkaRoundTrip:
-    """Publish Avro EntityChange events to a fresh topic and read them back. Raises TransportError."""
+def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None, cleanup: bool = False) -> KafkaRoundTrip:
+    """Publish Avro EntityChange events to a fresh topic and read them back (then delete the topic if
+    ``cleanup``). Raises TransportError."""
     topic = topic or f"replicator.smoke.{uuid.uuid4().hex[:12]}"
     create_topic(settings, topic)
     entity = codec(ENTITY_CHANGE)
     sent = [entity_change(i, n, t, o, seq=i) for i, (n, t, o) in enumerate(SAMPLE_ENTITIES, start=1)]
     publish(settings, topic, [(str(r["after"]["id"]).encode(), entity.encode(r)) for r in sent])
     messages = read(settings, topic, group_id=f"{topic}.reader", expected=len(sent))
+    if cleanup:
+        delete_topic(settings, topic)
     return KafkaRoundTrip(
         topic=topic,
         sent=sent,
@@ -144,7 +147,7 @@ def qdrant_roundtrip(settings: QdrantSettings, query: str = "which database can 
 def smoke(bootstrap: str, qdrant_path: Path) -> None:
     """One real round trip through Kafka, Neo4j and Qdrant (local mode) with the packaged model."""
     t0 = time.monotonic()
-    k = kafka_roundtrip(KafkaSettings(bootstrap_servers=bootstrap))
+    k = kafka_roundtrip(KafkaSettings(bootstrap_servers=bootstrap), cleanup=True)
     click.echo(f"kafka : {len(k.received)}/{len(k.sent)} Avro EntityChange events back from {k.topic} "
                f"({time.monotonic() - t0:.1f}s)")  # fmt: skip
     t0 = time.monotonic()

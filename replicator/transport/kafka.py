@@ -41,6 +41,19 @@ def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> Non
         raise _unreachable(settings, f"create topic {name}", exc) from exc
 
 
+def delete_topic(settings: KafkaSettings, name: str) -> None:
+    """Delete ``name``; a missing topic is fine. Blocks. Raises TransportError."""
+    admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
+    try:
+        admin.delete_topics([name], operation_timeout=settings.timeout_s)[name].result(timeout=settings.timeout_s)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return
+        raise _unreachable(settings, f"delete topic {name}", exc) from exc
+    except TimeoutError as exc:
+        raise _unreachable(settings, f"delete topic {name}", exc) from exc
+
+
 def publish(settings: KafkaSettings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
     """Send (key, value) pairs and wait until the broker acknowledged all. Returns how many.
 

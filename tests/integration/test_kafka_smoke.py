@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from replicator.events.avro import ENTITY_CHANGE, codec
 from replicator.smoke import SAMPLE_ENTITIES, kafka_roundtrip
-from replicator.transport.kafka import TransportError, create_topic, publish, read
+from replicator.transport.kafka import TransportError, create_topic, delete_topic, publish, read
 from replicator.transport.settings import KafkaSettings
 
 
@@ -20,8 +19,7 @@ def topic(kafka: KafkaSettings) -> Iterator[str]:
     """A fresh topic name; the topic is deleted afterwards so a long-lived dev broker does not fill up."""
     name = f"test.{uuid.uuid4().hex[:12]}"
     yield name
-    admin = AdminClient(kafka.common())  # held in a variable: a collected client cancels its futures
-    admin.delete_topics([name], operation_timeout=10)[name].result(timeout=15)
+    delete_topic(kafka, name)
 
 
 def test_avro_entity_changes_round_trip_through_the_broker(kafka: KafkaSettings, topic: str) -> None:
@@ -63,3 +61,10 @@ def test_unreachable_broker_is_a_transport_error_naming_it() -> None:
 
     with pytest.raises(TransportError, match=f"127.0.0.1:{port}"):
         create_topic(settings, "never")
+
+
+def test_deleting_a_missing_topic_is_fine(kafka: KafkaSettings) -> None:
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    create_topic(kafka, name)
+    delete_topic(kafka, name)
+    delete_topic(kafka, name)  # already gone: no error
