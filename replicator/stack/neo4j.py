@@ -84,9 +84,10 @@ class Neo4jServer:
         s = self.settings
         return [
             str(toolchain.java), f"-Xmx{s.neo4j_heap_mb}m", "-Djava.awt.headless=true",
-            # Neo4j's own launcher scripts pass these; the kernel warns (or fails on JDK 17) without them.
-            "--add-opens=java.base/java.nio=ALL-UNNAMED", "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+            # The JVM options of the server distribution's neo4j.conf (server.jvm.additional): the kernel
+            # reaches into NIO internals for its page cache and native I/O.
+            "--add-opens=java.base/java.nio=ALL-UNNAMED", "--add-opens=java.base/java.io=ALL-UNNAMED",
+            "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED", "-Dlog4j2.disable.jmx=true",
             marker(self.name, s.root), "-cp", f"{launcher}:{maven.classpath(self._jars())}", _LAUNCHER,
             str((self.home / "home").resolve()), s.host, str(s.bolt_port), str(s.neo4j_pagecache_mb),
         ]  # fmt: skip
