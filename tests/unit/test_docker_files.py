@@ -32,6 +32,12 @@ def test_replicator_services_build_the_image_and_reach_kafka() -> None:
         assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy", name
 
 
+def test_source_runs_as_the_owner_of_the_mounted_store() -> None:
+    source = _compose()["services"]["replicator-source"]
+    assert source["user"] == "${REPLICATOR_UID:-1000}:${REPLICATOR_GID:-1000}"
+    assert any(v.endswith(":/data") for v in source["volumes"])
+
+
 def test_dependencies_and_volumes_are_declared() -> None:
     compose = _compose()
     services = compose["services"]
