@@ -16,6 +16,7 @@ from replicator.stack.process import marker
 from replicator.stack.service import Probe
 from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import Toolchain
+from replicator.transport.settings import KafkaSettings
 
 
 def new_cluster_id() -> str:
@@ -101,10 +102,9 @@ class KafkaServer:
 
     def probe(self, timeout_s: float) -> Probe:
         """A metadata request through librdkafka (what every client does first)."""
+        client = KafkaSettings(bootstrap_servers=self.endpoint, client_id="replicator-stack", timeout_s=2.0)
         # log_level 0: refused connections while the broker boots are expected, not worth a log line each.
-        admin = AdminClient(
-            {"bootstrap.servers": self.endpoint, "socket.connection.setup.timeout.ms": 2000, "log_level": 0}
-        )
+        admin = AdminClient({**client.common(), "log_level": 0})
         try:
             meta = admin.list_topics(timeout=timeout_s)
         except Exception as exc:

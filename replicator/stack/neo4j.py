@@ -19,6 +19,7 @@ from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import Toolchain
 
 _LAUNCHER = "Neo4jLauncher"
+_LAUNCHER_SOURCE = resources.files("replicator.stack") / "jvm" / f"{_LAUNCHER}.java"
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ class Neo4jServer:
         return maven.jars_dir(self.settings.cache, "neo4j", self.settings.neo4j_version)
 
     def _launcher_dir(self) -> Path:
-        source = (resources.files("replicator.stack") / "jvm" / f"{_LAUNCHER}.java").read_bytes()
-        digest = hashlib.sha256(source).hexdigest()[:12]
+        digest = hashlib.sha256(_LAUNCHER_SOURCE.read_bytes()).hexdigest()[:12]
         return self.settings.cache / "launcher" / f"neo4j-{self.settings.neo4j_version}-{digest}"
 
     def resolve(self, toolchain: Toolchain) -> bool:
@@ -58,8 +58,7 @@ class Neo4jServer:
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        src = resources.files("replicator.stack") / "jvm" / f"{_LAUNCHER}.java"
-        with resources.as_file(src) as src_path:
+        with resources.as_file(_LAUNCHER_SOURCE) as src_path:
             cmd = [
                 str(toolchain.javac),
                 "-d",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -27,31 +28,30 @@ def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportEr
     )
 
 
+def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> None:
+    """Wait for one admin operation; the error code ``already_done`` means the goal already holds."""
+    try:
+        future.result(timeout=settings.timeout_s)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == already_done:
+            return
+        raise _unreachable(settings, what, exc) from exc
+    except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
+        raise _unreachable(settings, what, exc) from exc
+
+
 def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
     """Create ``name`` (single replica); an existing topic is fine. Blocks. Raises TransportError."""
-    admin = AdminClient(settings.common())
+    admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    try:
-        futures[name].result(timeout=settings.timeout_s)
-    except KafkaException as exc:
-        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return
-        raise _unreachable(settings, f"create topic {name}", exc) from exc
-    except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
-        raise _unreachable(settings, f"create topic {name}", exc) from exc
+    _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
 
 
 def delete_topic(settings: KafkaSettings, name: str) -> None:
     """Delete ``name``; a missing topic is fine. Blocks. Raises TransportError."""
     admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
-    try:
-        admin.delete_topics([name], operation_timeout=settings.timeout_s)[name].result(timeout=settings.timeout_s)
-    except KafkaException as exc:
-        if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return
-        raise _unreachable(settings, f"delete topic {name}", exc) from exc
-    except TimeoutError as exc:
-        raise _unreachable(settings, f"delete topic {name}", exc) from exc
+    futures = admin.delete_topics([name], operation_timeout=settings.timeout_s)
+    _await(settings, f"delete topic {name}", futures[name], KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 def publish(settings: KafkaSettings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
