@@ -23,6 +23,11 @@ from replicator.errors import SchemaError
 
 ENTITY_CHANGE: Final = "caxton.memory.EntityChange"
 RELATION_CHANGE: Final = "caxton.memory.RelationChange"
+EMBEDDING_CHANGE: Final = "caxton.memory.EmbeddingChange"
+HEARTBEAT: Final = "caxton.memory.Heartbeat"
+KEY: Final = "caxton.memory.Key"
+#: Every schema a change topic may carry, in the order a decoder tries their fingerprints.
+VALUE_SCHEMAS: Final = (ENTITY_CHANGE, RELATION_CHANGE, EMBEDDING_CHANGE, HEARTBEAT)
 
 _MAGIC: Final = b"\xc3\x01"
 _HEADER_LEN: Final = len(_MAGIC) + 8
@@ -45,7 +50,7 @@ class Codec:
         out = io.BytesIO()
         out.write(self.header)
         try:
-            schemaless_writer(out, self.schema, record, strict=True)
+            schemaless_writer(out, self.schema, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError) as exc:
             raise SchemaError(
                 f"record does not fit {self.name}: {exc}",
@@ -92,3 +97,36 @@ def codec(name: str) -> Codec:
     except SchemaParseException as exc:
         raise SchemaError(f"schema {name} is invalid: {exc}", hint="fix the .avsc file in schemas/") from exc
     return Codec(name, schema)
+
+
+@cache
+def _by_fingerprint() -> dict[bytes, Codec]:
+    return {c.header: c for c in (codec(name) for name in VALUE_SCHEMAS)}
+
+
+def decode_any(data: bytes) -> tuple[str, Record]:
+    """Decode a value of any change topic: returns (schema name, record).
+
+    The single-object header names the writer schema, so one consumer can read entity, relation,
+    embedding and heartbeat messages from the same partition. Pure. Raises SchemaError for bytes
+    that are not single-object Avro, carry an unknown fingerprint, or have a corrupt body.
+    """
+    found = _by_fingerprint().get(data[:_HEADER_LEN])
+    if found is None:
+        known = ", ".join(f"{c.name}={c.fingerprint.hex()}" for c in _by_fingerprint().values())
+        shown = data[2:_HEADER_LEN][::-1].hex() if data[:2] == _MAGIC else f"starts {data[:4].hex() or 'empty'}"
+        raise SchemaError(
+            f"not a change event this replicator knows ({len(data)} bytes, fingerprint {shown}; knows {known})",
+            hint="a foreign producer or a newer schema version wrote it; it goes to the dead-letter topic",
+        )
+    return found.name, found.decode(data)
+
+
+def encode_key(row_id: int) -> bytes:
+    """The Kafka key of a change event: the row id in the Key schema. Pure."""
+    return codec(KEY).encode({"id": row_id})
+
+
+def decode_key(data: bytes) -> int:
+    """Inverse of encode_key. Raises SchemaError."""
+    return int(codec(KEY).decode(data)["id"])
