@@ -45,6 +45,7 @@ def entity_change(entity_id: int, name: str, entity_type: str, observations: lis
             "id": entity_id, "name": name, "entity_type": entity_type, "observations": observations,
             "confidence": 0.9, "strength": 1.0, "version": 1, "created_at": now, "updated_at": now,
             "valid_from": None, "valid_to": None, "metadata": '{"source": "smoke"}',
+            "extra": None,
         },
         "source": {
             "connector": "caxton-sqlite", "version": __version__, "store": "smoke", "table": "entities",

@@ -21,6 +21,7 @@ def _relation(**overrides: Any) -> dict[str, Any]:
     row = {
         "id": 7, "from_entity_id": 1, "to_entity_id": 2, "relation_type": "depends on", "strength": 0.5,
         "confidence": 1.0, "created_at": 1, "updated_at": 2, "valid_from": None, "valid_to": 99, "metadata": None,
+        "from_entity_name": "a", "to_entity_name": None, "extra": {"added_later": "[\"integer\", 3]"},
     }  # fmt: skip
     return {**row, **overrides}
 
