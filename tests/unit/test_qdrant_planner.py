@@ -1,0 +1,172 @@
+"""The Qdrant sink's pure planner: which points to write, embed, update in place, delete."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from replicator.embedding import MODEL_NAME
+from replicator.sinks.errors import PoisonEvent
+from replicator.sinks.qdrant.planner import plan
+from replicator.sinks.qdrant.points import (
+    COMPUTED,
+    EMBEDDING_SEQ,
+    EMBEDDING_SOURCE,
+    SEQ,
+    STORE,
+    TEXT_SHA256,
+    Payload,
+    text_sha256,
+)
+from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
+
+VERSION = "all-MiniLM-L6-v2@test"
+BLOB = struct.pack("<384f", *([0.05] * 384))
+
+
+def run(events, points=None, tombstones=None):  # type: ignore[no-untyped-def]
+    return plan(events, points or {}, tombstones or {}, MODEL_NAME, VERSION)
+
+
+def stored(image: dict, seq: int, embedding_seq: int = 0) -> Payload:  # type: ignore[type-arg]
+    """The payload the sink leaves after applying ``image`` at ``seq``."""
+    return {**image, SEQ: seq, EMBEDDING_SEQ: embedding_seq, TEXT_SHA256: text_sha256(text_of(image))}
+
+
+def test_create_embeds_the_entity_text_and_carries_every_field():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["wrote programs"], confidence=0.8, metadata='{"k": 1}')
+
+    result = run([s.entity("c", 5, ada)])
+
+    [write] = result.writes
+    assert write.id == 1 and write.text == "Ada person wrote programs" and write.store_vector is None
+    assert result.texts_to_embed == ["Ada person wrote programs"]
+    assert write.payload["confidence"] == 0.8 and write.payload["metadata"] == '{"k": 1}'
+    assert write.payload[SEQ] == 5 and write.payload[EMBEDDING_SOURCE] == COMPUTED
+    assert write.payload[TEXT_SHA256] == text_sha256("Ada person wrote programs")
+
+
+def test_change_that_keeps_the_text_is_payload_only():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    result = run([s.entity("u", 7, {**ada, "confidence": 0.3, "version": 2})], points={1: stored(ada, 5)})
+
+    assert result.writes == [] and result.texts_to_embed == []
+    assert result.payload_updates[1]["confidence"] == 0.3 and result.payload_updates[1][SEQ] == 7
+
+
+@pytest.mark.parametrize("change", [{"name": "Ada L"}, {"observations": ["x", "y"]}, {"entity_type": "human"}])
+def test_rename_observation_or_type_edit_re_embeds(change):
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    result = run([s.entity("u", 7, {**ada, **change})], points={1: stored(ada, 5)})
+
+    assert [w.text for w in result.writes] == [text_of({**ada, **change})]
+
+
+def test_not_newer_than_the_point_or_its_tombstone_changes_nothing():
+    s = Stream()
+    ada = entity_image(1, "Ada")
+    events = [s.entity("c", 5, ada), s.entity("u", 6, {**ada, "name": "B"})]
+
+    assert run(events, points={1: stored(ada, 6)}).empty
+    assert run(events, tombstones={1: 9}).empty
+    assert run(events, tombstones={1: 9}).skipped == 2
+
+
+def test_only_the_newest_change_of_a_batch_counts():
+    s = Stream()
+    ada = entity_image(1, "Ada")
+
+    result = run([s.entity("c", 5, ada), s.entity("u", 6, {**ada, "name": "B"}), s.entity("u", 8, {**ada, "name": "C"})])
+
+    assert [w.payload["name"] for w in result.writes] == ["C"] and result.writes[0].payload[SEQ] == 8
+
+
+def test_delete_removes_the_point_and_keeps_a_tombstone():
+    s = Stream()
+    ada = entity_image(1, "Ada")
+
+    result = run([s.entity("d", 9, ada), s.embedding(8, 1, BLOB, text_of(ada))], points={1: stored(ada, 5)})
+
+    assert result.deletes == [1] and result.tombstones == {1: 9} and result.writes == []
+
+
+def test_store_vector_in_the_same_batch_is_reused_instead_of_computing():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    result = run([s.entity("c", 5, ada), s.embedding(6, 1, BLOB, text_of(ada))])
+
+    [write] = result.writes
+    assert write.store_vector == BLOB and write.text is None and result.texts_to_embed == []
+    assert result.reused == 1 and write.payload[EMBEDDING_SOURCE] == STORE and write.payload[EMBEDDING_SEQ] == 6
+    assert write.payload[SEQ] == 5 and write.payload["name"] == "Ada"
+
+
+def test_store_vector_of_another_text_or_model_is_not_reused():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    stale = run([s.entity("c", 5, ada), s.embedding(4, 1, BLOB, "Ada person old")])
+    other = run([s.entity("c", 5, ada), s.embedding(6, 1, BLOB, text_of(ada), model="other-model")])
+
+    for result in (stale, other):
+        assert result.reused == 0 and result.texts_to_embed == [text_of(ada)] and result.skipped == 1
+
+
+def test_store_vector_arriving_later_replaces_the_computed_one_only_for_the_same_text():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+    point = {1: {**stored(ada, 5), EMBEDDING_SOURCE: COMPUTED}}
+
+    same = run([s.embedding(6, 1, BLOB, text_of(ada))], points=point)
+    other = run([s.embedding(6, 1, BLOB, "Ada person y")], points=point)
+
+    assert same.reused == 1 and same.writes[0].payload["name"] == "Ada" and same.writes[0].payload[SEQ] == 5
+    assert other.empty and other.skipped == 1
+
+
+def test_store_vector_arriving_first_makes_the_entity_payload_only():
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    first = run([s.embedding(6, 1, BLOB, text_of(ada))])
+    [write] = first.writes
+    assert write.payload[SEQ] == 0 and write.payload[TEXT_SHA256] == text_sha256(text_of(ada))
+
+    then = run([s.entity("c", 5, ada)], points={1: write.payload})
+    assert then.writes == [] and then.payload_updates[1][SEQ] == 5 and then.payload_updates[1]["name"] == "Ada"
+
+
+def test_embedding_replayed_or_deleted_changes_nothing():
+    s = Stream()
+    ada = entity_image(1, "Ada")
+
+    replay = run([s.embedding(6, 1, BLOB, text_of(ada))], points={1: stored(ada, 5, embedding_seq=6)})
+    delete = run([s.embedding(7, 1, BLOB, text_of(ada), op="d")], points={1: stored(ada, 5)})
+
+    assert replay.empty and delete.empty
+
+
+def test_identical_texts_are_embedded_once():
+    s = Stream()
+    events = [s.entity("c", 1, entity_image(1, "Same")), s.entity("c", 2, entity_image(2, "Same"))]
+
+    assert run(events).texts_to_embed == ["Same concept "]
+
+
+def test_heartbeats_are_not_changes_and_a_change_without_image_is_poison():
+    s = Stream()
+    beat = s.heartbeat(s.entities, 10)
+    bad = s.entity("c", 3, entity_image(1, "Ada"))
+    broken = type(bad)(bad.topic, bad.partition, bad.offset, 1, bad.schema, {**bad.record, "after": None})  # type: ignore[dict-item]
+
+    assert run([beat]).empty
+    with pytest.raises(PoisonEvent) as caught:
+        run([beat, broken])
+    assert caught.value.index == 1
