@@ -7,8 +7,9 @@ import struct
 import pytest
 
 from replicator.embedding import MODEL_NAME
+from replicator.sinks.batch import Event
 from replicator.sinks.errors import PoisonEvent
-from replicator.sinks.qdrant.planner import plan
+from replicator.sinks.qdrant.planner import Plan, plan
 from replicator.sinks.qdrant.points import (
     COMPUTED,
     EMBEDDING_SEQ,
@@ -25,16 +26,18 @@ VERSION = "all-MiniLM-L6-v2@test"
 BLOB = struct.pack("<384f", *([0.05] * 384))
 
 
-def run(events, points=None, tombstones=None):  # type: ignore[no-untyped-def]
+def run(
+    events: list[Event], points: dict[int, Payload] | None = None, tombstones: dict[int, int] | None = None
+) -> Plan:
     return plan(events, points or {}, tombstones or {}, MODEL_NAME, VERSION)
 
 
-def stored(image: dict, seq: int, embedding_seq: int = 0) -> Payload:  # type: ignore[type-arg]
+def stored(image: Payload, seq: int, embedding_seq: int = 0) -> Payload:
     """The payload the sink leaves after applying ``image`` at ``seq``."""
     return {**image, SEQ: seq, EMBEDDING_SEQ: embedding_seq, TEXT_SHA256: text_sha256(text_of(image))}
 
 
-def test_create_embeds_the_entity_text_and_carries_every_field():
+def test_create_embeds_the_entity_text_and_carries_every_field() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["wrote programs"], confidence=0.8, metadata='{"k": 1}')
 
@@ -48,7 +51,7 @@ def test_create_embeds_the_entity_text_and_carries_every_field():
     assert write.payload[TEXT_SHA256] == text_sha256("Ada person wrote programs")
 
 
-def test_change_that_keeps_the_text_is_payload_only():
+def test_change_that_keeps_the_text_is_payload_only() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
 
@@ -59,7 +62,7 @@ def test_change_that_keeps_the_text_is_payload_only():
 
 
 @pytest.mark.parametrize("change", [{"name": "Ada L"}, {"observations": ["x", "y"]}, {"entity_type": "human"}])
-def test_rename_observation_or_type_edit_re_embeds(change):
+def test_rename_observation_or_type_edit_re_embeds(change: dict[str, object]) -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
 
@@ -68,7 +71,7 @@ def test_rename_observation_or_type_edit_re_embeds(change):
     assert [w.text for w in result.writes] == [text_of({**ada, **change})]
 
 
-def test_not_newer_than_the_point_or_its_tombstone_changes_nothing():
+def test_not_newer_than_the_point_or_its_tombstone_changes_nothing() -> None:
     s = Stream()
     ada = entity_image(1, "Ada")
     events = [s.entity("c", 5, ada), s.entity("u", 6, {**ada, "name": "B"})]
@@ -78,16 +81,18 @@ def test_not_newer_than_the_point_or_its_tombstone_changes_nothing():
     assert run(events, tombstones={1: 9}).skipped == 2
 
 
-def test_only_the_newest_change_of_a_batch_counts():
+def test_only_the_newest_change_of_a_batch_counts() -> None:
     s = Stream()
     ada = entity_image(1, "Ada")
 
-    result = run([s.entity("c", 5, ada), s.entity("u", 6, {**ada, "name": "B"}), s.entity("u", 8, {**ada, "name": "C"})])
+    result = run(
+        [s.entity("c", 5, ada), s.entity("u", 6, {**ada, "name": "B"}), s.entity("u", 8, {**ada, "name": "C"})]
+    )
 
     assert [w.payload["name"] for w in result.writes] == ["C"] and result.writes[0].payload[SEQ] == 8
 
 
-def test_delete_removes_the_point_and_keeps_a_tombstone():
+def test_delete_removes_the_point_and_keeps_a_tombstone() -> None:
     s = Stream()
     ada = entity_image(1, "Ada")
 
@@ -96,7 +101,7 @@ def test_delete_removes_the_point_and_keeps_a_tombstone():
     assert result.deletes == [1] and result.tombstones == {1: 9} and result.writes == []
 
 
-def test_store_vector_in_the_same_batch_is_reused_instead_of_computing():
+def test_store_vector_in_the_same_batch_is_reused_instead_of_computing() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
 
@@ -108,7 +113,7 @@ def test_store_vector_in_the_same_batch_is_reused_instead_of_computing():
     assert write.payload[SEQ] == 5 and write.payload["name"] == "Ada"
 
 
-def test_store_vector_of_another_text_or_model_is_not_reused():
+def test_store_vector_of_another_text_or_model_is_not_reused() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
 
@@ -119,7 +124,7 @@ def test_store_vector_of_another_text_or_model_is_not_reused():
         assert result.reused == 0 and result.texts_to_embed == [text_of(ada)] and result.skipped == 1
 
 
-def test_store_vector_arriving_later_replaces_the_computed_one_only_for_the_same_text():
+def test_store_vector_arriving_later_replaces_the_computed_one_only_for_the_same_text() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
     point = {1: {**stored(ada, 5), EMBEDDING_SOURCE: COMPUTED}}
@@ -131,7 +136,7 @@ def test_store_vector_arriving_later_replaces_the_computed_one_only_for_the_same
     assert other.empty and other.skipped == 1
 
 
-def test_store_vector_arriving_first_makes_the_entity_payload_only():
+def test_store_vector_arriving_first_makes_the_entity_payload_only() -> None:
     s = Stream()
     ada = entity_image(1, "Ada", "person", ["x"])
 
@@ -143,7 +148,7 @@ def test_store_vector_arriving_first_makes_the_entity_payload_only():
     assert then.writes == [] and then.payload_updates[1][SEQ] == 5 and then.payload_updates[1]["name"] == "Ada"
 
 
-def test_embedding_replayed_or_deleted_changes_nothing():
+def test_embedding_replayed_or_deleted_changes_nothing() -> None:
     s = Stream()
     ada = entity_image(1, "Ada")
 
@@ -153,14 +158,14 @@ def test_embedding_replayed_or_deleted_changes_nothing():
     assert replay.empty and delete.empty
 
 
-def test_identical_texts_are_embedded_once():
+def test_identical_texts_are_embedded_once() -> None:
     s = Stream()
     events = [s.entity("c", 1, entity_image(1, "Same")), s.entity("c", 2, entity_image(2, "Same"))]
 
     assert run(events).texts_to_embed == ["Same concept "]
 
 
-def test_heartbeats_are_not_changes_and_a_change_without_image_is_poison():
+def test_heartbeats_are_not_changes_and_a_change_without_image_is_poison() -> None:
     s = Stream()
     beat = s.heartbeat(s.entities, 10)
     bad = s.entity("c", 3, entity_image(1, "Ada"))

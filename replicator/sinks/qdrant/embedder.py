@@ -48,6 +48,6 @@ class Embedder:
                 chunk, batch_size=len(chunk), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
             for text, vector in zip(chunk, vectors, strict=True):
-                out[text] = [float(x) for x in vector.tolist()]
+                out[text] = vector.tolist()  # float32 -> Python floats, exact
         self.computed += len(unique)
         return out

@@ -1,0 +1,119 @@
+"""Qdrant destination throughput vs the model alone, in the same run at the same batch size.
+
+raw:         model.encode over N distinct entity texts, `--batch` per call (the floor: CPU-bound)
+destination: QdrantDestination.apply over batches of `--batch` create events (Avro-decoded) of the
+             same texts into a fresh local-mode collection: read states, plan, encode, upsert, position
+payload:     a confidence-only update of every entity (no embedding), for scale
+Rounds alternate raw/destination (the CPU is shared); the best round of each is reported.
+Goal: destination >= 85% of raw.
+Usage: PYTHONPATH=. .venv/bin/python bench/qdrant_sink.py [--n 256] [--batch 32] [--rounds 2] [--storage path|memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+from sentence_transformers import SentenceTransformer
+
+from replicator.embedding import load_model, model_version
+from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
+from replicator.sinks.settings import QdrantSettings
+
+_WORDS = ["graph", "vector", "replica", "kafka", "store", "agent", "memory", "sink", "change", "event", "batch"]
+
+
+def _images(n: int) -> list[dict[str, Any]]:
+    return [
+        entity_image(i, f"entity {i}", "concept", [" ".join(_WORDS[(i + k) % len(_WORDS)] for k in range(8)), f"n{i}"])
+        for i in range(1, n + 1)
+    ]
+
+
+def _raw(model: SentenceTransformer, texts: list[str], batch: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        model.encode(texts[start : start + batch], batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def _destination(
+    model: SentenceTransformer, images: list[dict[str, Any]], batch: int, root: Path, memory: bool
+) -> tuple[float, float]:
+    settings = QdrantSinkSettings(QdrantSettings(path=root, collection="bench"), sink="bench", encode_batch=batch)
+    client = QdrantClient(":memory:") if memory else None
+    destination = QdrantDestination(settings, client=client, model=model)
+    destination.start()
+    s = Stream()
+    creates = [s.entity("c", i, image) for i, image in enumerate(images, start=1)]
+    updates = [s.entity("u", len(images) + i, {**im, "confidence": 0.5}) for i, im in enumerate(images, start=1)]
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, len(creates), batch):
+            destination.apply(s.batch(creates[start : start + batch]))
+        created = len(creates) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for start in range(0, len(updates), batch):
+            destination.apply(s.batch(updates[start : start + batch]))
+        updated = len(updates) / (time.perf_counter() - t0)
+        assert destination.stats.computed == len(images) and destination.stats.payload_only == len(images)
+    finally:
+        destination.close()
+        if client is not None:
+            client.close()
+    return created, updated
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--storage", choices=["path", "memory"], default="path",
+        help="local mode on disk (one SQLite commit per point) or in memory (no persistence cost)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("bench/results/qdrant_sink.json"))
+    args = parser.parse_args()
+    model = load_model()
+    images = _images(args.n)
+    texts = [text_of(im) for im in images]
+    model.encode(texts[: args.batch])  # warm-up
+    raw, dest, payload = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            raw.append(_raw(model, texts, args.batch))
+            created, updated = _destination(model, images, args.batch, Path(tmp) / f"r{r}", args.storage == "memory")
+            dest.append(created)
+            payload.append(updated)
+    result = {
+        "n_events": args.n,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "raw_encode_texts_per_s": round(max(raw), 1),
+        "destination_events_per_s": round(max(dest), 1),
+        "ratio": round(max(dest) / max(raw), 3),
+        "payload_only_events_per_s": round(max(payload), 1),
+        "all_rounds": {"raw": [round(x, 1) for x in raw], "destination": [round(x, 1) for x in dest]},
+        "model": model_version(),
+        "qdrant": f"qdrant-client local mode ({args.storage})",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results[args.storage] = result  # one entry per storage mode
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
