@@ -109,8 +109,8 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
     try:
         report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
     finally:
-        for target in targets:
-            target.close()
+        for each in targets:
+            each.close()
     click.echo(report.to_json() if as_json else report.text())
     if not report.ok:
         sys.exit(1)
