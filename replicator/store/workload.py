@@ -26,7 +26,8 @@ Vectorize = Callable[[str], Sequence[float]]
 
 ENTITY_TYPES = ("person", "concept", "pattern", "project", "tool")
 RELATION_TYPES = (
-    "works_at", "depends on", "works-at", "relates_to", "связан с", "知道", "x`]->() DETACH DELETE n //", "2fast",
+    "works_at", "depends on", "works-at", "relates_to", "\u0441\u0432\u044f\u0437\u0430\u043d \u0441"  # Russian: "linked with"
+   , "知道", "x`]->() DETACH DELETE n //", "2fast",
 )  # fmt: skip
 WORDS = (
     "machine learning", "database", "optimization", "architecture", "error handling", "performance", "graph",
@@ -88,7 +89,7 @@ class Workload:
             embedding=vector,
         )  # fmt: skip
 
-    def step(self) -> str:  # noqa: PLR0912 - one branch per operation reads best as a table
+    def step(self) -> str:
         """One random operation; returns its name. Raises sqlite3.Error from the writer."""
         entities = self._entities()
         choice = self.rng.random()
