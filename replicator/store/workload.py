@@ -26,9 +26,15 @@ Vectorize = Callable[[str], Sequence[float]]
 
 ENTITY_TYPES = ("person", "concept", "pattern", "project", "tool")
 RELATION_TYPES = (
-    "works_at", "depends on", "works-at", "relates_to", "\u0441\u0432\u044f\u0437\u0430\u043d \u0441"  # Russian: "linked with"
-   , "知道", "x`]->() DETACH DELETE n //", "2fast",
-)  # fmt: skip
+    "works_at",
+    "depends on",
+    "works-at",
+    "relates_to",
+    "\u0441\u0432\u044f\u0437\u0430\u043d \u0441",  # Russian for "linked with"
+    "\u77e5\u9053",  # Chinese for "knows"
+    "x`]->() DETACH DELETE n //",  # hostile: must round-trip, never run as Cypher
+    "2fast",
+)
 WORDS = (
     "machine learning", "database", "optimization", "architecture", "error handling", "performance", "graph",
     "vector", "agent", "memory", "latency", "pattern", "schema", "kafka", "retry", "cache",
