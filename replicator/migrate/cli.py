@@ -15,7 +15,6 @@ from replicator.migrate import cutover as cutover_mod
 from replicator.migrate import lag as lag_mod
 from replicator.migrate import state as state_mod
 from replicator.migrate.targets import TargetOptions, sinks_for, target_options
-from replicator.transport.settings import KafkaSettings
 
 _db = click.option(
     "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
@@ -38,29 +37,6 @@ def _duration(text: str) -> float:
         raise ReplicatorError(f"{text!r} is not a duration", hint="e.g. 3s, 500ms, 2m") from None
 
 
-def sample_lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: lag_mod.LagReport | None, *,
-               elapsed_s: float) -> lag_mod.LagReport:  # fmt: skip
-    """One lag sample of the source and each sink, assessed against ``previous``. Blocks briefly."""
-    kafka = KafkaSettings(bootstrap_servers=opts.bootstrap_servers)
-    source, store_id = lag_mod.source_lag(db)
-    published = lag_mod.published_seq(kafka, f"{opts.topic_prefix}.source-positions", store_id)
-    source = lag_mod.SourceLag(source.head_seq, published, source.backlog)
-    now_ms = time.time_ns() // 1_000_000
-    report = lag_mod.LagReport(now_ms, source)
-    before = {s.sink: s for s in previous.sinks} if previous else {}
-    for sink in sinks_for(kinds, opts):
-        try:
-            offsets = lag_mod.kafka_offsets(kafka, sink.group, sink.topics)
-            position = sink.position()
-        finally:
-            sink.close()
-        current = lag_mod.sink_lag(
-            sink.name, sink.group, partitions=offsets, position=position, head_seq=source.head_seq, now_ms=now_ms
-        )
-        report.sinks.append(lag_mod.assess(before.get(sink.name), current, elapsed_s, now_ms))
-    return report
-
-
 @click.command()
 @_db
 @target_options
@@ -72,10 +48,10 @@ def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, wa
     """How far each sink is behind the source: events, seq and seconds, with a status and a drain estimate."""
     gap = _duration(interval)
     kinds = kinds or ("neo4j", "qdrant")
-    previous = sample_lag(db, opts, kinds, None, elapsed_s=0)
+    previous = lag_mod.sample(db, opts, kinds, None, elapsed_s=0)
     while True:
         time.sleep(gap)
-        report = sample_lag(db, opts, kinds, previous, elapsed_s=gap)
+        report = lag_mod.sample(db, opts, kinds, previous, elapsed_s=gap)
         if as_json:
             click.echo(report.to_json())
         else:
@@ -143,6 +119,29 @@ def status(db: Path, as_json: bool) -> None:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
 
 
+@click.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the demo's store, caxton.yaml, logs and Qdrant data go. Default: ./.demo/<time>.",
+)
+@click.option("--entities", default=200, show_default=True, help="Entities in the sample store.")
+@click.option("--rate", default=50.0, show_default=True, help="Live writer's writes per second.")
+@click.option("--max-pause", default="3s", show_default=True)
+@click.option("--hash-vectors", is_flag=True, help="Skip the model: deterministic stand-in vectors (faster).")
+def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_vectors: bool) -> None:
+    """The main job on the local stack: a live store replicated to Neo4j and Qdrant, lag, then a cutover."""
+    from replicator.migrate.demo import run_demo  # noqa: PLC0415 - keeps `replicator --help` light
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = run_demo(workdir or Path(".demo") / stamp, entities=entities, rate_per_s=rate,
+                      max_pause_s=_duration(max_pause), real_model=not hash_vectors)  # fmt: skip
+    if not report.ok:
+        sys.exit(1)
+
+
 def register(group: click.Group) -> None:
-    for command in (lag, cutover, rollback, status):
+    for command in (lag, cutover, rollback, status, demo):
         group.add_command(command)

@@ -13,6 +13,7 @@ A status per sink, in the spirit of Burrow, is judged from two samples (``assess
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from replicator.capture.install import open_store, read_state
+from replicator.migrate.targets import TargetOptions, sinks_for
 from replicator.position import SinkPosition
 from replicator.transport.settings import KafkaSettings
 
@@ -222,3 +224,26 @@ def _pairs(previous: SinkLag, current: SinkLag) -> list[tuple[PartitionLag, Part
 
 
 PositionReader = Callable[[], SinkPosition | None]
+
+
+def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagReport | None, *,
+               elapsed_s: float) -> LagReport:  # fmt: skip
+    """One lag sample of the source and each sink, assessed against ``previous``. Blocks briefly."""
+    kafka = KafkaSettings(bootstrap_servers=opts.bootstrap_servers)
+    source, store_id = source_lag(db)
+    published = published_seq(kafka, f"{opts.topic_prefix}.source-positions", store_id)
+    source = SourceLag(source.head_seq, published, source.backlog)
+    now_ms = time.time_ns() // 1_000_000
+    report = LagReport(now_ms, source)
+    before = {s.sink: s for s in previous.sinks} if previous else {}
+    for sink in sinks_for(kinds, opts):
+        try:
+            offsets = kafka_offsets(kafka, sink.group, sink.topics)
+            position = sink.position()
+        finally:
+            sink.close()
+        current = sink_lag(
+            sink.name, sink.group, partitions=offsets, position=position, head_seq=source.head_seq, now_ms=now_ms
+        )
+        report.sinks.append(assess(before.get(sink.name), current, elapsed_s, now_ms))
+    return report

@@ -8,6 +8,8 @@ same environment variables the sink daemons read, so that the defaults line up w
 from __future__ import annotations
 
 import functools
+import json
+import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import open_store
+from replicator.errors import ReplicatorError
 from replicator.position import SinkPosition
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
@@ -38,6 +41,10 @@ class TargetOptions:
     collection: str
     qdrant_sink: str
     qdrant_group: str
+    #: The Qdrant sink's HTTP endpoint (e.g. http://127.0.0.1:9402). Required with --qdrant-path:
+    #: Qdrant's local mode lets one process open the storage, and the running sink holds it, so
+    #: lag and cutover ask the sink for what its destination holds.
+    qdrant_endpoint: str | None = None
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,6 +67,8 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--collection", default="caxton_embeddings", show_default=True),
         click.option("--qdrant-sink", default="qdrant", show_default=True, help="The Qdrant sink's name."),
         click.option("--qdrant-group", default="replicator-sink-qdrant", show_default=True),
+        click.option("--qdrant-endpoint", envvar="REPLICATOR_QDRANT_SINK_ENDPOINT",
+                     help="The Qdrant sink's metrics address; needed with --qdrant-path (local mode)."),
     ]  # fmt: skip
 
     @functools.wraps(command)
@@ -82,6 +91,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             collection=kwargs.pop("collection"),
             qdrant_sink=kwargs.pop("qdrant_sink"),
             qdrant_group=kwargs.pop("qdrant_group"),
+            qdrant_endpoint=kwargs.pop("qdrant_endpoint"),
         )  # fmt: skip
         return command(opts=opts, **kwargs)
 
@@ -154,7 +164,21 @@ class QdrantTarget:
             )  # fmt: skip
         return self._client
 
+    def _from_sink(self) -> dict[str, Any]:
+        url = f"{self.opts.qdrant_endpoint}/position"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # an operator-given URL
+                data: dict[str, Any] = json.load(response)
+        except (OSError, ValueError) as exc:
+            raise ReplicatorError(
+                f"the Qdrant sink at {url} did not answer: {exc}", hint="is `replicator sink qdrant` running?"
+            ) from exc
+        return data
+
     def position(self) -> SinkPosition | None:
+        if self.opts.qdrant_endpoint:
+            raw = self._from_sink().get("position")
+            return SinkPosition.from_json(json.dumps(raw)) if raw else None
         collection = f"{self.opts.collection}_positions"
         if not self.client.collection_exists(collection):
             return None
@@ -166,7 +190,10 @@ class QdrantTarget:
 
     def quick_check(self, store: Path, sample: int) -> list[str]:
         entities, _ = _store_counts(store)
-        points = int(self.client.count(self.opts.collection, exact=True).count)
+        if self.opts.qdrant_endpoint:
+            points = int(self._from_sink().get("destination", {}).get("entities", -1))
+        else:
+            points = int(self.client.count(self.opts.collection, exact=True).count)
         return [] if points == entities else [f"{self.name}: {points} points, the store has {entities} entities"]
 
     def close(self) -> None:
