@@ -1,0 +1,147 @@
+"""``replicator lag | cutover | rollback | status``: observe the pipeline and cut over."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from replicator.errors import ReplicatorError
+from replicator.migrate import cutover as cutover_mod
+from replicator.migrate import lag as lag_mod
+from replicator.migrate import state as state_mod
+from replicator.migrate.targets import TargetOptions, sinks_for, target_options
+
+_db = click.option(
+    "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
+    show_default=True, help="Caxton's memory store (the source).",
+)  # fmt: skip
+
+
+def _duration(text: str) -> float:
+    """'3s', '500ms', '2m' -> seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for unit in ("ms", "s", "m"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * units[unit]
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        raise ReplicatorError(f"{text!r} is not a duration", hint="e.g. 3s, 500ms, 2m") from None
+
+
+@click.command()
+@_db
+@target_options
+@click.option("--sink", "kinds", multiple=True, type=click.Choice(["neo4j", "qdrant"]), help="Default: both.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh every --interval until interrupted.")
+@click.option("--interval", default="1s", show_default=True, help="Time between the two samples a status needs.")
+def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, watch: bool, interval: str) -> None:
+    """How far each sink is behind the source: events, seq and seconds, with a status and a drain estimate."""
+    gap = _duration(interval)
+    kinds = kinds or ("neo4j", "qdrant")
+    previous = lag_mod.sample(db, opts, kinds, None, elapsed_s=0)
+    while True:
+        time.sleep(gap)
+        report = lag_mod.sample(db, opts, kinds, previous, elapsed_s=gap)
+        if as_json:
+            click.echo(report.to_json())
+        else:
+            if watch and sys.stdout.isatty():
+                click.clear()
+            click.echo(report.table())
+        if not watch:
+            return
+        previous = report
+
+
+@click.command()
+@_db
+@target_options
+@click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True, help="Caxton's caxton.yaml.")
+@click.option("--max-pause", default="3s", show_default=True, help="Abort if writers would wait longer.")
+@click.option("--max-lag", default=1000, show_default=True, help="Refuse to start if a sink is more seq behind.")
+@click.option("--sample", default=10, show_default=True, help="Entities compared while fenced.")
+@click.option("--postpone-flag", type=click.Path(path_type=Path), help="Get ready, then wait until this file is gone.")
+@click.option("--json", "as_json", is_flag=True)
+def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, max_lag: int,
+            sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Fence the store's writers, drain the sinks, validate, switch caxton.yaml -- or change nothing."""
+    plan = cutover_mod.CutoverPlan(
+        db=db, config=config_path, target=target, max_pause_s=_duration(max_pause), max_lag=max_lag,
+        sample=sample, postpone_flag=postpone_flag,
+    )  # fmt: skip
+    kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
+    targets = sinks_for(kinds, opts)
+    try:
+        report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
+    finally:
+        for each in targets:
+            each.close()
+    click.echo(report.to_json() if as_json else report.text())
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command()
+@_db
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Default: the one the cutover used.")
+def rollback(db: Path, config_path: Path | None) -> None:
+    """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored."""
+    for line in cutover_mod.rollback(db, config_path):
+        click.echo(line)
+
+
+@click.command()
+@_db
+@click.option("--json", "as_json", is_flag=True)
+def status(db: Path, as_json: bool) -> None:
+    """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back."""
+    if not db.exists():
+        raise ReplicatorError(f"no store at {db}", hint="pass --db")
+    st = state_mod.load(db)
+    if as_json:
+        click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),
+                               "resolve": cutover_mod.resolution(st)}, indent=2))  # fmt: skip
+        return
+    click.echo(st.describe())
+    fix = cutover_mod.resolution(st)
+    if fix:
+        click.echo(f"  next: {fix.replace('<db>', str(db))}")
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the demo's store, caxton.yaml, logs and Qdrant data go. Default: ./.demo/<time>.",
+)
+@click.option("--entities", default=200, show_default=True, help="Entities in the sample store.")
+@click.option("--rate", default=50.0, show_default=True, help="Live writer's writes per second.")
+@click.option("--max-pause", default="3s", show_default=True)
+@click.option("--hash-vectors", is_flag=True, help="Skip the model: deterministic stand-in vectors (faster).")
+def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_vectors: bool) -> None:
+    """The main job on the local stack: a live store replicated to Neo4j and Qdrant, lag, then a cutover."""
+    from replicator.migrate.demo import run_demo  # noqa: PLC0415 - keeps `replicator --help` light
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = run_demo(workdir or Path(".demo") / stamp, entities=entities, rate_per_s=rate,
+                      max_pause_s=_duration(max_pause), real_model=not hash_vectors)  # fmt: skip
+    if not report.ok:
+        sys.exit(1)
+
+
+def register(group: click.Group) -> None:
+    for command in (lag, cutover, rollback, status, demo):
+        group.add_command(command)

@@ -1,0 +1,158 @@
+"""Start and stop the pipeline's daemons (source, Neo4j sink, Qdrant sink) as child processes, the
+way an operator would run them. Used by ``replicator demo``, the end-to-end tests and the bench.
+
+Blocking. Each child gets its own log file; ``stop`` sends SIGTERM (drain and commit) and waits,
+then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from replicator.sinks.settings import Neo4jSettings
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the three daemons need to find each other."""
+
+    db: Path
+    workdir: Path  # logs, Qdrant local storage
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "caxton.memory"
+    neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
+    entity_label: str = "Entity"
+    position_label: str = "ReplicatorPosition"
+    neo4j_sink: str = "neo4j"
+    neo4j_group: str = "replicator-sink-neo4j"
+    qdrant_path: Path | None = None
+    collection: str = "caxton_embeddings"
+    qdrant_sink: str = "qdrant"
+    qdrant_group: str = "replicator-sink-qdrant"
+    source_metrics_port: int = 9400
+    neo4j_metrics_port: int = 9401
+    qdrant_metrics_port: int = 9402
+
+    @property
+    def qdrant_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.qdrant_metrics_port}"
+
+    @property
+    def qdrant_dir(self) -> Path:
+        return self.qdrant_path or self.workdir / "qdrant"
+
+    def source_argv(self) -> list[str]:
+        return [
+            "source", "run", "--db", str(self.db), "--bootstrap-servers", self.bootstrap_servers,
+            "--topic-prefix", self.topic_prefix, "--metrics-port", str(self.source_metrics_port),
+        ]  # fmt: skip
+
+    def neo4j_argv(self) -> list[str]:
+        return [
+            "sink", "neo4j", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
+            "--group", self.neo4j_group, "--sink-name", self.neo4j_sink, "--uri", self.neo4j.uri,
+            "--user", self.neo4j.user, "--password", self.neo4j.password, "--database", self.neo4j.database,
+            "--entity-label", self.entity_label, "--position-label", self.position_label,
+            "--metrics-port", str(self.neo4j_metrics_port),
+        ]  # fmt: skip
+
+    def qdrant_argv(self) -> list[str]:
+        return [
+            "sink", "qdrant", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
+            "--group", self.qdrant_group, "--sink-name", self.qdrant_sink, "--path", str(self.qdrant_dir),
+            "--collection", self.collection, "--metrics-port", str(self.qdrant_metrics_port),
+        ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "replicator", *self.argv], stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        out.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.alive():
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self, grace_s: float = 20.0) -> int | None:
+        """SIGTERM (drain and commit), then SIGKILL after ``grace_s``. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def tail(self, lines: int = 20) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Pipeline:
+    config: PipelineConfig
+    daemons: dict[str, Daemon] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        logs = self.config.workdir / "logs"
+        self.daemons = {
+            "source": Daemon("source", self.config.source_argv(), logs / "source.log"),
+            "neo4j": Daemon("neo4j", self.config.neo4j_argv(), logs / "sink-neo4j.log"),
+            "qdrant": Daemon("qdrant", self.config.qdrant_argv(), logs / "sink-qdrant.log"),
+        }
+
+    def start(self, *names: str) -> None:
+        for name in names or tuple(self.daemons):
+            self.daemons[name].start()
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError with the log tail of a daemon that exited."""
+        for daemon in self.daemons.values():
+            if daemon.process is not None and not daemon.alive():
+                raise RuntimeError(f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.tail()}")
+
+    def stop(self) -> dict[str, int | None]:
+        return {name: daemon.stop() for name, daemon in reversed(list(self.daemons.items()))}
+
+    def wait_for(self, predicate: object, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if callable(predicate) and predicate():
+                return True
+            self.check_alive()
+            time.sleep(0.2)
+        return False

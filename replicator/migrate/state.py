@@ -1,0 +1,84 @@
+"""The migration's state machine, persisted beside the store so that any crash can be named.
+
+States: replicating -> cutting_over (step N) -> cut_over | aborted | failed; cut_over -> rolled_back.
+Written atomically (temp file + rename) at every transition, with the pid of the process that owns
+a step in progress, so ``replicator status`` can tell a running cutover from a dead one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+STEPS: Final = ("preflight", "fence", "drain", "validate", "switch")
+STATES: Final = ("replicating", "cutting_over", "cut_over", "aborted", "failed", "rolled_back")
+
+
+def state_path(db: Path) -> Path:
+    return db.with_name(db.name + ".migration.json")
+
+
+@dataclass
+class MigrationState:
+    state: str = "replicating"
+    step: str | None = None
+    target: str | None = None
+    config: str | None = None
+    pid: int | None = None
+    final_seq: int | None = None
+    reason: str | None = None
+    updated_at_ms: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def process_alive(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        """One line for ``replicator status``."""
+        if self.state == "cutting_over":
+            number = STEPS.index(self.step) + 1 if self.step in STEPS else "?"
+            if self.process_alive():
+                return f"cutting over to {self.target}: step {number} ({self.step}) in progress, pid {self.pid}"
+            return (
+                f"cutover to {self.target} interrupted at step {number} ({self.step}); its process {self.pid} is gone"
+            )
+        if self.state == "cut_over":
+            return f"cut over to {self.target} at seq {self.final_seq}"
+        if self.state in ("aborted", "failed"):
+            return f"cutover to {self.target} {self.state} at step {self.step}: {self.reason}"
+        if self.state == "rolled_back":
+            return f"rolled back from {self.target}; the store takes writes"
+        return "replicating (no cutover yet)"
+
+
+def load(db: Path) -> MigrationState:
+    path = state_path(db)
+    if not path.is_file():
+        return MigrationState()
+    data = json.loads(path.read_text())
+    return MigrationState(**data)
+
+
+def save(db: Path, current: MigrationState, **changes: Any) -> MigrationState:  # noqa: ANN401
+    """Apply ``changes``, append them to the history, write atomically. Returns the new state."""
+    for key, value in changes.items():
+        setattr(current, key, value)
+    current.updated_at_ms = time.time_ns() // 1_000_000
+    current.history.append({"at_ms": current.updated_at_ms, **{k: v for k, v in changes.items() if k != "history"}})
+    path = state_path(db)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(current), indent=2))
+    os.replace(tmp, path)
+    return current
