@@ -8,6 +8,7 @@ import click
 
 from replicator import __version__
 from replicator.errors import ReplicatorError
+from replicator.sinks.cli import sink
 from replicator.smoke import smoke
 from replicator.stack.cli import stack
 
@@ -24,6 +25,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(smoke)
+cli.add_command(sink)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ each other's offsets.
 
 from __future__ import annotations
 
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 import neo4j
 from neo4j.exceptions import ClientError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
@@ -22,7 +22,7 @@ from replicator.sinks.neo4j.planner import Plan
 
 def _q(text: str) -> LiteralString:
     # Our queries are built from quoted identifiers of the model and fixed text; values are parameters.
-    return cast(LiteralString, text)
+    return text
 
 
 def schema_statements(model: GraphModel) -> list[str]:
@@ -129,7 +129,7 @@ def apply_plan(
         raise
 
 
-def run_read(driver: neo4j.Driver, database: str, query: str, **params: Any) -> list[dict[str, Any]]:
+def run_read(driver: neo4j.Driver, database: str, query: str, **params: object) -> list[dict[str, Any]]:
     """Run a read query and return its records as dicts (tests, bench, validation)."""
     records, _, _ = driver.execute_query(_q(query), params, database_=database, routing_=neo4j.RoutingControl.READ)
     return [dict(r) for r in records]

@@ -224,9 +224,7 @@ def _tombstone(model: GraphModel, kind: str) -> str:
 def entity_delete_query(model: GraphModel) -> str:
     ent = quote(model.entity_label)
     return (
-        "UNWIND $rows AS row "
-        + _tombstone(model, "entity")
-        + f"WITH row OPTIONAL MATCH (n:{ent} {{id: row.id}}) "
+        "UNWIND $rows AS row " + _tombstone(model, "entity") + f"WITH row OPTIONAL MATCH (n:{ent} {{id: row.id}}) "
         "WITH n, row WHERE n IS NOT NULL AND (n._seq IS NULL OR n._seq < row.seq) "
         "DETACH DELETE n"
     )
