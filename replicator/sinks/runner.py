@@ -79,7 +79,9 @@ class SinkRunner:
     ) -> None:
         self.settings = settings
         self.destination = destination
-        self.metrics = SinkMetrics(settings.sink)
+        #: The sink's name is the destination's (its stored position's key, the DLQ's dlq.sink).
+        self.sink = destination.name
+        self.metrics = SinkMetrics(destination.name)
         self._clock = clock
         self._stop = False
         self._consumer: Consumer | None = None
@@ -111,20 +113,20 @@ class SinkRunner:
             self._position = self._retrying(self.destination.start, "start")
             self.metrics.observe_position(self._position)
             create_topic(self.settings.kafka, self.settings.dlq_topic)
-            self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.settings.sink)
+            self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink)
             consumer = Consumer(self.settings.consumer())
             self._consumer = consumer
             self._partitions = self._partition_counts(consumer)
             consumer.subscribe(
                 self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
             )
-            log.info("sink started", extra={"sink": self.settings.sink, "topics": self.settings.topics})
+            log.info("sink started", extra={"sink": self.sink, "topics": self.settings.topics})
             while not self._stop:
                 self._poll(0.1)
                 if self._due():
                     self._flush()
             self._flush()
-            log.info("sink stopped cleanly", extra={"sink": self.settings.sink})
+            log.info("sink stopped cleanly", extra={"sink": self.sink})
         finally:
             if self._consumer is not None:
                 self._consumer.close()
@@ -200,7 +202,7 @@ class SinkRunner:
             return
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.applied.inc(len(applied.changes()))
-        position = applied.position(self.settings.sink, int(time.time() * 1000))
+        position = applied.position(self.sink, int(time.time() * 1000))
         self._position = position if self._position is None else self._position.merged(position)
         self.metrics.observe_position(self._position)
         self._commit(position)
