@@ -55,7 +55,9 @@ class SimulatedStore:
         self._next_id += 1
         return self._next_id
 
-    def create_entity(self, name: str, entity_type: str = "thing", observations: list[str] | None = None) -> tuple[int, list[Message]]:
+    def create_entity(
+        self, name: str, entity_type: str = "thing", observations: list[str] | None = None
+    ) -> tuple[int, list[Message]]:
         row_id = self.new_id()
         ts = _now()
         row = {"id": row_id, "name": name, "entity_type": entity_type, "observations": observations or [],
@@ -73,12 +75,16 @@ class SimulatedStore:
     def delete_entity(self, row_id: int) -> list[Message]:
         """Cascade like SQLite: the entity's relations are deleted first, each with its own seq."""
         out: list[Message] = []
-        for rel_id in [r for r, rel in self.relations.items() if row_id in (rel["from_entity_id"], rel["to_entity_id"])]:
+        for rel_id in [
+            r for r, rel in self.relations.items() if row_id in (rel["from_entity_id"], rel["to_entity_id"])
+        ]:
             out += self.delete_relation(rel_id)
         before = self.entities.pop(row_id)
         return out + self._change("entities", "d", before, None)
 
-    def create_relation(self, from_id: int, to_id: int, relation_type: str, strength: float = 1.0) -> tuple[int, list[Message]]:
+    def create_relation(
+        self, from_id: int, to_id: int, relation_type: str, strength: float = 1.0
+    ) -> tuple[int, list[Message]]:
         row_id = self.new_id()
         ts = _now()
         row = {"id": row_id, "from_entity_id": from_id, "to_entity_id": to_id,

@@ -65,7 +65,9 @@ class Isolated:
             f"MATCH (a:{ent})-[r]->(b:{ent}) RETURN a.id AS a, b.id AS b, type(r) AS t, r.relation_type AS rt, "
             "r.strength AS s, r.id AS id",
         )  # fmt: skip
-        relations = {r["id"]: {"from": r["a"], "to": r["b"], "relation_type": r["rt"], "strength": r["s"]} for r in rels}
+        relations = {
+            r["id"]: {"from": r["a"], "to": r["b"], "relation_type": r["rt"], "strength": r["s"]} for r in rels
+        }
         assert len(relations) == len(rels), "a relation id appears twice in the graph"
         return entities, relations, placeholders
 
@@ -97,15 +99,15 @@ def iso(kafka: KafkaSettings, graph: Neo4jSettings) -> Iterator[Isolated]:
     with driver.session() as session:
         for label in (model.entity_label, model.tombstone_label, model.position_label):
             query = f"MATCH (n:`{label}`) CALL {{ WITH n DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS"
-            session.run(query).consume()  # type: ignore[arg-type]
+            session.run(query).consume()
     records, _, _ = driver.execute_query("SHOW CONSTRAINTS YIELD name, labelsOrTypes RETURN name, labelsOrTypes")
     for r in records:
         if set(r["labelsOrTypes"] or []) & {model.entity_label, model.tombstone_label, model.position_label}:
-            driver.execute_query(f"DROP CONSTRAINT `{r['name']}` IF EXISTS")  # type: ignore[arg-type]
+            driver.execute_query(f"DROP CONSTRAINT `{r['name']}` IF EXISTS")
     records, _, _ = driver.execute_query("SHOW INDEXES YIELD name, labelsOrTypes, owningConstraint RETURN *")
     for r in records:
         if r["owningConstraint"] is None and set(r["labelsOrTypes"] or []) & {model.entity_label}:
-            driver.execute_query(f"DROP INDEX `{r['name']}` IF EXISTS")  # type: ignore[arg-type]
+            driver.execute_query(f"DROP INDEX `{r['name']}` IF EXISTS")
     driver.close()
     for suffix in ("entities", "relations", "dlq"):
         delete_topic(kafka, f"{prefix}.{suffix}")
@@ -227,16 +229,16 @@ def test_poison_events_go_to_the_dlq_and_the_rest_applies(iso: Isolated) -> None
     running = Running(SinkRunner(iso.settings("g" + uuid.uuid4().hex[:6]), iso.destination("s")))
     iso.wait_equal(store)
     running.stop()
-    assert running.runner.metrics.dead_letters._value.get() == 2  # type: ignore[attr-defined]
+    assert running.runner.metrics.dead_letters._value.get() == 2
 
     consumer = Consumer({**iso.kafka.consumer("dlq" + uuid.uuid4().hex), "isolation.level": "read_committed"})
     consumer.subscribe([f"{iso.prefix}.dlq"])
-    got = []
+    got: list[dict[str, str]] = []
     deadline = time.monotonic() + 20
     while len(got) < 2 and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:
-            got.append({k: v.decode() for k, v in msg.headers() or []})
+            got.append({str(k): bytes(v or b"").decode() for k, v in msg.headers() or []})  # type: ignore[str-unpack, arg-type]
     consumer.close()
     reasons = sorted(h["dlq.reason"] for h in got)
     assert len(got) == 2
@@ -319,5 +321,3 @@ def test_unknown_ops_are_rejected_before_touching_the_graph(iso: Isolated) -> No
     found = run_read(iso.driver, "neo4j", "SHOW CONSTRAINTS YIELD labelsOrTypes RETURN labelsOrTypes")
     dest.close()
     assert [iso.model.entity_label] in [r["labelsOrTypes"] for r in found]
-
-
