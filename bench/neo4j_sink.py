@@ -1,0 +1,156 @@
+"""Neo4j sink throughput vs a raw batched UNWIND MERGE loop, same server, same run.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/neo4j_sink.py [--entities 10000] [--relations 10000]
+
+Produces the events once (stand-in transactional source), then times (a) the sink runner from offset 0
+to the last seq applied and (b) a plain loop of UNWIND MERGE statements writing the same rows in
+batches of the same size, each under its own labels. Writes bench/results/neo4j_sink.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import neo4j
+
+from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
+from replicator.sinks.runner import SinkRunner
+from replicator.sinks.runner_settings import SinkRunnerSettings
+from replicator.sinks.settings import Neo4jSettings
+from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
+from replicator.transport.kafka import delete_topic
+from replicator.transport.settings import KafkaSettings
+
+BATCH = 1000
+
+
+def _cleanup(driver: neo4j.Driver, labels: list[str]) -> None:
+    with driver.session() as session:
+        for label in labels:
+            query = f"MATCH (n:`{label}`) CALL {{ WITH n DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS"
+            session.run(query).consume()
+        names = [
+            r["name"]
+            for r in session.run(
+                "SHOW CONSTRAINTS YIELD name, labelsOrTypes WHERE any(l IN labelsOrTypes WHERE l IN $l) RETURN name",
+                l=labels,
+            )
+        ]
+        for name in names:
+            session.run(f"DROP CONSTRAINT `{name}` IF EXISTS").consume()
+        names = [
+            r["name"]
+            for r in session.run(
+                "SHOW INDEXES YIELD name, labelsOrTypes, owningConstraint WHERE owningConstraint IS NULL "
+                "AND any(l IN labelsOrTypes WHERE l IN $l) RETURN name",
+                l=labels,
+            )
+        ]
+        for name in names:
+            session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
+
+
+def _raw_loop(driver: neo4j.Driver, label: str, store: SimulatedStore) -> float:
+    """The baseline: what a hand-written loader does (no seq checks, no tombstones, no position)."""
+    driver.execute_query(f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:`{label}`) REQUIRE n.id IS UNIQUE")
+    ents = [
+        {"id": i, "props": {k: v for k, v in e.items() if k not in ("id", "extra")}} for i, e in store.entities.items()
+    ]
+    rels: dict[str, list[dict[str, Any]]] = {}
+    for i, r in store.relations.items():
+        rels.setdefault(r["relation_type"].upper(), []).append(
+            {
+                "id": i,
+                "from": r["from_entity_id"],
+                "to": r["to_entity_id"],
+                "props": {"strength": r["strength"], "relation_type": r["relation_type"]},
+            }
+        )
+    started = time.perf_counter()
+    for start in range(0, len(ents), BATCH):
+        driver.execute_query(
+            f"UNWIND $rows AS row MERGE (n:`{label}` {{id: row.id}}) SET n += row.props",
+            rows=ents[start : start + BATCH],
+        )
+    for rtype, rows in rels.items():
+        for start in range(0, len(rows), BATCH):
+            driver.execute_query(
+                f"UNWIND $rows AS row MATCH (a:`{label}` {{id: row.from}}) MATCH (b:`{label}` {{id: row.to}}) "
+                f"MERGE (a)-[r:`{rtype}` {{id: row.id}}]->(b) SET r += row.props",
+                rows=rows[start : start + BATCH],
+            )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--relations", type=int, default=10_000)
+    args = parser.parse_args()
+    kafka, graph = KafkaSettings.from_env(), Neo4jSettings.from_env()
+    h = uuid.uuid4().hex[:8]
+    prefix = f"bench{h}.caxton.memory"
+    model = GraphModel(f"BenchEntity_{h}", f"BenchTomb_{h}", f"BenchPos_{h}")
+    raw_label = f"BenchRaw_{h}"
+    store = SimulatedStore()
+    publisher = TransactionalPublisher(kafka, prefix, 3)
+    ids = []
+    msgs: list[Any] = []
+    for n in range(args.entities):
+        row_id, m = store.create_entity(f"entity-{n}", "bench", [f"observation {n}"])
+        ids.append(row_id)
+        msgs += m
+    for n in range(args.relations):
+        _, m = store.create_relation(
+            ids[n % len(ids)], ids[(n * 7 + 1) % len(ids)], ["depends on", "works-at", "knows"][n % 3]
+        )
+        msgs += m
+    for start in range(0, len(msgs), 5000):
+        publisher.publish(msgs[start : start + 5000])
+    publisher.publish(store.heartbeats(3))
+    events = args.entities + args.relations
+
+    driver = neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth(), notifications_min_severity="OFF")
+    try:
+        settings = SinkRunnerSettings(group=f"bench-{h}", kafka=kafka, topic_prefix=prefix, batch_max_events=BATCH)
+        runner = SinkRunner(settings, Neo4jDestination("bench", graph, model))
+        thread = threading.Thread(target=runner.run, daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        while True:
+            pos = read_position(driver, "bench", model=model)
+            if pos is not None and pos.applied_seq >= store.seq:
+                break
+            time.sleep(0.05)
+        sink_s = time.perf_counter() - started
+        runner.request_stop()
+        thread.join(60)
+        raw_s = _raw_loop(driver, raw_label, store)
+    finally:
+        _cleanup(driver, [model.entity_label, model.tombstone_label, model.position_label, raw_label])
+        driver.close()
+        for suffix in ("entities", "relations", "dlq"):
+            delete_topic(kafka, f"{prefix}.{suffix}")
+    result = {
+        "events": events,
+        "batch": BATCH,
+        "sink_seconds": round(sink_s, 3),
+        "sink_events_per_s": round(events / sink_s, 1),
+        "raw_unwind_seconds": round(raw_s, 3),
+        "raw_events_per_s": round(events / raw_s, 1),
+        "ratio": round(raw_s / sink_s, 3),
+        "note": "sink time includes consumer start-up, group join and seeking; raw loop has no seq checks or position",
+    }
+    out = Path(__file__).parent / "results" / "neo4j_sink.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

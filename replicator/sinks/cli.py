@@ -1,0 +1,160 @@
+"""``replicator sink <destination>``: run a sink. Settings come from flags, then environment
+(``REPLICATOR_...``), then a YAML/JSON ``--config`` file, then defaults; they are frozen and
+validated before anything connects.
+
+Add a destination by writing one more command in this group (``sink qdrant`` goes next to
+``sink neo4j``): build its Destination and hand it to ``run_sink`` with the shared runner options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from replicator.errors import ConfigError
+from replicator.sinks.neo4j import GraphModel, Neo4jDestination
+from replicator.sinks.runner import Destination, SinkRunner
+from replicator.sinks.runner_settings import DEFAULT_PREFIX, SinkRunnerSettings
+from replicator.sinks.settings import Neo4jSettings
+from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD
+from replicator.transport.settings import DEFAULT_BOOTSTRAP, KafkaSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and every ``extra=`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and k != "message"})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """Eager: read the file into click's default_map (below flags and environment)."""
+    if value is None:
+        return None
+    try:
+        data = yaml.safe_load(value.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read sink config {value}: {exc}", hint="a YAML or JSON mapping") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"sink config {value} is not a mapping", hint="e.g. `group: replicator-neo4j`")
+    # The seed's neo4j-migration.yaml keeps the graph names under `mapping:`; accept it flat or nested.
+    flat = {**{k: v for k, v in data.items() if k != "mapping"}, **(data.get("mapping") or {})}
+    ctx.default_map = {str(k).replace("-", "_"): v for k, v in flat.items()}
+    return value
+
+
+def runner_options(f: F) -> F:
+    """Options every sink shares (consuming, batching, metrics)."""
+    options = [
+        click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), is_eager=True,
+                     expose_value=False, callback=_load_config, help="YAML/JSON file with any of these options."),
+        click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
+                     show_default=True),
+        click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),
+        click.option("--group", envvar="REPLICATOR_SINK_GROUP", required=True, help="Consumer group of this sink."),
+        click.option("--sink-name", envvar="REPLICATOR_SINK_NAME", default="",
+                     help="Key of the stored position [default: the group]."),
+        click.option("--batch-size", type=int, default=1000, show_default=True),
+        click.option("--batch-age-ms", type=int, default=200, show_default=True),
+        click.option("--session-timeout-ms", type=int, default=10_000, show_default=True),
+        click.option("--metrics-port", envvar="REPLICATOR_METRICS_PORT", type=int, default=None,
+                     help="Serve /metrics and /healthz here (0 = any free port)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunnerSettings:
+    return SinkRunnerSettings(
+        group=opts["group"],
+        kafka=KafkaSettings(bootstrap_servers=opts["bootstrap_servers"], client_id=f"replicator-sink-{opts['group']}"),
+        topic_prefix=opts["topic_prefix"],
+        tables=tables,
+        sink=opts["sink_name"],
+        batch_max_events=opts["batch_size"],
+        batch_max_age_ms=opts["batch_age_ms"],
+        session_timeout_ms=opts["session_timeout_ms"],
+        metrics_port=opts["metrics_port"],
+    )
+
+
+def run_sink(settings: SinkRunnerSettings, destination: Destination) -> None:
+    """Run until SIGTERM/SIGINT: the first flushes, commits and exits 0; a second aborts at once."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    runner = SinkRunner(settings, destination)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if runner_stopping[0]:
+            logging.getLogger("replicator.sink").error("second signal: aborting without flushing")
+            os._exit(130)
+        runner_stopping[0] = True
+        logging.getLogger("replicator.sink").info("stopping: flushing and committing", extra={"signal": signum})
+        runner.request_stop()
+
+    runner_stopping = [False]
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.run()
+
+
+@click.group()
+def sink() -> None:
+    """Run a sink: consume the change topics and apply them to a destination."""
+
+
+@sink.command("neo4j")
+@runner_options
+@click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True)
+@click.option("--user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True)
+@click.option("--password", envvar="REPLICATOR_NEO4J_PASSWORD", default=DEFAULT_NEO4J_PASSWORD)
+@click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True)
+@click.option("--entity-label", default="Entity", show_default=True)
+@click.option("--tombstone-label", default="ReplicatorTombstone", show_default=True)
+@click.option("--position-label", default="ReplicatorPosition", show_default=True)
+@click.option("--relation-type-property", default="relation_type", show_default=True)
+@click.option("--confidence-property", default="confidence", show_default=True)
+@click.option("--strength-property", default="strength", show_default=True)
+@click.option("--audit/--no-audit", default=False, hidden=True, help="Keep _applied seq lists (tests).")
+def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option by name
+    """Apply entity and relation changes to Neo4j (design §6)."""
+    settings = runner_settings(opts, ("entities", "relations"))
+    model = GraphModel(
+        entity_label=opts["entity_label"],
+        tombstone_label=opts["tombstone_label"],
+        position_label=opts["position_label"],
+        relation_type_property=opts["relation_type_property"],
+        confidence_property=opts["confidence_property"],
+        strength_property=opts["strength_property"],
+        audit=opts["audit"],
+    )
+    graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=opts["password"], database=opts["database"])
+    run_sink(settings, Neo4jDestination(settings.sink, graph, model))
+
+
+# sink.add_command(qdrant_sink)  <- `replicator sink qdrant` registers here, built like neo4j_sink.

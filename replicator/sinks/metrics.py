@@ -1,0 +1,94 @@
+"""Prometheus metrics of a sink and its HTTP endpoint: ``/metrics`` and ``/healthz``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from replicator.position import SinkPosition
+
+
+class SinkMetrics:
+    """One registry per runner (several runners may live in one test process)."""
+
+    def __init__(self, sink: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["sink"]
+        self.applied = Counter(
+            "replicator_sink_events_applied", "Change events applied", labels, registry=self.registry
+        ).labels(sink)
+        self.batch_seconds = Histogram(
+            "replicator_sink_batch_seconds",
+            "Time to apply one batch (with its position)",
+            labels,
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ).labels(sink)
+        self.retries = Counter(
+            "replicator_sink_retries", "Batches retried because the destination was unavailable", labels,
+            registry=self.registry,
+        ).labels(sink)  # fmt: skip
+        self.dead_letters = Counter(
+            "replicator_sink_dead_letters", "Events sent to the dead-letter topic", labels, registry=self.registry
+        ).labels(sink)
+        self.watermark_seq = Gauge(
+            "replicator_sink_watermark_seq", "Seq up to which every change is applied", labels,
+            registry=self.registry,
+        ).labels(sink)  # fmt: skip
+        self.watermark_lag = Gauge(
+            "replicator_sink_watermark_lag_seconds", "Now minus the watermark's store time", labels,
+            registry=self.registry,
+        ).labels(sink)  # fmt: skip
+        self.healthy = True
+        self._watermark_ts_ms: int | None = None
+        self.watermark_lag.set_function(self._lag)
+
+    def _lag(self) -> float:
+        return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
+
+    def observe_position(self, position: SinkPosition | None) -> None:
+        mark = None if position is None else position.watermark()
+        if mark is not None:
+            self.watermark_seq.set(mark.seq)
+            self._watermark_ts_ms = mark.ts_ms
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """Serves the metrics on 127.0.0.1-or-given host in a daemon thread. ``port`` 0 picks a free one."""
+
+    def __init__(self, metrics: SinkMetrics, port: int, host: str = "0.0.0.0") -> None:
+        owner = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, status, kind = owner.render(), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/healthz"):
+                    ok = owner.healthy
+                    body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
+                else:
+                    body, status, kind = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes are not worth a log line
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sink-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,65 @@
+"""The Neo4j destination of the sink runner (design §7): plan a batch (pure), apply it with its
+position in one managed transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import neo4j
+
+from replicator.position import SinkPosition
+from replicator.sinks.batch import Batch
+from replicator.sinks.neo4j import applier
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.planner import plan
+from replicator.sinks.settings import Neo4jSettings
+
+log = logging.getLogger(__name__)
+
+
+class Neo4jDestination:
+    """Applies entity and relation changes to a Neo4j graph. One driver, opened by ``start``.
+
+    ``apply`` is idempotent (``_seq`` rules of the planner) and writes the batch and its position
+    atomically. Raises DestinationUnavailable when the server cannot be reached, PoisonEvent for a
+    change that breaks the envelope's rules, and the server's ClientError when it refuses the data.
+    """
+
+    def __init__(self, name: str, settings: Neo4jSettings, model: GraphModel | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.model = model or GraphModel()
+        self._driver: neo4j.Driver | None = None
+
+    @property
+    def driver(self) -> neo4j.Driver:
+        if self._driver is None:
+            self._driver = neo4j.GraphDatabase.driver(
+                self.settings.uri,
+                auth=self.settings.auth(),
+                # Fail fast when the server is gone: the runner owns retrying (with partitions paused).
+                connection_timeout=5.0,
+                max_transaction_retry_time=5.0,
+                connection_acquisition_timeout=10.0,
+                notifications_min_severity="OFF",
+            )
+        return self._driver
+
+    def start(self) -> SinkPosition | None:
+        """Create constraints/indexes and return the stored position. Blocks; idempotent."""
+        applier.create_schema(self.driver, self.settings.database, self.model)
+        return self.read_position()
+
+    def read_position(self) -> SinkPosition | None:
+        return applier.read_position(self.driver, self.name, database=self.settings.database, model=self.model)
+
+    def apply(self, batch: Batch) -> None:
+        todo = plan(batch, self.model)
+        position = batch.position(self.name, int(time.time() * 1000))
+        applier.apply_plan(self.driver, self.settings.database, self.model, todo, position)
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None

@@ -1,0 +1,80 @@
+"""How the graph looks in Neo4j (design §6): labels, property names, relationship-type mapping.
+
+Labels and the relation-type / confidence / strength property names are configurable (the seed's
+``neo4j-migration.yaml`` ``mapping:`` section: ``entity_label``, ``relation_type_property``,
+``confidence_property``, ``strength_property``); the tombstone and position labels are too, so tests
+can isolate themselves on a shared server. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from replicator.errors import ConfigError
+
+_NON_WORD: Final = re.compile(r"[^A-Za-z0-9]+")
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def relationship_type(relation_type: str) -> str:
+    """The Neo4j relationship type for a store ``relation_type`` (design §6): upper-case, every run of
+    characters outside ``[A-Za-z0-9]`` becomes ``_``, ``R_`` in front if it would start with a digit,
+    ``RELATED_TO`` if nothing is left. Pure; the exact text is kept in a property, so the mapping may
+    merge several texts into one type without losing anything."""
+    mapped = _NON_WORD.sub("_", relation_type).upper()
+    if not mapped.strip("_"):
+        return "RELATED_TO"
+    return "R_" + mapped if mapped[0].isdigit() else mapped
+
+
+def quote(name: str) -> str:
+    """``name`` as a backtick-quoted Cypher identifier (backticks doubled), safe for any text."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass(frozen=True)
+class GraphModel:
+    """Names used in the graph. Raises ConfigError on construction for names that are not plain
+    identifiers (they are quoted anyway, but a label like ``a b`` is surely a mistake)."""
+
+    entity_label: str = "Entity"
+    tombstone_label: str = "ReplicatorTombstone"
+    position_label: str = "ReplicatorPosition"
+    relation_type_property: str = "relation_type"
+    confidence_property: str = "confidence"
+    strength_property: str = "strength"
+    #: Debug aid for tests: every node/relationship also keeps ``_applied``, the list of seqs that
+    #: wrote it, so "no event applied twice" can be observed. Off in production (it grows).
+    audit: bool = False
+
+    def __post_init__(self) -> None:
+        names = {
+            "entity label": self.entity_label,
+            "tombstone label": self.tombstone_label,
+            "position label": self.position_label,
+            "relation type property": self.relation_type_property,
+            "confidence property": self.confidence_property,
+            "strength property": self.strength_property,
+        }
+        for what, value in names.items():
+            if not _IDENTIFIER.match(value):
+                raise ConfigError(
+                    f"Neo4j {what} {value!r} is not a plain identifier",
+                    hint="use letters, digits and _ and start with a letter, e.g. Entity or relation_type",
+                )
+        labels = {self.entity_label, self.tombstone_label, self.position_label}
+        if len(labels) != 3:
+            raise ConfigError(
+                "the entity, tombstone and position labels must differ",
+                hint="e.g. Entity, ReplicatorTombstone, ReplicatorPosition",
+            )
+
+    def renamed(self, prop: str) -> str:
+        """The graph property name for a store column (only the mapped ones change)."""
+        return {
+            "relation_type": self.relation_type_property,
+            "confidence": self.confidence_property,
+            "strength": self.strength_property,
+        }.get(prop, prop)

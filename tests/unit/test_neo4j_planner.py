@@ -1,0 +1,106 @@
+"""The Neo4j planner without a server: type mapping, quoting, collapsing per row, poison detection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replicator.errors import ConfigError
+from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE
+from replicator.sinks.batch import Batch, Event
+from replicator.sinks.errors import PoisonEvent
+from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
+from replicator.sinks.neo4j.planner import plan, relation_upsert_query
+
+
+def _src(seq: int) -> dict[str, Any]:
+    return {"connector": "c", "version": "t", "store": "s", "table": "x", "seq": seq, "snapshot": "false", "ts_ms": 1}
+
+
+def _entity(i: int, seq: int, op: str = "c", name: str = "n") -> Event:
+    row = {"id": i, "name": name, "entity_type": "t", "observations": ["o"], "confidence": 1.0, "strength": 1.0,
+           "version": 1, "created_at": 1, "updated_at": 1, "valid_from": None, "valid_to": None, "metadata": None,
+           "extra": {"added": "3"}}  # fmt: skip
+    record = {"op": op, "before": row if op in ("u", "d") else None, "after": None if op == "d" else row,
+              "source": _src(seq), "ts_ms": 1}  # fmt: skip
+    return Event("p.entities", 0, seq, i, ENTITY_CHANGE, record)
+
+
+def _relation(i: int, seq: int, rtype: str, op: str = "c", frm: int = 1) -> Event:
+    row = {"id": i, "from_entity_id": frm, "to_entity_id": 2, "relation_type": rtype, "strength": 0.5,
+           "confidence": 1.0, "created_at": 1, "updated_at": 1, "valid_from": None, "valid_to": None,
+           "metadata": None, "extra": None}  # fmt: skip
+    record = {"op": op, "before": row if op in ("u", "d") else None, "after": None if op == "d" else row,
+              "source": _src(seq), "ts_ms": 1}  # fmt: skip
+    return Event("p.relations", 0, seq, i, RELATION_CHANGE, record)
+
+
+@pytest.mark.parametrize(
+    ("text", "mapped"),
+    [("depends on", "DEPENDS_ON"), ("works-at", "WORKS_AT"), ("2nd", "R_2ND"), ("", "RELATED_TO"), ("--", "RELATED_TO"),
+     ("知る", "RELATED_TO"), ("x`]->() DETACH DELETE n //", "X_DETACH_DELETE_N_"), ("works_at", "WORKS_AT")],
+)  # fmt: skip
+def test_relationship_type_mapping(text: str, mapped: str) -> None:
+    assert relationship_type(text) == mapped
+
+
+@settings(max_examples=50)
+@given(st.text())
+def test_mapped_types_are_plain_identifiers_and_quoting_is_closed(text: str) -> None:
+    mapped = relationship_type(text)
+    assert mapped and all(c.isascii() and (c.isalnum() or c == "_") for c in mapped) and not mapped[0].isdigit()
+    quoted = quote(text)
+    assert quoted.startswith("`") and quoted.endswith("`") and "`" not in quoted[1:-1].replace("``", "")
+
+
+def test_only_the_last_change_per_row_is_planned_and_froms_are_collected() -> None:
+    heartbeat = Event("p.entities", 1, 9, -1, HEARTBEAT, {"source": _src(9), "ts_ms": 1})
+    events = [_entity(1, 1), _entity(1, 2, "u", "renamed"), _relation(5, 3, "a b"), _relation(5, 4, "a b", "u", frm=1),
+              _entity(2, 5), _entity(2, 6, "d"), heartbeat, Event("p.entities", 0, 10, 2, None, None)]  # fmt: skip
+    todo = plan(Batch(events, {"p.entities": 3}), GraphModel())
+
+    assert [(r["id"], r["seq"], r["props"]["name"]) for r in todo.entity_upserts] == [(1, 2, "renamed")]
+    assert todo.entity_upserts[0]["props"]["extra"] == '{"added": "3"}'
+    assert todo.entity_deletes == [{"id": 2, "seq": 6}]
+    assert list(todo.relation_upserts) == ["A_B"]
+    assert todo.relation_upserts["A_B"][0]["props"]["relation_type"] == "a b"
+    assert todo.relation_upserts["A_B"][0]["froms"] == [1]
+    assert todo.size == 3
+
+
+def test_property_names_follow_the_mapping() -> None:
+    model = GraphModel(relation_type_property="type", confidence_property="conf", strength_property="weight")
+    todo = plan(Batch([_relation(5, 3, "knows")], {}), model)
+    props = todo.relation_upserts["KNOWS"][0]["props"]
+    assert props["type"] == "knows" and props["weight"] == 0.5 and props["conf"] == 1.0
+    assert "relation_type" not in props
+
+
+def test_hostile_type_is_quoted_and_its_text_is_only_a_parameter() -> None:
+    todo = plan(Batch([_relation(5, 3, "x`]->() DETACH DELETE n //")], {}), GraphModel())
+    statements = todo.statements(GraphModel())
+    assert "DETACH DELETE n //" not in statements[-1].query
+    assert "`X_DETACH_DELETE_N_`" in relation_upsert_query(GraphModel(), "X_DETACH_DELETE_N_")
+
+
+@pytest.mark.parametrize(
+    "record_change",
+    [lambda r: r.update(after=None), lambda r: r.update(op="x"), lambda r: r["after"].update(id=77)],
+)
+def test_envelope_violations_are_poison_with_their_index(record_change: Any) -> None:
+    bad = _entity(3, 3)
+    assert bad.record is not None
+    record_change(bad.record)
+    with pytest.raises(PoisonEvent) as caught:
+        plan(Batch([_entity(1, 1), bad], {}), GraphModel())
+    assert caught.value.index == 1
+
+
+def test_model_refuses_odd_names() -> None:
+    with pytest.raises(ConfigError, match="plain identifier"):
+        GraphModel(entity_label="a b")
+    with pytest.raises(ConfigError, match="must differ"):
+        GraphModel(entity_label="X", tombstone_label="X")
