@@ -23,6 +23,9 @@ import yaml
 
 from replicator.errors import ConfigError
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination
+from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
+from replicator.sinks.qdrant.destination import QdrantDestination
+from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
 from replicator.sinks.runner import Destination, SinkRunner
 from replicator.sinks.runner_settings import DEFAULT_PREFIX, SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
@@ -74,7 +77,8 @@ def runner_options(f: F) -> F:
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
         click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),
-        click.option("--group", envvar="REPLICATOR_SINK_GROUP", required=True, help="Consumer group of this sink."),
+        click.option("--group", envvar="REPLICATOR_SINK_GROUP", default=None,
+                     help="Consumer group of this sink [required to run it]."),
         click.option("--sink-name", envvar="REPLICATOR_SINK_NAME", default="",
                      help="Key of the stored position [default: the group]."),
         click.option("--batch-size", type=int, default=1000, show_default=True),
@@ -89,6 +93,8 @@ def runner_options(f: F) -> F:
 
 
 def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunnerSettings:
+    if not opts.get("group"):
+        raise click.UsageError("Missing option '--group' (the sink's consumer group).")
     return SinkRunnerSettings(
         group=opts["group"],
         kafka=KafkaSettings(bootstrap_servers=opts["bootstrap_servers"], client_id=f"replicator-sink-{opts['group']}"),
@@ -157,4 +163,21 @@ def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option
     run_sink(settings, Neo4jDestination(settings.sink, graph, model))
 
 
-# sink.add_command(qdrant_sink)  <- `replicator sink qdrant` registers here, built like neo4j_sink.
+@sink.group("qdrant", invoke_without_command=True)
+@runner_options
+@connection_options
+@click.option("--encode-batch", default=DEFAULT_ENCODE_BATCH, show_default=True,
+              help="Texts per model.encode call (16-64 on a small CPU).")  # fmt: skip
+@click.pass_context
+def qdrant_sink(ctx: click.Context, /, **opts: Any) -> None:  # noqa: ANN401 - click passes every option by name
+    """Apply entity and embedding changes to a Qdrant collection (384-d cosine, point id = entity id),
+    embedding with the packaged all-MiniLM-L6-v2; or re-embed it (``reembed``)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = runner_settings(opts, ("entities", "embeddings"))
+    qdrant = sink_settings(opts["url"], opts["api_key"], opts["path"], opts["collection"], settings.sink,
+                           opts["encode_batch"])  # fmt: skip
+    run_sink(settings, QdrantDestination(qdrant))
+
+
+qdrant_sink.add_command(reembed_command)

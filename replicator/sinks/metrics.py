@@ -1,12 +1,13 @@
-"""Prometheus metrics of a sink and its HTTP endpoint: ``/metrics`` and ``/healthz``."""
+"""Prometheus metrics of a sink and its HTTP endpoint: ``/metrics``, ``/healthz`` and ``/position``."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from replicator.position import SinkPosition
@@ -44,6 +45,11 @@ class SinkMetrics:
             registry=self.registry,
         ).labels(sink)  # fmt: skip
         self.healthy = True
+        #: What ``/position`` serves: the position as last written, and what the destination holds
+        #: (Destination.describe, when it has one). Qdrant's local mode lets one process open its
+        #: storage, so lag and cutover ask the sink instead of the destination.
+        self.position: SinkPosition | None = None
+        self.destination_state: dict[str, int] = {}
         self._watermark_ts_ms: int | None = None
         self.watermark_lag.set_function(self._lag)
 
@@ -51,13 +57,19 @@ class SinkMetrics:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
 
     def observe_position(self, position: SinkPosition | None) -> None:
+        self.position = position
         mark = None if position is None else position.watermark()
         if mark is not None:
             self.watermark_seq.set(mark.seq)
             self._watermark_ts_ms = mark.ts_ms
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        # This runner's registry, then the process-wide one (destinations' own counters).
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
+
+    def position_document(self) -> bytes:
+        position = None if self.position is None else json.loads(self.position.to_json())
+        return json.dumps({"position": position, "destination": self.destination_state}).encode()
 
 
 class MetricsServer:
@@ -70,6 +82,8 @@ class MetricsServer:
             def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body, status, kind = owner.render(), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/position"):
+                    body, status, kind = owner.position_document(), 200, "application/json"
                 elif self.path.startswith("/healthz"):
                     ok = owner.healthy
                     body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"

@@ -112,6 +112,7 @@ class SinkRunner:
         try:
             self._position = self._retrying(self.destination.start, "start")
             self.metrics.observe_position(self._position)
+            self._describe()
             create_topic(self.settings.kafka, self.settings.dlq_topic)
             self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink)
             consumer = Consumer(self.settings.consumer())
@@ -204,8 +205,19 @@ class SinkRunner:
         self.metrics.applied.inc(len(applied.changes()))
         position = applied.position(self.sink, int(time.time() * 1000))
         self._position = position if self._position is None else self._position.merged(position)
+        self._describe()  # before the position: a reader that sees the position sees counts as new
         self.metrics.observe_position(self._position)
         self._commit(position)
+
+    def _describe(self) -> None:
+        """Refresh what the destination reports about itself (optional ``describe() -> dict``)."""
+        describe = getattr(self.destination, "describe", None)
+        if describe is None:
+            return
+        try:
+            self.metrics.destination_state = dict(describe())
+        except Exception as exc:  # an observation; never a reason to stop applying
+            log.warning("describe failed", extra={"error": str(exc)})
 
     def _apply_until_done(self, batch: Batch) -> Batch | None:
         """Apply, retrying while the destination is unavailable. Returns what was applied (events of

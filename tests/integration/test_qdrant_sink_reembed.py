@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from replicator.embedding import load_model
 from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
-from replicator.sinks.qdrant.cli import qdrant_command
+from replicator.sinks.cli import qdrant_sink
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.points import EMBEDDING_MODEL_VERSION, SEQ
 from replicator.sinks.qdrant.reembed import ReembedReport, reembed, reembed_page
@@ -99,7 +99,7 @@ def test_cli_reembeds_a_local_collection(sink: Any) -> None:
     path = destination.settings.qdrant.path
     destination.close()  # local mode: one client per directory
 
-    result = CliRunner().invoke(qdrant_command, ["reembed", "--path", str(path), "--collection", COLLECTION])
+    result = CliRunner().invoke(qdrant_sink, ["reembed", "--path", str(path), "--collection", COLLECTION])
 
     assert result.exit_code == 0, result.output
     assert "6 of 6 points re-embedded" in result.output

@@ -1,4 +1,5 @@
-"""``replicator sink qdrant``: run the Qdrant sink (through the sink runner) or ``reembed`` its points."""
+"""``replicator sink qdrant reembed`` and the Qdrant connection options (the sink itself runs from
+``replicator/sinks/cli.py``, through the shared runner)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
-from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
+from replicator.sinks.qdrant.destination import QdrantSinkSettings
+from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.reembed import count_points
 from replicator.sinks.qdrant.reembed import reembed as reembed_points
 from replicator.sinks.settings import QdrantSettings
@@ -39,30 +40,7 @@ def sink_settings(url: str | None, api_key: str | None, path: Path | None, colle
                               api_key=api_key, encode_batch=encode_batch)  # fmt: skip
 
 
-@click.group("qdrant", invoke_without_command=True)
-@connection_options
-@click.option("--sink-name", default="qdrant", show_default=True, help="Names this sink's stored position.")
-@click.option("--batch-size", default=DEFAULT_ENCODE_BATCH, show_default=True,
-              help="Texts per model.encode call (16-64 on a small CPU).")  # fmt: skip
-@click.pass_context
-def qdrant_command(ctx: click.Context, url: str | None, api_key: str | None, path: Path | None, collection: str,
-                   sink_name: str, batch_size: int) -> None:  # fmt: skip
-    """Apply entity and embedding change events to a Qdrant collection (384-d cosine, point id =
-    entity id), or re-embed it (``reembed``). The Kafka side (topics, batching, commits, DLQ) is the
-    sink runner's: this command builds the destination and hands it over."""
-    if ctx.invoked_subcommand is not None:
-        return
-    settings = sink_settings(url, api_key, path, collection, sink_name, batch_size)
-    destination = QdrantDestination(settings)
-    ctx.obj = destination  # the runner's `sink` group picks it up (see the report for the integration point)
-    try:
-        from replicator.sinks import runner  # type: ignore[attr-defined]  # noqa: PLC0415 - lands with the runner
-    except ImportError as exc:
-        raise click.UsageError("this build has no sink runner (replicator/sinks/runner.py)") from exc
-    runner.run_destination(ctx, destination)
-
-
-@qdrant_command.command("reembed")
+@click.command("reembed")
 @connection_options
 @click.option("--batch-size", default=64, show_default=True, help="Points per page (read, encode, write).")
 @click.option("--stale-only", is_flag=True, help="Skip points already labelled with this model version.")
@@ -104,6 +82,3 @@ def reembed_command(url: str | None, api_key: str | None, path: Path | None, col
         f"{report.moved} changed by a live sink meanwhile, {report.awaiting_entity} awaiting their entity, "
         f"{report.current} already current"
     )
-
-
-reembed = reembed_command  # the name the runner's CLI wiring imports

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
@@ -149,6 +149,17 @@ class QdrantDestination:
 
     def read_position(self) -> SinkPosition | None:
         return read_position(self.client, self.settings.qdrant.collection, self.name)
+
+    def describe(self) -> dict[str, int]:
+        """What the collection holds: entity points (``_seq`` > 0; a point with only a store vector
+        awaiting its entity does not count). Blocks on an exact count. Raises DestinationUnavailable."""
+        with qdrant_errors("counting", self.settings.where):
+            counted = self.client.count(
+                self.settings.qdrant.collection,
+                count_filter=models.Filter(must=[models.FieldCondition(key="_seq", range=models.Range(gt=0))]),
+                exact=True,
+            )
+        return {"entities": int(counted.count)}
 
     def close(self) -> None:
         """Close the client if this destination opened it (releases a local-mode directory lock)."""
