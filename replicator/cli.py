@@ -24,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(smoke)
+__import__("replicator.migrate.tools_cli", fromlist=["register"]).register(cli)  # export/import/stats/diff/validate
 
 
 def main() -> None:
