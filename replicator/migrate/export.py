@@ -93,7 +93,6 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
             if with_embeddings
             else None
         )
-        embedding_count = int(store.conn.execute("SELECT count(*) FROM embeddings").fetchone()[0])
     doc: dict[str, Any] = {"entities": entities, "relations": relations}
     if embeddings is not None:
         doc["embeddings"] = embeddings
@@ -102,7 +101,9 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
         "version": FORMAT_VERSION,
         "replicator_version": __version__,
         "exported_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "counts": {"entities": len(entities), "relations": len(relations), "embeddings": embedding_count},
+        # What the file holds (so an import reproduces them): no embedding count without embeddings.
+        "counts": {"entities": len(entities), "relations": len(relations)}
+        | ({} if embeddings is None else {"embeddings": len(embeddings)}),
         "with_embeddings": with_embeddings,
     }
     if "store_id" in meta:

@@ -157,7 +157,7 @@ def values_equal(a: object, b: object) -> bool:
     """Field equality as validation means it: ints and floats compare numerically with a relative
     tolerance, sequences element-wise (a list equals a tuple), everything else with ``==``."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return a == b
+        return type(a) is type(b) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
         if isinstance(a, int) and isinstance(b, int):
             return a == b

@@ -61,8 +61,11 @@ class StoreIndex:
 
     def __init__(self, vectors: Mapping[int, Sequence[float]]) -> None:
         self.ids = np.array(sorted(vectors), dtype=np.int64)
-        matrix = np.array([vectors[i] for i in self.ids.tolist()], dtype=np.float32).reshape(len(self.ids), -1)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(self.ids) else np.ones((0, 1), np.float32)
+        if not len(self.ids):
+            self.matrix = np.zeros((0, 0), dtype=np.float32)
+            return
+        matrix = np.array([vectors[i] for i in self.ids.tolist()], dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         self.matrix = matrix / np.where(norms == 0, 1, norms)
 
     def search(self, vector: Sequence[float], limit: int) -> list[int]:
