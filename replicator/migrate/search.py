@@ -66,7 +66,7 @@ class StoreIndex:
             return
         matrix = np.array([vectors[i] for i in self.ids.tolist()], dtype=np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        self.matrix = matrix / np.where(norms == 0, 1, norms)
+        self.matrix = (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
 
     def search(self, vector: Sequence[float], limit: int) -> list[int]:
         if not len(self.ids):

@@ -25,7 +25,7 @@ from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.migrate.model import relationship_type
 from replicator.migrate.repair import plan_repair
 from replicator.migrate.stats import neo4j_stats, qdrant_stats
-from replicator.migrate.validate import ValidationOptions, validate
+from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.writer import MemoryWriter
 
@@ -55,30 +55,28 @@ def model() -> Any:
 @dataclass
 class World:
     db: Path
-    neo4j: Neo4jSettings
+    graph: Neo4jSettings
     label: str
     qdrant: QdrantSettings
     driver: neo4j.Driver
+    model: Any
 
     def cypher(self, query: str, **params: Any) -> list[neo4j.Record]:
-        records, _, _ = self.driver.execute_query(query, params, database_=self.neo4j.database)  # type: ignore[arg-type]
-        return records
+        records, _, _ = self.driver.execute_query(query, params, database_=self.graph.database)
+        return list(records)
 
     def qdrant_client(self) -> QdrantClient:
         return QdrantClient(path=str(self.qdrant.path))
 
     def run(self, targets: list[str], **options: Any) -> Any:
         return validate(
-            self.db, targets, neo4j=self.neo4j, entity_label=self.label, qdrant=self.qdrant,
-            options=ValidationOptions(**options), model=options.pop("model", None) if False else _MODEL[0],
+            self.db, targets, neo4j=self.graph, entity_label=self.label, qdrant=self.qdrant,
+            options=ValidationOptions(**options), model=self.model,
         )  # fmt: skip
 
     def flags(self) -> list[str]:
         return ["--db", str(self.db), "--entity-label", self.label, "--qdrant-path", str(self.qdrant.path),
                 "--collection", self.qdrant.collection]  # fmt: skip
-
-
-_MODEL: list[Any] = [None]
 
 
 def _build_store(db: Path, model: Any) -> None:
@@ -109,7 +107,7 @@ def _populate_neo4j(world: World) -> None:
     world.cypher(f"CREATE (:`{world.label}_Tomb` {{kind: 'entity', id: 6000, _seq: 1}})")
     for row in conn.execute("SELECT * FROM relations"):
         seq += 1
-        props = {k: row[k] for k in row.keys() if k not in ("from_entity_id", "to_entity_id")} | {"_seq": seq}
+        props = {k: row[k] for k in row.keys() if k not in ("from_entity_id", "to_entity_id")} | {"_seq": seq}  # noqa: SIM118 - a Row iterates values
         world.cypher(
             f"MATCH (a:{lab} {{id: $a}}), (b:{lab} {{id: $b}}) "
             f"CREATE (a)-[r:`{relationship_type(row['relation_type'])}`]->(b) SET r = $props",
@@ -124,14 +122,15 @@ def _populate_qdrant(world: World) -> None:
     client = world.qdrant_client()
     try:
         client.create_collection(
-            world.qdrant.collection, vectors_config=models.VectorParams(size=DIMENSIONS, distance=models.Distance.COSINE)
+            world.qdrant.collection,
+            vectors_config=models.VectorParams(size=DIMENSIONS, distance=models.Distance.COSINE),
         )
         points = []
         rows = conn.execute("SELECT e.*, m.embedding AS vec FROM entities e JOIN embeddings m ON m.entity_id = e.id")
         for seq, row in enumerate(rows, start=1):
             observations = json.loads(row["observations"])
             text = entity_text(row["name"], row["entity_type"], observations)
-            payload = {k: row[k] for k in row.keys() if k != "vec"} | {
+            payload = {k: row[k] for k in row.keys() if k != "vec"} | {  # noqa: SIM118
                 "observations": observations, "_seq": seq, "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "embedding_model": "all-MiniLM-L6-v2", "embedding_model_version": "all-MiniLM-L6-v2@store",
                 "embedding_source": "store",
@@ -146,12 +145,11 @@ def _populate_qdrant(world: World) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path, graph: Neo4jSettings, model: Any) -> Iterator[World]:
-    _MODEL[0] = model
     label = f"Entity_{uuid.uuid4().hex[:10]}"
     qdrant = QdrantSettings(path=tmp_path / "qdrant", collection=f"c_{uuid.uuid4().hex[:8]}")
     (tmp_path / "qdrant").mkdir()
     with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:
-        w = World(tmp_path / "memory.db", graph, label, qdrant, driver)
+        w = World(tmp_path / "memory.db", graph, label, qdrant, driver, model)
         _build_store(w.db, model)
         try:
             _populate_neo4j(w)
@@ -174,7 +172,7 @@ def test_an_equal_copy_validates_in_full_and_by_sample(world: World) -> None:
     assert full.counts["neo4j"] == {"entities": 12, "placeholders": 1, "relations": 7}
     assert full.counts["qdrant"] == {"points": 12}
     assert full.search_consistency == 1.0
-    assert [q.query for q in full.search][0] == "machine learning algorithms"
+    assert full.search[0].query == "machine learning algorithms"
     assert full.search[0].store_top[0] == 1  # "Gradient boosting" answers the first query
     sample = world.run(["neo4j", "qdrant"], sample=4, seed=7, search=False)
     assert sample.ok and sample.sampled == 4 and sample.search_consistency is None
@@ -277,10 +275,25 @@ def test_cli_diff_and_validate_exit_1_and_name_keys(world: World) -> None:
 
 
 def test_stats_per_backend(world: World) -> None:
-    graph = neo4j_stats(world.neo4j, world.label, tombstone_label=f"{world.label}_Tomb")
+    graph = neo4j_stats(world.graph, world.label, tombstone_label=f"{world.label}_Tomb")
     assert (graph["entities"], graph["placeholders"], graph["relations"], graph["tombstones"]) == (12, 1, 7, 1)
     assert qdrant_stats(world.qdrant)["points"] == 12
     out = CliRunner().invoke(cli, ["stats", *world.flags(), "--neo4j", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert data["store"]["entities"] == 12 and data["neo4j"]["relations"] == 7 and data["qdrant"]["points"] == 12
+
+
+def test_cutover_entry_point_returns_one_line_per_problem(world: World) -> None:
+    @dataclass
+    class Opts:  # what cutover's TargetOptions carries
+        neo4j: Neo4jSettings
+        entity_label: str
+        qdrant: QdrantSettings
+        qdrant_api_key: str | None = None
+
+    opts = Opts(world.graph, world.label, world.qdrant)
+    assert validate_store(world.db, opts, targets=("neo4j",), full=True) == []
+    world.cypher(f"MATCH (n:`{world.label}` {{id: 4}}) DETACH DELETE n")
+    problems = validate_store(world.db, opts, targets=("neo4j",), fast=True)
+    assert problems[0] == "neo4j: 11 entities, the store has 12 entities"

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from replicator.migrate.diff import Mismatch, compare, compare_keys, merge
+from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import (
     Embedding,
     Entity,
@@ -20,7 +21,6 @@ from replicator.migrate.model import (
 )
 from replicator.migrate.search import QueryOverlap, StoreIndex, consistency, overlap
 from replicator.migrate.validate import ValidationOptions, ValidationReport, expand_targets
-from replicator.migrate.errors import MigrateError
 
 
 def _entity(i: int, **kw: object) -> Entity:
@@ -147,7 +147,9 @@ def test_report_json_names_every_key_and_options_are_checked() -> None:
     )  # fmt: skip
     data = json.loads(report.to_json())
     assert data["ok"] is False
-    assert data["mismatches"] == [{"target": "neo4j", "kind": "entity", "key": 3, "problem": "different", "fields": ["name"]}]
+    assert data["mismatches"] == [
+        {"target": "neo4j", "kind": "entity", "key": 3, "problem": "different", "fields": ["name"]}
+    ]
     assert "mismatch: neo4j entity 3: different (name)" in report.to_text()
     assert expand_targets(["hybrid", "neo4j"]) == ("neo4j", "qdrant")
     with pytest.raises(MigrateError):

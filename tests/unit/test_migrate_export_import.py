@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +120,10 @@ def test_a_failed_import_into_a_new_path_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_cli_bad_file_is_exit_2_with_hint(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    args = ["import", "--db", str(tmp_path / "n.db"), "-i", str(tmp_path / "bad.json")]
     proc = subprocess.run(
-        [sys.executable, "-m", "replicator", "import", "--db", str(tmp_path / "n.db"), "-i", str(tmp_path / "bad.json")],
+        [sys.executable, "-m", "replicator", *args],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import replicator.capture.install as install
-
+from replicator.capture import install
 from replicator.migrate.diff import Mismatch
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import Entity, Relation
