@@ -9,6 +9,7 @@ import click
 from replicator import __version__
 from replicator.errors import ReplicatorError
 from replicator.migrate import cli as migrate_cli
+from replicator.migrate import tools_cli
 from replicator.sinks.cli import sink
 from replicator.smoke import smoke
 from replicator.stack.cli import stack
@@ -26,7 +27,8 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(smoke)
-migrate_cli.register(cli)
+migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
+tools_cli.register(cli)  # export, import, stats, diff, validate
 cli.add_command(sink)
 
 

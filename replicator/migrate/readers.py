@@ -1,0 +1,447 @@
+"""Read the store, Neo4j and Qdrant into the same :mod:`replicator.migrate.model` values.
+
+* :class:`StoreReader`: the SQLite file opened read-only (URI ``mode=ro``), queries of one call in
+  one deferred read transaction: in WAL mode a reader never blocks the writer and sees one
+  consistent state.
+* :class:`Neo4jReader`: nodes of the configured entity label and the relationships between them, as
+  design §6 lays them out (placeholders reported apart, tombstones and positions ignored).
+* :class:`QdrantReader`: points of the collection (point id = entity id), payload = entity fields.
+
+All readers block; each raises MigrateError (with a hint) when its backend cannot be read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import neo4j
+from neo4j.exceptions import Neo4jError, ServiceUnavailable
+from qdrant_client import QdrantClient, models
+
+from replicator.migrate.errors import MigrateError
+from replicator.migrate.model import (
+    Embedding,
+    Entity,
+    Relation,
+    Snapshot,
+    decode_observations,
+    entity_from_mapping,
+)
+from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+
+_CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
+_ENTITY_COLS = (
+    "id, name, entity_type, observations, confidence, strength, version, created_at, updated_at, "
+    "valid_from, valid_to, metadata"
+)
+_RELATION_COLS = (
+    "r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, r.created_at, "
+    "r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name"
+)
+CHANGELOG = "_replicator_changelog"
+META = "_replicator_meta"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The ids a backend holds (cheap to read: ids only)."""
+
+    entities: frozenset[int]
+    relations: frozenset[int]
+    placeholders: frozenset[int] = frozenset()
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _entity_row(row: Sequence[Any]) -> Entity:
+    return Entity(
+        id=int(row[0]),
+        name=str(row[1]),
+        entity_type=str(row[2]),
+        observations=decode_observations(row[3]),
+        confidence=row[4],
+        strength=row[5],
+        version=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        valid_from=row[9],
+        valid_to=row[10],
+        metadata=row[11],
+    )
+
+
+def _relation_row(row: Sequence[Any]) -> Relation:
+    return Relation(
+        id=int(row[0]),
+        from_entity_id=int(row[1]),
+        to_entity_id=int(row[2]),
+        relation_type=str(row[3]),
+        strength=row[4],
+        confidence=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        valid_from=row[8],
+        valid_to=row[9],
+        metadata=row[10],
+        from_name=row[11],
+        to_name=row[12],
+    )
+
+
+def unpack_blob(blob: bytes) -> tuple[float, ...]:
+    """The store's embedding BLOB (little-endian float32) as floats."""
+    return struct.unpack(f"<{len(blob) // 4}f", blob)
+
+
+class StoreReader:
+    """Read-only access to a store file. Never creates the file, never writes, never takes a write
+    lock. Raises MigrateError for a missing, foreign or unreadable file."""
+
+    def __init__(self, path: Path, *, timeout_s: float = 5.0) -> None:
+        self.path = path
+        if not path.is_file():
+            raise MigrateError(
+                f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)"
+            )
+        try:
+            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            tables = {str(r[0]) for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise MigrateError(f"{path} is not a readable SQLite database ({exc})", hint="check --db") from exc
+        missing = [t for t in ("entities", "relations", "embeddings") if t not in tables]
+        if missing:
+            self.conn.close()
+            raise MigrateError(
+                f"{path} is SQLite but not a Caxton memory store: no table {', '.join(missing)}",
+                hint="point --db at the memory.db that Caxton's runtime writes",
+            )
+        self.capture_installed = CHANGELOG in tables and META in tables
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One consistent read: BEGIN (deferred: a read lock on the WAL snapshot only) ... COMMIT."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def counts(self) -> dict[str, int]:
+        return {
+            t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+            for t in ("entities", "relations", "embeddings")
+        }
+
+    def keys(self) -> Keys:
+        return Keys(
+            entities=frozenset(int(r[0]) for r in self.conn.execute("SELECT id FROM entities")),
+            relations=frozenset(int(r[0]) for r in self.conn.execute("SELECT id FROM relations")),
+        )
+
+    def meta(self) -> dict[str, str]:
+        """The capture's ``_replicator_meta`` (empty when capture is not installed)."""
+        if not self.capture_installed:
+            return {}
+        return {str(k): str(v) for k, v in self.conn.execute(f"SELECT key, value FROM {META}")}
+
+    def changelog(self) -> tuple[int, int]:
+        """(backlog rows, head seq) of the changelog; (0, 0) when capture is not installed."""
+        if not self.capture_installed:
+            return 0, 0
+        backlog = int(self.conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0])
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
+        return backlog, int(row[0]) if row else 0
+
+    def read(self, entity_ids: Iterable[int] | None = None, *, embeddings: bool = True) -> Snapshot:
+        """All entities (``entity_ids`` None) or those given, every relation touching them, and their
+        embeddings. Ids the store lacks are simply absent from the snapshot."""
+        snap = Snapshot("store")
+        rel_sql = (
+            f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+            "LEFT JOIN entities b ON b.id = r.to_entity_id"
+        )
+        if entity_ids is None:
+            rows = self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities ORDER BY id").fetchall()
+            snap.entities = {int(r[0]): _entity_row(r) for r in rows}
+            snap.relations = {int(r[0]): _relation_row(r) for r in self.conn.execute(rel_sql + " ORDER BY r.id")}
+            if embeddings:
+                for r in self.conn.execute("SELECT entity_id, embedding, model_version, created_at FROM embeddings"):
+                    snap.embeddings[int(r[0])] = Embedding(int(r[0]), unpack_blob(r[1]), r[2], r[3])
+            return snap
+        ids = sorted(set(entity_ids))
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities WHERE id IN ({marks})", chunk):
+                snap.entities[int(r[0])] = _entity_row(r)
+            for r in self.conn.execute(
+                rel_sql + f" WHERE r.from_entity_id IN ({marks}) OR r.to_entity_id IN ({marks})", [*chunk, *chunk]
+            ):
+                snap.relations[int(r[0])] = _relation_row(r)
+            if embeddings:
+                sql = "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id IN "
+                for r in self.conn.execute(f"{sql}({marks})", chunk):
+                    snap.embeddings[int(r[0])] = Embedding(int(r[0]), unpack_blob(r[1]), r[2], r[3])
+        return snap
+
+    def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
+        """The relations with these ids (absent ids are left out)."""
+        found: dict[int, Relation] = {}
+        ids = sorted(set(relation_ids))
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+                f"LEFT JOIN entities b ON b.id = r.to_entity_id WHERE r.id IN ({marks})",
+                chunk,
+            ):
+                found[int(r[0])] = _relation_row(r)
+        return found
+
+    def embedding_ids(self) -> frozenset[int]:
+        return frozenset(int(r[0]) for r in self.conn.execute("SELECT entity_id FROM embeddings"))
+
+
+def quote(label: str) -> str:
+    """A label or relationship type as a Cypher identifier (backticks doubled)."""
+    return "`" + label.replace("`", "``") + "`"
+
+
+class Neo4jReader:
+    """The graph as the Neo4j sink writes it (design §6), under a configurable entity label."""
+
+    def __init__(self, settings: Neo4jSettings, entity_label: str = "Entity") -> None:
+        self.settings = settings
+        self.label = entity_label
+        self.driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth())
+        try:
+            self.driver.verify_connectivity()
+        except (Neo4jError, ServiceUnavailable, OSError) as exc:
+            self.driver.close()
+            raise MigrateError(
+                f"Neo4j at {settings.uri} is not answering ({exc})",
+                hint="check --neo4j-uri / --neo4j-user / --neo4j-password (or REPLICATOR_NEO4J_*)",
+            ) from exc
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> Neo4jReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, cypher: str, **params: object) -> list[neo4j.Record]:
+        try:
+            records, _, _ = self.driver.execute_query(
+                cypher,
+                parameters_=params,
+                database_=self.settings.database,
+                routing_=neo4j.RoutingControl.READ,
+            )
+        except (Neo4jError, ServiceUnavailable) as exc:
+            raise MigrateError(f"Neo4j query failed at {self.settings.uri}: {exc}", hint="is the server up?") from exc
+        return records
+
+    def counts(self) -> dict[str, int]:
+        lab = quote(self.label)
+        [row] = self._query(
+            f"MATCH (n:{lab}) RETURN count(CASE WHEN coalesce(n._placeholder, false) THEN null ELSE 1 END) AS e, "
+            "count(CASE WHEN coalesce(n._placeholder, false) THEN 1 END) AS p"
+        )
+        [rel] = self._query(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN count(r) AS r")
+        return {"entities": int(row["e"]), "placeholders": int(row["p"]), "relations": int(rel["r"])}
+
+    def keys(self) -> Keys:
+        lab = quote(self.label)
+        nodes = self._query(f"MATCH (n:{lab}) RETURN n.id AS id, coalesce(n._placeholder, false) AS p")
+        rels = self._query(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN r.id AS id")
+        return Keys(
+            entities=frozenset(int(r["id"]) for r in nodes if not r["p"] and r["id"] is not None),
+            relations=frozenset(int(r["id"]) for r in rels),
+            placeholders=frozenset(int(r["id"]) for r in nodes if r["p"] and r["id"] is not None),
+        )
+
+    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
+        """All entity nodes (or those with the given ids), the relationships touching them, and the
+        ids of placeholder nodes among them."""
+        snap = Snapshot("neo4j")
+        lab = quote(self.label)
+        where = "" if entity_ids is None else "WHERE n.id IN $ids"
+        params: dict[str, Any] = {} if entity_ids is None else {"ids": sorted(set(entity_ids))}
+        for r in self._query(f"MATCH (n:{lab}) {where} RETURN properties(n) AS p", **params):
+            props = r["p"]
+            if props.get("_placeholder"):
+                snap.placeholders.add(int(props["id"]))
+            elif props.get("id") is not None:
+                snap.entities[int(props["id"])] = entity_from_mapping(props)
+        rel_where = "" if entity_ids is None else "AND (a.id IN $ids OR b.id IN $ids)"
+        for r in self._query(
+            f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IS NOT NULL {rel_where} "
+            "RETURN properties(r) AS p, type(r) AS t, a.id AS a, b.id AS b, a.name AS an, b.name AS bn",
+            **params,
+        ):
+            rel = relation_from_record(r)
+            snap.relations[rel.id] = rel
+        return snap
+
+    def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
+        """The relationships (between entity-label nodes) with these ids; absent ids are left out."""
+        ids = sorted(set(relation_ids))
+        if not ids:
+            return {}
+        lab = quote(self.label)
+        found: dict[int, Relation] = {}
+        for r in self._query(
+            f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IN $ids "
+            "RETURN properties(r) AS p, type(r) AS t, a.id AS a, b.id AS b, a.name AS an, b.name AS bn",
+            ids=ids,
+        ):
+            rel = relation_from_record(r)
+            found[rel.id] = rel
+        return found
+
+
+def relation_from_record(record: Mapping[str, Any]) -> Relation:
+    """A Relation from a row ``p`` (relationship properties), ``t`` (its type), ``a``/``b`` (endpoint
+    ids), ``an``/``bn`` (endpoint names)."""
+    props, rel_type, a, b, a_name, b_name = (record[k] for k in ("p", "t", "a", "b", "an", "bn"))
+    return Relation(
+        id=int(props["id"]),
+        from_entity_id=int(a),
+        to_entity_id=int(b),
+        relation_type=str(props.get("relation_type", "")),
+        strength=props.get("strength"),
+        confidence=props.get("confidence"),
+        created_at=props.get("created_at"),
+        updated_at=props.get("updated_at"),
+        valid_from=props.get("valid_from"),
+        valid_to=props.get("valid_to"),
+        metadata=props.get("metadata"),
+        from_name=None if a_name is None else str(a_name),
+        to_name=None if b_name is None else str(b_name),
+        graph_type=rel_type,
+    )
+
+
+def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantClient:
+    """A client for a server URL or a local-mode path. Raises MigrateError (a local path is locked
+    while another client, e.g. a running sink, holds it)."""
+    if settings.path is not None and not settings.path.exists():
+        raise MigrateError(f"no Qdrant local storage at {settings.path}", hint="check --qdrant-path")
+    try:
+        if settings.path is not None:
+            return QdrantClient(path=str(settings.path))
+        return QdrantClient(url=settings.url, api_key=api_key)
+    except Exception as exc:
+        raise MigrateError(
+            f"cannot open Qdrant at {settings.url or settings.path} ({exc})",
+            hint="a local path can be open in one process only: stop the sink or use the server URL",
+        ) from exc
+
+
+class QdrantReader:
+    """The points of one collection: entity payloads and their vectors (design §6)."""
+
+    def __init__(
+        self, settings: QdrantSettings, client: QdrantClient | None = None, *, api_key: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.collection = settings.collection
+        self._own = client is None
+        self.client = client or open_qdrant(settings, api_key)
+        try:
+            exists = self.client.collection_exists(self.collection)
+        except Exception as exc:
+            self.close()
+            raise MigrateError(f"Qdrant at {settings.url or settings.path} is not answering ({exc})", hint="") from exc
+        if not exists:
+            self.close()
+            raise MigrateError(
+                f"Qdrant has no collection {self.collection!r} at {settings.url or settings.path}",
+                hint="check --collection, or start the Qdrant sink (it creates the collection)",
+            )
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+    def __enter__(self) -> QdrantReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        return {"points": int(self.client.count(self.collection, exact=True).count)}
+
+    def _scroll(self, *, vectors: bool, payload: bool | list[str]) -> Iterator[models.Record]:
+        offset: Any = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, limit=512, offset=offset, with_payload=payload, with_vectors=vectors
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def keys(self) -> Keys:
+        return Keys(
+            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False)), relations=frozenset()
+        )
+
+    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
+        """Points (all, or those with the given ids) as entities and embeddings."""
+        snap = Snapshot("qdrant")
+        if entity_ids is None:
+            points: Iterable[models.Record] = self._scroll(vectors=True, payload=True)
+        else:
+            ids = sorted(set(entity_ids))
+            points = [
+                p
+                for chunk in _chunks(ids)
+                for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
+            ]
+        for point in points:
+            pid = int(point.id)
+            payload = dict(point.payload or {})
+            payload.setdefault("id", pid)
+            try:
+                snap.entities[pid] = entity_from_mapping(payload)
+            except (KeyError, ValueError, TypeError):
+                snap.placeholders.add(pid)  # a vector awaiting its entity (payload without fields)
+            vector: Any = point.vector
+            if isinstance(vector, dict):  # a named vector: take the only one there is
+                vector = next(iter(vector.values()), None)
+            if isinstance(vector, list):
+                snap.embeddings[pid] = Embedding(
+                    pid,
+                    tuple(float(x) for x in vector),
+                    model_version=payload.get("embedding_model"),
+                    text_sha256=payload.get("text_sha256"),
+                )
+        return snap
+
+    def search(self, vector: Sequence[float], limit: int) -> list[int]:
+        """Ids of the ``limit`` nearest points (the collection's distance, cosine)."""
+        result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False)
+        return [int(p.id) for p in result.points]
