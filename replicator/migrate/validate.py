@@ -270,10 +270,14 @@ def _all_entity_ids(store: StoreReader) -> list[int]:
 class TargetSettings(Protocol):
     """What cutover's TargetOptions carries that validation needs (duck-typed: no import cycle)."""
 
-    neo4j: Neo4jSettings
-    entity_label: str
-    qdrant: QdrantSettings
-    qdrant_api_key: str | None
+    @property
+    def neo4j(self) -> Neo4jSettings: ...
+    @property
+    def entity_label(self) -> str: ...
+    @property
+    def qdrant(self) -> QdrantSettings: ...
+    @property
+    def qdrant_api_key(self) -> str | None: ...
 
 
 def validate_store(

@@ -26,6 +26,7 @@ from replicator.migrate import config, cutover, state
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
@@ -69,7 +70,7 @@ class Running:
             for target in self.targets():
                 try:
                     position = target.position()
-                except Exception:  # noqa: BLE001 - not up yet
+                except Exception:  # not up yet
                     return False
                 finally:
                     target.close()
@@ -100,8 +101,6 @@ def running(tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings) -> Itera
 
 def _validate_full(run: Running) -> list[str]:
     """Every entity and relation of the store, field by field, in both destinations."""
-    from replicator.migrate.validate import validate_store  # the validation engine (migrate tools)
-
     return validate_store(run.db, run.opts, full=True)
 
 
