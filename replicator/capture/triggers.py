@@ -101,7 +101,10 @@ CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 NOW_MS: Final = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
 # Characters JSON forbids raw inside a string: U+0001..U+001F (U+0000 ends SQLite's text functions).
-_CONTROL_CLASS: Final = "'*[' || char(" + ", ".join(str(i) for i in range(1, 32)) + ") || ']*'"
+# A literal range in the pattern (raw control bytes inside the SQL string): building it with char()
+# per row cost 4x more than the GLOB itself (measured, bench/writer_overhead.py).
+_CONTROL_CLASS: Final = "'*[\x01-\x1f]*'"
+_SPECIAL_CLASS: Final = "'*[\x01-\x1f\"\\]*'"  # anything JSON must escape in a string
 
 
 def quote_identifier(identifier: str) -> str:
@@ -113,17 +116,18 @@ def _sql_text(text: str) -> str:
 
 
 def _json_string(value: str) -> str:
-    """SQL: the TEXT ``value`` as a JSON string. Fast path: only '\\' and '"' to escape. A string
-    holding control characters (rare: the writer's JSON text escapes its own) takes the slow path, a
-    31-step recursive CTE escaping each as \\u00XX (nested replace() calls would overflow SQLite's
-    parser stack)."""
-    fast = f"replace(replace({value}, '\\', '\\\\'), '\"', '\\\"')"
+    """SQL: the TEXT ``value`` as a JSON string. Most text needs no escaping (one GLOB decides);
+    text with '\\' or '"' (the writer's JSON text always) gets two replace() calls; text holding
+    control characters (rare: the writer's JSON text escapes its own) takes a 31-step recursive CTE
+    escaping each as \\u00XX (nested replace() calls would overflow SQLite's parser stack)."""
+    quoted = f"replace(replace({value}, '\\', '\\\\'), '\"', '\\\"')"
     slow = (
-        f"(WITH RECURSIVE esc(i, s) AS (SELECT 1, {fast} UNION ALL "
+        f"(WITH RECURSIVE esc(i, s) AS (SELECT 1, {quoted} UNION ALL "
         f"SELECT i + 1, replace(s, char(i), printf('\\u%04x', i)) FROM esc WHERE i < 32) "
         "SELECT s FROM esc WHERE i = 32)"
     )
-    return f"'\"' || CASE WHEN {value} GLOB {_CONTROL_CLASS} THEN {slow} ELSE {fast} END || '\"'"
+    escaped = f"CASE WHEN {value} GLOB {_CONTROL_CLASS} THEN {slow} ELSE {quoted} END"
+    return f"'\"' || CASE WHEN {value} GLOB {_SPECIAL_CLASS} THEN {escaped} ELSE {value} END || '\"'"
 
 
 _REAL: Final = (
@@ -144,15 +148,31 @@ def json_value_sql(value: str, blob: str = "marked") -> str:
     )
 
 
-def _key(name: str) -> str:
-    return _sql_text(json.dumps(name))
+def _members(keys: Sequence[str]) -> str:
+    """The printf() format of JSON object members with these keys, each value a ``%s`` of JSON text."""
+    return ",".join(json.dumps(key).replace("%", "%%") + ":%s" for key in keys)
+
+
+_MAX_PRINTF_ARGS: Final = 100  # SQLite's default limit is 127 arguments per function call
+
+
+def _object(fields: Sequence[tuple[str, str]], tail: str | None = None) -> str:
+    """SQL building a JSON object from (key, SQL yielding JSON text) pairs, plus ``tail``: SQL yielding
+    more members as a raw ``"k":v,...`` fragment. One printf() writes it into a single buffer: a
+    chain of ``||`` would copy the growing image once per column (measured: the 3 KB embedding hex)."""
+    args = [v for _, v in fields] + ([tail] if tail else [])
+    if len(args) <= _MAX_PRINTF_ARGS:
+        members = _members([k for k, _ in fields]) + (",%s" if tail else "")
+        return f"printf({_sql_text('{' + members + '}')}, {', '.join(args)})"
+    parts = [f"{_sql_text(json.dumps(k))} || ':' || {v}" for k, v in fields] + ([tail] if tail else [])
+    return "('{' || " + " || ',' || ".join(parts) + " || '}')"
 
 
 def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
     """SQL for the JSON image of the row ``ref`` (``NEW``/``OLD`` in a trigger, or a table alias in a
     SELECT over ``table``). ``columns``: the table's columns the image is generated for. Pure."""
     known = KNOWN_COLUMNS[table]
-    parts: list[str] = []
+    fields: list[tuple[str, str]] = []
     for column in columns:
         value = f"{ref}.{quote_identifier(column)}"
         if column == KEY_COLUMN[table]:
@@ -163,26 +183,23 @@ def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
             rendered = json_value_sql(value)
         else:
             rendered = f"""'["' || typeof({value}) || '",' || {json_value_sql(value, blob="hex")} || ']'"""
-        parts.append(f"{_key(column)} || ':' || {rendered}")
-    body = " || ',' || ".join(parts)
+        fields.append((column, rendered))
+    tail = None
     if table == "relations":
         for key, column in (("from_entity_name", "from_entity_id"), ("to_entity_name", "to_entity_id")):
-            name = json_value_sql("e.name")
-            lookup = f"(SELECT {name} FROM entities AS e WHERE e.id = {ref}.{column})"
-            body += f" || ',' || {_key(key)} || ':' || coalesce({lookup}, 'null')"
+            lookup = f"(SELECT {json_value_sql('e.name')} FROM entities AS e WHERE e.id = {ref}.{column})"
+            fields.append((key, f"coalesce({lookup}, 'null')"))
     if table == "embeddings":
-        fields = " || ',' || ".join(
-            f"{_key(key)} || ':' || {json_value_sql('e.' + column)}"
-            for key, column in (
-                ("text_name", "name"),
-                ("text_type", "entity_type"),
-                ("text_observations", "observations"),
-            )
+        # One lookup for the three fields: the subquery yields them as one fragment of members.
+        text_fields = (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations"))
+        values = ", ".join(json_value_sql("e." + column) for _, column in text_fields)
+        absent = _sql_text(_members([k for k, _ in text_fields]).replace("%s", "null"))
+        lookup = (
+            f"(SELECT printf({_sql_text(_members([k for k, _ in text_fields]))}, {values}) "
+            f"FROM entities AS e WHERE e.id = {ref}.entity_id)"
         )
-        absent = _sql_text('"text_name":null,"text_type":null,"text_observations":null')
-        # One lookup for the three fields.
-        body += f" || ',' || coalesce((SELECT {fields} FROM entities AS e WHERE e.id = {ref}.entity_id), {absent})"
-    return f"('{{' || {body} || '}}')"
+        tail = f"coalesce({lookup}, {absent})"
+    return _object(fields, tail)
 
 
 def trigger_names(table: str) -> tuple[str, str, str]:
