@@ -26,13 +26,14 @@ column of the writer's may hold any class, whatever its declared type):
   the entity is gone, e.g. a cascaded delete); embedding images add ``text_name``, ``text_type``,
   ``text_observations`` (the entity at capture time, null if gone).
 
-Why not json_object(): SQLite before 3.45 does not flag its JSON functions SQLITE_INNOCUOUS, so a
+Why not json_object(): SQLite (3.40.1 here, tested) does not flag its JSON functions SQLITE_INNOCUOUS, so a
 writer that runs ``PRAGMA trusted_schema=OFF`` (a common hardening) would get "unsafe use of
 json_object()" on every INSERT/UPDATE/DELETE -- capture would break the writer. json_object() also
 raises "JSON cannot hold BLOB values" for a BLOB in a text column. The image is therefore built
 with core scalar functions only (typeof, hex, replace, printf, glob, char, coalesce), each of which
 is innocuous, cannot fail on any value, and accepts every storage class. ``image_sql`` is the one
-generator: the triggers, ``resync`` and the source's snapshot use it, so their images are identical.
+generator: the triggers and ``resync`` use it, and the source's snapshot must too, so that
+every image of a row is byte-identical whichever path built it.
 
 Updates that change no column are not recorded (WHEN clause): they change nothing downstream.
 """
