@@ -1,20 +1,25 @@
 """``replicator source install`` / ``uninstall``: put the changelog and triggers into a store, or take
 them out, in one transaction, never half-way. Blocking (sqlite3); idempotent.
 
-Raises CaptureError (a ReplicatorError with a hint) for a path that is missing, not SQLite, lacks the
-store's tables, is read-only, or stays locked past ``timeout_s``; the file is then left untouched.
+Raises CaptureError (a ReplicatorError with a hint) for a path that is missing, not SQLite (checked
+from the file header before SQLite opens it), lacks the store's tables (an empty file included),
+is read-only, holds an object named like ours that capture did not make, or stays locked past
+``timeout_s``; the file is then left byte-for-byte untouched and no -wal/-shm/-journal is left
+behind. Any error while installing rolls the whole transaction back.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, NamedTuple
 
 from replicator import __version__
 from replicator.capture.triggers import (
@@ -28,6 +33,8 @@ from replicator.capture.triggers import (
 )
 from replicator.errors import ReplicatorError
 from replicator.store.schema import TABLES
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 
 class CaptureError(ReplicatorError):
@@ -47,27 +54,63 @@ class CaptureState:
     head_seq: int  # highest seq ever assigned (0 when none)
 
 
-def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
-    """Open an existing store without ever creating a file. Raises CaptureError with a hint."""
+class Drift(NamedTuple):
+    """A table whose columns differ from those the triggers were generated for."""
+
+    table: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not an SQLite file by its first 16 bytes, before SQLite touches it."""
     if not path.exists():
         raise CaptureError(f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)")
     if path.is_dir():
         raise CaptureError(f"{path} is a directory, not a store file", hint="pass the memory.db file inside it")
+    with path.open("rb") as file:
+        header = file.read(len(_SQLITE_HEADER))
+    if not header:
+        # SQLite would take an empty file for an empty database and write one there: refuse first.
+        raise CaptureError(
+            f"{path} is an empty file, not a Caxton memory store: it lacks the store tables ({', '.join(TABLES)})",
+            hint="point --db at the memory.db that Caxton's runtime writes; the file was not modified",
+        )
+    if header != _SQLITE_HEADER:
+        raise CaptureError(
+            f"{path} is not a SQLite database (it starts {header[:8]!r})",
+            hint="point --db at Caxton's memory store; the file was not modified",
+        )
+
+
+def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
+    """Open an existing store without ever creating or modifying a file (autocommit connection,
+    foreign keys on, busy timeout ``timeout_s``). Raises CaptureError with a hint."""
+    _check_file(path)
     mode = "ro" if readonly else "rw"
     try:
         conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=timeout_s, isolation_level=None)
-        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails for a foreign file
     except sqlite3.DatabaseError as exc:
+        raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails for a foreign file
+        conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise CaptureError(
+                f"{path} stayed locked past {timeout_s:g}s", hint="retry, or raise --lock-timeout"
+            ) from exc
         raise CaptureError(
-            f"{path} is not a SQLite database ({exc})",
+            f"{path} is not a usable SQLite database ({exc})",
             hint="point --db at Caxton's memory store; the file was not modified",
         ) from exc
-    conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-    conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
 
 def table_columns(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    """The table's columns in declaration order (empty if there is no such table). Read-only."""
     return tuple(str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
@@ -76,24 +119,34 @@ def _check_store(conn: sqlite3.Connection, path: Path) -> None:
     missing = [t for t in TABLES if t not in present]
     if missing:
         raise CaptureError(
-            f"{path} is SQLite but not a Caxton memory store: no table {', '.join(missing)}",
+            f"{path} is SQLite but not a Caxton memory store: it lacks the store tables ({', '.join(missing)})",
             hint="point --db at the memory.db that Caxton's runtime writes; the file was not modified",
         )
 
 
+def _read_only(target: Path) -> bool:
+    # Root passes os.access on a 0444 file; a file nobody may write is still treated as read-only:
+    # someone marked it so, and capture does not override that.
+    return not os.access(target, os.W_OK) or not (target.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def _check_writable(path: Path) -> None:
-    if not os.access(path, os.W_OK):
-        raise CaptureError(f"{path} is read-only", hint="run as the user that owns the store, or fix its permissions")
-    if not os.access(path.parent, os.W_OK):
+    if _read_only(path):
+        raise CaptureError(
+            f"{path} is read-only; capture needs to write its changelog and triggers there",
+            hint="run as the user that owns the store, or make it writable (the file was not modified)",
+        )
+    if _read_only(path.parent):
         raise CaptureError(
             f"the directory of {path} is read-only; SQLite needs it for the WAL and journal files",
-            hint="run as the user that owns the store's directory",
+            hint="run as the user that owns the store's directory (the file was not modified)",
         )
 
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection, path: Path, timeout_s: float) -> Iterator[None]:
-    """BEGIN IMMEDIATE (waits up to the busy timeout for the writer) ... COMMIT, or ROLLBACK on error."""
+    """BEGIN IMMEDIATE (waits up to the busy timeout for the writer) ... COMMIT, or ROLLBACK on error.
+    Raises CaptureError if the lock is not obtained in time or the store is read-only."""
     started = time.monotonic()
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -126,7 +179,7 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
     meta = _meta(conn)
     triggers = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     expected = [name for table in TABLES for name in trigger_names(table)]
-    columns = {t: tuple(meta.get(f"columns.{t}", "").split(",")) if meta.get(f"columns.{t}") else () for t in TABLES}
+    columns = {t: tuple(meta[f"columns.{t}"].split(",")) if meta.get(f"columns.{t}") else () for t in TABLES}
     has_changelog = (
         conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (CHANGELOG,)).fetchone()
         is not None
@@ -147,45 +200,92 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
     )
 
 
+def detect_drift(conn: sqlite3.Connection, state: CaptureState) -> list[Drift]:
+    """Tables whose current columns differ from those the installed triggers were generated for
+    (added or removed columns; a reorder alone is not drift). Empty when capture is not installed.
+    Read-only. A table with drift is captured with its old column list until ``install`` runs."""
+    if not state.installed:
+        return []
+    drifts: list[Drift] = []
+    for table in TABLES:
+        current, captured = table_columns(conn, table), state.columns[table]
+        added = tuple(c for c in current if c not in captured)
+        removed = tuple(c for c in captured if c not in current)
+        if added or removed:
+            drifts.append(Drift(table, added, removed))
+    return drifts
+
+
+def _refuse_foreign_objects(conn: sqlite3.Connection, path: Path) -> None:
+    """Before a first install: an object already named like ours was not made by capture; taking it
+    over (or dropping it on uninstall) would damage someone else's schema."""
+    ours = {CHANGELOG, META, *(name for table in TABLES for name in trigger_names(table))}
+    rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    clashes = [f"{kind} {name}" for kind, name in rows if name in ours or str(name).startswith(TRIGGER_PREFIX)]
+    if clashes:
+        raise CaptureError(
+            f"{path} already holds {', '.join(clashes)}, which capture did not install (no {META} version)",
+            hint="rename or drop those objects, or check that --db names the right store; nothing was changed",
+        )
+
+
 def install(path: Path, *, timeout_s: float = 5.0) -> CaptureState:
     """Install (or upgrade) capture in one transaction. Idempotent: a second call changes nothing
-    unless the triggers are older than this version or the tables gained columns."""
-    _check_writable(path) if path.exists() else None
+    unless the triggers are older than this version, some are missing, or the tables' columns
+    changed (then the triggers are regenerated for the current columns; the changelog is kept).
+    The writer's tables are never altered. Raises CaptureError; on any error nothing is changed."""
+    _check_file(path)
+    _check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
     try:
         _check_store(conn, path)
         with write_transaction(conn, path, timeout_s):
-            for statement in CHANGELOG_DDL.split(";"):
-                if statement.strip():
-                    conn.execute(statement)  # not executescript: it would COMMIT our transaction first
-            meta = _meta(conn)
-            current = {t: table_columns(conn, t) for t in TABLES}
-            state = read_state(conn)
-            up_to_date = (
-                state.version == CAPTURE_VERSION
-                and not state.missing_triggers
-                and all(state.columns[t] == current[t] for t in TABLES)
-            )
-            if not up_to_date:
-                _drop_triggers(conn)
-                for table in TABLES:
-                    for statement in trigger_sql(table, current[table]):
-                        conn.execute(statement)
-                values = {
-                    "version": str(CAPTURE_VERSION),
-                    "installed_by": __version__,
-                    "installed_at_ms": str(time.time_ns() // 1_000_000),
-                    **{f"columns.{t}": ",".join(current[t]) for t in TABLES},
-                }
-                if "store_id" not in meta:
-                    values["store_id"] = str(uuid.uuid4())
-                conn.executemany(f"INSERT OR REPLACE INTO {META} (key, value) VALUES (?, ?)", values.items())
+            try:
+                _install_locked(conn, path)
+            except sqlite3.Error as exc:
+                raise CaptureError(
+                    f"installing capture into {path} failed and was rolled back: {exc}",
+                    hint="nothing was changed; fix the cause named above and run install again",
+                ) from exc
         return read_state(conn)
     finally:
         conn.close()
 
 
+def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
+    state = read_state(conn)
+    if not state.installed:
+        _refuse_foreign_objects(conn, path)
+        for statement in CHANGELOG_DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # not executescript: it would COMMIT our transaction first
+        state = read_state(conn)
+    current = {t: table_columns(conn, t) for t in TABLES}
+    up_to_date = (
+        state.version == CAPTURE_VERSION
+        and not state.missing_triggers
+        and all(state.columns[t] == current[t] for t in TABLES)
+    )
+    if up_to_date:
+        return
+    _drop_triggers(conn)
+    for table in TABLES:
+        for statement in trigger_sql(table, current[table]):
+            conn.execute(statement)
+    values = {
+        "version": str(CAPTURE_VERSION),
+        "installed_by": __version__,
+        "installed_at_ms": str(time.time_ns() // 1_000_000),
+        **{f"columns.{t}": ",".join(current[t]) for t in TABLES},
+    }
+    if state.store_id is None:
+        values["store_id"] = str(uuid.uuid4())
+    conn.executemany(f"INSERT OR REPLACE INTO {META} (key, value) VALUES (?, ?)", values.items())
+
+
 def _drop_triggers(conn: sqlite3.Connection) -> None:
+    """Drop every trigger with our prefix: install refuses a store holding such a trigger it did not
+    make, so each of them is ours (possibly from an older CAPTURE_VERSION with other names)."""
     names = [
         str(r[0])
         for r in conn.execute(
@@ -194,15 +294,19 @@ def _drop_triggers(conn: sqlite3.Connection) -> None:
         )
     ]
     for name in names:
-        conn.execute(f"DROP TRIGGER {name}")
+        conn.execute(f'DROP TRIGGER "{name}"')
 
 
 def uninstall(path: Path, *, timeout_s: float = 5.0) -> int:
     """Remove exactly what install made (triggers, changelog, meta). Returns the number of unpublished
-    changelog rows that were discarded with it. Idempotent."""
-    _check_writable(path) if path.exists() else None
+    changelog rows that were discarded with it. Idempotent: a store without capture is left as is.
+    Raises CaptureError (file untouched) as install does."""
+    _check_file(path)
+    _check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
     try:
+        if not read_state(conn).installed:
+            return 0  # nothing of ours (objects named like ours without our meta are someone else's)
         with write_transaction(conn, path, timeout_s):
             backlog = read_state(conn).backlog
             _drop_triggers(conn)

@@ -1,4 +1,4 @@
-"""The changelog's DDL and the trigger SQL, generated from the tables' current columns. Pure.
+"""The changelog's DDL, the row-image SQL and the trigger SQL, generated from the tables' columns. Pure.
 
 A changelog row is ``(seq, tbl, op, row_id, ts_ms, before, after)``:
 
@@ -7,23 +7,46 @@ A changelog row is ``(seq, tbl, op, row_id, ts_ms, before, after)``:
 * ``op``: ``c`` insert, ``u`` update, ``d`` delete (Debezium's letters).
 * ``row_id``: the stable key (entities.id, relations.id, embeddings.entity_id).
 * ``ts_ms``: epoch ms when the writer's statement ran (its commit follows within the transaction).
-* ``before`` / ``after``: the row image as a JSON object built with SQLite's json_object. Text
-  columns are copied as text (``observations`` and ``metadata`` stay the writer's JSON *text*: a
-  trigger must never fail a writer's statement because of what the writer stored). BLOBs are hex.
-  Relation images add ``from_entity_name`` / ``to_entity_name`` resolved at capture time; embedding
-  images add the entity's name, type and observations (``text_*``) at capture time. Columns the
-  writer added after install are carried as ``[typeof, value]`` pairs under their own names.
+* ``before`` / ``after``: the row image, a JSON object text (``before`` for u/d, ``after`` for c/u).
+
+The image, column by column, by the value's *storage class* (SQLite is dynamically typed: any
+column of the writer's may hold any class, whatever its declared type):
+
+* NULL -> ``null``; INTEGER -> a JSON number; REAL -> a JSON number with 17 significant digits
+  (SQLite's printf: an exact round trip for |x| < 1e100, the last digit may differ beyond);
+  +/-Infinity -> ``1e999`` / ``-1e999``, which JSON parsers read as infinities;
+* TEXT -> a JSON string (``observations`` and ``metadata`` stay the writer's JSON *text*: a trigger
+  must never fail a writer's statement because of what the writer stored);
+* BLOB -> the declared BLOB column ``embeddings.embedding`` is a hex string (upper case); a BLOB in
+  any other known column is ``["blob", "<HEX>"]`` (a writer bug, carried visibly, never refused);
+  ``embeddings.embedding`` holding TEXT is the hex of its UTF-8 bytes.
+* columns the writer added after install (drift) are ``[typeof, value]`` pairs under their own
+  names, the value as above (BLOB as a hex string).
+* relation images add ``from_entity_name`` / ``to_entity_name`` resolved at capture time (null if
+  the entity is gone, e.g. a cascaded delete); embedding images add ``text_name``, ``text_type``,
+  ``text_observations`` (the entity at capture time, null if gone).
+
+Why not json_object(): SQLite (3.40.1 here, tested) does not flag its JSON functions SQLITE_INNOCUOUS, so a
+writer that runs ``PRAGMA trusted_schema=OFF`` (a common hardening) would get "unsafe use of
+json_object()" on every INSERT/UPDATE/DELETE -- capture would break the writer. json_object() also
+raises "JSON cannot hold BLOB values" for a BLOB in a text column. The image is therefore built
+with core scalar functions only (typeof, hex, replace, printf, glob, char, coalesce), each of which
+is innocuous, cannot fail on any value, and accepts every storage class. ``image_sql`` is the one
+generator: the triggers and ``resync`` use it, and the source's snapshot must too, so that
+every image of a row is byte-identical whichever path built it.
 
 Updates that change no column are not recorded (WHEN clause): they change nothing downstream.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Final
 
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
-CAPTURE_VERSION: Final = 1
+#: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
+CAPTURE_VERSION: Final = 2
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -64,7 +87,7 @@ KEY_COLUMN: Final = {"entities": "id", "relations": "id", "embeddings": "entity_
 BLOB_COLUMNS: Final = frozenset({("embeddings", "embedding")})
 
 CHANGELOG_DDL: Final = f"""
-CREATE TABLE IF NOT EXISTS {CHANGELOG} (
+CREATE TABLE {CHANGELOG} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('c', 'u', 'd')),
@@ -73,52 +96,129 @@ CREATE TABLE IF NOT EXISTS {CHANGELOG} (
     before TEXT,
     after TEXT
 );
-CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_NOW_MS: Final = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+NOW_MS: Final = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+# Characters JSON forbids raw inside a string: U+0001..U+001F (U+0000 ends SQLite's text functions).
+# A literal range in the pattern (raw control bytes inside the SQL string): building it with char()
+# per row cost 4x more than the GLOB itself (measured, bench/writer_overhead.py).
+_CONTROL_CLASS: Final = "'*[\x01-\x1f]*'"
+_SPECIAL_CLASS: Final = "'*[\x01-\x1f\"\\]*'"  # anything JSON must escape in a string
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _image(table: str, columns: Sequence[str], ref: str) -> str:
-    """json_object(...) of the row ``ref`` (NEW or OLD)."""
-    parts: list[str] = []
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json_string(value: str) -> str:
+    """SQL: the TEXT ``value`` as a JSON string. Most text needs no escaping (one GLOB decides);
+    text with '\\' or '"' (the writer's JSON text always) gets two replace() calls; text holding
+    control characters (rare: the writer's JSON text escapes its own) takes a 31-step recursive CTE
+    escaping each as \\u00XX (nested replace() calls would overflow SQLite's parser stack)."""
+    quoted = f"replace(replace({value}, '\\', '\\\\'), '\"', '\\\"')"
+    slow = (
+        f"(WITH RECURSIVE esc(i, s) AS (SELECT 1, {quoted} UNION ALL "
+        f"SELECT i + 1, replace(s, char(i), printf('\\u%04x', i)) FROM esc WHERE i < 32) "
+        "SELECT s FROM esc WHERE i = 32)"
+    )
+    escaped = f"CASE WHEN {value} GLOB {_CONTROL_CLASS} THEN {slow} ELSE {quoted} END"
+    return f"'\"' || CASE WHEN {value} GLOB {_SPECIAL_CLASS} THEN {escaped} ELSE {value} END || '\"'"
+
+
+_REAL: Final = (
+    "CASE WHEN abs({v}) <= 1.7976931348623157e308 THEN printf('%!.17g', {v}) "
+    "WHEN {v} > 0 THEN '1e999' ELSE '-1e999' END"
+)
+
+
+def json_value_sql(value: str, blob: str = "marked") -> str:
+    """SQL that renders any SQLite value as JSON text, never NULL, never failing.
+
+    ``blob``: ``"marked"`` renders a BLOB as ``["blob","HEX"]``, ``"hex"`` as ``"HEX"``.
+    """
+    blob_sql = f"""'["blob","' || hex({value}) || '"]'""" if blob == "marked" else f"""'"' || hex({value}) || '"'"""
+    return (
+        f"CASE typeof({value}) WHEN 'null' THEN 'null' WHEN 'integer' THEN CAST({value} AS TEXT) "
+        f"WHEN 'real' THEN {_REAL.format(v=value)} WHEN 'text' THEN {_json_string(value)} ELSE {blob_sql} END"
+    )
+
+
+def _members(keys: Sequence[str]) -> str:
+    """The printf() format of JSON object members with these keys, each value a ``%s`` of JSON text."""
+    return ",".join(json.dumps(key).replace("%", "%%") + ":%s" for key in keys)
+
+
+_MAX_PRINTF_ARGS: Final = 100  # SQLite's default limit is 127 arguments per function call
+
+
+def _object(fields: Sequence[tuple[str, str]], tail: str | None = None) -> str:
+    """SQL building a JSON object from (key, SQL yielding JSON text) pairs, plus ``tail``: SQL yielding
+    more members as a raw ``"k":v,...`` fragment. One printf() writes it into a single buffer: a
+    chain of ``||`` would copy the growing image once per column (measured: the 3 KB embedding hex)."""
+    args = [v for _, v in fields] + ([tail] if tail else [])
+    if len(args) <= _MAX_PRINTF_ARGS:
+        members = _members([k for k, _ in fields]) + (",%s" if tail else "")
+        return f"printf({_sql_text('{' + members + '}')}, {', '.join(args)})"
+    parts = [f"{_sql_text(json.dumps(k))} || ':' || {v}" for k, v in fields] + ([tail] if tail else [])
+    return "('{' || " + " || ',' || ".join(parts) + " || '}')"
+
+
+def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
+    """SQL for the JSON image of the row ``ref`` (``NEW``/``OLD`` in a trigger, or a table alias in a
+    SELECT over ``table``). ``columns``: the table's columns the image is generated for. Pure."""
     known = KNOWN_COLUMNS[table]
+    fields: list[tuple[str, str]] = []
     for column in columns:
-        value = f"{ref}.{_quote(column)}"
-        if (table, column) in BLOB_COLUMNS:
-            value = f"hex({value})"
-        elif column not in known:
-            value = f"json_array(typeof({value}), CASE typeof({value}) WHEN 'blob' THEN hex({value}) ELSE {value} END)"
-        parts.append(f"'{column.replace(chr(39), chr(39) * 2)}', {value}")
+        value = f"{ref}.{quote_identifier(column)}"
+        if column == KEY_COLUMN[table]:
+            rendered = f"CAST({value} AS TEXT)"  # the rowid alias: always an INTEGER
+        elif (table, column) in BLOB_COLUMNS:
+            rendered = f"""'"' || hex({value}) || '"'"""
+        elif column in known:
+            rendered = json_value_sql(value)
+        else:
+            rendered = f"""'["' || typeof({value}) || '",' || {json_value_sql(value, blob="hex")} || ']'"""
+        fields.append((column, rendered))
+    tail = None
     if table == "relations":
-        parts.append(f"'from_entity_name', (SELECT name FROM entities WHERE id = {ref}.from_entity_id)")
-        parts.append(f"'to_entity_name', (SELECT name FROM entities WHERE id = {ref}.to_entity_id)")
+        for key, column in (("from_entity_name", "from_entity_id"), ("to_entity_name", "to_entity_id")):
+            lookup = f"(SELECT {json_value_sql('e.name')} FROM entities AS e WHERE e.id = {ref}.{column})"
+            fields.append((key, f"coalesce({lookup}, 'null')"))
     if table == "embeddings":
-        for key, column in (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations")):
-            parts.append(f"'{key}', (SELECT {column} FROM entities WHERE id = {ref}.entity_id)")
-    return "json_object(" + ", ".join(parts) + ")"
+        # One lookup for the three fields: the subquery yields them as one fragment of members.
+        text_fields = (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations"))
+        values = ", ".join(json_value_sql("e." + column) for _, column in text_fields)
+        absent = _sql_text(_members([k for k, _ in text_fields]).replace("%s", "null"))
+        lookup = (
+            f"(SELECT printf({_sql_text(_members([k for k, _ in text_fields]))}, {values}) "
+            f"FROM entities AS e WHERE e.id = {ref}.entity_id)"
+        )
+        tail = f"coalesce({lookup}, {absent})"
+    return _object(fields, tail)
 
 
 def trigger_names(table: str) -> tuple[str, str, str]:
-    return tuple(f"{TRIGGER_PREFIX}{table}_{op}" for op in ("c", "u", "d"))  # type: ignore[return-value]
+    return (f"{TRIGGER_PREFIX}{table}_c", f"{TRIGGER_PREFIX}{table}_u", f"{TRIGGER_PREFIX}{table}_d")
 
 
 def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
     """CREATE TRIGGER statements (insert, update, delete) for ``table`` with these columns."""
     insert_name, update_name, delete_name = trigger_names(table)
-    key = KEY_COLUMN[table]
+    key = quote_identifier(KEY_COLUMN[table])
     target = f"INSERT INTO {CHANGELOG} (tbl, op, row_id, ts_ms, before, after)"
-    changed = " OR ".join(f"OLD.{_quote(c)} IS NOT NEW.{_quote(c)}" for c in columns)
+    changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in columns)
     return [
         f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} BEGIN "
-        f"{target} VALUES ('{table}', 'c', NEW.{key}, {_NOW_MS}, NULL, {_image(table, columns, 'NEW')}); END",
+        f"{target} VALUES ('{table}', 'c', NEW.{key}, {NOW_MS}, NULL, {image_sql(table, columns, 'NEW')}); END",
         f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN {changed} BEGIN "
-        f"{target} VALUES ('{table}', 'u', NEW.{key}, {_NOW_MS}, {_image(table, columns, 'OLD')}, "
-        f"{_image(table, columns, 'NEW')}); END",
+        f"{target} VALUES ('{table}', 'u', NEW.{key}, {NOW_MS}, {image_sql(table, columns, 'OLD')}, "
+        f"{image_sql(table, columns, 'NEW')}); END",
         f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} BEGIN "
-        f"{target} VALUES ('{table}', 'd', OLD.{key}, {_NOW_MS}, {_image(table, columns, 'OLD')}, NULL); END",
+        f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {image_sql(table, columns, 'OLD')}, NULL); END",
     ]

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
-from typing import Any
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
+from fastavro import schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given
 from hypothesis import strategies as st
 
 from replicator.errors import SchemaError
-from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec
+from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec, decode_any, history
+from replicator.events.registry import (
+    RegistryDecoder,
+    RegistryEncoder,
+    RegistryError,
+    SchemaRegistryClient,
+    frame,
+    unframe,
+)
 from replicator.smoke import entity_change
 
 _long = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -96,3 +111,145 @@ def test_record_that_does_not_fit_is_refused_on_encode() -> None:
 def test_unknown_schema_name_is_a_schema_error() -> None:
     with pytest.raises(SchemaError, match=r"no Avro schema named caxton\.memory\.Nope"):
         codec("caxton.memory.Nope")
+
+
+# -- older writer schemas (schemas/history/) --------------------------------------------------------
+
+
+def _v1_entity_change() -> tuple[bytes, dict[str, Any]]:
+    old = next(c for c in history().values() if c.name == ENTITY_CHANGE)
+    after = {"id": 3, "name": "ada", "entity_type": "person", "observations": ["o"], "confidence": 0.5,
+             "strength": 1.0, "version": 2, "created_at": 1, "updated_at": 2, "valid_from": None, "valid_to": None,
+             "metadata": "{}"}  # fmt: skip
+    event = {"op": "u", "before": after, "after": after, "source": _source("entities"), "ts_ms": 9}
+    out = io.BytesIO()
+    out.write(old.header)
+    schemaless_writer(out, old.schema, event)
+    return out.getvalue(), event
+
+
+def test_history_holds_the_schemas_shipped_before_the_extra_fields() -> None:
+    names = {c.name: c.fingerprint.hex() for c in history().values()}
+    assert names == {ENTITY_CHANGE: "d5653e7f2659f773", RELATION_CHANGE: "89462cbb3b0352ac"}
+
+
+def test_message_written_with_an_older_schema_decodes_into_the_current_shape() -> None:
+    data, event = _v1_entity_change()
+
+    name, record = decode_any(data)
+
+    assert name == ENTITY_CHANGE
+    assert record["after"] == {**event["after"], "extra": None}
+    assert codec(ENTITY_CHANGE).decode(data) == record
+    with pytest.raises(SchemaError, match="fingerprint d5653e7f2659f773"):
+        codec(RELATION_CHANGE).decode(data)  # an old EntityChange is no RelationChange
+
+
+def test_unknown_fingerprint_is_still_refused() -> None:
+    data = bytearray(codec(ENTITY_CHANGE).encode(entity_change(1, "a", "b", [], 1)))
+    data[5] ^= 0xFF
+    with pytest.raises(SchemaError, match="not a change event this replicator knows"):
+        decode_any(bytes(data))
+
+
+# -- Confluent Schema Registry framing and client, against an in-process fake -----------------------
+
+
+class _FakeRegistry(BaseHTTPRequestHandler):
+    """The three endpoints the client uses, as Confluent's REST API answers them."""
+
+    subjects: ClassVar[dict[str, list[int]]] = {}
+    schemas: ClassVar[list[str]] = []
+    calls: ClassVar[list[str]] = []
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.calls.append(f"POST {self.path}")
+        match = re.fullmatch(r"/subjects/([^/]+)/versions", self.path)
+        if match is None:
+            self._reply(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+            return
+        schema = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"]
+        if schema not in self.schemas:
+            self.schemas.append(schema)
+        schema_id = self.schemas.index(schema) + 1
+        self.subjects.setdefault(match.group(1), []).append(schema_id)
+        self._reply(200, {"id": schema_id})
+
+    def do_GET(self) -> None:
+        self.calls.append(f"GET {self.path}")
+        match = re.fullmatch(r"/schemas/ids/(\d+)", self.path)
+        if match is None or not 0 < int(match.group(1)) <= len(self.schemas):
+            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+            return
+        self._reply(200, {"schema": self.schemas[int(match.group(1)) - 1]})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def registry_url() -> Iterator[str]:
+    _FakeRegistry.subjects, _FakeRegistry.schemas, _FakeRegistry.calls = {}, [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeRegistry)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_frame_is_magic_zero_and_big_endian_schema_id() -> None:
+    assert frame(258, b"body") == b"\x00\x00\x00\x01\x02body"
+    assert unframe(b"\x00\x00\x00\x01\x02body") == (258, b"body")
+    with pytest.raises(SchemaError, match="not a Schema Registry framed message"):
+        unframe(b"\xc3\x01abc")
+    with pytest.raises(SchemaError, match="does not fit"):
+        frame(2**31, b"")
+
+
+def test_encoder_registers_once_and_decoder_fetches_by_id(registry_url: str) -> None:
+    event = entity_change(1, "a", "b", ["c"], 7)
+    encoder = RegistryEncoder(SchemaRegistryClient(registry_url), "t.caxton.memory.entities")
+
+    first, second = encoder.encode(ENTITY_CHANGE, event), encoder.encode(ENTITY_CHANGE, event)
+
+    assert first == second and first[0] == 0 and unframe(first)[0] == 1
+    assert list(_FakeRegistry.subjects) == ["t.caxton.memory.entities-value"]
+    assert _FakeRegistry.calls == ["POST /subjects/t.caxton.memory.entities-value/versions"]  # cached
+    decoder = RegistryDecoder(SchemaRegistryClient(registry_url))
+    assert decoder.decode(first) == (ENTITY_CHANGE, event)
+    assert decoder.decode(second) == (ENTITY_CHANGE, event)
+    assert _FakeRegistry.calls.count("GET /schemas/ids/1") == 1
+
+
+def test_decoder_resolves_an_older_registered_writer_schema(registry_url: str) -> None:
+    data, event = _v1_entity_change()
+    old = next(c for c in history().values() if c.name == ENTITY_CHANGE)
+    client = SchemaRegistryClient(registry_url)
+    schema_id = client.register("x-value", to_parsing_canonical_form(old.schema))
+
+    name, record = RegistryDecoder(client).decode(frame(schema_id, data[10:]))
+
+    assert name == ENTITY_CHANGE and record["after"] == {**event["after"], "extra": None}
+
+
+def test_unknown_id_and_unreachable_registry_are_named_errors(registry_url: str) -> None:
+    with pytest.raises(RegistryError, match="HTTP 404"):
+        RegistryDecoder(SchemaRegistryClient(registry_url)).decode(frame(99, b""))
+    with pytest.raises(RegistryError, match="unreachable"):
+        SchemaRegistryClient("http://127.0.0.1:9", timeout_s=1).schema(1)
+
+
+def test_foreign_schema_id_is_refused(registry_url: str) -> None:
+    client = SchemaRegistryClient(registry_url)
+    schema_id = client.register("other-value", '{"type":"record","name":"Foreign","fields":[]}')
+    with pytest.raises(SchemaError, match="Foreign, not a change event"):
+        RegistryDecoder(client).decode(frame(schema_id, b""))

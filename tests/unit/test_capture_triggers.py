@@ -1,0 +1,161 @@
+"""The triggers' changelog rows: images, ops, cascades, and that no value can fail a writer's statement."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replicator.capture.install import install
+from replicator.capture.triggers import CHANGELOG, json_value_sql
+from replicator.store.writer import MemoryWriter, pack_vector
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[MemoryWriter]:
+    path = tmp_path / "memory.db"
+    MemoryWriter.create(path).close()
+    install(path)
+    w = MemoryWriter(path)
+    yield w
+    w.close()
+
+
+def changelog(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} ORDER BY seq")
+    return [
+        {
+            "seq": seq, "tbl": tbl, "op": op, "row_id": row_id, "ts_ms": ts_ms,
+            "before": None if before is None else json.loads(before),
+            "after": None if after is None else json.loads(after),
+        }
+        for seq, tbl, op, row_id, ts_ms, before, after in rows
+    ]  # fmt: skip
+
+
+def test_insert_update_delete_of_an_entity_with_a_rename_visible(writer: MemoryWriter) -> None:
+    eid = writer.create_entity("alice", "person", ["likes tea", 'says "hi"\n'], metadata={"k": [1, 2]})
+    writer.rename(eid, "alicia")
+    writer.delete_entity(eid)
+
+    rows = changelog(writer.conn)
+    assert [(r["tbl"], r["op"], r["row_id"]) for r in rows] == [("entities", op, eid) for op in "cud"]
+    assert [r["seq"] for r in rows] == sorted({r["seq"] for r in rows})
+    created = rows[0]["after"]
+    assert created["name"] == "alice"
+    assert json.loads(created["observations"]) == ["likes tea", 'says "hi"\n']  # the writer's JSON text
+    assert json.loads(created["metadata"]) == {"k": [1, 2]}
+    assert created["confidence"] == 1.0 and created["version"] == 1
+    assert rows[0]["before"] is None
+    assert (rows[1]["before"]["name"], rows[1]["after"]["name"]) == ("alice", "alicia")
+    assert rows[2]["before"]["name"] == "alicia" and rows[2]["after"] is None
+    assert all(abs(r["ts_ms"] - created["created_at"]) < 60_000 for r in rows)
+
+
+def test_update_that_changes_nothing_is_not_recorded(writer: MemoryWriter) -> None:
+    eid = writer.create_entity("a", "t")
+    writer.conn.execute("UPDATE entities SET name = name WHERE id = ?", (eid,))
+
+    assert [r["op"] for r in changelog(writer.conn)] == ["c"]
+
+
+def test_relation_images_carry_endpoint_names_and_cascaded_deletes_are_captured(writer: MemoryWriter) -> None:
+    a = writer.create_entity("a", "t", embedding=[0.5] * 4)
+    b = writer.create_entity("b", "t")
+    rid = writer.create_relation(a, b, "depends on")
+    writer.delete_entity(a)
+
+    rows = changelog(writer.conn)
+    created = next(r for r in rows if r["tbl"] == "relations" and r["op"] == "c")["after"]
+    assert (created["from_entity_name"], created["to_entity_name"]) == ("a", "b")
+    deletes = [(r["tbl"], r["row_id"]) for r in rows if r["op"] == "d"]
+    assert sorted(deletes) == sorted([("embeddings", a), ("relations", rid), ("entities", a)])
+    embedding = next(r for r in rows if r["tbl"] == "embeddings" and r["op"] == "c")["after"]
+    assert bytes.fromhex(embedding["embedding"]) == pack_vector([0.5] * 4)
+    assert (embedding["text_name"], embedding["text_type"]) == ("a", "t")
+
+
+def test_blob_in_a_text_column_never_fails_the_writer(writer: MemoryWriter) -> None:
+    writer.conn.execute(
+        "INSERT INTO entities (name, entity_type, observations, created_at, updated_at, metadata, confidence)"
+        " VALUES (?, ?, ?, 1, 1, ?, ?)",
+        (b"\x00bin", "t", b"\xff", b"{}", b"\x01"),
+    )
+    writer.conn.execute("UPDATE entities SET metadata = x'00'")
+    writer.conn.execute("DELETE FROM entities")
+
+    after = changelog(writer.conn)[0]["after"]
+    assert after["name"] == ["blob", "0062696E"]
+    assert after["confidence"] == ["blob", "01"]
+    assert [r["op"] for r in changelog(writer.conn)] == ["c", "u", "d"]
+
+
+def test_relation_endpoint_name_stored_as_blob_is_carried(writer: MemoryWriter) -> None:
+    writer.conn.execute(
+        "INSERT INTO entities (name, entity_type, observations, created_at, updated_at) VALUES (x'41', 't', '[]', 1, 1)"
+    )
+    writer.conn.execute(
+        "INSERT INTO entities (name, entity_type, observations, created_at, updated_at) VALUES ('b', 't', '[]', 1, 1)"
+    )
+    writer.conn.execute(
+        "INSERT INTO relations (from_entity_id, to_entity_id, relation_type, created_at, updated_at)"
+        " VALUES (1, 2, 'r', 1, 1)"
+    )
+
+    after = changelog(writer.conn)[-1]["after"]
+    assert after["from_entity_name"] == ["blob", "41"] and after["to_entity_name"] == "b"
+
+
+def test_writer_with_trusted_schema_off_is_not_broken(writer: MemoryWriter) -> None:
+    # SQLite < 3.45 calls its JSON functions unsafe in triggers under trusted_schema=OFF.
+    writer.conn.execute("PRAGMA trusted_schema=OFF")
+    eid = writer.create_entity("a", "t", ["x"], embedding=[1.0])
+    writer.create_relation(eid, eid, "self")
+    writer.delete_entity(eid)
+
+    assert len(changelog(writer.conn)) == 6
+
+
+_TEXT_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")  # SQLite text: no NUL
+_values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    # SQLite's printf('%!.17g') round-trips exactly up to ~1e100 (beyond, the last digit may differ).
+    st.floats(min_value=-1e100, max_value=1e100),
+    st.sampled_from([float("inf"), float("-inf")]),
+    st.text(alphabet=_TEXT_CHARS, max_size=30),
+    st.binary(max_size=10),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_values)
+def test_json_value_sql_renders_every_storage_class_as_valid_json(value: object) -> None:
+    conn = sqlite3.connect(":memory:")
+    text = conn.execute(f"SELECT {json_value_sql('?1')}", (value,)).fetchone()[0]
+    decoded = json.loads(text)
+    if isinstance(value, bytes):
+        assert decoded == ["blob", value.hex().upper()]
+    else:
+        assert decoded == value
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.text(alphabet=_TEXT_CHARS, min_size=1))
+def test_any_entity_name_gives_a_parseable_image(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
+    path = tmp_path_factory.mktemp("n") / "memory.db"
+    MemoryWriter.create(path).close()
+    install(path)
+    w = MemoryWriter(path)
+    try:
+        w.create_entity(name, "t", [name])
+        after = changelog(w.conn)[0]["after"]
+        assert after["name"] == name and json.loads(after["observations"]) == [name]
+    finally:
+        w.close()
