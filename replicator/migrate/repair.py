@@ -10,20 +10,21 @@
   destination's copy as the before image (the store has no row to image), so the sinks delete it;
   the same extra id found in two destinations is re-emitted once.
 
-:func:`apply_repair` calls ``replicator.capture.install.resync(conn, table, ids)`` and
-``resync_deleted(conn, table, ids, before_images)`` (before_images: id -> row image as the
-changelog images it), imported lazily: they are being added to capture in parallel. Keys whose store
-row vanished since validation are skipped by resync (that is capture's contract).
+:func:`apply_repair` calls ``replicator.capture.resync.resync(conn, table, ids)`` and
+``resync_deleted(conn, table, ids, before_images)`` (one before image per id, in the changelog's
+image format). Keys whose store row vanished since validation are skipped by resync (capture's
+contract).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replicator.capture.install import open_store, read_state
+from replicator.capture.resync import resync, resync_deleted
 from replicator.migrate.diff import Mismatch
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import Entity, Relation
@@ -76,18 +77,10 @@ def plan_repair(mismatches: Iterable[Mismatch], store_embedding_ids: Iterable[in
 
 def apply_repair(store_path: Path, plan: RepairPlan, *, timeout_s: float = 5.0) -> dict[str, int]:
     """Write the plan as changelog rows (capture's resync functions). Returns rows per call kind.
-    Raises MigrateError when capture is not installed or lacks the resync functions."""
+    Blocks (one write transaction per table). Raises MigrateError when capture is not installed."""
+    conn = open_store(store_path, timeout_s=timeout_s)
     try:
-        install: Any = importlib.import_module("replicator.capture.install")
-        resync, resync_deleted = install.resync, install.resync_deleted
-    except (ImportError, AttributeError) as exc:
-        raise MigrateError(
-            "this replicator's capture has no resync/resync_deleted",
-            hint="upgrade replicator (repair needs capture's resync); the report lists the keys to fix by hand",
-        ) from exc
-    conn = install.open_store(store_path, timeout_s=timeout_s)
-    try:
-        if not install.read_state(conn).installed:
+        if not read_state(conn).installed:
             raise MigrateError(
                 f"capture is not installed in {store_path}",
                 hint="repair re-emits keys through the changelog: run `replicator source install` first",
@@ -97,7 +90,8 @@ def apply_repair(store_path: Path, plan: RepairPlan, *, timeout_s: float = 5.0) 
             resync(conn, table, ids)
             done["resync"] += len(ids)
         for table, images in plan.resync_deleted.items():
-            resync_deleted(conn, table, sorted(images), images)
+            ids = sorted(images)
+            resync_deleted(conn, table, ids, [images[i] for i in ids])
             done["resync_deleted"] += len(images)
         return done
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -45,24 +46,14 @@ def test_no_mismatch_plans_nothing() -> None:
     assert plan_repair([], []).empty
 
 
-def test_apply_refuses_when_capture_lacks_resync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(install, "resync", raising=False)
-    with pytest.raises(MigrateError, match="resync"):
-        apply_repair(tmp_path / "x.db", plan_repair([Mismatch("neo4j", "entity", 1, "missing")], []))
-
-
-def test_apply_calls_capture_with_the_agreed_signatures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_writes_changelog_rows_the_source_will_publish(tmp_path: Path) -> None:
     db = tmp_path / "memory.db"
-    MemoryWriter.create(db).close()
-    calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(install, "resync", lambda conn, table, ids: calls.append(("resync", table, ids)), raising=False)
-    monkeypatch.setattr(
-        install, "resync_deleted",
-        lambda conn, table, ids, images: calls.append(("resync_deleted", table, ids, sorted(images))), raising=False,
-    )  # fmt: skip
+    writer = MemoryWriter.create(db)
+    alice = writer.create_entity("alice", "person", ["likes tea"])
+    writer.close()
     plan = plan_repair(
-        [Mismatch("neo4j", "entity", 1, "missing"),
-         Mismatch("neo4j", "entity", 5, "extra", destination=Entity(5, "x", "t", ()))],
+        [Mismatch("neo4j", "entity", alice, "missing"),
+         Mismatch("neo4j", "entity", 5, "extra", destination=Entity(5, "ghost", "t", ()))],
         [],
     )  # fmt: skip
     with pytest.raises(MigrateError, match="capture is not installed"):
@@ -70,4 +61,8 @@ def test_apply_calls_capture_with_the_agreed_signatures(tmp_path: Path, monkeypa
     install.install(db)
 
     assert apply_repair(db, plan) == {"resync": 1, "resync_deleted": 1}
-    assert calls == [("resync", "entities", [1]), ("resync_deleted", "entities", [5], [5])]
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT tbl, op, row_id, before, after FROM _replicator_changelog ORDER BY seq").fetchall()
+    assert [(t, op, key) for t, op, key, _, _ in rows] == [("entities", "u", alice), ("entities", "d", 5)]
+    assert json.loads(rows[0][4])["name"] == "alice" and json.loads(rows[0][3]) == json.loads(rows[0][4])
+    assert json.loads(rows[1][3])["name"] == "ghost" and rows[1][4] is None
