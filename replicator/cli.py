@@ -9,6 +9,7 @@ import click
 from replicator import __version__
 from replicator.errors import ReplicatorError
 from replicator.smoke import smoke
+from replicator.source.cli import source
 from replicator.stack.cli import stack
 
 
@@ -24,6 +25,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(smoke)
+cli.add_command(source)
 
 
 def main() -> None:
