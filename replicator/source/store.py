@@ -39,6 +39,10 @@ def image_sql(table: str, columns: tuple[str, ...], ref: str) -> str:
             value = f"hex({value})"
         elif column not in KNOWN_COLUMNS[table]:
             value = f"json_array(typeof({value}), CASE typeof({value}) WHEN 'blob' THEN hex({value}) ELSE {value} END)"
+        else:
+            # json_object renders a REAL with 15 significant digits (SQLite 3.40), losing the last bits
+            # of most doubles; 17 digits round-trip exactly. (The capture triggers still use 15.)
+            value = f"CASE typeof({value}) WHEN 'real' THEN json(printf('%!.17g', {value})) ELSE {value} END"
         parts.append(f"'{column.replace(chr(39), chr(39) * 2)}', {value}")
     if table == "relations":
         parts.append(f"'from_entity_name', (SELECT name FROM entities WHERE id = {ref}.from_entity_id)")
