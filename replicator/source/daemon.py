@@ -104,7 +104,7 @@ class SourceDaemon:
         self.deleted_up_to = 0
         self.more_pending = True
         self.last_heartbeat = 0.0  # monotonic
-        self.last_heartbeat_wall = 0.0
+        self.heartbeat_seq = -1  # seq of the last committed heartbeat
         self.last_iteration = time.monotonic()
         self.kafka_ok = False
         self.server: MetricsServer | None = None
@@ -173,6 +173,7 @@ class SourceDaemon:
                     continue
                 drained = self._stream_step()
                 if drained and self._stop.is_set():
+                    self._final_heartbeat()
                     event(logging.INFO, "source_stopped", committed_seq=self.committed_seq)
                     return
             except TransportError as exc:
@@ -303,7 +304,7 @@ class SourceDaemon:
             self._close_bar()
             self.committed_seq = snap.first_seq
             self.metrics.last_seq.set(snap.first_seq)
-            self._heartbeat_committed()
+            self._heartbeat_committed(snap.first_seq)
             self.snapshot = None
             event(logging.INFO, "snapshot_done", first_seq=snap.first_seq, last_read_seq=snap.read_seq)
             self._delete_published(snap.first_seq)
@@ -342,7 +343,7 @@ class SourceDaemon:
                 self._heartbeats(self.committed_seq, seen_ms), self._position(self.committed_seq, None)
             )
             self.metrics.transactions.inc()
-            self._heartbeat_committed()
+            self._heartbeat_committed(self.committed_seq)
         if self.deleted_up_to < self.committed_seq:
             self._delete_published(self.committed_seq)
         self.metrics.backlog.set(0)
@@ -370,7 +371,7 @@ class SourceDaemon:
         for row in rows:
             self.metrics.events.labels(row.table, row.op).inc()
         if heartbeat:
-            self._heartbeat_committed()
+            self._heartbeat_committed(last)
         self.metrics.backlog.set(max(0, self.reader.head_seq() - last))
         self._delete_published(last)
 
@@ -384,7 +385,16 @@ class SourceDaemon:
             partitions=self.partitions,
         )
 
-    def _heartbeat_committed(self) -> None:
+    def _final_heartbeat(self) -> None:
+        """On a drained stop: a heartbeat at the last seq, so the sinks' watermark reaches it."""
+        assert self.publisher is not None
+        if self.heartbeat_seq < self.committed_seq:
+            seq = self.committed_seq
+            self.publisher.publish(self._heartbeats(seq, now_ms()), self._position(seq, None))
+            self._heartbeat_committed(seq)
+
+    def _heartbeat_committed(self, seq: int) -> None:
+        self.heartbeat_seq = seq
         self.last_heartbeat = time.monotonic()
         self.metrics.heartbeat_ts.set(time.time())
         self.metrics.heartbeat_age.set(0)

@@ -93,7 +93,12 @@ def replay(settings: KafkaSettings, prefix: str, timeout_s: float = 60.0) -> Rep
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((msg.topic(), msg.partition()))
+                    # commit_transaction returns before the commit markers reach the partitions: the
+                    # end under read_committed (the LSO) trails the high watermark until they do.
+                    tp = TopicPartition(msg.topic() or "", msg.partition() or 0)
+                    _, high = consumer.get_watermark_offsets(tp, timeout=settings.timeout_s, cached=False)
+                    if (msg.offset() or 0) >= high:
+                        pending.discard((tp.topic, tp.partition))
                     continue
                 raise TransportError(f"replay of {prefix} failed: {err}", hint="is the broker up?")
             topic, partition, key = msg.topic() or "", msg.partition() or 0, msg.key() or b""

@@ -30,7 +30,13 @@ P = "t.caxton.memory"
 
 def _row(table: str, op: str, before: dict[str, object] | None, after: dict[str, object] | None) -> ChangelogRow:
     return ChangelogRow(
-        7, table, op, 5, 1000, None if before is None else json.dumps(before), None if after is None else json.dumps(after)
+        7,
+        table,
+        op,
+        5,
+        1000,
+        None if before is None else json.dumps(before),
+        None if after is None else json.dumps(after),
     )
 
 
