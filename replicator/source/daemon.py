@@ -156,14 +156,12 @@ class SourceDaemon:
 
     def _loop(self) -> None:
         backoff = 0.0
-        failures = 0
+        failures = stop_failures = 0
         last_unreachable_log = 0.0
         while True:
             self.last_iteration = time.monotonic()
             try:
                 if self.publisher is None:
-                    if self._stop.is_set():
-                        return  # stopping while Kafka is down: nothing can be drained
                     self._connect()
                     backoff, failures = 0.0, 0
                 if self.snapshot is not None:
@@ -191,6 +189,11 @@ class SourceDaemon:
                         error=exc.message.replace("\n", " "),
                     )
                     last_unreachable_log = now
+                stop_failures += self._stop.is_set()
+                if stop_failures >= 2:
+                    # Stopping while Kafka stays away: what is unpublished waits in the changelog.
+                    event(logging.WARNING, "source_stopped_undrained", committed_seq=self.committed_seq)
+                    return
                 backoff = min(self.settings.retry_max_s, max(0.1, backoff * 2))
                 self._stop.wait(backoff)
 

@@ -1,6 +1,7 @@
 """The source against the real broker: snapshot + stream under a concurrent writer, kill -9 restarts,
-and a broker outage, each checked by rebuilding the store from the topics (read_committed) and
-comparing field by field, and by matching the stream's seqs with every seq the triggers produced.
+and a ~25 s outage of a PRIVATE broker (own dir, free ports; the shared one is never stopped). Each is
+checked by rebuilding the store from the topics (read_committed), comparing field by field, and by
+matching the stream's seqs with every seq the triggers produced.
 
 How the expected seqs are known honestly: the test adds its own trigger on the changelog that copies
 every inserted seq into ``_test_seq_audit`` inside the writer's transaction; the source deletes
@@ -9,11 +10,13 @@ published changelog rows, the audit keeps them all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +35,11 @@ from replicator.source.daemon import SourceDaemon
 from replicator.source.kafka import positions_topic
 from replicator.source.replay import Replay, replay
 from replicator.source.settings import SourceSettings
+from replicator.stack import control
+from replicator.stack.kafka import KafkaServer
+from replicator.stack.process import spawn, terminate
+from replicator.stack.service import log_file, pid_file
+from replicator.stack.settings import StackSettings
 from replicator.store.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
@@ -112,10 +120,9 @@ class Workload(threading.Thread):
         elif op < 0.62:
             w.set_embedding(rng.choice(ids), [rng.uniform(-1, 1) for _ in range(DIM)])
         elif op < 0.78:
-            try:
+            # (from, to, type) may exist already: the real writer refuses it too.
+            with contextlib.suppress(sqlite3.IntegrityError):
                 w.create_relation(rng.choice(ids), rng.choice(ids), rng.choice(["knows", "depends on", "uses"]))
-            except sqlite3.IntegrityError:
-                pass  # (from, to, type) exists already: the real writer refuses it too
         elif op < 0.85 and rels:
             w.set_relation_strength(rng.choice(rels), rng.random())
         elif op < 0.93 and rels:
@@ -188,7 +195,7 @@ def assert_exactly_once(path: Path, got: Replay) -> None:
         conn.close()
 
 
-def settings_for(db: Path, prefix: str, kafka: KafkaSettings, **overrides: Any) -> SourceSettings:  # noqa: ANN401
+def settings_for(db: Path, prefix: str, kafka: KafkaSettings, **overrides: Any) -> SourceSettings:
     return SourceSettings(db=db, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix, **overrides)
 
 
@@ -282,6 +289,89 @@ def test_kill_9_at_random_points_then_restart_is_exactly_once(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, log.read_text()[-3000:]
 
+    got = replay(kafka, prefix)
+    assert_exactly_once(db, got)
+    assert_equal_state(db, got)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class PrivateKafka:
+    """A Kafka broker of its own (no Neo4j), started and stopped by this test only."""
+
+    def __init__(self, root: Path) -> None:
+        kafka_port, controller_port, bolt_port = _free_ports(3)
+        self.settings = StackSettings(root=root, kafka_port=kafka_port, kafka_controller_port=controller_port,
+                                      bolt_port=bolt_port, kafka_heap_mb=384)  # fmt: skip
+        self.server = KafkaServer(self.settings)
+        self.toolchain = control.resolve(self.settings, lambda _line: None)
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        self.pid = spawn(self.server.command(self.toolchain), log_file(self.server), pid_file(self.server))
+        deadline = time.monotonic() + 120
+        while not self.server.probe(2.0).ok:
+            assert time.monotonic() < deadline, "private Kafka did not come up"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            terminate(self.pid)
+            self.pid = None
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
+    broker = PrivateKafka(tmp_path / "stack")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_outage_does_not_slow_the_writer_and_loses_nothing(tmp_path: Path, private_kafka: PrivateKafka) -> None:
+    kafka = KafkaSettings(private_kafka.settings.kafka_bootstrap, timeout_s=5.0)
+    prefix = f"t{uuid.uuid4().hex[:8]}.caxton.memory"
+    db = make_store(tmp_path / "memory.db", prepopulate=50)
+    daemon = SourceDaemon(
+        SourceSettings(db=db, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix,
+                       kafka_timeout_s=5.0, retry_max_s=2.0, metrics_port=0),
+        progress=False,
+    )  # fmt: skip
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    workload = Workload(db, seed=23, pause_s=0.005)
+    workload.start()
+    time.sleep(4)
+    committed_before = daemon.committed_seq
+    private_kafka.stop()
+    outage_started = len(workload.latencies)
+    time.sleep(25)
+    outage_latencies = workload.latencies[outage_started:]
+    assert not daemon.healthy()
+    private_kafka.start()
+    time.sleep(8)
+    workload.stop.set()
+    workload.join()
+    daemon.request_stop()
+    thread.join(60)
+    assert not thread.is_alive()
+
+    assert workload.error is None
+    assert len(outage_latencies) > 100  # the writer kept writing during the outage ...
+    assert max(outage_latencies) < 0.5  # ... without waiting on the source or Kafka
+    assert daemon.metrics.txn_failures._value.get() > 0
+    assert daemon.committed_seq > committed_before
     got = replay(kafka, prefix)
     assert_exactly_once(db, got)
     assert_equal_state(db, got)

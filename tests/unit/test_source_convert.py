@@ -195,7 +195,8 @@ def test_snapshot_image_carries_a_column_the_writer_added_as_typed_extra(tmp_pat
     writer = MemoryWriter.create(db)
     writer.conn.execute("ALTER TABLE entities ADD COLUMN rank INTEGER")
     writer.conn.execute(
-        "INSERT INTO entities (name, entity_type, observations, created_at, updated_at, rank) VALUES ('a','t','[]',1,1,7)"
+        "INSERT INTO entities (name, entity_type, observations, created_at, updated_at, rank)"
+        " VALUES ('a', 't', '[]', 1, 1, 7)"
     )
     install(db)
     reader = StoreReader(db)
