@@ -169,8 +169,9 @@ class SourceDaemon:
                         return  # every committed chunk is recorded; a restart resumes after it
                     self._snapshot_step()
                     continue
+                stopping = self._stop.is_set()  # drained means: a read that began after the stop found nothing
                 drained = self._stream_step()
-                if drained and self._stop.is_set():
+                if drained and stopping:
                     self._final_heartbeat()
                     event(logging.INFO, "source_stopped", committed_seq=self.committed_seq)
                     return
@@ -326,7 +327,11 @@ class SourceDaemon:
         changed = self.reader.changed()
         rows: list[ChangelogRow] = []
         seen_ms = now_ms()
-        if changed or self.more_pending:
+        now = time.monotonic()
+        heartbeat_due = now - self.last_heartbeat >= s.heartbeat_interval_s
+        # data_version only saves reads; before a heartbeat (a promise about the store) and when
+        # draining for a stop, the changelog itself is read.
+        if changed or self.more_pending or heartbeat_due or self._stop.is_set():
             rows = self.reader.changelog_after(self.committed_seq, s.batch_rows)
             self.metrics.head_seq.set(self.reader.head_seq())
         now = time.monotonic()
@@ -341,7 +346,7 @@ class SourceDaemon:
                 self._stop.wait(s.poll_min_s)
             return drained
         self.more_pending = False
-        if now - self.last_heartbeat >= s.heartbeat_interval_s:
+        if heartbeat_due:
             self.publisher.publish(
                 self._heartbeats(self.committed_seq, seen_ms), self._position(self.committed_seq, None)
             )
