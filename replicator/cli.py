@@ -12,6 +12,7 @@ from replicator.migrate import cli as migrate_cli
 from replicator.migrate import tools_cli
 from replicator.sinks.cli import sink
 from replicator.smoke import smoke
+from replicator.source.cli import source
 from replicator.stack.cli import stack
 
 
@@ -27,6 +28,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(smoke)
+cli.add_command(source)
 migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
 tools_cli.register(cli)  # export, import, stats, diff, validate
 cli.add_command(sink)

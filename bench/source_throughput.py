@@ -1,0 +1,134 @@
+"""Events/s of the source's stream vs a raw bound measured in the same run on the same rows.
+
+raw bound: read the changelog rows, json-decode the image, Avro-encode a minimal EntityChange /
+           EmbeddingChange, produce them with a plain idempotent producer, flush (no transactions,
+           no heartbeats, no positions, no deletes).
+source:    ``SourceDaemon`` streaming the same backlog (transactions of --batch-rows rows + positions
+           + heartbeats + changelog deletes), from start until its committed seq reaches the head.
+
+Needs the local Kafka (REPLICATOR_KAFKA_BOOTSTRAP, default 127.0.0.1:9092); uses throwaway topics.
+Usage: PYTHONPATH=. .venv/bin/python bench/source_throughput.py [--rows 20000] [--batch-rows 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from replicator.capture.install import install
+from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, codec, encode_key
+from replicator.source.daemon import SourceDaemon
+from replicator.source.kafka import ensure_topics, positions_topic
+from replicator.source.settings import SourceSettings
+from replicator.source.store import StoreReader
+from replicator.store.writer import MemoryWriter
+from replicator.transport.kafka import delete_topic
+from replicator.transport.settings import KafkaSettings
+
+
+def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float]:
+    reader = StoreReader(db)
+    producer = Producer({**kafka.producer(), "linger.ms": 5})
+    source = {"version": "0", "store": "s", "table": "", "seq": 0, "ts_ms": 0}
+    t0 = time.perf_counter()
+    count, after = 0, 0
+    while rows := reader.changelog_after(after, 5000):
+        for row in rows:
+            image = json.loads(row.after or "{}")
+            if row.table == "entities":
+                rec: dict[str, Any] = {k: image[k] for k in ("id", "name", "entity_type", "created_at", "updated_at")}
+                rec["observations"] = json.loads(image["observations"])
+                value = codec(ENTITY_CHANGE).encode({"op": "c", "after": rec, "source": source, "ts_ms": 0})
+            else:
+                rec = {"entity_id": image["entity_id"], "vector": bytes.fromhex(image["embedding"]),
+                       "model_version": image["model_version"], "created_at": image["created_at"]}  # fmt: skip
+                value = codec(EMBEDDING_CHANGE).encode({"op": "c", "after": rec, "source": source, "ts_ms": 0})
+            while True:
+                try:
+                    producer.produce(topic, key=encode_key(row.row_id), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+            count += 1
+        after = rows[-1].seq
+    producer.flush(60)
+    elapsed = time.perf_counter() - t0
+    reader.close()
+    return count, elapsed
+
+
+def _run_until(daemon: SourceDaemon, target: int) -> float:
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    while daemon.committed_seq < target:
+        time.sleep(0.005)
+        if not thread.is_alive():
+            sys.exit("source stopped early")
+    elapsed = time.perf_counter() - t0
+    daemon.request_stop()
+    thread.join(60)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10000, help="entities to create (each + its embedding)")
+    parser.add_argument("--batch-rows", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/source_throughput.json"))
+    args = parser.parse_args()
+    kafka = KafkaSettings.from_env()
+    prefix = f"bench{uuid.uuid4().hex[:8]}.caxton.memory"
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "memory.db"
+        writer = MemoryWriter.create(db)
+        install(db)
+        settings = SourceSettings(db=db, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix,
+                                  batch_rows=args.batch_rows)  # fmt: skip
+        _run_until(SourceDaemon(settings, progress=False), 0)  # empty snapshot: the position exists
+        vector = [0.01 * i for i in range(384)]
+        for i in range(args.rows):
+            writer.create_entity(f"entity {i}", "concept", [f"observation {i}", "another"], embedding=vector)
+        writer.close()
+        reader = StoreReader(db)
+        head = reader.head_seq()
+        reader.close()
+        ensure_topics(kafka, prefix + ".raw", 3)
+        raw_count, raw_s = _raw(db, kafka, prefix + ".raw.entities")
+        source_s = _run_until(SourceDaemon(settings, progress=False), head)
+    for name in ("entities", "relations", "embeddings"):
+        delete_topic(kafka, f"{prefix}.{name}")
+        delete_topic(kafka, f"{prefix}.raw.{name}")
+    delete_topic(kafka, positions_topic(prefix))
+    delete_topic(kafka, positions_topic(prefix + ".raw"))
+    result = {
+        "command": " ".join(["bench/source_throughput.py", *sys.argv[1:]]),
+        "events": raw_count,
+        "batch_rows": args.batch_rows,
+        "raw_bound_events_per_s": round(raw_count / raw_s),
+        "source_events_per_s": round(raw_count / source_s),
+        "source_vs_raw": round(raw_s / source_s, 3),
+        "raw_s": round(raw_s, 3),
+        "source_s": round(source_s, 3),
+        "machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
+        "note": "shared 2-core machine; events are 384-d embeddings and entities, one Kafka broker",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"$ python {result['command']}")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

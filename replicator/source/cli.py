@@ -1,0 +1,126 @@
+"""``replicator source``: install / uninstall / status of capture, and ``run``, the source daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from replicator.capture.install import install, open_store, read_state, uninstall
+from replicator.source.daemon import SourceAborted, SourceDaemon
+from replicator.source.settings import SourceSettings, parse_duration
+
+_DB = click.option("--db", "db", type=click.Path(path_type=Path), required=True, help="Caxton's memory.db")
+_TIMEOUT = click.option("--lock-timeout", default=5.0, show_default=True, help="seconds to wait for the write lock")
+
+
+@click.group()
+def source() -> None:
+    """Capture the store (triggers + changelog) and stream it to Kafka, exactly once."""
+
+
+@source.command("install")
+@_DB
+@_TIMEOUT
+def install_cmd(db: Path, lock_timeout: float) -> None:
+    """Install (or upgrade) the changelog and triggers. Idempotent; re-run after the writer adds columns."""
+    state = install(db, timeout_s=lock_timeout)
+    click.echo(f"capture v{state.version} installed in {db} (store id {state.store_id}, head seq {state.head_seq})")
+
+
+@source.command("uninstall")
+@_DB
+@_TIMEOUT
+def uninstall_cmd(db: Path, lock_timeout: float) -> None:
+    """Remove the triggers, changelog and meta table. Unpublished changelog rows are discarded."""
+    discarded = uninstall(db, timeout_s=lock_timeout)
+    click.echo(f"capture removed from {db}; {discarded} unpublished changelog row(s) discarded")
+
+
+@source.command("status")
+@_DB
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status_cmd(db: Path, as_json: bool) -> None:
+    """Capture version, store id, changelog backlog, head seq, missing triggers. Exit 1 if not installed."""
+    conn = open_store(db, readonly=True)
+    try:
+        state = read_state(conn)
+    finally:
+        conn.close()
+    data: dict[str, Any] = {
+        "db": str(db),
+        "installed": state.installed,
+        "version": state.version,
+        "store_id": state.store_id,
+        "backlog": state.backlog,
+        "head_seq": state.head_seq,
+        "missing_triggers": list(state.missing_triggers),
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            click.echo(f"{key:17} {shown if shown not in ('', None) else '-'}")
+    if not state.installed or state.missing_triggers:
+        sys.exit(1)
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    return None if value is None else parse_duration(value, f"--{param.name}".replace("_", "-"))
+
+
+@source.command("run")
+@click.option("--db", "db", type=click.Path(path_type=Path), help="Caxton's memory.db [env REPLICATOR_SOURCE_DB]")
+@click.option("--bootstrap-servers", help="Kafka host:port[,...] [env REPLICATOR_KAFKA_BOOTSTRAP]")
+@click.option("--topic-prefix", help="topic name prefix [caxton.memory; env REPLICATOR_TOPIC_PREFIX]")
+@click.option("--partitions", type=int, help="partitions of topics the source creates [3]")
+@click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+@click.option("--heartbeat-interval", callback=_duration, help="heartbeat period while idle, e.g. 1s [1s]")
+@click.option("--batch-rows", type=int, help="changelog rows per Kafka transaction [500]")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML settings file")
+@click.option("--log-format", type=click.Choice(["kv", "json"]), default="kv", show_default=True)
+def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float | None, **flags: Any) -> None:  # noqa: ANN401
+    """Run the source: snapshot on first start, then stream changes. First SIGTERM/SIGINT drains and
+    exits 0; a second aborts at once (exit 130)."""
+    _configure_logging(log_format)
+    settings = SourceSettings.load({**flags, "heartbeat_interval_s": heartbeat_interval}, config_file=config_file)
+    daemon = SourceDaemon(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("replicator.source").info("event=stop_requested signal=%s", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        daemon.run()
+    except SourceAborted:
+        sys.exit(130)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower()}
+        for part in record.getMessage().split(" "):
+            key, _, value = part.partition("=")
+            if value:
+                fields[key] = value.strip("'")
+        return json.dumps(fields)
+
+
+def _configure_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s %(message)s"))
+    root = logging.getLogger("replicator")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)

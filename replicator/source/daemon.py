@@ -1,0 +1,429 @@
+"""The source daemon: snapshot once, then stream the changelog to Kafka in transactions, exactly once.
+
+Loop (one thread; ``run`` blocks until stopped):
+
+1. Check the store (capture installed, no drift) and connect to Kafka: create topics, init the
+   transactional producer (fencing any previous instance), read the committed source position.
+2. No position: snapshot. One SQLite read transaction at head W; rows in chunks, one Kafka
+   transaction per chunk carrying the chunk's ``op=r`` events and the position ``{seq: W,
+   snapshot: cursor}``. A restart mid-snapshot resumes from the cursor in a NEW read transaction at
+   W2 >= W (those rows carry W2), and the stream still starts after W: nothing between W and W2 is
+   missed, and a sink keeps the newest seq per key. After the final chunk: delete changelog <= W.
+3. Stream: changelog rows after the committed seq, ``batch_rows`` per transaction, each transaction
+   = events (+ a tombstone after each ``d``) + heartbeats (when it drained the backlog, at most one
+   per ``heartbeat_min_gap_s``; every ``heartbeat_interval_s`` while idle) + the position. Rows are
+   deleted from the changelog only after their transaction committed, with a short busy timeout.
+4. Any Kafka error: abort, drop the producer, back off (capped exponential), reconnect, re-read the
+   committed position, resume after it (the changelog still holds every unpublished row). The store
+   is only read meanwhile, so the writer never waits for Kafka.
+
+Raises SourceError for what a retry cannot fix (not installed, drift, fenced by another instance).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from replicator.source.convert import (
+    ChangelogRow,
+    Message,
+    convert_change,
+    convert_snapshot_row,
+    heartbeat_messages,
+    now_ms,
+    position_value,
+)
+from replicator.source.kafka import (
+    SourcePosition,
+    TransactionalPublisher,
+    ensure_topics,
+    positions_topic,
+    read_position,
+    transactional_id,
+)
+from replicator.source.metrics import MetricsServer, SourceMetrics
+from replicator.source.settings import SourceSettings
+from replicator.source.store import SourceError, StoreIdentity, StoreReader
+from replicator.store.schema import TABLES
+from replicator.transport.kafka import TransportError
+
+log = logging.getLogger("replicator.source")
+_UNREACHABLE_LOG_EVERY_S: Final = 10.0
+
+
+def event(level: int, name: str, **fields: object) -> None:
+    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted)."""
+    parts = [f"event={name}"]
+    for key, value in fields.items():
+        text = str(value)
+        parts.append(f"{key}={text!r}" if (" " in text or "=" in text or not text) else f"{key}={text}")
+    log.log(level, " ".join(parts))
+
+
+class SourceAborted(Exception):
+    """Raised by the second stop request: leave at once, without draining."""
+
+
+@dataclass
+class _Snapshot:
+    """Where the snapshot is: next table index and the last key published in it."""
+
+    first_seq: int  # W of the first read: the stream starts after it
+    read_seq: int | None  # W of the current read transaction (None: none open)
+    table_index: int
+    after_id: int
+
+    def cursor(self) -> dict[str, Any]:
+        return {
+            "table": TABLES[self.table_index] if self.table_index < len(TABLES) else None,
+            "after": self.after_id,
+            "read_seq": self.read_seq,
+        }
+
+
+class SourceDaemon:
+    """Not thread-safe, except ``request_stop`` (any thread or a signal handler)."""
+
+    def __init__(self, settings: SourceSettings, *, progress: bool | None = None) -> None:
+        self.settings = settings
+        self.metrics = SourceMetrics()
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._stop = threading.Event()
+        self._stop_requests = 0
+        self.reader: StoreReader | None = None
+        self.identity: StoreIdentity | None = None
+        self.publisher: TransactionalPublisher | None = None
+        self.partitions: dict[str, int] = {}
+        self.committed_seq = 0
+        self.snapshot: _Snapshot | None = None
+        self.deleted_up_to = 0
+        self.more_pending = True
+        self.last_heartbeat = 0.0  # monotonic
+        self.heartbeat_seq = -1  # seq of the last committed heartbeat
+        self.last_iteration = time.monotonic()
+        self.kafka_ok = False
+        self.server: MetricsServer | None = None
+        self._bar: Any = None
+
+    # -- control ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """First call: drain (publish what is pending, commit) and return from ``run``. Second: abort."""
+        self._stop_requests += 1
+        self._stop.set()
+        if self._stop_requests > 1:
+            raise SourceAborted
+
+    def healthy(self) -> bool:
+        recent = time.monotonic() - self.last_iteration < max(5.0, 3 * self.settings.heartbeat_interval_s)
+        return recent and self.kafka_ok
+
+    # -- main loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Blocks until a stop request drained. Raises SourceError / SourceAborted."""
+        s = self.settings
+        self.reader = StoreReader(s.db)
+        try:
+            self.identity = self.reader.check()
+            if s.metrics_port is not None:
+                self.server = MetricsServer(self.metrics, s.metrics_port, self.healthy)
+                event(logging.INFO, "metrics_listening", port=self.server.port)
+            event(
+                logging.INFO,
+                "source_starting",
+                db=s.db,
+                store_id=self.identity.store_id,
+                prefix=s.topic_prefix,
+                bootstrap=s.bootstrap_servers,
+            )
+            self._loop()
+        except SourceAborted:
+            event(logging.WARNING, "source_aborted", committed_seq=self.committed_seq)
+            if self.publisher is not None:
+                self.publisher.abort()
+            raise
+        finally:
+            self._close_bar()
+            if self.reader is not None:
+                self.reader.end_snapshot()
+                self.reader.close()
+            if self.server is not None:
+                self.server.close()
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        failures = stop_failures = 0
+        last_unreachable_log = 0.0
+        while True:
+            self.last_iteration = time.monotonic()
+            try:
+                if self.publisher is None:
+                    self._connect()
+                    backoff, failures = 0.0, 0
+                if self.snapshot is not None:
+                    if self._stop.is_set():
+                        return  # every committed chunk is recorded; a restart resumes after it
+                    self._snapshot_step()
+                    continue
+                stopping = self._stop.is_set()  # drained means: a read that began after the stop found nothing
+                drained = self._stream_step()
+                if drained and stopping:
+                    self._final_heartbeat()
+                    event(logging.INFO, "source_stopped", committed_seq=self.committed_seq)
+                    return
+            except TransportError as exc:
+                failures += 1
+                self.kafka_ok = False
+                self.metrics.txn_failures.inc()
+                self._drop_publisher()
+                now = time.monotonic()
+                if now - last_unreachable_log >= _UNREACHABLE_LOG_EVERY_S:
+                    event(
+                        logging.WARNING,
+                        "kafka_unavailable",
+                        failures=failures,
+                        committed_seq=self.committed_seq,
+                        error=exc.message.replace("\n", " "),
+                    )
+                    last_unreachable_log = now
+                stop_failures += self._stop.is_set()
+                if stop_failures >= 2:
+                    # Stopping while Kafka stays away: what is unpublished waits in the changelog.
+                    event(logging.WARNING, "source_stopped_undrained", committed_seq=self.committed_seq)
+                    return
+                backoff = min(self.settings.retry_max_s, max(0.1, backoff * 2))
+                self._stop.wait(backoff)
+
+    def _drop_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.abort()
+            self.publisher = None
+        if self.reader is not None:
+            self.reader.end_snapshot()
+        if self.snapshot is not None:
+            self.snapshot.read_seq = None
+        self.more_pending = True
+
+    def _connect(self) -> None:
+        assert self.reader is not None and self.identity is not None
+        s = self.settings
+        kafka = s.kafka()
+        self.partitions = ensure_topics(kafka, s.topic_prefix, s.partitions)
+        self.publisher = TransactionalPublisher(
+            kafka, transactional_id(s.topic_prefix, self.identity.store_id), s.transaction_timeout_s
+        )
+        position = read_position(kafka, s.topic_prefix, self.identity.store_id)
+        self.kafka_ok = True
+        self._resume(position)
+
+    def _resume(self, position: SourcePosition | None) -> None:
+        assert self.reader is not None
+        head = self.reader.head_seq()
+        if position is None:
+            self.snapshot = _Snapshot(first_seq=-1, read_seq=None, table_index=0, after_id=0)
+            event(logging.INFO, "snapshot_starting", head_seq=head)
+            return
+        if position.seq > head:
+            raise SourceError(
+                f"the positions topic says seq {position.seq} was published, but the store's changelog head "
+                f"is {head}: the store was restored or capture reinstalled under the same store id",
+                hint="use a new --topic-prefix (a fresh snapshot), or restore the store that matches the topics",
+            )
+        self.committed_seq = position.seq
+        self.metrics.last_seq.set(position.seq)
+        if position.snapshot is not None:
+            cursor = position.snapshot
+            index = TABLES.index(cursor["table"]) if cursor.get("table") else len(TABLES)
+            self.snapshot = _Snapshot(position.seq, None, index, int(cursor.get("after", 0)))
+            event(
+                logging.INFO,
+                "snapshot_resuming",
+                first_seq=position.seq,
+                table=cursor.get("table"),
+                after=cursor.get("after"),
+            )
+        else:
+            self.snapshot = None
+            self._delete_published(position.seq)
+            event(logging.INFO, "stream_resuming", after_seq=position.seq, head_seq=head)
+        self.more_pending = True
+
+    # -- snapshot ---------------------------------------------------------------------------------
+    def _snapshot_step(self) -> None:
+        assert self.reader is not None and self.identity is not None and self.publisher is not None
+        snap = self.snapshot
+        assert snap is not None
+        s = self.settings
+        if snap.read_seq is None:
+            snap.read_seq = self.reader.begin_snapshot()
+            if snap.first_seq < 0:
+                snap.first_seq = snap.read_seq
+            if self.progress and self._bar is None:
+                from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
+
+                self._bar = tqdm(total=sum(self.reader.count_rows().values()), unit="row", desc="snapshot")
+            event(logging.INFO, "snapshot_read_opened", read_seq=snap.read_seq, first_seq=snap.first_seq)
+        rows: list[tuple[str, str]] = []
+        while len(rows) < s.snapshot_chunk_rows and snap.table_index < len(TABLES):
+            table = TABLES[snap.table_index]
+            room = s.snapshot_chunk_rows - len(rows)
+            got = self.reader.snapshot_chunk(table, self.identity.columns[table], snap.after_id, room + 1)
+            taken = got[:room]
+            rows.extend((table, image) for _, image in taken)
+            if len(got) > room:
+                snap.after_id = taken[-1][0]
+            else:
+                snap.table_index += 1
+                snap.after_id = 0
+        done = snap.table_index >= len(TABLES)
+        messages: list[Message] = []
+        ts = now_ms()
+        for i, (table, image) in enumerate(rows):
+            conv = convert_snapshot_row(
+                table,
+                image,
+                prefix=s.topic_prefix,
+                store_id=self.identity.store_id,
+                read_seq=snap.read_seq,
+                last=done and i == len(rows) - 1,
+                produced_ms=ts,
+            )
+            self._warn(conv.warnings)
+            messages.extend(conv.messages)
+        if done:  # the stream's watermark starts at the first W: everything <= W is in the snapshot
+            messages.extend(self._heartbeats(snap.first_seq, ts))
+        self.publisher.publish(messages, self._position(snap.first_seq, None if done else snap.cursor()))
+        self.metrics.transactions.inc()
+        self.metrics.snapshot_rows.inc(len(rows))
+        for table, _ in rows:
+            self.metrics.events.labels(table, "r").inc()
+        if self._bar is not None:
+            self._bar.update(len(rows))
+        if done:
+            self.reader.end_snapshot()
+            self._close_bar()
+            self.committed_seq = snap.first_seq
+            self.metrics.last_seq.set(snap.first_seq)
+            self._heartbeat_committed(snap.first_seq)
+            self.snapshot = None
+            event(logging.INFO, "snapshot_done", first_seq=snap.first_seq, last_read_seq=snap.read_seq)
+            self._delete_published(snap.first_seq)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    # -- stream -----------------------------------------------------------------------------------
+    def _stream_step(self) -> bool:
+        """One poll. Returns True when the backlog is drained (nothing left to publish)."""
+        assert self.reader is not None and self.publisher is not None
+        s = self.settings
+        self.reader.check_drift()
+        changed = self.reader.changed()
+        rows: list[ChangelogRow] = []
+        seen_ms = now_ms()
+        now = time.monotonic()
+        heartbeat_due = now - self.last_heartbeat >= s.heartbeat_interval_s
+        # data_version only saves reads; before a heartbeat (a promise about the store) and when
+        # draining for a stop, the changelog itself is read.
+        if changed or self.more_pending or heartbeat_due or self._stop.is_set():
+            rows = self.reader.changelog_after(self.committed_seq, s.batch_rows)
+            self.metrics.head_seq.set(self.reader.head_seq())
+        now = time.monotonic()
+        self.metrics.heartbeat_age.set(now - self.last_heartbeat if self.last_heartbeat else 0)
+        if rows:
+            drained = len(rows) < s.batch_rows
+            self._publish_rows(
+                rows, heartbeat=drained and now - self.last_heartbeat >= s.heartbeat_min_gap_s, seen_ms=seen_ms
+            )
+            self.more_pending = not drained
+            if drained:
+                self._stop.wait(s.poll_min_s)
+            return drained
+        self.more_pending = False
+        if heartbeat_due:
+            self.publisher.publish(
+                self._heartbeats(self.committed_seq, seen_ms), self._position(self.committed_seq, None)
+            )
+            self.metrics.transactions.inc()
+            self._heartbeat_committed(self.committed_seq)
+        if self.deleted_up_to < self.committed_seq:
+            self._delete_published(self.committed_seq)
+        self.metrics.backlog.set(0)
+        if not self._stop.is_set():
+            idle = now - self.last_heartbeat
+            self._stop.wait(min(s.poll_max_s, max(s.poll_min_s, idle / 5)))
+        return True
+
+    def _publish_rows(self, rows: list[ChangelogRow], *, heartbeat: bool, seen_ms: int) -> None:
+        assert self.identity is not None and self.publisher is not None and self.reader is not None
+        s = self.settings
+        messages: list[Message] = []
+        ts = now_ms()
+        for row in rows:
+            conv = convert_change(row, prefix=s.topic_prefix, store_id=self.identity.store_id, produced_ms=ts)
+            self._warn(conv.warnings)
+            messages.extend(conv.messages)
+        last = rows[-1].seq
+        if heartbeat:
+            messages.extend(self._heartbeats(last, seen_ms))
+        self.publisher.publish(messages, self._position(last, None))
+        self.committed_seq = last
+        self.metrics.transactions.inc()
+        self.metrics.last_seq.set(last)
+        for row in rows:
+            self.metrics.events.labels(row.table, row.op).inc()
+        if heartbeat:
+            self._heartbeat_committed(last)
+        self.metrics.backlog.set(max(0, self.reader.head_seq() - last))
+        self._delete_published(last)
+
+    def _heartbeats(self, seq: int, seen_ms: int) -> list[Message]:
+        assert self.identity is not None
+        return heartbeat_messages(
+            prefix=self.settings.topic_prefix,
+            store_id=self.identity.store_id,
+            seq=seq,
+            seen_ms=seen_ms,
+            partitions=self.partitions,
+        )
+
+    def _final_heartbeat(self) -> None:
+        """On a drained stop: a heartbeat at the last seq, so the sinks' watermark reaches it."""
+        assert self.publisher is not None
+        if self.heartbeat_seq < self.committed_seq:
+            seq = self.committed_seq
+            self.publisher.publish(self._heartbeats(seq, now_ms()), self._position(seq, None))
+            self._heartbeat_committed(seq)
+
+    def _heartbeat_committed(self, seq: int) -> None:
+        self.heartbeat_seq = seq
+        self.last_heartbeat = time.monotonic()
+        self.metrics.heartbeat_ts.set(time.time())
+        self.metrics.heartbeat_age.set(0)
+
+    def _position(self, seq: int, cursor: dict[str, Any] | None) -> tuple[str, bytes, bytes]:
+        assert self.identity is not None
+        return (
+            positions_topic(self.settings.topic_prefix),
+            self.identity.store_id.encode(),
+            position_value(seq, cursor, now_ms()),
+        )
+
+    def _delete_published(self, up_to: int) -> None:
+        assert self.reader is not None
+        if up_to <= self.deleted_up_to:
+            return
+        if self.reader.delete_published(up_to, self.settings.delete_busy_timeout_ms):
+            self.deleted_up_to = up_to
+        else:
+            self.metrics.deletes_skipped.inc()
+
+    def _warn(self, warnings: list[str]) -> None:
+        for text in warnings:
+            event(logging.WARNING, "odd_row_carried", detail=text)

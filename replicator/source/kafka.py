@@ -1,0 +1,212 @@
+"""Kafka side of the source: the topics, the committed source position, the transactional producer.
+
+Every call blocks at most ``KafkaSettings.timeout_s`` (or the given timeout) and raises
+TransportError (broker unreachable or refused; the daemon retries with backoff) or SourceError (a
+configuration the source must not run with, e.g. unequal partition counts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from replicator.source.convert import Message, topic_of
+from replicator.source.store import SourceError
+from replicator.store.schema import TABLES
+from replicator.transport.kafka import TransportError
+from replicator.transport.settings import KafkaSettings
+
+POSITIONS_SUFFIX: Final = "source-positions"
+_COMPACT: Final = {"cleanup.policy": "compact"}
+
+
+def positions_topic(prefix: str) -> str:
+    return f"{prefix}.{POSITIONS_SUFFIX}"
+
+
+def transactional_id(prefix: str, store_id: str) -> str:
+    """Stable per (store, prefix): a restarted instance fences the previous one (a zombie's
+    transactions are aborted and its later writes refused)."""
+    return f"replicator-source.{prefix}.{store_id}"
+
+
+def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportError:
+    return TransportError(
+        f"Kafka at {settings.bootstrap_servers} did not {what}: {exc}",
+        hint="is the broker up? the source retries and catches up when it answers",
+    )
+
+
+def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict[str, int]:
+    """Create the change topics (``partitions`` each, compacted) and the positions topic (1 partition,
+    compacted) when absent. Returns table -> partition count as the broker has them. Raises
+    SourceError when entities and embeddings differ (the sinks pair them by partition number)."""
+    admin = AdminClient(settings.common())
+    wanted = {topic_of(prefix, t): partitions for t in TABLES} | {positions_topic(prefix): 1}
+    try:
+        existing = admin.list_topics(timeout=settings.timeout_s).topics
+    except KafkaException as exc:
+        raise _unreachable(settings, "list topics", exc) from exc
+    missing = [
+        NewTopic(name, num_partitions=n, replication_factor=1, config=_COMPACT)
+        for name, n in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        futures = admin.create_topics(missing, operation_timeout=settings.timeout_s)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=settings.timeout_s)
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                raise _unreachable(settings, f"create topic {name}", exc) from exc
+            except TimeoutError as exc:
+                raise _unreachable(settings, f"create topic {name}", exc) from exc
+    counts = _partition_counts(admin, settings, [topic_of(prefix, t) for t in TABLES])
+    result = {t: counts[topic_of(prefix, t)] for t in TABLES}
+    if result["entities"] != result["embeddings"]:
+        raise SourceError(
+            f"{topic_of(prefix, 'entities')} has {result['entities']} partitions but "
+            f"{topic_of(prefix, 'embeddings')} has {result['embeddings']}; an entity and its embedding must "
+            "land on the same partition number",
+            hint="give both topics the same partition count (kafka-topics --alter), or use a new --topic-prefix",
+        )
+    return result
+
+
+def _partition_counts(admin: AdminClient, settings: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _ in range(20):  # metadata of a just-created topic can lag a moment
+        try:
+            meta = admin.list_topics(timeout=settings.timeout_s).topics
+        except KafkaException as exc:
+            raise _unreachable(settings, "describe topics", exc) from exc
+        counts = {t: len(meta[t].partitions) for t in topics if t in meta and meta[t].partitions}
+        if len(counts) == len(topics):
+            return counts
+        time.sleep(0.25)
+    raise _unreachable(settings, f"show metadata of {', '.join(t for t in topics if t not in counts)}", "timeout")
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """The last committed position: every changelog row with seq <= ``seq`` is in Kafka (or, while
+    ``snapshot`` is a cursor dict, the snapshot at ``seq`` is published up to that cursor)."""
+
+    seq: int
+    snapshot: dict[str, Any] | None
+    ts_ms: int
+
+
+def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> SourcePosition | None:
+    """The newest committed position of ``store_id`` (read_committed, to the end of the topic).
+    Call after ``init_transactions`` so that a fenced predecessor's open transaction is aborted and
+    cannot hold the last stable offset back. Raises TransportError."""
+    topic = positions_topic(prefix)
+    consumer = Consumer(
+        {
+            **settings.common(),
+            "group.id": f"replicator-source-position-{store_id}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    found: SourcePosition | None = None
+    try:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=settings.timeout_s)
+        except KafkaException as exc:
+            raise _unreachable(settings, f"give the offsets of {topic}", exc) from exc
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, 0, low)])
+        deadline = time.monotonic() + settings.timeout_s * 3
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return found
+                raise _unreachable(settings, f"deliver {topic}", err)
+            value = msg.value()
+            if msg.key() == store_id.encode() and value is not None:
+                data = json.loads(value)
+                found = SourcePosition(int(data["seq"]), data.get("snapshot"), int(data.get("ts_ms", 0)))
+        raise _unreachable(settings, f"deliver {topic} to its end", "timeout")
+    finally:
+        consumer.close()
+
+
+class TransactionalPublisher:
+    """One transactional, idempotent producer (acks=all). ``publish`` sends a batch and the position
+    in ONE transaction and returns only once it committed; on any failure it aborts (best effort)
+    and raises TransportError: nothing of the batch is visible to read_committed consumers."""
+
+    def __init__(self, settings: KafkaSettings, txn_id: str, transaction_timeout_s: float) -> None:
+        self.settings = settings
+        self.producer = Producer(
+            {
+                **settings.common(),
+                "transactional.id": txn_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "transaction.timeout.ms": int(transaction_timeout_s * 1000),
+                "message.timeout.ms": int(transaction_timeout_s * 1000),
+                "partitioner": "murmur2_random",
+            }
+        )
+        self.errors: list[KafkaError] = []
+        try:
+            self.producer.init_transactions(settings.timeout_s)
+        except KafkaException as exc:
+            raise _unreachable(settings, f"initialise transactions for {txn_id}", exc) from exc
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.errors.append(err)
+
+    def publish(self, messages: list[Message], position: tuple[str, bytes, bytes]) -> None:
+        """Produce ``messages`` then the position record ``(topic, key, value)``, commit. Blocks."""
+        self.errors.clear()
+        try:
+            self.producer.begin_transaction()
+            for m in messages:
+                kwargs: dict[str, Any] = {"key": m.key, "value": m.value, "headers": m.headers}
+                if m.partition is not None:
+                    kwargs["partition"] = m.partition
+                self._produce(m.topic, kwargs)
+            topic, key, value = position
+            self._produce(topic, {"key": key, "value": value, "partition": 0})
+            self.producer.commit_transaction(self.settings.timeout_s)
+        except (KafkaException, BufferError) as exc:
+            self.abort()
+            raise _unreachable(self.settings, "commit a transaction", exc) from exc
+        if self.errors:
+            raise _unreachable(self.settings, "deliver a committed transaction", self.errors[0])
+
+    def _produce(self, topic: str, kwargs: dict[str, Any]) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, on_delivery=self._on_delivery, **kwargs)
+            except BufferError:  # queue full: let deliveries drain, then retry
+                self.producer.poll(0.1)
+            else:
+                self.producer.poll(0)
+                return
+
+    def abort(self) -> None:
+        # Best effort: the producer is rebuilt, and init_transactions of the next one aborts it anyway.
+        with contextlib.suppress(KafkaException):
+            self.producer.abort_transaction(min(self.settings.timeout_s, 5.0))

@@ -1,0 +1,75 @@
+"""Prometheus metrics of the source and its HTTP endpoint: ``/metrics`` and ``/healthz``.
+
+Each daemon owns a registry (several can run in one process, e.g. in tests). The server runs in a
+daemon thread; ``/healthz`` answers 200 while ``healthy()`` holds, else 503.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class SourceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "replicator_source_events_published", "Change events committed to Kafka", ["table", "op"], registry=r
+        )
+        self.backlog = Gauge("replicator_source_changelog_backlog", "Changelog rows not yet published", registry=r)
+        self.last_seq = Gauge("replicator_source_last_published_seq", "Last changelog seq committed", registry=r)
+        self.head_seq = Gauge("replicator_source_head_seq", "Highest changelog seq assigned by the store", registry=r)
+        self.heartbeat_ts = Gauge(
+            "replicator_source_last_heartbeat_timestamp_seconds", "When the last heartbeat committed", registry=r
+        )
+        self.heartbeat_age = Gauge(
+            "replicator_source_heartbeat_age_seconds", "Seconds since the last committed heartbeat", registry=r
+        )
+        self.txn_failures = Counter(
+            "replicator_source_transaction_failures", "Kafka transactions aborted or failed", registry=r
+        )
+        self.transactions = Counter("replicator_source_transactions", "Kafka transactions committed", registry=r)
+        self.snapshot_rows = Counter("replicator_source_snapshot_rows", "Rows published by the snapshot", registry=r)
+        self.deletes_skipped = Counter(
+            "replicator_source_changelog_deletes_postponed",
+            "Deletes postponed: the store's write lock was held",
+            registry=r,
+        )
+
+
+class MetricsServer:
+    """Serves ``/metrics`` and ``/healthz`` on ``port`` (0: any free port; see ``.port``)."""
+
+    def __init__(self, metrics: SourceMetrics, port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> None:
+        registry = metrics.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/healthz"):
+                    ok = healthy()
+                    body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
+                else:
+                    body, status, kind = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the daemon's own log stays one event per line
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, name="source-metrics", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,184 @@
+"""The source's access to the store: reads that never block the writer (WAL readers), and the one
+write it makes, deleting published changelog rows, with a short busy timeout so that a held write
+lock (the writer, the cutover fence) only postpones it.
+
+Blocking (sqlite3). Raises SourceError (with a hint) for a store that is not installed or drifted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from replicator.capture.install import CaptureError, open_store, read_state, table_columns
+from replicator.capture.triggers import BLOB_COLUMNS, CHANGELOG, KEY_COLUMN, KNOWN_COLUMNS
+from replicator.errors import ReplicatorError
+from replicator.source.convert import ChangelogRow
+from replicator.store.schema import TABLES
+
+_INSTALL_HINT: Final = "run `replicator source install --db PATH` (it regenerates the triggers), then start again"
+
+
+class SourceError(ReplicatorError):
+    """The source cannot go on: the store is not captured, has drifted, or the stream is inconsistent."""
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def image_sql(table: str, columns: tuple[str, ...], ref: str) -> str:
+    """json_object(...) of a row, built like the capture trigger's image (same keys, hex BLOBs,
+    ``[typeof, value]`` for unknown columns, endpoint names / entity text from ``entities``)."""
+    parts: list[str] = []
+    for column in columns:
+        value = f"{ref}.{_quote(column)}"
+        if (table, column) in BLOB_COLUMNS:
+            value = f"hex({value})"
+        elif column not in KNOWN_COLUMNS[table]:
+            value = f"json_array(typeof({value}), CASE typeof({value}) WHEN 'blob' THEN hex({value}) ELSE {value} END)"
+        else:
+            # json_object renders a REAL with 15 significant digits (SQLite 3.40), losing the last bits
+            # of most doubles; 17 digits round-trip exactly. (The capture triggers still use 15.)
+            value = f"CASE typeof({value}) WHEN 'real' THEN json(printf('%!.17g', {value})) ELSE {value} END"
+        parts.append(f"'{column.replace(chr(39), chr(39) * 2)}', {value}")
+    if table == "relations":
+        parts.append(f"'from_entity_name', (SELECT name FROM entities WHERE id = {ref}.from_entity_id)")
+        parts.append(f"'to_entity_name', (SELECT name FROM entities WHERE id = {ref}.to_entity_id)")
+    if table == "embeddings":
+        for key, column in (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations")):
+            parts.append(f"'{key}', (SELECT {column} FROM entities WHERE id = {ref}.entity_id)")
+    return "json_object(" + ", ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    store_id: str
+    columns: dict[str, tuple[str, ...]]  # what the triggers were generated for
+
+
+class StoreReader:
+    """A read connection (WAL reader: never blocks the writer) plus a separate connection for the
+    short-timeout deletes. Not thread-safe: one daemon loop owns it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = open_store(path, timeout_s=5.0)
+        self._writer: sqlite3.Connection | None = None
+        self._schema_version = -1
+        self._data_version = -1
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    # -- installation and drift -------------------------------------------------------------
+    def check(self) -> StoreIdentity:
+        """Capture is installed, complete and generated for the tables' current columns. Raises SourceError."""
+        state = read_state(self.conn)
+        if not state.installed or state.store_id is None:
+            raise SourceError(f"capture is not installed in {self.path}", hint=_INSTALL_HINT)
+        if state.missing_triggers:
+            raise SourceError(
+                f"capture triggers are missing from {self.path}: {', '.join(state.missing_triggers)}; "
+                "changes made meanwhile were not captured",
+                hint=_INSTALL_HINT + "; then re-snapshot (a new topic prefix) if writes happened meanwhile",
+            )
+        for table in TABLES:
+            current = table_columns(self.conn, table)
+            captured = state.columns[table]
+            added = [c for c in current if c not in captured]
+            if added:
+                raise SourceError(
+                    f"the writer added column(s) {', '.join(added)} to {table}; the triggers do not carry them "
+                    "yet, and the source stops rather than drop their data",
+                    hint=_INSTALL_HINT,
+                )
+            removed = [c for c in captured if c not in current]
+            if removed:
+                raise SourceError(
+                    f"column(s) {', '.join(removed)} of {table} were dropped by the writer",
+                    hint=_INSTALL_HINT,
+                )
+        self._schema_version = self.schema_version()
+        return StoreIdentity(state.store_id, dict(state.columns))
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA schema_version").fetchone()[0])
+
+    def check_drift(self) -> None:
+        """Cheap per poll: re-check only when ``PRAGMA schema_version`` moved. Raises SourceError."""
+        if self.schema_version() != self._schema_version:
+            self.check()
+
+    def changed(self) -> bool:
+        """True when another connection committed since the last call (``PRAGMA data_version``)."""
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    # -- reads --------------------------------------------------------------------------------
+    def head_seq(self) -> int:
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def backlog(self, after: int) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ?", (after,)).fetchone()[0])
+
+    def changelog_after(self, after: int, limit: int) -> list[ChangelogRow]:
+        """Up to ``limit`` changelog rows with seq > ``after``, in seq order (one implicit read tx)."""
+        rows = self.conn.execute(
+            f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [ChangelogRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
+
+    def min_seq(self) -> int | None:
+        row = self.conn.execute(f"SELECT min(seq) FROM {CHANGELOG}").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    # -- the consistent snapshot read -----------------------------------------------------------
+    def begin_snapshot(self) -> int:
+        """BEGIN a read transaction and return the changelog head W it sees. Every read until
+        ``end_snapshot`` sees the store exactly at W (WAL snapshot isolation; the writer goes on)."""
+        self.conn.execute("BEGIN")
+        return self.head_seq()  # the first read fixes the transaction's snapshot
+
+    def end_snapshot(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def count_rows(self) -> dict[str, int]:
+        return {t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}
+
+    def snapshot_chunk(self, table: str, columns: tuple[str, ...], after_id: int, limit: int) -> list[tuple[int, str]]:
+        """(key, image JSON) of up to ``limit`` rows of ``table`` with key > ``after_id``, in key order."""
+        key = KEY_COLUMN[table]
+        sql = (
+            f"SELECT t.{key}, {image_sql(table, columns, 't')} FROM {table} AS t "
+            f"WHERE t.{key} > ? ORDER BY t.{key} LIMIT ?"
+        )
+        return [(int(r[0]), str(r[1])) for r in self.conn.execute(sql, (after_id, limit))]
+
+    # -- the one write ------------------------------------------------------------------------
+    def delete_published(self, up_to: int, busy_timeout_ms: int) -> bool:
+        """Delete changelog rows with seq <= ``up_to`` (already committed to Kafka). Waits at most
+        ``busy_timeout_ms`` for the write lock; returns False (nothing deleted, retry later) when it is
+        held. Never raises for a busy store."""
+        if self._writer is None:
+            try:
+                self._writer = open_store(self.path, timeout_s=busy_timeout_ms / 1000)
+            except CaptureError:
+                return False
+        try:
+            self._writer.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            self._writer.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ?", (up_to,))
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        return True
