@@ -46,7 +46,7 @@ from typing import Final
 
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
 #: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
-CAPTURE_VERSION: Final = 2
+CAPTURE_VERSION: Final = 3
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -128,7 +128,10 @@ def _json_string(value: str) -> str:
         "SELECT s FROM esc WHERE i = 32)"
     )
     escaped = f"CASE WHEN {value} GLOB {_CONTROL_CLASS} THEN {slow} ELSE {quoted} END"
-    return f"'\"' || CASE WHEN {value} GLOB {_SPECIAL_CLASS} THEN {escaped} ELSE {value} END || '\"'"
+    plain = f"'\"' || CASE WHEN {value} GLOB {_SPECIAL_CLASS} THEN {escaped} ELSE {value} END || '\"'"
+    # SQLite's string functions stop at a NUL character, so text holding one is carried as its UTF-8
+    # bytes in hex, marked: ["text","HEX"] (the source turns it back into the exact text).
+    return f"""CASE WHEN instr({value}, char(0)) > 0 THEN '["text","' || hex({value}) || '"]' ELSE {plain} END"""
 
 
 _REAL: Final = (

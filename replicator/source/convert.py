@@ -1,7 +1,7 @@
 """Changelog rows and snapshot rows -> Kafka messages (topic, key, Avro value, headers). Pure.
 
 A row image is the JSON object the capture triggers build (``replicator/capture/triggers.py``); the
-snapshot builds the very same image with the same SQL shape (``store.image_sql``), so one converter
+snapshot builds the very same image with the same SQL shape (``capture.triggers.image_sql``), so one converter
 serves both. Mapping (docs/design.md §2):
 
 * ``observations``: the writer's JSON text -> list of strings. Text that is not a JSON array of
@@ -89,6 +89,7 @@ def topic_of(prefix: str, table: str) -> str:
 
 def parse_observations(text: object) -> tuple[list[str], bool]:
     """The writer's observations JSON text -> (list, True), or the fallback described above -> (list, False)."""
+    text = unmark(text)
     if text is None:
         return [], True
     if not isinstance(text, str):
@@ -103,6 +104,23 @@ def parse_observations(text: object) -> tuple[list[str], bool]:
     return items, all(isinstance(item, str) for item in value)
 
 
+def unmark(value: object) -> object:
+    """Capture marks what JSON text cannot hold: ``["text", HEX]`` (text with a NUL character, exact)
+    and ``["blob", HEX]`` (a BLOB in a text column, carried as its bytes decoded leniently)."""
+    if isinstance(value, list) and len(value) == 2 and value[0] in ("text", "blob") and isinstance(value[1], str):
+        try:
+            raw = bytes.fromhex(value[1])
+        except ValueError:
+            return value
+        return raw.decode("utf-8", "strict" if value[0] == "text" else "backslashreplace")
+    return value
+
+
+def _str(value: object) -> str:
+    value = unmark(value)
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
 def _float(value: object, default: float) -> float:
     return default if value is None else float(value)  # type: ignore[arg-type]
 
@@ -112,6 +130,7 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _text_or_none(value: object) -> str | None:
+    value = unmark(value)
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value)
@@ -132,8 +151,8 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
             warnings.append(f"{where}: observations are not a JSON array of strings; carried as {observations!r}")
         return {
             "id": int(image["id"]),
-            "name": str(image.get("name") or ""),
-            "entity_type": str(image.get("entity_type") or ""),
+            "name": _str(image.get("name")),
+            "entity_type": _str(image.get("entity_type")),
             "observations": observations,
             "confidence": _float(image.get("confidence"), 1.0),
             "strength": _float(image.get("strength"), 1.0),
@@ -152,7 +171,7 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
             "to_entity_id": int(image["to_entity_id"]),
             "from_entity_name": _text_or_none(image.get("from_entity_name")),
             "to_entity_name": _text_or_none(image.get("to_entity_name")),
-            "relation_type": str(image.get("relation_type") or ""),
+            "relation_type": _str(image.get("relation_type")),
             "strength": _float(image.get("strength"), 1.0),
             "confidence": _float(image.get("confidence"), 1.0),
             "created_at": int(image.get("created_at") or 0),
@@ -168,11 +187,11 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
             observations, ok = parse_observations(image.get("text_observations"))
             if not ok:
                 warnings.append(f"{where}: the entity's observations are not a JSON array of strings")
-            text = entity_text(str(image["text_name"]), str(image.get("text_type") or ""), observations)
+            text = entity_text(_str(image["text_name"]), _str(image.get("text_type")), observations)
         return {
             "entity_id": int(image["entity_id"]),
             "vector": bytes.fromhex(str(image.get("embedding") or "")),
-            "model_version": str(image.get("model_version") or ""),
+            "model_version": _str(image.get("model_version")),
             "created_at": int(image.get("created_at") or 0),
             "text": text,
             "extra": extra,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture.install import CaptureError, open_store, read_state, table_columns
-from replicator.capture.triggers import BLOB_COLUMNS, CHANGELOG, KEY_COLUMN, KNOWN_COLUMNS
+from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, image_sql
 from replicator.errors import ReplicatorError
 from replicator.source.convert import ChangelogRow
 from replicator.store.schema import TABLES
@@ -23,34 +23,6 @@ _INSTALL_HINT: Final = "run `replicator source install --db PATH` (it regenerate
 
 class SourceError(ReplicatorError):
     """The source cannot go on: the store is not captured, has drifted, or the stream is inconsistent."""
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def image_sql(table: str, columns: tuple[str, ...], ref: str) -> str:
-    """json_object(...) of a row, built like the capture trigger's image (same keys, hex BLOBs,
-    ``[typeof, value]`` for unknown columns, endpoint names / entity text from ``entities``)."""
-    parts: list[str] = []
-    for column in columns:
-        value = f"{ref}.{_quote(column)}"
-        if (table, column) in BLOB_COLUMNS:
-            value = f"hex({value})"
-        elif column not in KNOWN_COLUMNS[table]:
-            value = f"json_array(typeof({value}), CASE typeof({value}) WHEN 'blob' THEN hex({value}) ELSE {value} END)"
-        else:
-            # json_object renders a REAL with 15 significant digits (SQLite 3.40), losing the last bits
-            # of most doubles; 17 digits round-trip exactly. (The capture triggers still use 15.)
-            value = f"CASE typeof({value}) WHEN 'real' THEN json(printf('%!.17g', {value})) ELSE {value} END"
-        parts.append(f"'{column.replace(chr(39), chr(39) * 2)}', {value}")
-    if table == "relations":
-        parts.append(f"'from_entity_name', (SELECT name FROM entities WHERE id = {ref}.from_entity_id)")
-        parts.append(f"'to_entity_name', (SELECT name FROM entities WHERE id = {ref}.to_entity_id)")
-    if table == "embeddings":
-        for key, column in (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations")):
-            parts.append(f"'{key}', (SELECT {column} FROM entities WHERE id = {ref}.entity_id)")
-    return "json_object(" + ", ".join(parts) + ")"
 
 
 @dataclass(frozen=True)
