@@ -259,6 +259,13 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         for statement in CHANGELOG_DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)  # not executescript: it would COMMIT our transaction first
+        # Seq 1 is reserved for the initial snapshot: a snapshot is stamped with the head seq of its
+        # read, and a fresh store's head would otherwise be 0, a value sinks may read as "none yet".
+        conn.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT ?, 1 WHERE NOT EXISTS "
+            "(SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+            (CHANGELOG, CHANGELOG),
+        )
         state = read_state(conn)
     current = {t: table_columns(conn, t) for t in TABLES}
     up_to_date = (

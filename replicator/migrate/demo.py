@@ -82,7 +82,7 @@ def check_stack(kafka: KafkaSettings, neo4j: Neo4jSettings) -> None:
         raise StackError(f"Kafka at {kafka.bootstrap_servers} is not answering: {exc}",
                          hint="start the local stack: replicator stack up") from exc  # fmt: skip
     try:
-        with GraphDatabase.driver(neo4j.uri, auth=neo4j.auth()) as driver:
+        with GraphDatabase.driver(neo4j.uri, auth=neo4j.auth(), notifications_min_severity="OFF") as driver:
             driver.verify_connectivity()
     except (Neo4jError, ServiceUnavailable, OSError) as exc:
         raise StackError(f"Neo4j at {neo4j.uri} is not answering: {exc}",
@@ -106,7 +106,7 @@ def seed_store(db: Path, entities: int, vectorize: Vectorize) -> Workload:
 
 
 def _clear_demo_graph(neo4j: Neo4jSettings, labels: tuple[str, ...]) -> None:
-    with GraphDatabase.driver(neo4j.uri, auth=neo4j.auth()) as driver:
+    with GraphDatabase.driver(neo4j.uri, auth=neo4j.auth(), notifications_min_severity="OFF") as driver:
         for label in labels:
             driver.execute_query(f"MATCH (n:`{label}`) DETACH DELETE n", database_=neo4j.database)
 

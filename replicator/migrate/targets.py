@@ -117,7 +117,7 @@ class Neo4jTarget:
         self.name, self.group = opts.neo4j_sink, opts.neo4j_group
         self.topics = (f"{opts.topic_prefix}.entities", f"{opts.topic_prefix}.relations")
         self.opts = opts
-        self.driver = GraphDatabase.driver(opts.neo4j.uri, auth=opts.neo4j.auth())
+        self.driver = GraphDatabase.driver(opts.neo4j.uri, auth=opts.neo4j.auth(), notifications_min_severity="OFF")
 
     def position(self) -> SinkPosition | None:
         records, _, _ = self.driver.execute_query(

@@ -70,6 +70,10 @@ def _skipped(event: Event) -> Event:
     return Event(event.topic, event.partition, event.offset, event.key, None, None, event.raw_key, event.raw_value)
 
 
+class _MissingTopic(TransportError):
+    """A change topic does not exist (yet)."""
+
+
 class SinkRunner:
     """Drives one destination. Not thread-safe: ``run`` on one thread; ``request_stop`` from a signal
     handler or another thread."""
@@ -117,7 +121,9 @@ class SinkRunner:
             self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink)
             consumer = Consumer(self.settings.consumer())
             self._consumer = consumer
-            self._partitions = self._partition_counts(consumer)
+            self._partitions = self._wait_for_topics(consumer)
+            if self._stop:
+                return
             consumer.subscribe(
                 self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
             )
@@ -137,13 +143,34 @@ class SinkRunner:
             if server is not None:
                 server.close()
 
+    def _wait_for_topics(self, consumer: Consumer) -> dict[str, int]:
+        """Partition counts of the change topics, waiting (capped backoff, one log line per wait)
+        while the source has not created them yet: a sink may start before its source, as a Kafka
+        Connect sink may. Returns early (possibly empty) on request_stop. Raises TransportError
+        when Kafka itself is unreachable."""
+        delay = self.settings.backoff_initial_s
+        logged = False
+        while True:
+            try:
+                return self._partition_counts(consumer)
+            except _MissingTopic as exc:
+                if not logged:
+                    log.warning("waiting for the change topics", extra={"error": str(exc).splitlines()[0]})
+                    logged = True
+            deadline = self._clock() + delay
+            while self._clock() < deadline:
+                if self._stop:
+                    return {}
+                time.sleep(0.05)
+            delay = min(delay * 2, self.settings.backoff_max_s)
+
     def _partition_counts(self, consumer: Consumer) -> dict[str, int]:
         meta = consumer.list_topics(timeout=self.settings.kafka.timeout_s)
         counts = {}
         for topic in self.settings.topics:
             found = meta.topics.get(topic)
             if found is None or found.error is not None:
-                raise TransportError(
+                raise _MissingTopic(
                     f"topic {topic} does not exist on {self.settings.kafka.bootstrap_servers}",
                     hint="start the source first (it creates the topics) or check --topic-prefix",
                 )

@@ -44,7 +44,10 @@ class MemoryWriter:
     conn: sqlite3.Connection = field(init=False)
 
     def __post_init__(self) -> None:
-        self.conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+        # check_same_thread=False: a writer may be built on one thread and driven by another (one at a time).
+        self.conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
         for pragma in WRITER_PRAGMAS:
             self.conn.execute(pragma)
         self.conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import pytest
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, state
+from replicator.migrate import config, cutover, fence, state
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
@@ -65,8 +66,9 @@ class Running:
 
     def wait_caught_up(self, timeout_s: float = 120) -> None:
         def caught_up() -> bool:
-            head = int(MemoryWriter(self.db).conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = '_replicator_changelog'").fetchone()[0])  # fmt: skip
+            conn = sqlite3.connect(self.db)
+            head = fence.head_seq(conn)
+            conn.close()
             for target in self.targets():
                 try:
                     position = target.position()

@@ -155,5 +155,5 @@ def test_stats_of_a_store_with_capture(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     store = json.loads(result.output)["store"]
     assert store["entities"] == 4 and store["relations"] == 2 and store["embeddings"] == 2
-    assert store["changelog_backlog"] == 1 and store["changelog_head_seq"] == 1
+    assert store["changelog_backlog"] == 1 and store["changelog_head_seq"] == 2  # seq 1 is reserved for the snapshot
     assert store["file_bytes"] > 0
