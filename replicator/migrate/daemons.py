@@ -30,6 +30,7 @@ class PipelineConfig:
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     entity_label: str = "Entity"
     position_label: str = "ReplicatorPosition"
+    tombstone_label: str = "ReplicatorTombstone"
     neo4j_sink: str = "neo4j"
     neo4j_group: str = "replicator-sink-neo4j"
     qdrant_path: Path | None = None
@@ -60,6 +61,7 @@ class PipelineConfig:
             "--group", self.neo4j_group, "--sink-name", self.neo4j_sink, "--uri", self.neo4j.uri,
             "--user", self.neo4j.user, "--password", self.neo4j.password, "--database", self.neo4j.database,
             "--entity-label", self.entity_label, "--position-label", self.position_label,
+            "--tombstone-label", self.tombstone_label,
             "--metrics-port", str(self.neo4j_metrics_port),
         ]  # fmt: skip
 

@@ -19,9 +19,9 @@ from replicator.migrate.model import (
     Relation,
     Snapshot,
     differing_fields,
-    relationship_type,
     vectors_equal,
 )
+from replicator.sinks.neo4j.model import relationship_type
 
 Kind = Literal["entity", "relation", "embedding"]
 Problem = Literal["missing", "extra", "different"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
+
+# The sink's mapping is the definition (design §6); validation compares against it, never a copy.
 
 #: Field names compared for entities and relations, in report order (the keys are ``id``).
 ENTITY_FIELDS: Final = (
@@ -139,18 +140,6 @@ class Snapshot:
     relations: dict[int, Relation] = field(default_factory=dict)
     embeddings: dict[int, Embedding] = field(default_factory=dict)
     placeholders: set[int] = field(default_factory=set)
-
-
-def relationship_type(relation_type: str) -> str:
-    """The Neo4j relationship type for a store ``relation_type`` (design §6): upper-case, every run of
-    characters outside ``[A-Za-z0-9]`` becomes ``_``, ``R_`` in front of a leading digit,
-    ``RELATED_TO`` when nothing is left."""
-    mapped = re.sub(r"[^A-Za-z0-9]+", "_", relation_type).upper()
-    if not mapped:
-        return "RELATED_TO"
-    if mapped[0].isdigit():
-        return "R_" + mapped
-    return mapped
 
 
 def values_equal(a: object, b: object) -> bool:
