@@ -11,7 +11,7 @@ import neo4j
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch
 from replicator.sinks.neo4j import applier
-from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.model import GraphModel, quote
 from replicator.sinks.neo4j.planner import plan
 from replicator.sinks.settings import Neo4jSettings
 
@@ -58,6 +58,20 @@ class Neo4jDestination:
         todo = plan(batch, self.model)
         position = batch.position(self.name, int(time.time() * 1000))
         applier.apply_plan(self.driver, self.settings.database, self.model, todo, position)
+
+    def describe(self) -> dict[str, int]:
+        """What the graph holds, for ``/position``: nodes with the entity label (placeholders
+        included) and relationships leaving them. Both counts come from Neo4j's count store (O(1)),
+        since the runner asks after every batch. Blocks; raises DestinationUnavailable."""
+        ent = quote(self.model.entity_label)
+        try:
+            nodes = applier.run_read(self.driver, self.settings.database, f"MATCH (n:{ent}) RETURN count(n) AS c")
+            rels = applier.run_read(self.driver, self.settings.database, f"MATCH (:{ent})-[r]->() RETURN count(r) AS c")
+        except Exception as exc:
+            if applier.is_unavailable(exc):
+                raise applier.unavailable(f"database {self.settings.database}", exc) from exc
+            raise
+        return {"entity_nodes": int(nodes[0]["c"]), "relations": int(rels[0]["c"])}
 
     def close(self) -> None:
         if self._driver is not None:

@@ -54,11 +54,18 @@ class QdrantSinkSettings:
         return self.qdrant.url or str(self.qdrant.path)
 
     def connect(self) -> QdrantClient:
-        """A client (local mode opens and locks the directory). Raises DestinationUnavailable."""
+        """A client (local mode opens and locks the directory). Raises DestinationUnavailable, or
+        ConfigError when another process holds the local directory."""
         with qdrant_errors("connecting", self.where):
             if self.qdrant.path is not None:
                 self.qdrant.path.mkdir(parents=True, exist_ok=True)
-                return QdrantClient(path=str(self.qdrant.path))
+                try:
+                    return QdrantClient(path=str(self.qdrant.path))
+                except RuntimeError as exc:  # local mode locks the directory for one process
+                    raise ConfigError(
+                        f"Qdrant local storage {self.qdrant.path} is open in another process: {exc}",
+                        hint="run one sink per --path (stop the other one), or use a Qdrant server (--url)",
+                    ) from exc
             return QdrantClient(url=self.qdrant.url, api_key=self.api_key, timeout=self.timeout_s)
 
 

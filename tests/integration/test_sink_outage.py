@@ -1,0 +1,173 @@
+"""The Neo4j sink (`python -m replicator sink neo4j`) against a PRIVATE Neo4j (its own temp dir and
+free Bolt port; Kafka is the shared broker, isolated by topic prefix): Neo4j stopped mid-stream, and a
+second SIGTERM while a batch cannot finish. The shared stack is never stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pytest
+
+from replicator.sinks.neo4j import GraphModel
+from replicator.sinks.settings import Neo4jSettings
+from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
+from replicator.stack.neo4j import Neo4jServer
+from replicator.stack.process import is_alive, spawn, tail, terminate
+from replicator.stack.service import log_file, pid_file
+from replicator.stack.settings import StackSettings
+from replicator.stack.toolchain import find_toolchain
+from replicator.transport.kafka import delete_topic
+from replicator.transport.settings import KafkaSettings
+from tests.integration.sink_harness import committed, http_get, metrics_port, neo4j_flags, start_sink, wait_for
+from tests.integration.test_neo4j_sink import Isolated, SinkProcess, _workload
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class PrivateNeo4j:
+    """Only the Neo4j server of a second stack (``control.up`` would start a Kafka too), started,
+    stopped, paused and resumed by this test; its data survives a stop."""
+
+    def __init__(self, root: Path) -> None:
+        kafka_port, controller_port, bolt_port = _free_ports(3)  # Kafka's are reserved, never bound
+        self.settings = StackSettings(
+            root=root, kafka_port=kafka_port, kafka_controller_port=controller_port, bolt_port=bolt_port,
+            neo4j_heap_mb=512, neo4j_pagecache_mb=64,
+        )  # fmt: skip
+        self.server = Neo4jServer(self.settings)
+        self.toolchain = find_toolchain()
+        self.server.resolve(self.toolchain)
+        self.pid: int | None = None
+        self.graph = Neo4jSettings(uri=self.settings.bolt_uri, password=self.settings.neo4j_password)
+
+    def start(self) -> None:
+        env = {**os.environ, **self.server.environment()}
+        self.pid = spawn(self.server.command(self.toolchain), log_file(self.server), pid_file(self.server), env)
+        deadline = time.monotonic() + 120
+        while not self.server.probe(timeout_s=2.0).ok:
+            assert is_alive(self.pid) and time.monotonic() < deadline, tail(log_file(self.server))
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            self.signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            terminate(self.pid)
+            self.pid = None
+
+    def signal(self, signum: int) -> None:
+        assert self.pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+
+@pytest.fixture(scope="module")
+def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
+    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def iso(kafka: KafkaSettings, private_neo4j: PrivateNeo4j) -> Iterator[Isolated]:
+    h = uuid.uuid4().hex[:8]
+    prefix = f"t{h}.caxton.memory"
+    graph = private_neo4j.graph
+    driver = neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth(), notifications_min_severity="OFF")
+    model = GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}", audit=True)
+    yield Isolated(kafka, graph, prefix, model, driver, TransactionalPublisher(kafka, prefix, 3))
+    driver.close()
+    for suffix in ("entities", "relations", "dlq"):
+        delete_topic(kafka, f"{prefix}.{suffix}")
+
+
+@contextlib.contextmanager
+def _sink(iso: Isolated, group: str) -> Iterator[SinkProcess]:
+    proc = start_sink("neo4j", iso.kafka, iso.prefix, group, *neo4j_flags(iso, "s"))
+    try:
+        yield proc
+    finally:
+        if proc.proc.poll() is None:  # the test failed with the sink still running
+            proc.kill()
+
+
+def test_neo4j_down_mid_stream_pauses_commits_then_catches_up_exactly_once(
+    iso: Isolated, private_neo4j: PrivateNeo4j
+) -> None:
+    store, rng, done, published = SimulatedStore(), random.Random(3), threading.Event(), [0]
+
+    def produce() -> None:  # the source keeps writing through the whole outage
+        while not done.is_set():
+            iso.publisher.publish(_workload(store, rng, 1)[0])
+            published[0] += 1
+            time.sleep(0.05)
+
+    group = "g" + uuid.uuid4().hex[:6]
+    topics = [f"{iso.prefix}.entities", f"{iso.prefix}.relations"]
+    producer = threading.Thread(target=produce, daemon=True)
+    with _sink(iso, group) as proc:
+        port = metrics_port(proc)
+        producer.start()
+        wait_for(lambda: sum(committed(iso.kafka, group, topics, 3).values()) > 0, 30, "a first commit")
+        private_neo4j.stop()
+        wait_for(lambda: http_get(port, "/healthz")[0] == 503, 30, "/healthz to report the outage")
+        time.sleep(1)  # an asynchronous commit of the last batch before the outage may still land
+        frozen, before = committed(iso.kafka, group, topics, 3), published[0]
+        for _ in range(20):
+            time.sleep(1)
+            assert proc.proc.poll() is None, "".join(proc.log)[-2000:]
+            assert http_get(port, "/healthz")[0] == 503
+        assert committed(iso.kafka, group, topics, 3) == frozen, "offsets committed while Neo4j was down"
+        assert published[0] > before + 50, "the source did not keep writing during the outage"
+
+        private_neo4j.start()
+        done.set()
+        producer.join(30)
+        iso.wait_equal(store, timeout_s=60)
+        wait_for(lambda: http_get(port, "/healthz")[0] == 200, 10, "/healthz to recover")
+        after = committed(iso.kafka, group, topics, 3)
+        assert all(after[k] >= frozen[k] for k in frozen) and after != frozen
+        assert all(a == sorted(set(a)) for a in iso.applied_lists()), "a seq was applied twice"
+        assert proc.terminate() == 0, "".join(proc.log)[-2000:]
+
+
+def test_a_second_sigterm_aborts_a_batch_neo4j_cannot_finish(iso: Isolated, private_neo4j: PrivateNeo4j) -> None:
+    store = SimulatedStore()
+    with _sink(iso, "g" + uuid.uuid4().hex[:6]) as proc:
+        proc.wait_log("partitions assigned")
+        private_neo4j.signal(signal.SIGSTOP)  # paused: the next batch's transaction hangs
+        try:
+            iso.publisher.publish(_workload(store, random.Random(5), 1)[0])
+            time.sleep(1.5)  # polled and being applied
+            proc.proc.send_signal(signal.SIGTERM)
+            proc.wait_log("stopping: flushing and committing")
+            time.sleep(1)
+            assert proc.proc.poll() is None, "the first signal must wait for the batch (flush, commit)"
+            sent = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            code = proc.proc.wait(10)
+            assert time.monotonic() - sent < 3
+        finally:
+            private_neo4j.signal(signal.SIGCONT)
+    assert code == 130
+    proc.wait_log("second signal: aborting without flushing", timeout_s=5)
