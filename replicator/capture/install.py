@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 from replicator import __version__
 from replicator.capture.triggers import (
@@ -33,8 +33,6 @@ from replicator.capture.triggers import (
 )
 from replicator.errors import ReplicatorError
 from replicator.store.schema import TABLES
-
-_SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 
 class CaptureError(ReplicatorError):
@@ -63,24 +61,38 @@ class Drift(NamedTuple):
 
 
 def _check_file(path: Path) -> None:
-    """Refuse what is not an SQLite file by its first 16 bytes, before SQLite touches it."""
+    """Refuse what cannot be a store before SQLite touches it.
+
+    Never open()/close() the file ourselves: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, including those of live SQLite connections (the cutover's fence, a
+    writer in the same process), which can let another process checkpoint and truncate the WAL under
+    them ("disk I/O error"). SQLite tracks its own descriptors; the header is checked through it."""
     if not path.exists():
         raise CaptureError(f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)")
     if path.is_dir():
         raise CaptureError(f"{path} is a directory, not a store file", hint="pass the memory.db file inside it")
-    with path.open("rb") as file:
-        header = file.read(len(_SQLITE_HEADER))
-    if not header:
+    if path.stat().st_size == 0:
         # SQLite would take an empty file for an empty database and write one there: refuse first.
         raise CaptureError(
             f"{path} is an empty file, not a Caxton memory store: it lacks the store tables ({', '.join(TABLES)})",
             hint="point --db at the memory.db that Caxton's runtime writes; the file was not modified",
         )
-    if header != _SQLITE_HEADER:
-        raise CaptureError(
-            f"{path} is not a SQLite database (it starts {header[:8]!r})",
-            hint="point --db at Caxton's memory store; the file was not modified",
-        )
+    try:
+        # immutable=1: no locks taken, no -wal/-shm created; only the header and schema are read.
+        probe = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    except sqlite3.DatabaseError as exc:
+        raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
+    try:
+        probe.execute("PRAGMA schema_version").fetchone()  # read-only: reads the header, writes nothing
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise CaptureError(
+                f"{path} is not a SQLite database ({exc})",
+                hint="point --db at Caxton's memory store; the file was not modified",
+            ) from exc
+        # locked, busy, ...: the real connection below reports it with its own timeout
+    finally:
+        probe.close()
 
 
 def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) -> sqlite3.Connection:

@@ -206,7 +206,7 @@ def test_kill_9_at_each_step_is_named_and_resolved_by_one_command(running: Runni
     assert config.read_backend(running.caxton) == "embedded"
     time.sleep(0.5)
     running.writer.stop()
-    assert running.writer.refused == 0 and running.writer.other_errors == [], "the fence died with the process"
+    assert running.writer.refused == 0 and running.writer.other_errors == [], running.writer.other_errors[:3]
     MemoryWriter(running.db).create_entity("still writable", "concept")
     running.wait_caught_up()
     running.pipeline.stop()
