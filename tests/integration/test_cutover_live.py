@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import pytest
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, state
+from replicator.migrate import config, cutover, fence, state
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
@@ -82,6 +83,25 @@ class Running:
             return True
 
         assert self.pipeline.wait_for(caught_up, timeout_s), "sinks did not catch up"
+
+    def wait_drained(self, timeout_s: float = 60) -> None:
+        """Every sink's watermark has reached the store's head (call once writes stopped)."""
+        conn = sqlite3.connect(self.db)
+        head = fence.head_seq(conn)
+        conn.close()
+
+        def drained() -> bool:
+            for target in self.targets():
+                try:
+                    position = target.position()
+                finally:
+                    target.close()
+                watermark = position.watermark() if position else None
+                if watermark is None or watermark.seq < head:
+                    return False
+            return True
+
+        assert self.pipeline.wait_for(drained, timeout_s), f"sinks did not drain to seq {head}"
 
     def cleanup(self, graph: Neo4jSettings) -> None:
         self.writer.stop()
@@ -208,6 +228,6 @@ def test_kill_9_at_each_step_is_named_and_resolved_by_one_command(running: Runni
     running.writer.stop()
     assert running.writer.refused == 0 and running.writer.other_errors == [], running.writer.other_errors[:3]
     MemoryWriter(running.db).create_entity("still writable", "concept")
-    running.wait_caught_up()
+    running.wait_drained()
     running.pipeline.stop()
     assert _validate_full(running) == []
