@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +151,31 @@ class Pipeline:
 
     def stop(self) -> dict[str, int | None]:
         return {name: daemon.stop() for name, daemon in reversed(list(self.daemons.items()))}
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until every started daemon answers on its metrics port (any HTTP status: up).
+        Raises RuntimeError if one exits or the timeout passes."""
+        ports = {
+            "source": self.config.source_metrics_port,
+            "neo4j": self.config.neo4j_metrics_port,
+            "qdrant": self.config.qdrant_metrics_port,
+        }
+        pending = {name for name, daemon in self.daemons.items() if daemon.process is not None}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for name in list(pending):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{ports[name]}/healthz", timeout=1).close()
+                    pending.discard(name)
+                except urllib.error.HTTPError:
+                    pending.discard(name)  # it answered: up, maybe not healthy yet
+                except OSError:
+                    pass
+            self.check_alive()
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(sorted(pending))} did not come up within {timeout_s:g}s")
+            if pending:
+                time.sleep(0.2)
 
     def wait_for(self, predicate: object, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -26,6 +26,7 @@ from replicator.errors import StackError
 from replicator.migrate import config, cutover, lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector
 from replicator.store.writer import MemoryWriter
@@ -161,6 +162,7 @@ def run_demo(
         echo(f"3/6 starting source, Neo4j sink and Qdrant sink (logs in {workdir / 'logs'}); live writer at "
              f"{rate_per_s:g} writes/s")  # fmt: skip
         pipeline.start()
+        pipeline.wait_ready()
         writer.start()
         _show_lag_until_caught_up(db, opts, pipeline, echo)
         echo("5/6 cutover to hybrid while the writer writes")
@@ -184,21 +186,44 @@ def run_demo(
         echo(f"  refusal       {writer.refusal!r}")
     echo(f"  caxton.yaml   memory.backend = {config.read_backend(caxton)}")
     echo(f"  daemons       stopped with exit codes {codes}")
+    if report.ok:
+        # With the sinks stopped, Qdrant's local storage is free to open: compare everything.
+        problems = validate_store(db, opts, full=True, search=False)
+        counts = _store_counts(db)
+        verdict = "equal" if not problems else f"{len(problems)} problems: {problems[:3]}"
+        echo(f"  validation    store vs Neo4j and Qdrant, {counts[0]} entities and {counts[1]} relations "
+             f"field by field: {verdict}")  # fmt: skip
     return report
+
+
+def _store_counts(db: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return (int(conn.execute("SELECT count(*) FROM entities").fetchone()[0]),
+                int(conn.execute("SELECT count(*) FROM relations").fetchone()[0]))  # fmt: skip
+    finally:
+        conn.close()
+
+
+def _lag_line(sink: lag.SinkLag) -> str:
+    status = sink.status if sink.updated_at_ms is not None else "starting"
+    behind = "-" if sink.lag_seq is None else str(sink.lag_seq)
+    return f"{sink.sink} {status:<8} lag {behind:>4} seq / {sink.lag_events:>4} events / {sink.lag_seconds or 0:.1f}s"
 
 
 def _show_lag_until_caught_up(db: Path, opts: TargetOptions, pipeline: Pipeline, echo: Echo) -> None:
     echo("4/6 lag (seq behind the store's head, per sink) until it is near zero")
     previous = None
+    steady = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         pipeline.check_alive()
         report = lag.sample(db, opts, ("neo4j", "qdrant"), previous, elapsed_s=1.0)
-        parts = [f"{s.sink} {s.status} lag {s.lag_seq if s.lag_seq is not None else '-'} seq "
-                 f"/ {s.lag_events} events / {s.lag_seconds or 0:.1f}s" for s in report.sinks]  # fmt: skip
-        echo(f"  head seq {report.source.head_seq:>6} | " + " | ".join(parts))
-        # Under a live writer the head is always some hundreds of seqs ahead: judge by time.
-        if all(s.lag_seconds is not None and s.lag_seconds <= 2.0 for s in report.sinks):
+        echo(f"  head seq {report.source.head_seq:>6} | " + " | ".join(_lag_line(s) for s in report.sinks))
+        # Under a live writer the head is always some seqs ahead: judge by time, twice in a row.
+        near_zero = all(s.lag_seconds is not None and s.lag_seconds <= 1.0 for s in report.sinks)
+        steady = steady + 1 if near_zero else 0
+        if steady >= 2:
             return
         previous = report
         time.sleep(1.0)

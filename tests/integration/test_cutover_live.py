@@ -115,6 +115,7 @@ class Running:
 def running(tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings) -> Iterator[Running]:
     run = Running(tmp_path, kafka, graph)
     run.pipeline.start()
+    run.pipeline.wait_ready()
     try:
         yield run
     finally:
