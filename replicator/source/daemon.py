@@ -328,7 +328,13 @@ class SourceDaemon:
         rows: list[ChangelogRow] = []
         seen_ms = now_ms()
         now = time.monotonic()
-        heartbeat_due = now - self.last_heartbeat >= s.heartbeat_interval_s
+        since = now - self.last_heartbeat
+        # Due every interval while idle, and as soon as the min gap allows when published changes are
+        # not yet covered by one: a batch that drained the backlog inside the gap went out without
+        # a heartbeat, and the sinks' watermarks (a cutover's drain) wait for the next one.
+        heartbeat_due = since >= s.heartbeat_interval_s or (
+            self.heartbeat_seq < self.committed_seq and since >= s.heartbeat_min_gap_s
+        )
         # data_version only saves reads; before a heartbeat (a promise about the store) and when
         # draining for a stop, the changelog itself is read.
         if changed or self.more_pending or heartbeat_due or self._stop.is_set():

@@ -6,6 +6,7 @@ into DestinationUnavailable (retry later) or PoisonEvent (the batch holds someth
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,26 @@ def qdrant_errors(what: str, where: str) -> Iterator[None]:
         raise PoisonEvent(None, f"Qdrant (local, {where}) refused {what}: {exc}") from exc
 
 
+def tune_local_storage(client: QdrantClient, collections: Iterable[str]) -> bool:
+    """Local mode only: put each collection's SQLite file in WAL mode with synchronous=NORMAL.
+
+    qdrant-client's local mode commits one SQLite transaction per point in rollback-journal mode,
+    an fsync each: about 1 ms a point, which capped the sink near 300 events/s on this machine. WAL +
+    NORMAL keeps every commit atomic and crash-safe for the process (a power cut may lose the last
+    commits, which the sink re-applies from Kafka: its position is written after the points). A
+    server URL is untouched. Reaches into the local client's internals, so anything unexpected just
+    leaves the defaults. Returns whether it tuned anything."""
+    local = getattr(client, "_client", None)
+    tuned = False
+    for name in collections:
+        storage = getattr(getattr(getattr(local, "collections", {}).get(name), "storage", None), "storage", None)
+        if isinstance(storage, sqlite3.Connection):
+            storage.execute("PRAGMA journal_mode=WAL")
+            storage.execute("PRAGMA synchronous=NORMAL")
+            tuned = True
+    return tuned
+
+
 class Applier:
     """Reads and writes the sink's collection and ``<collection>_positions`` through one client."""
 
@@ -80,6 +101,7 @@ class Applier:
                 f"Qdrant collection {self.collection!r} at {self.where} is not {DIMENSIONS}-d cosine ({params})",
                 hint="point the sink at another --collection, or drop that collection",
             )
+        tune_local_storage(self.client, (self.collection, self.positions))
 
     def fetch(self, ids: Iterable[int]) -> tuple[dict[int, Payload], dict[int, int]]:
         """Payloads of the existing points among ``ids`` and their tombstones (id -> delete seq)."""

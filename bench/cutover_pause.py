@@ -1,0 +1,133 @@
+"""The write pause of a cutover under a live writer: how long the store's writers wait.
+
+Each run: a fresh store (200 entities), capture installed, source + Neo4j sink + Qdrant sink as
+daemons on the local stack, a live writer at --rate writes/s, lag under a second, then
+``cutover --target hybrid``. Recorded per run: the pause (fence taken -> store refusing and
+caxton.yaml switched), the drain, the writes acknowledged and refused, and whether a full
+field-by-field validation afterwards found the destinations equal to the store.
+
+The writer stores deterministic stand-in vectors with the model's name, so the Qdrant sink reuses
+them (as it reuses real ones when the text matches) and the bench measures the pipeline, not the
+model. Needs the local stack (replicator stack up).
+Usage: .venv/bin/python bench/cutover_pause.py [--runs 5] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from neo4j import GraphDatabase
+
+from replicator.capture.install import install
+from replicator.migrate import config, cutover
+from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
+from replicator.migrate.demo import LiveWriter, seed_store
+from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.validate import validate_store
+from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.store.workload import Workload, hash_vector
+from replicator.store.writer import MemoryWriter
+from replicator.transport.settings import KafkaSettings
+
+
+def _one(workdir: Path, rate: float, max_pause_s: float) -> dict[str, Any]:
+    kafka, graph = KafkaSettings.from_env(), Neo4jSettings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    db, caxton = workdir / "memory.db", workdir / "caxton.yaml"
+    caxton.write_text(config.sample_config(str(db)))
+    cfg = PipelineConfig(
+        db=db, workdir=workdir, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"bench{tag}.caxton.memory",
+        neo4j=graph, entity_label=f"Bench_{tag}", position_label=f"BenchPosition_{tag}",
+        tombstone_label=f"BenchTombstone_{tag}", neo4j_group=f"bench{tag}-neo4j", qdrant_group=f"bench{tag}-qdrant",
+        source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
+    )  # fmt: skip
+    opts = TargetOptions(
+        bootstrap_servers=kafka.bootstrap_servers, topic_prefix=cfg.topic_prefix, neo4j=graph,
+        neo4j_sink=cfg.neo4j_sink, neo4j_group=cfg.neo4j_group, entity_label=cfg.entity_label,
+        position_label=cfg.position_label, qdrant=QdrantSettings(path=cfg.qdrant_dir, collection=cfg.collection),
+        qdrant_api_key=None, collection=cfg.collection, qdrant_sink=cfg.qdrant_sink, qdrant_group=cfg.qdrant_group,
+        qdrant_endpoint=cfg.qdrant_endpoint,
+    )  # fmt: skip
+    seed_store(db, 200, hash_vector)
+    install(db)
+    pipeline = Pipeline(cfg)
+    writer = LiveWriter(Workload(MemoryWriter(db), seed=3, vectorize=hash_vector), rate)
+    writer.workload.counter = 10_000_000
+    try:
+        pipeline.start()
+        pipeline.wait_ready()
+        writer.start()
+        targets: list[Neo4jTarget | QdrantTarget] = [Neo4jTarget(opts), QdrantTarget(opts)]
+
+        def near_zero() -> bool:
+            now_ms = time.time_ns() // 1_000_000
+            positions = [t.position() for t in targets]
+            marks = [p.watermark() if p else None for p in positions]
+            return all(m is not None and now_ms - m.ts_ms < 1000 for m in marks)
+
+        assert pipeline.wait_for(near_zero, 120), "sinks did not catch up"
+        time.sleep(3)  # a few seconds of steady replication under the writer
+        report = cutover.run(cutover.CutoverPlan(db=db, config=caxton, target="hybrid", max_pause_s=max_pause_s),
+                             targets)  # fmt: skip
+        time.sleep(0.5)
+        writer.stop()
+        for target in targets:
+            target.close()
+    finally:
+        writer.stop()
+        pipeline.stop()
+    problems = validate_store(db, opts, full=True, search=False) if report.ok else ["aborted"]
+    with GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:
+        for label in (cfg.entity_label, cfg.position_label, cfg.tombstone_label):
+            driver.execute_query(f"MATCH (n:`{label}`) DETACH DELETE n")
+    return {
+        "ok": report.ok,
+        "reason": report.reason,
+        "pause_ms": None if report.pause_s is None else round(report.pause_s * 1000, 1),
+        "drain_ms": round(report.steps_s.get("drain", 0) * 1000, 1),
+        "final_seq": report.final_seq,
+        "acknowledged": writer.acknowledged,
+        "refused": writer.refused,
+        "other_errors": len(writer.other_errors),
+        "destinations_equal_store": problems == [],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=200.0, help="live writer's writes per second")
+    parser.add_argument("--max-pause", type=float, default=3.0)
+    args = parser.parse_args()
+    runs = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = _one(Path(tmp), args.rate, args.max_pause)
+        print(f"run {i + 1}: {run}", flush=True)
+        runs.append(run)
+    pauses = [r["pause_ms"] for r in runs if r["ok"] and r["pause_ms"] is not None]
+    result = {
+        "command": f".venv/bin/python bench/cutover_pause.py --runs {args.runs} --rate {args.rate:g}",
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.system()}",
+        "rate_writes_per_s": args.rate,
+        "runs": runs,
+        "pause_ms_median": statistics.median(pauses) if pauses else None,
+        "pause_ms_max": max(pauses) if pauses else None,
+        "all_ok": all(r["ok"] and r["destinations_equal_store"] and not r["other_errors"] for r in runs),
+    }
+    out = Path(__file__).parent / "results" / "cutover_pause.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
