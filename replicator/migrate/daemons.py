@@ -33,11 +33,11 @@ class PipelineConfig:
     entity_label: str = "Entity"
     position_label: str = "ReplicatorPosition"
     tombstone_label: str = "ReplicatorTombstone"
-    neo4j_sink: str = "neo4j"
+    neo4j_sink: str = "replicator-sink-neo4j"  # a sink is named after its group unless told otherwise
     neo4j_group: str = "replicator-sink-neo4j"
     qdrant_path: Path | None = None
     collection: str = "caxton_embeddings"
-    qdrant_sink: str = "qdrant"
+    qdrant_sink: str = "replicator-sink-qdrant"
     qdrant_group: str = "replicator-sink-qdrant"
     source_metrics_port: int = 9400
     neo4j_metrics_port: int = 9401
