@@ -140,6 +140,11 @@ def _by_fingerprint() -> dict[bytes, Codec]:
     return {**retired, **current}
 
 
+def codec_of(data: bytes) -> Codec | None:
+    """The codec whose single-object header starts ``data`` (current schemas), or None. Pure."""
+    return _by_fingerprint().get(data[:_HEADER_LEN])
+
+
 def decode_any(data: bytes) -> tuple[str, Record]:
     """Decode a value of any change topic: returns (schema name, record).
 

@@ -33,7 +33,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from replicator.errors import ReplicatorError, SchemaError
-from replicator.events.avro import VALUE_SCHEMAS, Record, codec
+from replicator.events.avro import VALUE_SCHEMAS, Record, codec, codec_of
 
 MAGIC: Final = 0
 HEADER_LEN: Final = 5
@@ -173,3 +173,26 @@ class RegistryDecoder:
                 hint="the message is truncated, damaged or written with an incompatible schema; DLQ it",
             ) from exc
         return name, cast(Record, record)
+
+
+class Reframer:
+    """Turns this replicator's single-object messages into Confluent-framed ones for ``topic``:
+    what the source's producer does when a Schema Registry is configured. Values only: keys stay
+    ``caxton.memory.Key`` in single-object encoding. Blocks on the first registration of each
+    (subject, schema); raises RegistryError (registry unreachable) or SchemaError (foreign bytes)."""
+
+    def __init__(self, client: SchemaRegistryClient, strategy: Literal["topic", "topic_record"] = "topic") -> None:
+        self.client = client
+        self.strategy = strategy
+
+    def __call__(self, topic: str, value: bytes) -> bytes:
+        found = codec_of(value)
+        if found is None:
+            raise SchemaError(
+                f"cannot frame a message for {topic}: not one of this replicator's schemas",
+                hint="a bug: the source only produces change events, heartbeats and keys",
+            )
+        schema_id = self.client.register(
+            subject_for(topic, found.name, self.strategy), to_parsing_canonical_form(found.schema)
+        )
+        return frame(schema_id, value[len(found.header) :])

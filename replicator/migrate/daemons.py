@@ -39,6 +39,7 @@ class PipelineConfig:
     collection: str = "caxton_embeddings"
     qdrant_sink: str = "replicator-sink-qdrant"
     qdrant_group: str = "replicator-sink-qdrant"
+    schema_registry: str | None = None  # Confluent framing through this registry (source and sinks)
     source_metrics_port: int = 9400
     neo4j_metrics_port: int = 9401
     qdrant_metrics_port: int = 9402
@@ -51,10 +52,13 @@ class PipelineConfig:
     def qdrant_dir(self) -> Path:
         return self.qdrant_path or self.workdir / "qdrant"
 
+    def _registry(self) -> list[str]:
+        return [] if self.schema_registry is None else ["--schema-registry", self.schema_registry]
+
     def source_argv(self) -> list[str]:
         return [
             "source", "run", "--db", str(self.db), "--bootstrap-servers", self.bootstrap_servers,
-            "--topic-prefix", self.topic_prefix, "--metrics-port", str(self.source_metrics_port),
+            "--topic-prefix", self.topic_prefix, "--metrics-port", str(self.source_metrics_port), *self._registry(),
         ]  # fmt: skip
 
     def neo4j_argv(self) -> list[str]:
@@ -64,14 +68,14 @@ class PipelineConfig:
             "--user", self.neo4j.user, "--password", self.neo4j.password, "--database", self.neo4j.database,
             "--entity-label", self.entity_label, "--position-label", self.position_label,
             "--tombstone-label", self.tombstone_label,
-            "--metrics-port", str(self.neo4j_metrics_port),
+            "--metrics-port", str(self.neo4j_metrics_port), *self._registry(),
         ]  # fmt: skip
 
     def qdrant_argv(self) -> list[str]:
         return [
             "sink", "qdrant", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
             "--group", self.qdrant_group, "--sink-name", self.qdrant_sink, "--path", str(self.qdrant_dir),
-            "--collection", self.collection, "--metrics-port", str(self.qdrant_metrics_port),
+            "--collection", self.collection, "--metrics-port", str(self.qdrant_metrics_port), *self._registry(),
         ]  # fmt: skip
 
 

@@ -84,6 +84,8 @@ def runner_options(f: F) -> F:
         click.option("--batch-size", type=int, default=1000, show_default=True),
         click.option("--batch-age-ms", type=int, default=200, show_default=True),
         click.option("--session-timeout-ms", type=int, default=10_000, show_default=True),
+        click.option("--schema-registry", envvar="REPLICATOR_SCHEMA_REGISTRY", default=None,
+                     help="Schema Registry URL, for values the source framed with it (Confluent wire format)."),
         click.option("--metrics-port", envvar="REPLICATOR_METRICS_PORT", type=int, default=None,
                      help="Serve /metrics and /healthz here (0 = any free port)."),
     ]  # fmt: skip
@@ -105,6 +107,7 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
         batch_max_age_ms=opts["batch_age_ms"],
         session_timeout_ms=opts["session_timeout_ms"],
         metrics_port=opts["metrics_port"],
+        schema_registry=opts["schema_registry"],
     )
 
 

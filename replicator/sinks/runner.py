@@ -35,12 +35,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from replicator.errors import SchemaError
 from replicator.events.avro import decode_any, decode_key
+from replicator.events.registry import RegistryDecoder, RegistryError, SchemaRegistryClient
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.dlq import DeadLetters
@@ -98,6 +99,11 @@ class SinkRunner:
         self._partitions: dict[str, int] = {}
         self._position: SinkPosition | None = None
         self.metrics_port: int | None = None
+        self._registry = (
+            None
+            if settings.schema_registry is None
+            else RegistryDecoder(SchemaRegistryClient(settings.schema_registry))
+        )
 
     # --- lifecycle
 
@@ -194,6 +200,28 @@ class SinkRunner:
             if self._oldest is None:
                 self._oldest = self._clock()
 
+    def _decode_value(self, raw: bytes) -> tuple[str, dict[str, Any]]:
+        """Single-object encoding, or Confluent framing (magic byte 0) through the Schema Registry.
+        Raises SchemaError/RegistryError: the message goes to the dead-letter topic."""
+        if raw[:1] == b"\x00":
+            if self._registry is None:
+                raise SchemaError(
+                    "the message is Confluent-framed (a Schema Registry id) but this sink has no --schema-registry",
+                    hint="run the sink with the registry the source uses, then replay the dead-lettered messages",
+                )
+            delay = self.settings.backoff_initial_s
+            deadline = self._clock() + 60.0
+            while True:  # the registry is a server: unreachable is transient, not a poison event
+                try:
+                    return self._registry.decode(raw)
+                except RegistryError as exc:
+                    if self._clock() > deadline or self._stop:
+                        raise
+                    log.warning("schema registry unavailable; retrying", extra={"error": str(exc).splitlines()[0]})
+                    time.sleep(delay)
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+        return decode_any(raw)
+
     def _decode(self, msg: Message) -> Event:
         topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         raw_key, raw_value = msg.key(), msg.value()
@@ -201,7 +229,7 @@ class SinkRunner:
             key = None if raw_key is None else decode_key(raw_key)
             if raw_value is None:
                 return Event(topic, partition, offset, key, None, None, raw_key, raw_value)
-            schema, record = decode_any(raw_value)
+            schema, record = self._decode_value(raw_value)
         except SchemaError as exc:
             self._undecodable[(topic, partition, offset)] = f"undecodable: {exc.message}"
             return Event(topic, partition, offset, None, None, None, raw_key, raw_value)

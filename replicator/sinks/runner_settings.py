@@ -27,6 +27,7 @@ class SinkRunnerSettings:
     # How soon the group notices a dead instance (kill -9) and hands its partitions on.
     session_timeout_ms: int = 10_000
     metrics_port: int | None = None  # None: no HTTP endpoint
+    schema_registry: str | None = None  # decode Confluent-framed values through this registry
 
     def __post_init__(self) -> None:
         if not self.group.strip():

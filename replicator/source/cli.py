@@ -82,6 +82,11 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--topic-prefix", help="topic name prefix [caxton.memory; env REPLICATOR_TOPIC_PREFIX]")
 @click.option("--partitions", type=int, help="partitions of topics the source creates [3]")
 @click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+@click.option(
+    "--schema-registry",
+    help="Confluent Schema Registry URL: frame values with its schema ids "
+    "[env REPLICATOR_SCHEMA_REGISTRY; default: Avro single-object encoding, no registry]",
+)
 @click.option("--heartbeat-interval", callback=_duration, help="heartbeat period while idle, e.g. 1s [1s]")
 @click.option("--batch-rows", type=int, help="changelog rows per Kafka transaction [500]")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML settings file")

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+from replicator.events.registry import Reframer, SchemaRegistryClient
 from replicator.source.convert import (
     ChangelogRow,
     Message,
@@ -213,8 +214,9 @@ class SourceDaemon:
         s = self.settings
         kafka = s.kafka()
         self.partitions = ensure_topics(kafka, s.topic_prefix, s.partitions)
+        reframe = None if s.schema_registry is None else Reframer(SchemaRegistryClient(s.schema_registry))
         self.publisher = TransactionalPublisher(
-            kafka, transactional_id(s.topic_prefix, self.identity.store_id), s.transaction_timeout_s
+            kafka, transactional_id(s.topic_prefix, self.identity.store_id), s.transaction_timeout_s, reframe
         )
         position = read_position(kafka, s.topic_prefix, self.identity.store_id)
         self.kafka_ok = True

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from replicator.events.registry import RegistryError
 from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
@@ -153,8 +155,16 @@ class TransactionalPublisher:
     in ONE transaction and returns only once it committed; on any failure it aborts (best effort)
     and raises TransportError: nothing of the batch is visible to read_committed consumers."""
 
-    def __init__(self, settings: KafkaSettings, txn_id: str, transaction_timeout_s: float) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        txn_id: str,
+        transaction_timeout_s: float,
+        reframe: Callable[[str, bytes], bytes] | None = None,
+    ) -> None:
         self.settings = settings
+        #: With a Schema Registry: (topic, single-object value) -> Confluent-framed value.
+        self.reframe = reframe
         self.producer = Producer(
             {
                 **settings.common(),
@@ -183,14 +193,15 @@ class TransactionalPublisher:
         try:
             self.producer.begin_transaction()
             for m in messages:
-                kwargs: dict[str, Any] = {"key": m.key, "value": m.value, "headers": m.headers}
+                value = m.value if m.value is None or self.reframe is None else self.reframe(m.topic, m.value)
+                kwargs: dict[str, Any] = {"key": m.key, "value": value, "headers": m.headers}
                 if m.partition is not None:
                     kwargs["partition"] = m.partition
                 self._produce(m.topic, kwargs)
             topic, key, value = position
             self._produce(topic, {"key": key, "value": value, "partition": 0})
             self.producer.commit_transaction(self.settings.timeout_s)
-        except (KafkaException, BufferError) as exc:
+        except (KafkaException, BufferError, RegistryError) as exc:
             self.abort()
             raise _unreachable(self.settings, "commit a transaction", exc) from exc
         if self.errors:

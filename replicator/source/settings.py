@@ -28,6 +28,7 @@ ENV: Final = {
     "topic_prefix": "REPLICATOR_TOPIC_PREFIX",
     "partitions": "REPLICATOR_SOURCE_PARTITIONS",
     "metrics_port": "REPLICATOR_SOURCE_METRICS_PORT",
+    "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
@@ -56,6 +57,7 @@ class SourceSettings:
     topic_prefix: str = DEFAULT_PREFIX
     partitions: int = 3  # for topics the source creates; existing topics keep theirs
     metrics_port: int | None = None
+    schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
     batch_rows: int = 500  # changelog rows per Kafka transaction
@@ -75,6 +77,10 @@ class SourceSettings:
             )
         if not 1 <= self.partitions <= 1000:
             raise ConfigError(f"partitions = {self.partitions} is out of range", hint="use 1 to 1000; default 3")
+        if self.schema_registry is not None and not self.schema_registry.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"schema_registry = {self.schema_registry!r} is not an http(s) URL", hint="e.g. http://localhost:8081"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port {self.metrics_port} is not a TCP port", hint="use 1-65535 (0: any)")
         for name in ("batch_rows", "snapshot_chunk_rows"):
