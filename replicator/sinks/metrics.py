@@ -16,7 +16,7 @@ from replicator.position import SinkPosition
 class SinkMetrics:
     """One registry per runner (several runners may live in one test process)."""
 
-    def __init__(self, sink: str) -> None:
+    def __init__(self, sink: str, group: str = "") -> None:
         self.registry = CollectorRegistry()
         labels = ["sink"]
         self.applied = Counter(
@@ -52,9 +52,23 @@ class SinkMetrics:
         self.destination_state: dict[str, int] = {}
         self._watermark_ts_ms: int | None = None
         self.watermark_lag.set_function(self._lag)
+        # The same figures under kafka-lag-exporter's names, so its dashboards and alerts apply.
+        self.group_lag = Gauge(
+            "kafka_consumergroup_group_lag", "Messages behind the log end, per partition (the sink's own position)",
+            ["group", "topic", "partition"], registry=self.registry,
+        )  # fmt: skip
+        self.group_lag_seconds = Gauge(
+            "kafka_consumergroup_group_lag_seconds", "Seconds the sink is behind the store (from its watermark)",
+            ["group"], registry=self.registry,
+        )  # fmt: skip
 
     def _lag(self) -> float:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
+
+    def observe_group_lag(self, group: str, lags: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), lag in lags.items():
+            self.group_lag.labels(group, topic, str(partition)).set(lag)
+        self.group_lag_seconds.labels(group).set(self._lag())
 
     def observe_position(self, position: SinkPosition | None) -> None:
         self.position = position

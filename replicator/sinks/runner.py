@@ -99,6 +99,7 @@ class SinkRunner:
         self._partitions: dict[str, int] = {}
         self._position: SinkPosition | None = None
         self.metrics_port: int | None = None
+        self._lag_observed = 0.0
         self._registry = (
             None
             if settings.schema_registry is None
@@ -138,6 +139,7 @@ class SinkRunner:
                 self._poll(0.1)
                 if self._due():
                     self._flush()
+                self._observe_lag()
             self._flush()
             log.info("sink stopped cleanly", extra={"sink": self.sink})
         finally:
@@ -263,6 +265,25 @@ class SinkRunner:
         self._describe()  # before the position: a reader that sees the position sees counts as new
         self.metrics.observe_position(self._position)
         self._commit(position)
+
+    def _observe_lag(self) -> None:
+        """Per-partition lag for /metrics, at most once a second: the log end the consumer last saw
+        (cached by librdkafka on every fetch, no broker round trip) minus this sink's next offset."""
+        now = self._clock()
+        if self._consumer is None or now - self._lag_observed < 1.0:
+            return
+        self._lag_observed = now
+        lags: dict[tuple[str, int], int] = {}
+        for key in self._assigned:
+            try:
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(key.topic, key.partition), cached=True)
+            except Exception:  # not fetched yet: nothing to say
+                continue
+            if high is None or high < 0:
+                continue
+            position = self._position.offsets.get(key, 0) if self._position else 0
+            lags[(key.topic, key.partition)] = max(0, int(high) - position)
+        self.metrics.observe_group_lag(self.settings.group, lags)
 
     def _describe(self) -> None:
         """Refresh what the destination reports about itself (optional ``describe() -> dict``)."""

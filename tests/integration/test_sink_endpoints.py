@@ -51,6 +51,17 @@ def test_metrics_healthz_and_position_after_a_poison_event(iso: Isolated) -> Non
         assert metric(text, "replicator_sink_watermark_seq") == store.seq
         assert metric(text, "replicator_sink_dead_letters_total") == 1
         assert metric(text, "replicator_sink_batch_seconds_count") >= 1
+
+        # kafka-lag-exporter's names (refreshed once a second): caught up, each partition is at most
+        # one offset behind, the last transaction's commit marker, which no consumer ever receives.
+        def lags() -> list[float]:
+            scraped = http_get(port, "/metrics")[1].decode().splitlines()
+            return [
+                float(line.rsplit(" ", 1)[1]) for line in scraped if line.startswith("kafka_consumergroup_group_lag{")
+            ]
+
+        wait_for(lambda: bool(lags()) and max(lags()) <= 1, 10, "per-partition lag at the log end")
+        assert 0 <= metric(http_get(port, "/metrics")[1].decode(), "kafka_consumergroup_group_lag_seconds") < 60
         assert http_get(port, "/healthz") == (200, b"ok\n")
         document = position_document(port)
         assert document["position"]["sink"] == "s" and document["position"]["applied_seq"] == store.seq
