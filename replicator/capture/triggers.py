@@ -44,6 +44,8 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
+from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_COLUMNS
+
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
 #: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
 CAPTURE_VERSION: Final = 3
@@ -54,34 +56,9 @@ TRIGGER_PREFIX: Final = "_replicator_capture_"
 
 #: Columns of each table as STORE.md defines them; anything else is drift, carried as extra.
 KNOWN_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "entities": (
-        "id",
-        "name",
-        "entity_type",
-        "observations",
-        "confidence",
-        "strength",
-        "version",
-        "created_at",
-        "updated_at",
-        "valid_from",
-        "valid_to",
-        "metadata",
-    ),
-    "relations": (
-        "id",
-        "from_entity_id",
-        "to_entity_id",
-        "relation_type",
-        "strength",
-        "confidence",
-        "created_at",
-        "updated_at",
-        "valid_from",
-        "valid_to",
-        "metadata",
-    ),
-    "embeddings": ("entity_id", "embedding", "model_version", "created_at"),
+    "entities": ENTITY_COLUMNS,
+    "relations": RELATION_COLUMNS,
+    "embeddings": EMBEDDING_COLUMNS,
 }
 KEY_COLUMN: Final = {"entities": "id", "relations": "id", "embeddings": "entity_id"}
 BLOB_COLUMNS: Final = frozenset({("embeddings", "embedding")})

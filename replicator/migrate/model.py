@@ -14,34 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
+
 # The sink's mapping is the definition (design §6); validation compares against it, never a copy.
 
 #: Field names compared for entities and relations, in report order (the keys are ``id``).
-ENTITY_FIELDS: Final = (
-    "name",
-    "entity_type",
-    "observations",
-    "confidence",
-    "strength",
-    "version",
-    "created_at",
-    "updated_at",
-    "valid_from",
-    "valid_to",
-    "metadata",
-)
-RELATION_FIELDS: Final = (
-    "from_entity_id",
-    "to_entity_id",
-    "relation_type",
-    "strength",
-    "confidence",
-    "created_at",
-    "updated_at",
-    "valid_from",
-    "valid_to",
-    "metadata",
-)
+ENTITY_FIELDS: Final = ENTITY_COLUMNS[1:]
+RELATION_FIELDS: Final = RELATION_COLUMNS[1:]
 
 #: Floats that differ by less than this are equal (REAL survives SQLite, Bolt and JSON exactly, but a
 #: destination may have round-tripped through float32 or decimal text).

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from replicator.endpoint import EndpointServer, health_route, metrics_route
 from replicator.position import SinkPosition
 
 
@@ -86,37 +84,13 @@ class SinkMetrics:
         return json.dumps({"position": position, "destination": self.destination_state}).encode()
 
 
-class MetricsServer:
-    """Serves the metrics on 127.0.0.1-or-given host in a daemon thread. ``port`` 0 picks a free one."""
+class MetricsServer(EndpointServer):
+    """Serves ``/metrics``, ``/healthz`` and ``/position`` in a daemon thread. ``port`` 0 picks a free one."""
 
     def __init__(self, metrics: SinkMetrics, port: int, host: str = "0.0.0.0") -> None:
-        owner = metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    body, status, kind = owner.render(), 200, CONTENT_TYPE_LATEST
-                elif self.path.startswith("/position"):
-                    body, status, kind = owner.position_document(), 200, "application/json"
-                elif self.path.startswith("/healthz"):
-                    ok = owner.healthy
-                    body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
-                else:
-                    body, status, kind = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return  # scrapes are not worth a log line
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sink-metrics", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        routes = {
+            "/metrics": metrics_route(metrics.render),
+            "/position": lambda: (200, metrics.position_document(), "application/json"),
+            "/healthz": health_route(lambda: metrics.healthy),
+        }
+        super().__init__(routes, port, host, name="sink-metrics")

@@ -6,11 +6,11 @@ daemon thread; ``/healthz`` answers 200 while ``healthy()`` holds, else 503.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from replicator.endpoint import EndpointServer, health_route, metrics_route
 
 
 class SourceMetrics:
@@ -41,35 +41,10 @@ class SourceMetrics:
         )
 
 
-class MetricsServer:
+class MetricsServer(EndpointServer):
     """Serves ``/metrics`` and ``/healthz`` on ``port`` (0: any free port; see ``.port``)."""
 
     def __init__(self, metrics: SourceMetrics, port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> None:
         registry = metrics.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
-                elif self.path.startswith("/healthz"):
-                    ok = healthy()
-                    body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
-                else:
-                    body, status, kind = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # the daemon's own log stays one event per line
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, name="source-metrics", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        routes = {"/metrics": metrics_route(lambda: generate_latest(registry)), "/healthz": health_route(healthy)}
+        super().__init__(routes, port, host, name="source-metrics")

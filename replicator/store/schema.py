@@ -6,6 +6,17 @@ from typing import Final
 
 TABLES: Final = ("entities", "relations", "embeddings")
 
+#: Each table's columns in the DDL's order: the one list capture, sinks and validation derive from.
+ENTITY_COLUMNS: Final = (
+    "id", "name", "entity_type", "observations", "confidence", "strength", "version",
+    "created_at", "updated_at", "valid_from", "valid_to", "metadata",
+)  # fmt: skip
+RELATION_COLUMNS: Final = (
+    "id", "from_entity_id", "to_entity_id", "relation_type", "strength", "confidence",
+    "created_at", "updated_at", "valid_from", "valid_to", "metadata",
+)  # fmt: skip
+EMBEDDING_COLUMNS: Final = ("entity_id", "embedding", "model_version", "created_at")
+
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS entities (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

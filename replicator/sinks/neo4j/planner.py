@@ -34,32 +34,12 @@ from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.errors import PoisonEvent
 from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
+from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
 Row = dict[str, Any]
 
-_ENTITY_FIELDS = (
-    "name",
-    "entity_type",
-    "observations",
-    "confidence",
-    "strength",
-    "version",
-    "created_at",
-    "updated_at",
-    "valid_from",
-    "valid_to",
-    "metadata",
-)
-_RELATION_FIELDS = (
-    "relation_type",
-    "strength",
-    "confidence",
-    "created_at",
-    "updated_at",
-    "valid_from",
-    "valid_to",
-    "metadata",
-)
+_ENTITY_FIELDS = ENTITY_COLUMNS[1:]  # the id is the node's key
+_RELATION_FIELDS = tuple(c for c in RELATION_COLUMNS[1:] if c not in ("from_entity_id", "to_entity_id"))
 
 
 @dataclass(frozen=True)

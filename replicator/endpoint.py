@@ -1,0 +1,52 @@
+"""The daemons' HTTP endpoint (``/metrics``, ``/healthz``, and whatever else a daemon serves), in a
+background thread. Shared by the source and the sinks so that they answer alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+#: A route answers (status, body, content type); it runs on the server's thread, so it must only
+#: read what the daemon publishes for it (values, not live clients).
+Route = Callable[[], tuple[int, bytes, str]]
+
+
+def metrics_route(render: Callable[[], bytes]) -> Route:
+    return lambda: (200, render(), CONTENT_TYPE_LATEST)
+
+
+def health_route(healthy: Callable[[], bool]) -> Route:
+    return lambda: (200, b"ok\n", "text/plain") if healthy() else (503, b"unhealthy\n", "text/plain")
+
+
+class EndpointServer:
+    """Serves ``routes`` (path prefix -> Route) on ``host:port`` (0: any free port; see ``.port``).
+    Starts at once; ``close`` stops it. Unknown paths get 404."""
+
+    def __init__(self, routes: Mapping[str, Route], port: int, host: str = "0.0.0.0", name: str = "endpoint") -> None:
+        table = dict(routes)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = next((r for prefix, r in table.items() if self.path.startswith(prefix)), None)
+                status, body, kind = route() if route else (404, b"not found\n", "text/plain")
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes are not worth a log line: the daemon's log stays one event per line
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
