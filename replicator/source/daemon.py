@@ -149,6 +149,9 @@ class SourceDaemon:
             raise
         finally:
             self._close_bar()
+            if self.publisher is not None:
+                self.publisher.close()
+                self.publisher = None
             if self.reader is not None:
                 self.reader.end_snapshot()
                 self.reader.close()
@@ -202,6 +205,7 @@ class SourceDaemon:
     def _drop_publisher(self) -> None:
         if self.publisher is not None:
             self.publisher.abort()
+            self.publisher.close()
             self.publisher = None
         if self.reader is not None:
             self.reader.end_snapshot()

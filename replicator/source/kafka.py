@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -181,6 +182,7 @@ class TransactionalPublisher:
         try:
             self.producer.init_transactions(settings.timeout_s)
         except KafkaException as exc:
+            self.close()
             raise _unreachable(settings, f"initialise transactions for {txn_id}", exc) from exc
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
@@ -221,3 +223,14 @@ class TransactionalPublisher:
         # Best effort: the producer is rebuilt, and init_transactions of the next one aborts it anyway.
         with contextlib.suppress(KafkaException):
             self.producer.abort_transaction(min(self.settings.timeout_s, 5.0))
+
+    def close(self) -> None:
+        """Release the producer's threads and sockets now. Idempotent; does not block on a dead broker:
+        what is still queued belongs to an aborted transaction and is purged first. Without this a
+        dropped producer lives until the garbage collector breaks its cycle (the delivery callback
+        holds this object), reconnecting and logging all the while -- one more per broker outage."""
+        with contextlib.suppress(KafkaException):
+            self.producer.purge()
+        with contextlib.suppress(KafkaException, RuntimeError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "abort_transaction failed during close"
+            self.producer.close()
