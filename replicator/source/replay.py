@@ -28,6 +28,7 @@ class Replay:
     stream_seqs: Counter[int] = field(default_factory=Counter)  # changelog seq -> events seen with it
     snapshot_seqs: set[int] = field(default_factory=set)
     snapshot_events: int = 0
+    snapshot_keys: Counter[tuple[str, int]] = field(default_factory=Counter)  # (table, row id) -> op=r events
     last_markers: int = 0
     heartbeats: int = 0
     tombstones: int = 0
@@ -56,6 +57,8 @@ class Replay:
             self.snapshot_seqs.add(seq)
             self.last_markers += record["source"]["snapshot"] == "last"
         row_id = decode_key(key)
+        if record["op"] == "r":
+            self.snapshot_keys[(table, row_id)] += 1
         current = self.rows[table].get(row_id)
         if current is None or seq >= current[0]:
             self.rows[table][row_id] = (seq, None if record["op"] == "d" else record["after"])
