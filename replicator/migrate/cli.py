@@ -14,7 +14,7 @@ from replicator.errors import ReplicatorError
 from replicator.migrate import cutover as cutover_mod
 from replicator.migrate import lag as lag_mod
 from replicator.migrate import state as state_mod
-from replicator.migrate.targets import TargetOptions, sinks_for, target_options
+from replicator.migrate.targets import TargetOptions, divergence, sinks_for, target_options
 
 _db = click.option(
     "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
@@ -94,10 +94,21 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
 
 @click.command()
 @_db
+@target_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Default: the one the cutover used.")
-def rollback(db: Path, config_path: Path | None) -> None:
-    """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored."""
-    for line in cutover_mod.rollback(db, config_path):
+@click.option(
+    "--discard-new-writes", is_flag=True,
+    help="Roll back without first checking that the new backend took no writes since the cutover "
+    "(writes it took are lost).",
+)  # fmt: skip
+def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_new_writes: bool) -> None:
+    """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
+
+    After a completed cutover, the destinations are first compared with the store in full (pass the
+    cutover's connection flags): if the runtime wrote to them since, rollback refuses and names what
+    differs, since the store does not have those writes."""
+    check = None if discard_new_writes else divergence(db, opts)
+    for line in cutover_mod.rollback(db, config_path, divergence=check):
         click.echo(line)
 
 

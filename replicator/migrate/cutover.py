@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from replicator.capture.install import open_store, read_state
 from replicator.errors import ReplicatorError
@@ -269,12 +269,31 @@ def run(plan: CutoverPlan, targets: Sequence[Target], log: Callable[[str], None]
         held.release()  # no-op after a successful switch; never leave writers waiting
 
 
-def rollback(db: Path, config_path: Path | None) -> list[str]:
+class RollbackRefused(ReplicatorError):
+    """Rollback would lose writes the new backend took after the cutover (or could not rule it out)."""
+
+
+#: Given the cutover's target (neo4j, qdrant, hybrid): every difference between the store and the
+#: destination(s), one line each. Raises when a destination cannot be read.
+Divergence = Callable[[str], list[str]]
+
+_SHOWN: Final = 10
+
+
+def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None) -> list[str]:
     """Undo a cutover (or resolve an interrupted one): the store takes writes again and caxton.yaml
-    is restored from its backup. Idempotent. Returns what was done."""
+    is restored from its backup. Idempotent. Returns what was done.
+
+    After a completed cutover the runtime writes to the new backend, and the store has none of those
+    writes: rolling back would silently drop them. So with ``divergence`` (the CLI's default) the
+    destinations are first compared with the store in full, and any difference -- or a destination
+    that cannot be read -- raises RollbackRefused, changing nothing. ``divergence=None`` is the
+    operator's explicit choice to discard them (``--discard-new-writes``)."""
     st = state.load(db)
     if st.state == "cutting_over" and st.process_alive():
         raise ReplicatorError(f"a cutover is running (pid {st.pid})", hint="wait for it, or stop it first")
+    if st.state == "cut_over" and divergence is not None:
+        _refuse_if_diverged(st, divergence)
     done: list[str] = []
     if fence.remove_refusal(db):
         done.append("the store takes writes again (refusal triggers removed)")
@@ -283,6 +302,29 @@ def rollback(db: Path, config_path: Path | None) -> list[str]:
         done.append(f"{path} restored from its backup (memory.backend: {config.read_backend(path)})")
     state.save(db, st, state="rolled_back" if st.state != "replicating" else "replicating", step=None, pid=None)
     return done or ["nothing to undo"]
+
+
+def _refuse_if_diverged(st: state.MigrationState, divergence: Divergence) -> None:
+    target = st.target or "hybrid"
+    discard = "--discard-new-writes"
+    try:
+        problems = divergence(target)
+    except Exception as exc:  # any reason the check cannot run: the operator must decide, knowingly
+        raise RollbackRefused(
+            f"cannot check whether {target} took writes since the cutover at seq {st.final_seq}: {exc}",
+            hint=f"make {target} reachable (same flags as the cutover), or pass {discard} to roll back "
+            "anyway: writes made to it since the cutover are then lost",
+        ) from exc
+    if problems:
+        shown = "\n  ".join(problems[:_SHOWN]) + (
+            f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        )
+        raise RollbackRefused(
+            f"{target} differs from the store, which was cut over to it at seq {st.final_seq}:"
+            f"\n  {shown}\nthe runtime has written to {target}; the store does not have those writes",
+            hint=f"`replicator diff --target neo4j|qdrant --json` lists them; copy what must be kept into the "
+            f"store, or pass {discard} to roll back and lose them",
+        )
 
 
 def resolution(st: state.MigrationState) -> str:

@@ -133,6 +133,10 @@ class Neo4jTarget:
             return problems
         return validate_store(store, self.opts, targets=("neo4j",), fast=True, sample=sample, search=False)
 
+    def full_check(self, store: Path) -> list[str]:
+        """Every entity and relation compared with the store, field by field. Blocks (a full read)."""
+        return validate_store(store, self.opts, targets=("neo4j",), full=True, search=False)
+
     def _count_check(self, store: Path) -> list[str]:
         entities, relations = _store_counts(store)
         label = self.opts.entity_label.replace("`", "``")
@@ -204,10 +208,35 @@ class QdrantTarget:
             points = int(self.client.count(self.opts.collection, exact=True).count)
         return [] if points == entities else [f"{self.name}: {points} points, the store has {entities} entities"]
 
+    def full_check(self, store: Path) -> list[str]:
+        """Every point compared with the store (payload and vector). With ``--qdrant-endpoint`` (local
+        mode held by the running sink) only the counts can be read. Blocks (a full read)."""
+        if self.opts.qdrant_endpoint:
+            return self.quick_check(store, 0)
+        self.close()  # validation opens its own client (local mode: one per storage directory)
+        return validate_store(store, self.opts, targets=("qdrant",), full=True, search=False)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+            self._client = None
 
 
 def sinks_for(kinds: Sequence[str], opts: TargetOptions) -> list[Neo4jTarget | QdrantTarget]:
     return [Neo4jTarget(opts) if kind == "neo4j" else QdrantTarget(opts) for kind in kinds]
+
+
+def divergence(store: Path, opts: TargetOptions) -> Callable[[str], list[str]]:
+    """For rollback: every difference between the store and the cutover's target(s)."""
+
+    def check(target: str) -> list[str]:
+        kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
+        problems: list[str] = []
+        for each in sinks_for(kinds, opts):
+            try:
+                problems.extend(each.full_check(store))
+            finally:
+                each.close()
+        return problems
+
+    return check

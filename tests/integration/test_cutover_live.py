@@ -170,21 +170,60 @@ def test_a_sink_stopped_before_the_drain_aborts_and_changes_nothing(running: Run
     assert state.load(running.db).state == "aborted"
 
 
-def test_rollback_after_cutover_restores_writes(running: Running) -> None:
+def _cut_over_to_neo4j(running: Running) -> None:
     running.wait_caught_up()
     targets = running.targets()
     report = cutover.run(cutover.CutoverPlan(db=running.db, config=running.caxton, target="neo4j"), targets[:1])
     for target in targets:
         target.close()
     assert report.ok, report.reason
-    proc = subprocess.run(
-        [sys.executable, "-m", "replicator", "rollback", "--db", str(running.db)], capture_output=True, text=True,
+
+
+def _rollback(running: Running, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``replicator rollback`` with the cutover's Neo4j flags (it compares Neo4j with the store first)."""
+    o = running.opts
+    return subprocess.run(
+        [sys.executable, "-m", "replicator", "rollback", "--db", str(running.db), "--neo4j-uri", o.neo4j.uri,
+         "--neo4j-sink", o.neo4j_sink, "--entity-label", o.entity_label, "--position-label", o.position_label,
+         *extra],
+        env={**os.environ, "REPLICATOR_NEO4J_PASSWORD": o.neo4j.password}, capture_output=True, text=True,
         check=False,
     )  # fmt: skip
+
+
+def test_rollback_after_cutover_restores_writes(running: Running) -> None:
+    _cut_over_to_neo4j(running)
+    proc = _rollback(running)
     assert proc.returncode == 0, proc.stderr
     assert config.read_backend(running.caxton) == "embedded"
     MemoryWriter(running.db).create_entity("back on the store", "concept")
     assert state.load(running.db).state == "rolled_back"
+
+
+def test_rollback_refuses_to_drop_writes_the_new_backend_took(running: Running) -> None:
+    _cut_over_to_neo4j(running)
+    graph, label = running.opts.neo4j, running.cfg.entity_label
+    with GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:  # the runtime, now on Neo4j, learns things
+        driver.execute_query(
+            f"CREATE (:`{label}` {{id: 987654, name: 'learned after the cutover', entity_type: 'concept', "
+            "observations: ['written to neo4j'], confidence: 1.0, strength: 1.0, version: 1, created_at: 1, "
+            "updated_at: 1})"
+        )
+        driver.execute_query(f"MATCH (n:`{label}`) WITH n ORDER BY n.id LIMIT 1 SET n.observations = ['edited']")
+
+    refused = _rollback(running)
+    assert refused.returncode == 2, refused.stderr
+    assert "987654" in refused.stderr and "--discard-new-writes" in refused.stderr, refused.stderr
+    assert "neo4j entity 987654: extra" in refused.stderr, refused.stderr
+    assert "entity 1: different (observations)" in refused.stderr, refused.stderr
+    assert config.read_backend(running.caxton) == "neo4j"  # nothing changed
+    with pytest.raises(sqlite3.DatabaseError, match="moved to neo4j"):
+        MemoryWriter(running.db).create_entity("still refused", "concept")
+
+    discarded = _rollback(running, "--discard-new-writes")  # the operator's explicit choice
+    assert discarded.returncode == 0, discarded.stderr
+    assert config.read_backend(running.caxton) == "embedded"
+    MemoryWriter(running.db).create_entity("back on the store", "concept")
 
 
 @pytest.mark.parametrize("step", ["preflight", "fence", "drain", "validate", "switch-config-written"])

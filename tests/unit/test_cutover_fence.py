@@ -105,6 +105,67 @@ def test_cutover_switches_config_and_fences(store: Path) -> None:
     assert state.load(store).state == "rolled_back"
 
 
+def _cut_over(store: Path) -> Path:
+    cfg = store.parent / "caxton.yaml"
+    report = cutover.run(cutover.CutoverPlan(db=store, config=cfg, target="neo4j"), [FakeTarget("neo4j", store)])
+    assert report.ok, report.reason
+    return cfg
+
+
+def _still_cut_over(store: Path, cfg: Path) -> None:
+    assert 'backend: "neo4j"' in cfg.read_text()
+    assert state.load(store).state == "cut_over"
+    with pytest.raises(sqlite3.DatabaseError, match="moved to neo4j"):
+        MemoryWriter(store).create_entity("still fenced", "person")
+
+
+def test_rollback_refuses_when_the_new_backend_took_writes(store: Path) -> None:
+    cfg = _cut_over(store)
+    asked: list[str] = []
+
+    def diverged(target: str) -> list[str]:
+        asked.append(target)
+        return [f"neo4j: entity {i} extra" for i in range(12)]
+
+    with pytest.raises(cutover.RollbackRefused) as refused:
+        cutover.rollback(store, None, divergence=diverged)
+    assert asked == ["neo4j"]
+    text = str(refused.value)
+    assert "neo4j differs from the store" in text and "entity 9 extra" in text and "... and 2 more" in text
+    assert "entity 10 extra" not in text  # ten shown, the rest counted
+    assert "--discard-new-writes" in text
+    _still_cut_over(store, cfg)  # nothing changed
+
+    assert cutover.rollback(store, None, divergence=lambda _: []) != ["nothing to undo"]  # equal: rolls back
+    assert cfg.read_text() == CAXTON
+    MemoryWriter(store).create_entity("after-rollback", "person")
+
+
+def test_rollback_refuses_when_the_new_backend_cannot_be_checked(store: Path) -> None:
+    cfg = _cut_over(store)
+
+    def unreachable(target: str) -> list[str]:
+        raise ConnectionRefusedError("bolt://127.0.0.1:7687 refused the connection")
+
+    with pytest.raises(cutover.RollbackRefused, match=r"cannot check whether neo4j took writes.*refused"):
+        cutover.rollback(store, None, divergence=unreachable)
+    _still_cut_over(store, cfg)
+    cutover.rollback(store, None, divergence=None)  # the operator's explicit --discard-new-writes
+    assert cfg.read_text() == CAXTON
+    assert state.load(store).state == "rolled_back"
+
+
+def test_an_interrupted_cutover_is_resolved_without_the_check(store: Path) -> None:
+    cfg = store.parent / "caxton.yaml"
+    state.save(store, state.load(store), state="cutting_over", step="drain", target="neo4j", pid=2**22 + 1)
+
+    def never(target: str) -> list[str]:
+        raise AssertionError("the runtime never wrote to the new backend: the config was not switched")
+
+    cutover.rollback(store, cfg, divergence=never)
+    assert state.load(store).state == "rolled_back"
+
+
 def test_drain_timeout_aborts_and_changes_nothing(store: Path) -> None:
     cfg = store.parent / "caxton.yaml"
     lagging = FakeTarget("qdrant", store, follows=False)
