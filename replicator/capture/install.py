@@ -85,12 +85,15 @@ def _check_file(path: Path) -> None:
     try:
         probe.execute("PRAGMA schema_version").fetchone()  # read-only: reads the header, writes nothing
     except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc) or "malformed" in str(exc):
+        # Only "not a database" (the header: magic, page size) is conclusive. An immutable read sees
+        # the main file without its WAL and without locks, so on a live store it can catch the schema
+        # half checkpointed and say "malformed" (measured: ~1 open in 400 under a busy writer).
+        if "not a database" in str(exc):
             raise CaptureError(
                 f"{path} is not a SQLite database ({exc})",
                 hint="point --db at Caxton's memory store; the file was not modified",
             ) from exc
-        # locked, busy, ...: the real connection below reports it with its own timeout
+        # malformed, locked, busy, ...: the real connection decides (consistently, with its timeout)
     finally:
         probe.close()
 
@@ -127,7 +130,14 @@ def table_columns(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
 
 
 def _check_store(conn: sqlite3.Connection, path: Path) -> None:
-    present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    try:  # the first read of the schema: a corrupt file (with a sound header) fails here
+        present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise CaptureError(
+            f"{path} is not a usable SQLite database ({exc})",
+            hint="restore the store from a backup (`sqlite3 memory.db .recover` may save its rows); "
+            "the file was not modified",
+        ) from exc
     missing = [t for t in TABLES if t not in present]
     if missing:
         raise CaptureError(

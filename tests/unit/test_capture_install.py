@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -174,6 +175,54 @@ def test_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path, content: b
     path = tmp_path / "memory.db"
     path.write_bytes(content)
     _refused(path, "not a SQLite database")
+
+
+def test_sqlite_file_with_a_corrupt_schema_page_is_refused_untouched(store: Path) -> None:
+    with closing(sqlite3.connect(store)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(store.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # page 1 after the file header: the schema's b-tree
+    store.write_bytes(bytes(data))
+    _refused(store, "not a usable SQLite database")
+
+
+def test_a_live_store_is_never_mistaken_for_a_foreign_file(store: Path) -> None:
+    """open_store's header probe reads the main file without the WAL or locks; under a busy writer
+    that checkpoints and changes the schema it can see a half-written schema. Only a real refusal
+    may come out of it: thousands of opens of a healthy store, none refused."""
+    install(store)
+    stop, opened, refused = threading.Event(), [0], []
+
+    def writer() -> None:
+        with closing(sqlite3.connect(store, isolation_level=None)) as conn:
+            conn.execute("PRAGMA wal_autocheckpoint=2")  # checkpoint all the time
+            i = 0
+            while not stop.is_set():
+                i += 1
+                conn.execute(
+                    "INSERT INTO entities (name, entity_type, observations, created_at, updated_at)"
+                    " VALUES (?, 'c', '[]', 1, 1)",
+                    (f"live {i}",),
+                )
+                if i % 10 == 0:  # schema changes too (cutover's refusal triggers are one)
+                    trigger = f"probe_{i} BEFORE INSERT ON relations BEGIN SELECT 1; END"
+                    conn.execute(f"CREATE TRIGGER IF NOT EXISTS {trigger}")
+                if i % 10 == 5:
+                    conn.execute(f"DROP TRIGGER IF EXISTS probe_{i - 5}")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while opened[0] < 4000:
+            try:
+                open_store(store, readonly=True).close()
+            except CaptureError as exc:
+                refused.append(str(exc))
+            opened[0] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert refused == [], f"{len(refused)} of {opened[0]} opens refused a healthy store: {refused[0]}"
 
 
 def test_empty_file_is_refused_as_lacking_the_store_tables_and_not_written(tmp_path: Path) -> None:
