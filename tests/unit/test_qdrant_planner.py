@@ -130,10 +130,27 @@ def test_store_vector_arriving_later_replaces_the_computed_one_only_for_the_same
     point = {1: {**stored(ada, 5), EMBEDDING_SOURCE: COMPUTED}}
 
     same = run([s.embedding(6, 1, BLOB, text_of(ada))], points=point)
-    other = run([s.embedding(6, 1, BLOB, "Ada person y")], points=point)
+    older = run([s.embedding(4, 1, BLOB, "Ada person y")], points={1: {**point[1], EMBEDDING_SEQ: 3}})
 
     assert same.reused == 1 and same.writes[0].payload["name"] == "Ada" and same.writes[0].payload[SEQ] == 5
-    assert other.empty and other.skipped == 1
+    assert older.empty and older.skipped == 1  # older than the entity's text: stale
+
+
+def test_store_vector_newer_than_the_entity_waits_for_its_entity_change() -> None:
+    """Cross-topic reorder: the entity changes its text at seq 6 and the writer stores its embedding
+    at seq 7; the embedding arrives first. It must be kept, and the entity change then reuses it."""
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+    renamed = {**ada, "observations": ["y"]}
+    point = {1: {**stored(ada, 5), EMBEDDING_SOURCE: COMPUTED}}
+
+    first = run([s.embedding(7, 1, BLOB, text_of(renamed))], points=point)
+    [write] = first.writes
+    assert write.store_vector == BLOB and write.payload[TEXT_SHA256] == text_sha256(text_of(renamed))
+    assert write.payload[SEQ] == 5  # the entity fields wait for their own change
+
+    then = run([s.entity("u", 6, renamed)], points={1: write.payload})
+    assert then.writes == [] and then.texts_to_embed == [] and then.payload_updates[1][SEQ] == 6
 
 
 def test_store_vector_arriving_first_makes_the_entity_payload_only() -> None:

@@ -13,7 +13,8 @@ Rules (design §6; per entity id, events in seq order):
   when its text is the entity's text (the text after this batch, or the point's ``text_sha256`` if
   the batch has no entity change for it). When no entity is known yet (it arrived first), the store
   vector is written with its text hash, and the entity change that follows with the same text is a
-  payload-only update. An embedding change applies once (seq newer than ``_embedding_seq``).
+  payload-only update. Likewise an embedding newer than every entity change known (its entity change
+  is still in flight). An embedding change applies once (seq newer than ``_embedding_seq``).
 * An entity change that keeps the text (confidence, strength, metadata, version ...) is
   payload-only: no embedding, the vector and its labels stay.
 * Embedding deletes are ignored: the point's vector stays valid for its text; the entity's delete
@@ -202,12 +203,18 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         target_sha = str(point[TEXT_SHA256]) if known and point is not None and point.get(TEXT_SHA256) else None
 
     embedding_floor = max(seq_of(point, EMBEDDING_SEQ), tombstone)
+    # An embedding's text is the entity's text at the embedding's seq. Newer than every entity change
+    # known here, it is the text of an entity change still in flight on the other topic: take it (that
+    # change will then be payload-only). Dropping it left a computed vector where the store has one.
+    entity_seq = final.seq if final is not None else seq_of(point)
     candidates = [
         c
         for c in embedding_changes
         if c.seq > embedding_floor
         and _usable_store_vector(c, model)
-        and (target_sha is None or text_sha256(str(c.image["text"])) == target_sha)  # type: ignore[index]
+        and (
+            target_sha is None or c.seq > entity_seq or text_sha256(str(c.image["text"])) == target_sha  # type: ignore[index]
+        )
     ]
     chosen = max(candidates, key=lambda c: c.seq) if candidates else None
     result.skipped += len(embedding_changes) - (1 if chosen else 0)
