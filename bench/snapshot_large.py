@@ -22,31 +22,26 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
 from replicator.capture.install import install
+from replicator.endpoint import scrape
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
+from replicator.migrate.daemons import Daemon, free_port
 from replicator.source.convert import topic_of
 from replicator.source.kafka import positions_topic
+from replicator.source.replay import read_topics
 from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS
 from replicator.store.writer import pack_vector
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def build_store(path: Path, entities: int, relations: int) -> dict[str, int]:
@@ -83,21 +78,6 @@ def build_store(path: Path, entities: int, relations: int) -> dict[str, int]:
     return counts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _published(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
-            lines = response.read().decode().splitlines()
-    except OSError:
-        return 0.0
-    return sum(float(line.split()[-1]) for line in lines if line.startswith("replicator_source_snapshot_rows_total"))
-
-
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -105,55 +85,35 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _spawn(db: Path, prefix: str, config: Path, log: Path, kafka: KafkaSettings) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REPLICATOR_KAFKA_BOOTSTRAP": kafka.bootstrap_servers}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "replicator", "source", "run", "--db", str(db), "--topic-prefix", prefix,
-             "--config", str(config)],
-            env=env, stdout=out, stderr=out, cwd=REPO,
-        )  # fmt: skip
+def _source(db: Path, prefix: str, config: Path, log: Path, kafka: KafkaSettings) -> Daemon:
+    argv = ["source", "run", "--db", str(db), "--topic-prefix", prefix, "--config", str(config),
+            "--bootstrap-servers", kafka.bootstrap_servers]  # fmt: skip
+    return Daemon("source", argv, log)
+
+
+def _published(port: int) -> float:
+    return scrape(port, "replicator_source_snapshot_rows_total") or 0.0
 
 
 def count_snapshot(kafka: KafkaSettings, prefix: str) -> dict[str, Any]:
     """op=r events per table, distinct keys, and keys seen more than once (read_committed)."""
-    consumer = Consumer(
-        {**kafka.common(), "group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False,
-         "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest"}
-    )  # fmt: skip
     events: Counter[str] = Counter()
     keys: dict[str, set[int]] = {t: set() for t in TABLES}
     repeated: Counter[str] = Counter()
-    try:
-        topics = consumer.list_topics(timeout=kafka.timeout_s).topics
-        parts = [
-            TopicPartition(topic_of(prefix, t), p, 0) for t in TABLES for p in topics[topic_of(prefix, t)].partitions
-        ]
-        consumer.assign(parts)
-        table_of = {topic_of(prefix, t): t for t in TABLES}
-        remaining = {(p.topic, p.partition) for p in parts}
-        while remaining:
-            for msg in consumer.consume(1000, 5.0):
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard((msg.topic(), msg.partition()))
-                        continue
-                    raise RuntimeError(str(error))
-                value, raw_key, topic = msg.value(), msg.key(), msg.topic()
-                if value is None or raw_key is None or topic is None:
-                    continue
-                name, record = decode_any(value)
-                if name == HEARTBEAT or record["op"] != "r":
-                    continue
-                table = table_of[topic]
-                events[table] += 1
-                key = decode_key(raw_key)
-                if key in keys[table]:
-                    repeated[table] += 1
-                keys[table].add(key)
-    finally:
-        consumer.close()
+
+    def count(table: str, _partition: int, raw_key: bytes, value: bytes | None) -> None:
+        if value is None:
+            return
+        name, record = decode_any(value)
+        if name == HEARTBEAT or record["op"] != "r":
+            return
+        events[table] += 1
+        key = decode_key(raw_key)
+        if key in keys[table]:
+            repeated[table] += 1
+        keys[table].add(key)
+
+    read_topics(kafka, prefix, count, timeout_s=600)
     return {
         "snapshot_events": dict(events),
         "distinct_keys": {t: len(k) for t, k in keys.items()},
@@ -164,28 +124,30 @@ def count_snapshot(kafka: KafkaSettings, prefix: str) -> dict[str, Any]:
 def kill_then_resume(db: Path, prefix: str, tmp: Path, total: int, args: argparse.Namespace) -> dict[str, Any]:
     """The source killed (-9) once ``--kill-at`` of the rows are published, then run to snapshot_done."""
     kafka = KafkaSettings.from_env()
-    port = _free_port()
+    port = free_port()
     config = tmp / "source.yaml"
     config.write_text(f"source:\n  snapshot_chunk_rows: {args.chunk_rows}\n  metrics_port: {port}\n")
     log = tmp / "source.log"
-    proc = _spawn(db, prefix, config, log, kafka)
+    source = _source(db, prefix, config, log, kafka)
+    source.start()
     start = time.perf_counter()
     while (before_kill := _published(port)) < args.kill_at * total:
-        if proc.poll() is not None:
+        if not source.alive():
             raise SystemExit(log.read_text()[-3000:])
         time.sleep(0.05)
-    first_s, first_rss = time.perf_counter() - start, _peak_rss_mb(proc.pid)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc = _spawn(db, prefix, config, log, kafka)
+    assert source.process is not None
+    first_s, first_rss = time.perf_counter() - start, _peak_rss_mb(source.process.pid)
+    source.kill()
+    source.start()
     start = time.perf_counter()
     while "event=snapshot_done" not in log.read_text():
-        if proc.poll() is not None:
+        if not source.alive():
             raise SystemExit(log.read_text()[-3000:])
         time.sleep(0.2)
-    second_s, after_restart, second_rss = time.perf_counter() - start, _published(port), _peak_rss_mb(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+    assert source.process is not None
+    second_s, after_restart = time.perf_counter() - start, _published(port)
+    second_rss = _peak_rss_mb(source.process.pid)
+    source.stop(60)
     resumed = [line.split("event=", 1)[1] for line in log.read_text().splitlines() if "event=snapshot_resuming" in line]
     return {
         "first_run": {"rows_before_kill_9": int(before_kill), "s": round(first_s, 1),

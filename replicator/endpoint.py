@@ -4,6 +4,7 @@ background thread. Shared by the source and the sinks so that they answer alike.
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -50,3 +51,14 @@ class EndpointServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def scrape(port: int, name: str, host: str = "127.0.0.1", timeout_s: float = 1.0) -> float | None:
+    """The sum of the samples of metric ``name`` (all its labels) on a daemon's ``/metrics``, or None
+    while nothing answers there (not started yet, or gone). Blocks up to ``timeout_s``."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as response:
+            lines = response.read().decode().splitlines()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.split("{")[0].split(" ")[0] == name)

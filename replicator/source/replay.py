@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,20 @@ class Replay:
             self.rows[table][row_id] = (seq, None if record["op"] == "d" else record["after"])
 
 
+#: Called for each committed message: (table, partition, key, value; None for a tombstone).
+Fold = Callable[[str, int, bytes, bytes | None], None]
+
+
 def replay(settings: KafkaSettings, prefix: str, timeout_s: float = 60.0) -> Replay:
     """Consume every partition of the three change topics from the start to their end."""
+    result = Replay()
+    read_topics(settings, prefix, result.apply, timeout_s)
+    return result
+
+
+def read_topics(settings: KafkaSettings, prefix: str, fold: Fold, timeout_s: float = 60.0) -> None:
+    """Hand every committed message of the prefix's change topics to ``fold``, from the start to the
+    end under read_committed. Blocks; raises TransportError if the end is not reached in time."""
     consumer = Consumer(
         {
             **settings.common(),
@@ -76,7 +89,6 @@ def replay(settings: KafkaSettings, prefix: str, timeout_s: float = 60.0) -> Rep
             "auto.offset.reset": "earliest",
         }
     )
-    result = Replay()
     try:
         meta = consumer.list_topics(timeout=settings.timeout_s).topics
         parts = [
@@ -105,9 +117,8 @@ def replay(settings: KafkaSettings, prefix: str, timeout_s: float = 60.0) -> Rep
                     continue
                 raise TransportError(f"replay of {prefix} failed: {err}", hint="is the broker up?")
             topic, partition, key = msg.topic() or "", msg.partition() or 0, msg.key() or b""
-            result.apply(table_of[topic], partition, key, msg.value())
+            fold(table_of[topic], partition, key, msg.value())
         if pending:
             raise TransportError(f"replay of {prefix} did not reach the end of {sorted(pending)}", hint="retry")
     finally:
         consumer.close()
-    return result

@@ -14,16 +14,12 @@ import contextlib
 import json
 import os
 import random
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,8 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
+from replicator.endpoint import scrape
+from replicator.migrate.daemons import Daemon
 from replicator.source.daemon import SourceDaemon
 from replicator.source.kafka import positions_topic
 from replicator.source.replay import Replay, replay
@@ -43,8 +41,8 @@ from replicator.stack.settings import StackSettings
 from replicator.store.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
+from tests.integration.sink_harness import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 DIM = 8  # short vectors keep the workload light; the source carries any BLOB as is
 
 
@@ -192,13 +190,6 @@ def assert_exactly_once(path: Path, got: Replay) -> None:
         conn.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, failure: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.1)
-
-
 def settings_for(db: Path, prefix: str, kafka: KafkaSettings, **overrides: Any) -> SourceSettings:
     return SourceSettings(db=db, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix, **overrides)
 
@@ -258,14 +249,11 @@ def test_snapshot_of_a_populated_store_hands_over_exactly(tmp_path: Path, kafka:
     assert_equal_state(db, got)
 
 
-def _spawn_source(db: Path, prefix: str, kafka: KafkaSettings, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REPLICATOR_KAFKA_BOOTSTRAP": kafka.bootstrap_servers}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "replicator", "source", "run", "--db", str(db), "--topic-prefix", prefix,
-             "--config", str(config)],
-            env=env, stdout=out, stderr=out, cwd=REPO,
-        )  # fmt: skip
+def _source(db: Path, prefix: str, kafka: KafkaSettings, config: Path, log: Path) -> Daemon:
+    """``replicator source run`` as its own process, logging to ``log`` (appended across restarts)."""
+    argv = ["source", "run", "--db", str(db), "--topic-prefix", prefix, "--config", str(config),
+            "--bootstrap-servers", kafka.bootstrap_servers]  # fmt: skip
+    return Daemon("source", argv, log)
 
 
 def test_kill_9_at_random_points_then_restart_is_exactly_once(
@@ -278,20 +266,19 @@ def test_kill_9_at_random_points_then_restart_is_exactly_once(
     workload = Workload(db, seed=3)
     workload.start()
     rng = random.Random(5)
+    source = _source(db, prefix, kafka, config, log)
     try:
         for _ in range(4):
-            proc = _spawn_source(db, prefix, kafka, config, log)
+            source.start()
             time.sleep(rng.uniform(1.5, 4.0))  # the first kill lands during start-up or the snapshot
-            proc.kill()
-            proc.wait()
+            source.kill()
     finally:
         workload.stop.set()
         workload.join()
     assert workload.error is None
-    proc = _spawn_source(db, prefix, kafka, config, log)
+    source.start()
     time.sleep(5)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    assert source.stop(60) == 0, log.read_text()[-3000:]
 
     got = replay(kafka, prefix)
     assert_exactly_once(db, got)
@@ -299,13 +286,7 @@ def test_kill_9_at_random_points_then_restart_is_exactly_once(
 
 
 def _snapshot_rows_published(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0  # not listening yet
-    lines = text.splitlines()
-    return sum(float(line.split()[-1]) for line in lines if line.startswith("replicator_source_snapshot_rows_total"))
+    return scrape(port, "replicator_source_snapshot_rows_total") or 0.0  # None: not listening yet
 
 
 def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: KafkaSettings, prefix: str) -> None:
@@ -318,19 +299,19 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
     log = tmp_path / "source.log"
     workload = Workload(db, seed=17, pause_s=0.01)
     workload.start()
+    source = _source(db, prefix, kafka, config, log)
     try:
-        proc = _spawn_source(db, prefix, kafka, config, log)
+        source.start()
         deadline = time.monotonic() + 60
         while (published := _snapshot_rows_published(port)) < 1000:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            assert source.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.02)
-        proc.kill()
-        proc.wait()
+        source.kill()
         assert published < 5000, "the snapshot ended before the kill: nothing to resume"
-        proc = _spawn_source(db, prefix, kafka, config, log)
+        source.start()
         deadline = time.monotonic() + 60
         while "event=snapshot_done" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            assert source.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         time.sleep(1)
     finally:
@@ -338,8 +319,7 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
         workload.join()
     assert workload.error is None
     time.sleep(1)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    assert source.stop(60) == 0, log.read_text()[-3000:]
 
     text = log.read_text()
     assert text.count("event=snapshot_resuming") == 1 and "table=" in text.split("event=snapshot_resuming")[1]
@@ -427,7 +407,7 @@ def test_broker_outage_does_not_slow_the_writer_and_loses_nothing(tmp_path: Path
     assert not thread.is_alive()
     # Every producer dropped during the outage was closed, not left reconnecting until garbage collection.
     # (librdkafka's threads end shortly after close(): allow them a few seconds.)
-    wait_until(lambda: len(os.listdir("/proc/self/task")) <= threads_before, 10, "the source left Kafka threads behind")
+    wait_for(lambda: len(os.listdir("/proc/self/task")) <= threads_before, 10, "the source's Kafka threads to end")
 
     assert workload.error is None
     assert len(outage_latencies) > 100  # the writer kept writing during the outage ...
