@@ -15,22 +15,13 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from replicator.migrate.daemons import free_ports
 
 
 def _replicator(args: list[str], env: dict[str, str]) -> float:
@@ -46,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stack-bench-") as tmp:
         base = Path(tmp)
         env = {**os.environ, "MAVEN_OPTS": f"-Dmaven.repo.local={base / 'm2'}"}
-        kafka, controller, bolt = _free_ports(3)
+        kafka, controller, bolt = free_ports(3)
         ports = ["--kafka-port", str(kafka), "--kafka-controller-port", str(controller), "--bolt-port", str(bolt)]
         results = {}
         for run, root in (("first", "a"), ("cached", "b"), ("restart", "b")):

@@ -8,7 +8,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 import neo4j
 import pytest
 
+from replicator.migrate.daemons import free_ports
 from replicator.sinks.neo4j import GraphModel
 from replicator.sinks.settings import Neo4jSettings
 from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
@@ -34,22 +34,12 @@ from tests.integration.test_neo4j_sink import Isolated, SinkProcess, _workload
 OUTAGE_S = 30.0  # issue 4: "Neo4j stopped for 30 s mid-stream"
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class PrivateNeo4j:
     """Only the Neo4j server of a second stack (``control.up`` would start a Kafka too), started,
     stopped, paused and resumed by this test; its data survives a stop."""
 
     def __init__(self, root: Path) -> None:
-        kafka_port, controller_port, bolt_port = _free_ports(3)  # Kafka's are reserved, never bound
+        kafka_port, controller_port, bolt_port = free_ports(3)  # Kafka's are reserved, never bound
         self.settings = StackSettings(
             root=root, kafka_port=kafka_port, kafka_controller_port=controller_port, bolt_port=bolt_port,
             neo4j_heap_mb=512, neo4j_pagecache_mb=64,

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import sqlite3
 import threading
 import time
@@ -28,7 +27,7 @@ import pytest
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
 from replicator.endpoint import scrape
-from replicator.migrate.daemons import Daemon
+from replicator.migrate.daemons import Daemon, free_port, free_ports
 from replicator.source.daemon import SourceDaemon
 from replicator.source.kafka import positions_topic
 from replicator.source.replay import Replay, replay
@@ -293,7 +292,7 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
     """A snapshot killed half way resumes after its last committed chunk: no row is snapshotted twice,
     none is missed, and the stream still starts exactly after the first snapshot read."""
     db = make_store(tmp_path / "memory.db", prepopulate=2000)  # 6000 rows in three tables
-    (port,) = _free_ports(1)
+    port = free_port()
     config = tmp_path / "source.yaml"  # small chunks: the snapshot is ~300 transactions long
     config.write_text(f"source:\n  snapshot_chunk_rows: 20\n  batch_rows: 40\n  metrics_port: {port}\n")
     log = tmp_path / "source.log"
@@ -332,22 +331,11 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
     assert_equal_state(db, got)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class PrivateKafka:
     """A Kafka broker of its own (no Neo4j), started and stopped by this test only."""
 
     def __init__(self, root: Path) -> None:
-        kafka_port, controller_port, bolt_port = _free_ports(3)
+        kafka_port, controller_port, bolt_port = free_ports(3)
         self.settings = StackSettings(root=root, kafka_port=kafka_port, kafka_controller_port=controller_port,
                                       bolt_port=bolt_port, kafka_heap_mb=384)  # fmt: skip
         self.server = KafkaServer(self.settings)

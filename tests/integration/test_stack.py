@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from replicator.errors import StackError
+from replicator.migrate.daemons import free_ports
 from replicator.stack import control
 from replicator.stack.maven import is_resolved
 from replicator.stack.process import is_alive
@@ -30,17 +31,6 @@ def _replicator(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str
         check=False,
         timeout=600,
     )
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_status_of_the_running_stack_shows_both_servers_answering() -> None:
@@ -65,7 +55,7 @@ def test_up_twice_is_harmless() -> None:
 
 
 def test_taken_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
-    kafka_port, controller_port, bolt_port = _free_ports(3)
+    kafka_port, controller_port, bolt_port = free_ports(3)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", bolt_port))
         squatter.listen()
@@ -84,7 +74,7 @@ def test_taken_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
 
 @pytest.fixture
 def second_stack(tmp_path: Path) -> Iterator[StackSettings]:
-    kafka_port, controller_port, bolt_port = _free_ports(3)
+    kafka_port, controller_port, bolt_port = free_ports(3)
     settings = StackSettings(
         root=tmp_path / "stack",
         kafka_port=kafka_port,
