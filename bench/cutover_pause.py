@@ -30,9 +30,9 @@ from replicator.capture.install import install
 from replicator.migrate import config, cutover
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.migrate.validate import validate_store
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -49,13 +49,7 @@ def _one(workdir: Path, rate: float, max_pause_s: float) -> dict[str, Any]:
         tombstone_label=f"BenchTombstone_{tag}", neo4j_group=f"bench{tag}-neo4j", qdrant_group=f"bench{tag}-qdrant",
         source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
     )  # fmt: skip
-    opts = TargetOptions(
-        bootstrap_servers=kafka.bootstrap_servers, topic_prefix=cfg.topic_prefix, neo4j=graph,
-        neo4j_sink=cfg.neo4j_sink, neo4j_group=cfg.neo4j_group, entity_label=cfg.entity_label,
-        position_label=cfg.position_label, qdrant=QdrantSettings(path=cfg.qdrant_dir, collection=cfg.collection),
-        qdrant_api_key=None, collection=cfg.collection, qdrant_sink=cfg.qdrant_sink, qdrant_group=cfg.qdrant_group,
-        qdrant_endpoint=cfg.qdrant_endpoint,
-    )  # fmt: skip
+    opts = cfg.target_options()
     seed_store(db, 200, hash_vector)
     install(db)
     pipeline = Pipeline(cfg)

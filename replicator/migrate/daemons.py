@@ -18,7 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replicator.sinks.settings import Neo4jSettings
+from replicator.migrate.targets import TargetOptions
+from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class PipelineConfig:
     @property
     def qdrant_dir(self) -> Path:
         return self.qdrant_path or self.workdir / "qdrant"
+
+    def target_options(self) -> TargetOptions:
+        """How lag, cutover and validation reach these daemons' destinations and positions."""
+        return TargetOptions(
+            bootstrap_servers=self.bootstrap_servers, topic_prefix=self.topic_prefix, neo4j=self.neo4j,
+            neo4j_sink=self.neo4j_sink, neo4j_group=self.neo4j_group, entity_label=self.entity_label,
+            position_label=self.position_label,
+            qdrant=QdrantSettings(path=self.qdrant_dir, collection=self.collection), qdrant_api_key=None,
+            collection=self.collection, qdrant_sink=self.qdrant_sink, qdrant_group=self.qdrant_group,
+            qdrant_endpoint=self.qdrant_endpoint,
+        )  # fmt: skip
 
     def _registry(self) -> list[str]:
         return [] if self.schema_registry is None else ["--schema-registry", self.schema_registry]

@@ -27,7 +27,7 @@ from replicator.migrate import config, cutover, lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.migrate.validate import validate_store
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -151,13 +151,7 @@ def run_demo(
     pipeline = Pipeline(cfg)
     writer = LiveWriter(Workload(MemoryWriter(db), seed=11, vectorize=vectorize), rate_per_s)
     writer.workload.counter = workload.counter + 1_000_000  # new names never collide with the seed's
-    opts = TargetOptions(
-        bootstrap_servers=cfg.bootstrap_servers, topic_prefix=cfg.topic_prefix, neo4j=neo4j,
-        neo4j_sink=cfg.neo4j_sink, neo4j_group=cfg.neo4j_group, entity_label=cfg.entity_label,
-        position_label=cfg.position_label, qdrant=QdrantSettings(path=cfg.qdrant_dir, collection=cfg.collection),
-        qdrant_api_key=None, collection=cfg.collection, qdrant_sink=cfg.qdrant_sink, qdrant_group=cfg.qdrant_group,
-        qdrant_endpoint=cfg.qdrant_endpoint,
-    )  # fmt: skip
+    opts = cfg.target_options()
     try:
         echo(f"3/6 starting source, Neo4j sink and Qdrant sink (logs in {workdir / 'logs'}); live writer at "
              f"{rate_per_s:g} writes/s")  # fmt: skip

@@ -26,9 +26,9 @@ from replicator.capture.install import install
 from replicator.migrate import config, cutover, fence, state
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.migrate.validate import validate_store
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -48,14 +48,7 @@ class Running:
             qdrant_sink=f"qdrant-{tag}", qdrant_group=f"g{tag}-qdrant", source_metrics_port=free_port(),
             neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
         )  # fmt: skip
-        self.opts = TargetOptions(
-            bootstrap_servers=kafka.bootstrap_servers, topic_prefix=self.cfg.topic_prefix, neo4j=graph,
-            neo4j_sink=self.cfg.neo4j_sink, neo4j_group=self.cfg.neo4j_group, entity_label=self.cfg.entity_label,
-            position_label=self.cfg.position_label,
-            qdrant=QdrantSettings(path=self.cfg.qdrant_dir, collection=self.cfg.collection), qdrant_api_key=None,
-            collection=self.cfg.collection, qdrant_sink=self.cfg.qdrant_sink, qdrant_group=self.cfg.qdrant_group,
-            qdrant_endpoint=self.cfg.qdrant_endpoint,
-        )  # fmt: skip
+        self.opts = self.cfg.target_options()
         seed_store(self.db, 50, hash_vector)
         install(self.db)
         self.pipeline = Pipeline(self.cfg)

@@ -20,9 +20,9 @@ from neo4j import GraphDatabase
 from replicator.capture.install import install
 from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.migrate.validate import validate_store
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -42,14 +42,7 @@ class Stage:
             neo4j_sink=f"p{tag}-neo4j", qdrant_group=f"p{tag}-qdrant", qdrant_sink=f"p{tag}-qdrant",
             source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
         )  # fmt: skip
-        self.opts = TargetOptions(
-            bootstrap_servers=kafka.bootstrap_servers, topic_prefix=self.cfg.topic_prefix, neo4j=graph,
-            neo4j_sink=self.cfg.neo4j_sink, neo4j_group=self.cfg.neo4j_group, entity_label=self.cfg.entity_label,
-            position_label=self.cfg.position_label,
-            qdrant=QdrantSettings(path=self.cfg.qdrant_dir, collection=self.cfg.collection), qdrant_api_key=None,
-            collection=self.cfg.collection, qdrant_sink=self.cfg.qdrant_sink, qdrant_group=self.cfg.qdrant_group,
-            qdrant_endpoint=self.cfg.qdrant_endpoint,
-        )  # fmt: skip
+        self.opts = self.cfg.target_options()
         self.pipeline = Pipeline(self.cfg)
 
     def drain(self, kinds: tuple[str, ...] = ("neo4j", "qdrant")) -> None:
