@@ -1,14 +1,42 @@
-"""Errors every part of the replicator raises: each names the problem and what to do about it."""
+"""Errors every part of the replicator raises: each names the problem and what to do about it.
+
+Every failure is one of three kinds, and every daemon and command handles each kind the same way:
+
+* ``Retryable``: the work may succeed later unchanged (a server down, restarting, overloaded, a
+  group coordinator still loading). Retry the same work with capped backoff; commit nothing, drop
+  nothing. A daemon stays up; a one-shot command retries within a bound, then reports it as fatal.
+* ``Fatal``: this process cannot make progress until an operator changes something (a wrong or
+  expired password, a revoked role, a missing database or collection, an unloadable model, a bad
+  flag). Stop consuming, commit nothing, say once what is wrong and how to fix it, exit non-zero.
+* ``Poison``: one event or row that the destination refuses for what it contains, proven by the
+  rest of its batch applying. Set that one aside (dead-letter topic, parked rows) and go on.
+
+A failure of the destination must never look like a bad event: code that cannot tell which kind a
+foreign exception is treats it as ``Retryable`` or ``Fatal``, never ``Poison``.
+"""
 
 from __future__ import annotations
+
+import enum
+
+
+class Kind(enum.Enum):
+    """What to do about a failure (see the module docstring)."""
+
+    RETRYABLE = "retryable"
+    FATAL = "fatal"
+    POISON = "poison"
 
 
 class ReplicatorError(Exception):
     """Base error: a message that names what went wrong and a hint that says what to do next.
 
     The CLI prints both and exits non-zero; nothing else about the error is shown to the user, so the
-    message must carry its context (which file, which port, which server).
+    message must carry its context (which file, which port, which server). An error that is not one
+    of the three kinds below is an operator's or environment's problem: fatal for the command.
     """
+
+    kind: Kind = Kind.FATAL
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -19,11 +47,34 @@ class ReplicatorError(Exception):
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
 
 
-class ConfigError(ReplicatorError):
+class Retryable(ReplicatorError):
+    """The same work may succeed later: retry with capped backoff, nothing committed or dropped."""
+
+    kind = Kind.RETRYABLE
+
+
+class Fatal(ReplicatorError):
+    """This process cannot go on until an operator fixes the cause named in the message and hint."""
+
+    kind = Kind.FATAL
+
+
+class Poison(ReplicatorError):
+    """One event or row the destination refuses for its content; it is set aside, the rest goes on."""
+
+    kind = Kind.POISON
+
+
+def kind_of(exc: BaseException) -> Kind:
+    """The kind of any exception: ours carry it; anything else is fatal (never poison by default)."""
+    return exc.kind if isinstance(exc, ReplicatorError) else Kind.FATAL
+
+
+class ConfigError(Fatal):
     """A setting or flag is invalid (bad port, conflicting options)."""
 
 
-class StackError(ReplicatorError):
+class StackError(Fatal):
     """The local Kafka/Neo4j stack cannot be resolved, started, probed or stopped."""
 
 
@@ -31,5 +82,5 @@ class SchemaError(ReplicatorError):
     """An Avro schema is missing or invalid, or bytes do not decode with the expected schema."""
 
 
-class ModelError(ReplicatorError):
+class ModelError(Fatal):
     """The embedding model cannot be loaded from the installed package."""

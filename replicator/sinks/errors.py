@@ -6,16 +6,16 @@ this module so every destination raises the same classes.
 
 from __future__ import annotations
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Poison, Retryable
 
 
-class DestinationUnavailable(ReplicatorError):
+class DestinationUnavailable(Retryable):
     """The destination cannot be reached or timed out. Nothing of the batch is known to be lost; the
     runner pauses its partitions and retries the same batch with capped backoff (``apply`` is
     idempotent)."""
 
 
-class PoisonEvent(ReplicatorError):
+class PoisonEvent(Poison):
     """One event of the batch cannot be applied, ever (malformed record, a payload the destination
     rejects). ``index`` is its position in ``Batch.events``, or None when the destination only knows
     the batch holds one: the runner then splits the batch to isolate it and sends it to the DLQ."""

@@ -13,11 +13,11 @@ from concurrent.futures import Future
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Retryable
 from replicator.transport.settings import KafkaSettings
 
 
-class TransportError(ReplicatorError):
+class TransportError(Retryable):
     """Kafka is unreachable or refused a request."""
 
 
