@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from replicator import __version__
+from replicator.capture.parked import PARKED, PARKED_DDL, count_parked
 from replicator.capture.triggers import (
     CAPTURE_VERSION,
     CHANGELOG,
@@ -241,7 +242,7 @@ def detect_drift(conn: sqlite3.Connection, state: CaptureState) -> list[Drift]:
 def _refuse_foreign_objects(conn: sqlite3.Connection, path: Path) -> None:
     """Before a first install: an object already named like ours was not made by capture; taking it
     over (or dropping it on uninstall) would damage someone else's schema."""
-    ours = {CHANGELOG, META, *(name for table in TABLES for name in trigger_names(table))}
+    ours = {CHANGELOG, META, PARKED, *(name for table in TABLES for name in trigger_names(table))}
     rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
     clashes = [f"{kind} {name}" for kind, name in rows if name in ours or str(name).startswith(TRIGGER_PREFIX)]
     if clashes:
@@ -281,6 +282,7 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         for statement in CHANGELOG_DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)  # not executescript: it would COMMIT our transaction first
+        conn.execute(PARKED_DDL)
         # Seq 1 is reserved for the initial snapshot: a snapshot is stamped with the head seq of its
         # read, and a fresh store's head would otherwise be 0, a value sinks may read as "none yet".
         conn.execute(
@@ -327,9 +329,9 @@ def _drop_triggers(conn: sqlite3.Connection) -> None:
 
 
 def uninstall(path: Path, *, timeout_s: float = 5.0) -> int:
-    """Remove exactly what install made (triggers, changelog, meta). Returns the number of unpublished
-    changelog rows that were discarded with it. Idempotent: a store without capture is left as is.
-    Raises CaptureError (file untouched) as install does."""
+    """Remove exactly what install made (triggers, changelog, meta, parked rows). Returns the number of
+    unpublished changes (changelog rows and parked rows not yet retried) discarded with it. Idempotent:
+    a store without capture is left as is. Raises CaptureError (file untouched) as install does."""
     _check_file(path)
     _check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
@@ -337,11 +339,12 @@ def uninstall(path: Path, *, timeout_s: float = 5.0) -> int:
         if not read_state(conn).installed:
             return 0  # nothing of ours (objects named like ours without our meta are someone else's)
         with write_transaction(conn, path, timeout_s):
-            backlog = read_state(conn).backlog
+            backlog = read_state(conn).backlog + count_parked(conn)
             _drop_triggers(conn)
+            conn.execute(f"DROP TABLE IF EXISTS {PARKED}")
             conn.execute(f"DROP TABLE IF EXISTS {CHANGELOG}")
             conn.execute(f"DROP TABLE IF EXISTS {META}")
-            conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
+            conn.execute("DELETE FROM sqlite_sequence WHERE name IN (?, ?)", (CHANGELOG, PARKED))
         return backlog
     finally:
         conn.close()

@@ -26,6 +26,7 @@ from typing import Any, Final
 from replicator import __version__
 from replicator.capture.triggers import KNOWN_COLUMNS
 from replicator.embedding import entity_text
+from replicator.errors import Poison
 from replicator.events.avro import (
     EMBEDDING_CHANGE,
     ENTITY_CHANGE,
@@ -47,6 +48,11 @@ DERIVED: Final = {
 HEARTBEAT_KEY_ID: Final = -1
 
 Headers = list[tuple[str, bytes]]
+
+
+class Unfit(Poison):
+    """A row no change event can carry exactly; the message names the table, id, column and value.
+    The source parks such a row (source/parking.py) instead of stopping on it."""
 
 
 @dataclass(frozen=True)

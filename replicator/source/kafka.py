@@ -22,7 +22,7 @@ from replicator.events.registry import RegistryError
 from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
-from replicator.transport.kafka import TransportError
+from replicator.transport.kafka import TransportError, ensure_message_limit
 from replicator.transport.settings import KafkaSettings
 
 POSITIONS_SUFFIX: Final = "source-positions"
@@ -57,7 +57,7 @@ def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict
     except KafkaException as exc:
         raise _unreachable(settings, "list topics", exc) from exc
     missing = [
-        NewTopic(name, num_partitions=n, replication_factor=1, config=_COMPACT)
+        NewTopic(name, num_partitions=n, replication_factor=1, config={**_COMPACT, **settings.topic_config()})
         for name, n in wanted.items()
         if name not in existing
     ]
@@ -73,6 +73,7 @@ def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict
             except TimeoutError as exc:
                 raise _unreachable(settings, f"create topic {name}", exc) from exc
     counts = _partition_counts(admin, settings, [topic_of(prefix, t) for t in TABLES])
+    ensure_message_limit(settings, list(wanted))  # topics of an older version: raised, never lowered
     result = {t: counts[topic_of(prefix, t)] for t in TABLES}
     if result["entities"] != result["embeddings"]:
         raise SourceError(
@@ -168,11 +169,8 @@ class TransactionalPublisher:
         self.reframe = reframe
         self.producer = Producer(
             {
-                **settings.common(),
+                **settings.producer(),  # idempotent, acks=all, the size limits of max_message_bytes
                 "transactional.id": txn_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
                 "transaction.timeout.ms": int(transaction_timeout_s * 1000),
                 "message.timeout.ms": int(transaction_timeout_s * 1000),
                 "partitioner": "murmur2_random",

@@ -18,7 +18,14 @@ from typing import Any, Final
 import yaml
 
 from replicator.errors import ConfigError
-from replicator.transport.settings import DEFAULT_BOOTSTRAP, KafkaSettings
+from replicator.transport.settings import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES_ENV,
+    KafkaSettings,
+    check_max_message_bytes,
+    parse_size,
+)
 
 DEFAULT_PREFIX: Final = "caxton.memory"
 #: Environment variable of each setting (REPLICATOR_KAFKA_BOOTSTRAP is shared with every stage).
@@ -30,6 +37,7 @@ ENV: Final = {
     "metrics_port": "REPLICATOR_SOURCE_METRICS_PORT",
     "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
+    "max_message_bytes": MAX_MESSAGE_BYTES_ENV,
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -60,7 +68,8 @@ class SourceSettings:
     schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
-    batch_rows: int = 500  # changelog rows per Kafka transaction
+    batch_rows: int = 500  # changelog rows per Kafka transaction (fewer once they hold max_message_bytes)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # the pipeline's size setting (transport/settings.py)
     snapshot_chunk_rows: int = 2000  # snapshot rows per Kafka transaction
     poll_min_s: float = 0.01  # wait between polls while busy ...
     poll_max_s: float = 0.2  # ... growing to this while idle
@@ -86,12 +95,18 @@ class SourceSettings:
         for name in ("batch_rows", "snapshot_chunk_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1", hint="e.g. 500")
+        check_max_message_bytes(self.max_message_bytes)
         if self.poll_min_s > self.poll_max_s:
             raise ConfigError("poll_min_s exceeds poll_max_s", hint="e.g. 0.01 and 0.2")
-        KafkaSettings(self.bootstrap_servers, timeout_s=self.kafka_timeout_s)  # validates the servers
+        self.kafka()  # validates the servers
 
     def kafka(self) -> KafkaSettings:
-        return KafkaSettings(self.bootstrap_servers, client_id="replicator-source", timeout_s=self.kafka_timeout_s)
+        return KafkaSettings(
+            self.bootstrap_servers,
+            client_id="replicator-source",
+            timeout_s=self.kafka_timeout_s,
+            max_message_bytes=self.max_message_bytes,
+        )
 
     @classmethod
     def load(
@@ -128,6 +143,8 @@ def _coerce(name: str, value: Any) -> Any:  # noqa: ANN401 - values come from YA
             return Path(value)
         if name.endswith("_s"):
             return parse_duration(value, name)
+        if name == "max_message_bytes":
+            return parse_size(value, name)
         if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port"}:
             return int(value)
     except (TypeError, ValueError) as exc:

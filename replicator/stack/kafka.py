@@ -16,7 +16,7 @@ from replicator.stack.process import marker
 from replicator.stack.service import Probe
 from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import Toolchain
-from replicator.transport.settings import KafkaSettings
+from replicator.transport.settings import KafkaSettings, broker_limits
 
 
 def new_cluster_id() -> str:
@@ -52,6 +52,7 @@ def server_properties(settings: StackSettings, log_dirs: Path) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "num.partitions": "3",
         "auto.create.topics.enable": "false",
+        **broker_limits(settings.max_message_bytes),  # the clients' size setting, the same number
     }
     return "".join(f"{k}={v}\n" for k, v in lines.items())
 

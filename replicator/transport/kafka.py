@@ -11,14 +11,30 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
-from replicator.errors import Retryable
+from replicator.errors import Fatal, Retryable
 from replicator.transport.settings import KafkaSettings
+
+#: Refusals that waiting does not fix: an operator must grant a right or change a broker policy.
+_REFUSALS = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.POLICY_VIOLATION, KafkaError.INVALID_CONFIG,
+})  # fmt: skip
 
 
 class TransportError(Retryable):
     """Kafka is unreachable or refused a request."""
+
+
+class KafkaRefused(Fatal):
+    """The broker refuses a request for good (rights, policy): an operator must act."""
 
 
 def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportError:
@@ -41,10 +57,49 @@ def _await(settings: KafkaSettings, what: str, future: Future[None], already_don
 
 
 def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
-    """Create ``name`` (single replica); an existing topic is fine. Blocks. Raises TransportError."""
+    """Create ``name`` (single replica, the size limit of ``settings.topic_config()``); an existing
+    topic is fine and gets its size limit raised if lower. Blocks. Raises TransportError."""
     admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=settings.topic_config())
+    futures = admin.create_topics([new])
     _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
+    ensure_message_limit(settings, [name])
+
+
+def ensure_message_limit(settings: KafkaSettings, topics: list[str]) -> None:
+    """Raise each topic's ``max.message.bytes`` to ``settings.max_message_bytes`` where it is lower (a topic
+    made by an older version, or by hand, with the broker's 1 MB default); never lowers one. Blocks.
+    Raises TransportError, naming the topic, when the broker refuses (e.g. no ALTER_CONFIGS right)."""
+    admin = AdminClient(settings.common())
+    wanted = settings.max_message_bytes
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
+    described = admin.describe_configs(resources, request_timeout=settings.timeout_s)
+    low: list[str] = []
+    for resource, future in described.items():
+        try:
+            entries = future.result(timeout=settings.timeout_s)
+        except (KafkaException, TimeoutError) as exc:
+            raise _unreachable(settings, f"describe the configuration of topic {resource.name}", exc) from exc
+        entry = entries.get("max.message.bytes")
+        if entry is None or entry.value is None or int(entry.value) < wanted:
+            low.append(resource.name)
+    for name in low:
+        entry = ConfigEntry("max.message.bytes", str(wanted), incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[entry])
+        futures = admin.incremental_alter_configs([resource])
+        try:
+            next(iter(futures.values())).result(timeout=settings.timeout_s)
+        except TimeoutError as exc:
+            raise _unreachable(settings, f"raise max.message.bytes of topic {name}", exc) from exc
+        except KafkaException as exc:
+            if not (exc.args and exc.args[0].code() in _REFUSALS):
+                raise _unreachable(settings, f"raise max.message.bytes of topic {name}", exc) from exc
+            raise KafkaRefused(
+                f"Kafka at {settings.bootstrap_servers} refuses to raise max.message.bytes of topic {name} to "
+                f"{wanted} (max_message_bytes): {exc}",
+                hint=f"grant ALTER_CONFIGS on the topic, or run: kafka-configs --alter --entity-type topics "
+                f"--entity-name {name} --add-config max.message.bytes={wanted}",
+            ) from exc
 
 
 def delete_topic(settings: KafkaSettings, name: str) -> None:
