@@ -42,7 +42,12 @@ def _verdict(row: ChangelogRow) -> Verdict:
 
 def test_a_row_too_large_is_passed_over_once_parked_and_the_rest_is_taken() -> None:
     parked_seqs: list[int] = []
-    taken = take([_row(1, 10), _row(2, 500), _row(3, 10)], _verdict, lambda r, _v: not parked_seqs.append(r.seq), 1000)
+
+    def park(row: ChangelogRow, _verdict: Verdict) -> bool:
+        parked_seqs.append(row.seq)
+        return True
+
+    taken = take([_row(1, 10), _row(2, 500), _row(3, 10)], _verdict, park, 1000)
     assert [r.seq for r in taken.rows] == [1, 2, 3]
     assert parked_seqs == [2]
     assert taken.parked == 1 and len(taken.messages) == 2
