@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from replicator.capture import parked
 from replicator.capture.install import install, open_store, uninstall, write_transaction
 from replicator.capture.triggers import CHANGELOG
+from replicator.migrate import config, cutover, fence
+from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.source.convert import ChangelogRow, Conversion, Message, Unfit
 from replicator.source.parking import Verdict, judge, message_bytes, take
 from replicator.source.store import StoreReader
@@ -193,3 +196,39 @@ def test_text_that_is_not_utf8_is_read_without_raising(store: Path) -> None:
     [row] = reader.changelog_after(0, 10)
     assert "a\udcffb" in str(row.after)
     reader.close()
+
+
+class _Target:
+    """A caught-up sink (watermark = the store's head) that parks changelog seq ``park`` the first time
+    its position is read (in preflight, after the preflight's own look at the parked rows)."""
+
+    def __init__(self, db: Path, park: int | None) -> None:
+        self.name, self.db, self.park = "neo4j", db, park
+
+    def position(self) -> SinkPosition:
+        if self.park is not None:
+            _park(self.db, self.park)
+            self.park = None
+        seq = fence.head_seq(sqlite3.connect(self.db))
+        now = time.time_ns() // 1_000_000
+        return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
+
+    def quick_check(self, store: Path, sample: int) -> list[str]:
+        return []
+
+
+def test_cutover_refuses_while_rows_are_parked_at_preflight_and_under_the_fence(store: Path) -> None:
+    writer = MemoryWriter(store)
+    writer.create_entity("a", "t", [])
+    writer.create_entity("b", "t", [])
+    writer.close()
+    cfg = store.parent / "caxton.yaml"
+    cfg.write_text(config.sample_config())
+    plan = cutover.CutoverPlan(db=store, config=cfg, target="neo4j", max_pause_s=5)
+    report = cutover.run(plan, [_Target(store, park=3)])  # parked between preflight and the fence
+    assert not report.ok and report.aborted_at == "validate", report.reason
+    assert "1 change(s) are parked" in str(report.reason) and "entities id 2 (seq 3)" in str(report.reason)
+    _park(store, 2)
+    problems = cutover.preflight(plan, [_Target(store, park=None)])
+    assert any("2 change(s) are parked" in p and "retry-parked" in p for p in problems), problems
+    assert 'backend: "embedded"' in cfg.read_text()
