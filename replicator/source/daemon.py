@@ -216,7 +216,7 @@ class SourceDaemon:
         assert self.reader is not None
         head = self.reader.head_seq()
         if position is None:
-            self.snapshot = SnapshotCursor(first_seq=-1, read_seq=None, table_index=0, after_id=0)
+            self.snapshot = SnapshotCursor(first_seq=-1, read_seq=None, table_index=0, after_id=None)
             event(logging.INFO, "snapshot_starting", head_seq=head)
             return
         if position.seq > head:
@@ -233,7 +233,8 @@ class SourceDaemon:
         if position.snapshot is not None:
             cursor = position.snapshot
             index = TABLES.index(cursor["table"]) if cursor.get("table") else len(TABLES)
-            self.snapshot = SnapshotCursor(position.seq, None, index, int(cursor.get("after", 0)))
+            after = cursor.get("after")
+            self.snapshot = SnapshotCursor(position.seq, None, index, None if after is None else int(after))
             event(
                 logging.INFO,
                 "snapshot_resuming",

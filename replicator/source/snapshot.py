@@ -17,7 +17,7 @@ class SnapshotCursor:
     first_seq: int  # W of the first read: the stream starts after it
     read_seq: int | None  # W of the current read transaction (None: none open)
     table_index: int
-    after_id: int
+    after_id: int | None  # the last key published in the table; None: from its first key (ids may be < 0)
 
     @property
     def done(self) -> bool:
@@ -50,5 +50,5 @@ def read_chunk(
             snap.after_id = taken[-1][0]
         else:
             snap.table_index += 1
-            snap.after_id = 0
+            snap.after_id = None
     return rows

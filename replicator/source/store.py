@@ -150,16 +150,15 @@ class StoreReader:
         return {t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}
 
     def snapshot_chunk(
-        self, table: str, columns: tuple[str, ...], after_id: int, limit: int, max_bytes: int | None = None
+        self, table: str, columns: tuple[str, ...], after_id: int | None, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, str]]:
-        """(key, image JSON) of up to ``limit`` rows of ``table`` with key > ``after_id``, in key order,
-        and no more once the images hold ``max_bytes`` (at least one row)."""
+        """(key, image JSON) of up to ``limit`` rows of ``table`` with key > ``after_id`` (None: from the
+        first key; a rowid may be negative, down to -2**63), in key order, and no more once the images
+        hold ``max_bytes`` (at least one row)."""
         key = KEY_COLUMN[table]
-        sql = (
-            f"SELECT t.{key}, {image_sql(table, columns, 't')} FROM {table} AS t "
-            f"WHERE t.{key} > ? ORDER BY t.{key} LIMIT ?"
-        )
-        cursor = self.conn.execute(sql, (after_id, limit))
+        where = "" if after_id is None else f"WHERE t.{key} > ?"
+        sql = f"SELECT t.{key}, {image_sql(table, columns, 't')} FROM {table} AS t {where} ORDER BY t.{key} LIMIT ?"
+        cursor = self.conn.execute(sql, (limit,) if after_id is None else (after_id, limit))
         rows: list[tuple[int, str]] = []
         held = 0
         try:

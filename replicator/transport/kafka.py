@@ -44,16 +44,18 @@ def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportEr
     )
 
 
-def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> None:
-    """Wait for one admin operation; the error code ``already_done`` means the goal already holds."""
+def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> bool:
+    """Wait for one admin operation; the error code ``already_done`` means the goal already holds
+    (returns False then, True when the operation did it)."""
     try:
         future.result(timeout=settings.timeout_s)
     except KafkaException as exc:
         if exc.args and exc.args[0].code() == already_done:
-            return
+            return False
         raise _unreachable(settings, what, exc) from exc
     except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
         raise _unreachable(settings, what, exc) from exc
+    return True
 
 
 def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
@@ -62,14 +64,16 @@ def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> Non
     admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
     new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=settings.topic_config())
     futures = admin.create_topics([new])
-    _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
-    ensure_message_limit(settings, [name])
+    if not _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS):
+        ensure_message_limit(settings, [name])  # made before (maybe by an older version, with 1 MB)
 
 
 def ensure_message_limit(settings: KafkaSettings, topics: list[str]) -> None:
     """Raise each topic's ``max.message.bytes`` to ``settings.max_message_bytes`` where it is lower (a topic
     made by an older version, or by hand, with the broker's 1 MB default); never lowers one. Blocks.
     Raises TransportError, naming the topic, when the broker refuses (e.g. no ALTER_CONFIGS right)."""
+    if not topics:
+        return
     admin = AdminClient(settings.common())
     wanted = settings.max_message_bytes
     resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
