@@ -8,9 +8,11 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
@@ -19,12 +21,12 @@ from replicator.embedding import entity_text
 from replicator.migrate.daemons import Pipeline
 from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
+from replicator.source.kafka import ensure_topics
+from replicator.store.schema import TABLES
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter
-from replicator.transport.settings import KafkaSettings
+from replicator.transport.settings import MIB, KafkaSettings
 from tests.integration.test_pipeline import Stage
-
-MIB = 1024 * 1024
 
 
 def big_observations(total_bytes: int, item_bytes: int = 10_000) -> list[str]:
@@ -147,3 +149,28 @@ def test_a_row_over_the_limit_is_parked_and_named_while_the_rest_flows_and_a_ret
     finally:
         writer.close()
         stage.cleanup()
+
+
+def test_topics_made_before_get_their_size_limit_raised_never_lowered(kafka: KafkaSettings) -> None:
+    """Topics of an older version (or made by hand) have the broker's 1 MB default: the source raises
+    them to max_message_bytes; one already larger is left as it is."""
+    prefix = f"t{uuid.uuid4().hex[:8]}.caxton.memory"
+    admin = AdminClient(kafka.common())
+    old = [NewTopic(f"{prefix}.{t}", num_partitions=3, replication_factor=1) for t in ("entities", "relations")]
+    old.append(NewTopic(f"{prefix}.embeddings", num_partitions=3, replication_factor=1,
+                        config={"max.message.bytes": str(40 * MIB)}))  # fmt: skip
+    for future in admin.create_topics(old).values():
+        future.result(timeout=30)
+    try:
+        ensure_topics(kafka, prefix, 3)
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, f"{prefix}.{t}") for t in TABLES]
+        limits = {
+            r.name.rsplit(".", 1)[1]: int(f.result(timeout=30)["max.message.bytes"].value)
+            for r, f in admin.describe_configs(resources).items()
+        }
+        assert limits == {"entities": kafka.max_message_bytes, "relations": kafka.max_message_bytes,
+                          "embeddings": 40 * MIB}  # fmt: skip
+    finally:
+        topics = [f"{prefix}.{t}" for t in TABLES] + [f"{prefix}.source-positions"]
+        for future in admin.delete_topics(topics).values():
+            future.result(timeout=30)
