@@ -30,6 +30,8 @@ class ImageValueError(ValueError):
 
 
 def _text(value: str) -> str:
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -131,46 +131,51 @@ def _extra(table: str, image: dict[str, Any]) -> dict[str, str] | None:
 
 
 class _Row:
-    """Reads one image's columns as the exact values the record's fields accept, or raises Unfit."""
+    """Reads one image's columns as the exact values the record's fields accept, or raises Unfit.
+    Union values come as fastavro's ``(branch, value)`` tuples: the branch is named, never guessed
+    (b"" would pass for an empty array), and the writer skips trying each branch in turn."""
 
     def __init__(self, table: str, image: dict[str, Any], where: str) -> None:
         self.table, self.image, self.where = table, image, where
 
-    def check(self, column: str, value: Value, field: str | None = None) -> Value:
-        if _AVRO_TYPE[type(value)] not in _FIELD_TYPES[self.table][field or column]:
+    def check(self, column: str, value: Value, field: str | None = None) -> tuple[str, Value]:
+        branch = _AVRO_TYPE[type(value)]
+        if branch not in _FIELD_TYPES[self.table][field or column]:
             shown = sqlite_type(value).upper() + ("" if value is None else f" {value!r:.60}")
             raise Unfit(f"{self.where}: {column} holds {shown}, which no {_RECORD[self.table]} event carries")
-        return value
+        return branch, value
 
-    def value(self, column: str) -> Value:
+    def value(self, column: str) -> tuple[str, Value]:
         try:
             return self.check(column, value_of(self.image.get(column)))
         except ImageValueError as exc:
             raise Unfit(f"{self.where}: {column} holds {exc}") from exc
 
-    def key(self, column: str) -> int:
+    def key(self, column: str, *, own: bool = True) -> int:
         try:
             value = value_of(self.image.get(column))
         except ImageValueError as exc:
             raise Unfit(f"{self.where}: {column} holds {exc}") from exc
         if not isinstance(value, int):  # a relation endpoint: the rowid keys are INTEGER by construction
             raise Unfit(f"{self.where}: {column} holds {sqlite_type(value).upper()} {value!r:.60}, not an entity id")
-        if value == HEARTBEAT_KEY_ID:
+        if own and value == HEARTBEAT_KEY_ID:
             raise Unfit(
                 f"{self.where}: {column} is {HEARTBEAT_KEY_ID}, the key heartbeats use on the change topics "
                 "(their compaction would drop this row's events)"
             )
         return value
 
-    def derived(self, column: str) -> str | bytes | None:
+    def derived(self, column: str) -> tuple[str, str | bytes | None]:
         """A field resolved at capture time (an entity's name beside a relation): never parks its row;
         TEXT that is not UTF-8 comes as its bytes."""
         rendered = self.image.get(column)
         try:
             value = value_of(rendered)
         except ImageValueError:
-            return str(rendered).encode("utf-8", "surrogateescape")
-        return value if isinstance(value, str | bytes) or value is None else json.dumps(value)
+            return "bytes", str(rendered).encode("utf-8", "surrogateescape")
+        if not (isinstance(value, str | bytes) or value is None):
+            value = json.dumps(value)
+        return _AVRO_TYPE[type(value)], value
 
     def lenient(self, column: str) -> object:
         try:
@@ -182,6 +187,10 @@ class _Row:
         return {column: self.value(column) for column in columns}
 
 
+_ENTITY_FIELDS: Final = tuple(c for c in ENTITY_COLUMNS[1:] if c != "observations")
+_RELATION_FIELDS: Final = tuple(c for c in RELATION_COLUMNS if c not in ("id", "from_entity_id", "to_entity_id"))
+
+
 def row_record(table: str, image: dict[str, Any], warnings: list[str], where: str) -> Record:
     """One table row's image -> the Entity / Relation / Embedding record, every value exactly as the
     store holds it (docs/events.md, "Values"). Raises Unfit for a value no event carries exactly."""
@@ -189,18 +198,19 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
     extra = _extra(table, image)
     if table == "entities":
         try:
-            observations = observations_value(row.value("observations"))
+            observations = observations_value(row.value("observations")[1])
         except TypeError as exc:
             raise Unfit(f"{where}: {exc}") from exc
         if not isinstance(observations, list):
             warnings.append(f"{where}: observations are not a JSON array of strings; carried exactly as stored")
-        # Avro's union [array, string, bytes]: b"" is an empty sequence too, so the branch is named.
-        carried = ("bytes", observations) if isinstance(observations, bytes) else observations
-        return {"id": row.key("id"), **row.fields(ENTITY_COLUMNS[1:]), "observations": carried, "extra": extra}
+        branch = "array" if isinstance(observations, list) else _AVRO_TYPE[type(observations)]
+        fields = row.fields(_ENTITY_FIELDS)
+        return {"id": row.key("id"), **fields, "observations": (branch, observations), "extra": extra}
     if table == "relations":
-        fields = row.fields(tuple(c for c in RELATION_COLUMNS if c not in ("id", "from_entity_id", "to_entity_id")))
+        fields = row.fields(_RELATION_FIELDS)
         return {
-            "id": row.key("id"), "from_entity_id": row.key("from_entity_id"), "to_entity_id": row.key("to_entity_id"),
+            "id": row.key("id"), "from_entity_id": row.key("from_entity_id", own=False),
+            "to_entity_id": row.key("to_entity_id", own=False),
             "from_entity_name": row.derived("from_entity_name"), "to_entity_name": row.derived("to_entity_name"),
             **fields, "extra": extra,
         }  # fmt: skip
@@ -214,7 +224,7 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
             raise Unfit(f"{where}: embedding holds {exc}") from exc
         return {
             "entity_id": row.key("entity_id"), "vector": vector, **row.fields(("model_version", "created_at")),
-            "text": text, "extra": extra,
+            "text": ("null", None) if text is None else ("string", text), "extra": extra,
         }  # fmt: skip
     raise ValueError(f"not a captured table: {table!r}")
 
@@ -253,8 +263,8 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
     after = _load(row.after, where)
     record: Record = {
         "op": row.op,
-        "before": None if before is None else row_record(row.table, before, out.warnings, where),
-        "after": None if after is None else row_record(row.table, after, out.warnings, where),
+        "before": None if before is None else (_RECORD[row.table], row_record(row.table, before, out.warnings, where)),
+        "after": None if after is None else (_RECORD[row.table], row_record(row.table, after, out.warnings, where)),
         "source": source_record(store_id, row.table, row.seq, row.ts_ms),
         "ts_ms": now_ms() if produced_ms is None else produced_ms,
     }
@@ -286,7 +296,7 @@ def convert_snapshot_row(
     record: Record = {
         "op": "r",
         "before": None,
-        "after": row_record(table, image, out.warnings, f"snapshot {table} id {row_id}"),
+        "after": (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
         "source": source_record(store_id, table, read_seq, ts, "last" if last else "true"),
         "ts_ms": ts,
     }
