@@ -11,7 +11,6 @@ stay what they were for rows with odd values.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from replicator.embedding import entity_text
 
@@ -69,11 +68,3 @@ def embedding_text(name: object, entity_type: object, observations: object) -> s
     """The text an entity's vector embeds (STORE.md), from values of any storage class."""
     return entity_text(text_of(name), text_of(entity_type), observation_list(observations))
 
-
-def as_observation_sequence(value: object) -> Sequence[str] | str | bytes:
-    """A destination's observations in the event's shape: a list stays a list; text or bytes as is."""
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    if isinstance(value, bytearray):
-        return bytes(value)
-    return value  # type: ignore[return-value]

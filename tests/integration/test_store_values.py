@@ -157,9 +157,10 @@ def test_every_stored_value_reaches_neo4j_and_qdrant_exactly(
     stage = Stage(tmp_path_factory.mktemp("values"), kafka, graph)
     writer = MemoryWriter.create(stage.db)
     for explicit in (-7, 0):  # before capture: these reach the sinks through the snapshot only
-        row: dict[str, object] = {"id": explicit, "name": f"snapshot {explicit}", "entity_type": b"\x00",
-               "observations": "[1]",
-               "created_at": float("inf"), "updated_at": "now", "confidence": None, "version": 2**63 - 1}  # fmt: skip
+        row: dict[str, object] = {
+            "id": explicit, "name": f"snapshot {explicit}", "entity_type": b"\x00", "observations": "[1]",
+            "created_at": float("inf"), "updated_at": "now", "confidence": None, "version": 2**63 - 1,
+        }  # fmt: skip
         _insert(writer.conn, "entities", row)
     install(stage.db)
     try:
