@@ -216,3 +216,35 @@ def test_text_that_is_not_utf8_is_parked_and_named_while_the_rest_flows(
 
 def test_embedding_text_of_odd_values_is_the_lenient_reading() -> None:
     assert embedding_text(b"\xfe", 5, '["a", 3]') == "\\xfe 5 a 3"
+
+
+def test_validation_names_a_value_that_lost_its_class_in_either_destination(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    """What round-trips compares equal; what a destination lost does not: 2.7 truncated to 2 in Neo4j,
+    infinity turned into null in Qdrant (what a server's JSON does to an untagged inf)."""
+    stage = Stage(tmp_path, kafka, graph)
+    writer = MemoryWriter.create(stage.db)
+    install(stage.db)
+    try:
+        stage.pipeline.start()
+        stage.pipeline.wait_ready()
+        odd = _insert(writer.conn, "entities", {"name": "odd", "entity_type": "t", "observations": "[]",
+                                                "created_at": 1, "updated_at": 1, "version": 2.7,
+                                                "confidence": float("inf")})  # fmt: skip
+        stage.drain()
+        stage.pipeline.stop()
+        assert validate_store(stage.db, stage.opts, full=True, search=False) == []
+        with GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:
+            driver.execute_query(f"MATCH (n:`{stage.cfg.entity_label}` {{id: $id}}) SET n.version = 2", id=odd)
+        client = QdrantClient(path=str(stage.cfg.qdrant_dir))
+        try:
+            client.set_payload(stage.cfg.collection, {"confidence": None}, points=[odd])
+        finally:
+            client.close()
+        problems = validate_store(stage.db, stage.opts, full=True, search=False)
+        assert f"neo4j entity {odd}: different (version)" in problems, problems
+        assert f"qdrant entity {odd}: different (confidence)" in problems, problems
+    finally:
+        writer.close()
+        stage.cleanup()
