@@ -266,14 +266,14 @@ class SourceDaemon:
         rows = read_chunk(self.reader, self.identity.columns, snap, s.snapshot_chunk_rows, s.max_message_bytes)
         done = snap.done
         messages: list[Message] = []
-        ts = now_ms()
+        ts, limit = now_ms(), s.kafka().event_limit
         published: list[str] = []
         for i, (table, key, image) in enumerate(rows):
             convert = partial(
                 convert_snapshot_row, table, image, prefix=s.topic_prefix, store_id=self.identity.store_id,
                 read_seq=snap.read_seq, last=done and i == len(rows) - 1, produced_ms=ts,
             )  # fmt: skip
-            verdict = judge(convert, s.kafka().event_limit, s.max_message_bytes)
+            verdict = judge(convert, limit, s.max_message_bytes)
             if verdict.conversion is None:
                 self._parker().snapshot_row(table, self.identity.columns[table], key, snap.read_seq, verdict)
                 continue

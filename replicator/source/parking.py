@@ -41,7 +41,12 @@ class Verdict:
 
 def message_bytes(messages: Sequence[Message]) -> int:
     """The bytes Kafka counts for these records, besides its framing: keys, values and headers."""
-    return sum(len(m.key) + len(m.value or b"") + sum(len(k) + len(v) for k, v in m.headers) for m in messages)
+    total = 0
+    for m in messages:
+        total += len(m.key) + (len(m.value) if m.value is not None else 0)
+        for k, v in m.headers:
+            total += len(k) + len(v)
+    return total
 
 
 def judge(convert: Callable[[], Conversion], limit: int, max_message_bytes: int) -> Verdict:
