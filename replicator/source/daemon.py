@@ -167,7 +167,7 @@ class SourceDaemon:
                     return
             except Retryable as exc:
                 failures += 1
-                self.kafka_ok = not isinstance(exc, StoreBusy)
+                self.kafka_ok = isinstance(exc, StoreBusy)  # the store was busy, Kafka answered
                 self.metrics.txn_failures.inc()
                 self._drop_publisher()
                 now = time.monotonic()
