@@ -68,31 +68,20 @@ def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> Non
         ensure_message_limit(settings, [name])  # made before (maybe by an older version, with 1 MB)
 
 
-def ensure_message_limit(settings: KafkaSettings, topics: list[str]) -> None:
+def ensure_message_limit(settings: KafkaSettings, topics: list[str], admin: AdminClient | None = None) -> None:
     """Raise each topic's ``max.message.bytes`` to ``settings.max_message_bytes`` where it is lower (a topic
-    made by an older version, or by hand, with the broker's 1 MB default); never lowers one. Blocks.
-    Raises TransportError, naming the topic, when the broker refuses (e.g. no ALTER_CONFIGS right)."""
-    if not topics:
-        return
-    admin = AdminClient(settings.common())
+    made by an older version, or by hand, with the broker's 1 MB default); never lowers one. A topic another
+    client has just created may not be described yet (UNKNOWN_TOPIC_OR_PART): that is waited for up to the
+    timeout. Blocks. Raises TransportError, or KafkaRefused when the broker refuses (no ALTER_CONFIGS right)."""
+    admin = admin or AdminClient(settings.common())
     wanted = settings.max_message_bytes
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
-    described = admin.describe_configs(resources, request_timeout=settings.timeout_s)
-    low: list[str] = []
-    for resource, future in described.items():
-        try:
-            entries = future.result(timeout=settings.timeout_s)
-        except (KafkaException, TimeoutError) as exc:
-            raise _unreachable(settings, f"describe the configuration of topic {resource.name}", exc) from exc
-        entry = entries.get("max.message.bytes")
-        if entry is None or entry.value is None or int(entry.value) < wanted:
-            low.append(resource.name)
-    for name in low:
+    for name in topics:
+        if _message_limit(admin, settings, name) >= wanted:
+            continue
         entry = ConfigEntry("max.message.bytes", str(wanted), incremental_operation=AlterConfigOpType.SET)
         resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[entry])
-        futures = admin.incremental_alter_configs([resource])
         try:
-            next(iter(futures.values())).result(timeout=settings.timeout_s)
+            next(iter(admin.incremental_alter_configs([resource]).values())).result(timeout=settings.timeout_s)
         except TimeoutError as exc:
             raise _unreachable(settings, f"raise max.message.bytes of topic {name}", exc) from exc
         except KafkaException as exc:
@@ -104,6 +93,27 @@ def ensure_message_limit(settings: KafkaSettings, topics: list[str]) -> None:
                 hint=f"grant ALTER_CONFIGS on the topic, or run: kafka-configs --alter --entity-type topics "
                 f"--entity-name {name} --add-config max.message.bytes={wanted}",
             ) from exc
+
+
+def _message_limit(admin: AdminClient, settings: KafkaSettings, name: str) -> int:
+    """The topic's ``max.message.bytes`` (0 when it shows none), waiting while the broker does not know
+    the topic yet. Raises TransportError."""
+    deadline = time.monotonic() + settings.timeout_s
+    while True:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        future = admin.describe_configs([resource], request_timeout=settings.timeout_s)[resource]
+        try:
+            entries = future.result(timeout=settings.timeout_s)
+        except TimeoutError as exc:
+            raise _unreachable(settings, f"describe the configuration of topic {name}", exc) from exc
+        except KafkaException as exc:
+            unknown = bool(exc.args) and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() > deadline:
+                raise _unreachable(settings, f"describe the configuration of topic {name}", exc) from exc
+            time.sleep(0.1)
+            continue
+        entry = entries.get("max.message.bytes")
+        return 0 if entry is None or entry.value is None else int(entry.value)
 
 
 def delete_topic(settings: KafkaSettings, name: str) -> None:

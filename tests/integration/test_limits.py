@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from dataclasses import replace
@@ -25,6 +26,7 @@ from replicator.source.kafka import ensure_topics
 from replicator.store.schema import TABLES
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter
+from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import MIB, KafkaSettings
 from tests.integration.test_pipeline import Stage
 
@@ -174,3 +176,28 @@ def test_topics_made_before_get_their_size_limit_raised_never_lowered(kafka: Kaf
         topics = [f"{prefix}.{t}" for t in TABLES] + [f"{prefix}.source-positions"]
         for future in admin.delete_topics(topics).values():
             future.result(timeout=30)
+
+
+def test_two_sinks_creating_the_dead_letter_topic_at_once_both_start(kafka: KafkaSettings) -> None:
+    """The second finds it already made and checks its size limit, while the broker may not yet describe
+    the topic the first just created (UNKNOWN_TOPIC_OR_PART): that is waited out, not a failure."""
+    names = [f"t{uuid.uuid4().hex[:8]}.caxton.memory.dlq" for _ in range(30)]
+    errors: list[BaseException] = []
+
+    def create(name: str) -> None:
+        try:
+            create_topic(kafka, name)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        for name in names:
+            threads = [threading.Thread(target=create, args=(name,)) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        assert errors == []
+    finally:
+        for name in names:
+            delete_topic(kafka, name)

@@ -4,15 +4,20 @@ consumers all take their limits from ``max_message_bytes``, whose default carrie
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import KafkaError, KafkaException
 
 from replicator.errors import ConfigError
 from replicator.source.settings import SourceSettings
 from replicator.stack.kafka import server_properties
 from replicator.stack.settings import StackSettings
+from replicator.transport import kafka as transport_kafka
 from replicator.transport.settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
     FRAMING_BYTES,
@@ -85,3 +90,36 @@ def test_a_setting_out_of_range_is_refused_with_the_range(setting: int) -> None:
     with pytest.raises(ConfigError, match="out of range") as info:
         KafkaSettings(max_message_bytes=setting)
     assert "48MiB" in info.value.hint
+
+
+class _FakeAdmin:
+    """Answers describe_configs as a broker that has not yet applied another client's CreateTopics:
+    UNKNOWN_TOPIC_OR_PART ``unknown_for`` times, then the topic with a 1 MB limit."""
+
+    def __init__(self, *_args: object, unknown_for: int = 2) -> None:
+        self.unknown_for = unknown_for
+        self.altered: list[str] = []
+
+    def describe_configs(self, resources: list[Any], **_kw: object) -> dict[Any, Future[Any]]:
+        future: Future[Any] = Future()
+        if self.unknown_for > 0:
+            self.unknown_for -= 1
+            future.set_exception(KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)))
+        else:
+            future.set_result({"max.message.bytes": SimpleNamespace(value="1048588")})
+        return dict.fromkeys(resources, future)
+
+    def incremental_alter_configs(self, resources: list[Any]) -> dict[Any, Future[Any]]:
+        self.altered.extend(r.name for r in resources)
+        future: Future[Any] = Future()
+        future.set_result(None)
+        return dict.fromkeys(resources, future)
+
+
+def test_a_topic_just_created_by_another_client_is_waited_for_then_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sinks start at once and both create the dead-letter topic: the second must not fail because the
+    broker does not describe the first one's topic yet (seen: a sink exited at start)."""
+    admin = _FakeAdmin()
+    monkeypatch.setattr(transport_kafka, "AdminClient", lambda *_a, **_k: admin)
+    transport_kafka.ensure_message_limit(KafkaSettings(timeout_s=5), ["p.dlq"])
+    assert admin.altered == ["p.dlq"]
