@@ -99,18 +99,31 @@ def terminate(pid: int, timeout_s: float = 60.0) -> bool:
 
     Blocks until the process is gone. Returns True if it stopped on SIGTERM (a clean shutdown).
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    return terminate_all([pid], timeout_s)[pid]
+
+
+def terminate_all(pids: list[int], timeout_s: float = 60.0) -> dict[int, bool]:
+    """``terminate`` for several process groups at once: all are signalled before any is waited for
+    (the nodes of a KRaft quorum shut down cleanly only while a majority of them still runs).
+
+    Blocks until every one is gone. Returns pid -> True if it stopped on SIGTERM."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
+    clean = {pid: False for pid in pids}
+    while time.monotonic() < deadline and not all(clean.values()):
+        for pid in pids:
+            clean[pid] = clean[pid] or not is_alive(pid)
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    while is_alive(pid):
-        time.sleep(0.1)
-    return False
+    for pid in pids:
+        clean[pid] = clean[pid] or not is_alive(pid)
+        if not clean[pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while is_alive(pid):
+                time.sleep(0.1)
+    return clean
 
 
 def tail(path: Path, lines: int = 20) -> str:
