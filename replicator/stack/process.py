@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -79,6 +80,18 @@ def port_free(host: str, port: int) -> bool:
                 return False
             raise
     return True
+
+
+def free_port_range(host: str, n: int, low: int = 20000, high: int = 32000) -> int:
+    """The first of ``n`` consecutive ports free on ``host`` now, between ``low`` and ``high`` (below
+    Linux's ephemeral range, so that no client connection takes one before a server binds it): for a
+    stack beside another one, whose brokers take consecutive ports. Raises RuntimeError if none."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - n)
+        if all(port_free(host, port) for port in range(base, base + n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports on {host} between {low} and {high}")
 
 
 def spawn(cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None) -> int:
