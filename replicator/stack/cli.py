@@ -84,11 +84,16 @@ def resolve(root: Path, cache: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(root: Path, as_json: bool) -> None:
     """Show each server (every Kafka node), its pid and whether it answers. Exit 1 unless all answer."""
-    statuses = control.status(_settings_for(root))
+    settings = _settings_for(root)
+    statuses = control.status(settings)
     if as_json:
         click.echo(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
         _print_status(statuses)
+    if any(s.pid is None for s in statuses) and any(s.pid is not None for s in statuses):
+        # Some run, some do not (a broker that died): `up` with the same shape starts only those.
+        shape = " ".join(f"{flag} {value}" for flag, value in settings.shape().items())
+        click.echo(f"  to start what is not running: replicator stack up --dir {root} {shape}", err=as_json)
     sys.exit(0 if all(s.answering for s in statuses) else 1)
 
 

@@ -66,8 +66,14 @@ def brokers3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackSe
         up = _stack("up", *flags)
         assert up.returncode == 0, up.stdout + up.stderr
         yield settings, flags
+        down = _stack("down", "--dir", str(root))  # every node and Neo4j, found from stack.json
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert sorted(line.split(":")[0] for line in down.stdout.splitlines() if ": stopped (pid" in line) == [
+            "kafka-1", "kafka-2", "kafka-3", "neo4j"
+        ], down.stdout  # fmt: skip
+        assert _stack("status", "--dir", str(root)).returncode == 1
     finally:
-        control.down(settings, lambda _line: None)
+        control.down(settings, lambda _line: None)  # whatever a failure above left running
 
 
 def _leader(kafka: KafkaSettings, topic: str, partition: int) -> int:
@@ -191,7 +197,11 @@ def test_killing_the_leader_of_a_change_partition_loses_and_repeats_nothing(
 
         victim = _kill_the_leader_and_carry_on(pipeline, s, kafka, topic)
         assert _leader(kafka, topic, 0) != victim
-        assert not control.status(s)[victim - 1].answering
+        status = _stack("status", "--dir", str(s.root))
+        assert status.returncode == 1 and f"kafka-{victim} stopped" in status.stdout, status.stdout
+        assert f"log: {s.root / f'kafka-{victim}' / f'kafka-{victim}.log'}" in status.stdout
+        assert status.stdout.count("answering") == 3  # the two other brokers and Neo4j
+        assert f"to start what is not running: replicator stack up --dir {s.root} --brokers 3" in status.stdout
         three = KafkaSettings(s.kafka_bootstrap, replication_factor=3)  # existing topics: fine; a new one: refused
         assert transport.ensure_topics(three, {topic: 3}).created == ()
         with pytest.raises(ConfigError, match=r"replication factor 3 needs 3 brokers; .* has 2 up"):
@@ -254,3 +264,16 @@ def test_a_replication_factor_the_cluster_cannot_give_stops_the_source_naming_it
     assert "--replication-factor" in proc.stderr and "Traceback" not in proc.stderr
     topics = AdminClient(kafka.common()).list_topics(timeout=10).topics
     assert not [t for t in topics if t.startswith(prefix)]
+
+
+def test_another_broker_count_over_a_running_stack_is_refused(brokers3: tuple[StackSettings, list[str]]) -> None:
+    s, flags = brokers3
+    one = list(flags)
+    one[one.index("--brokers") + 1] = "1"
+
+    proc = _stack("up", *one)
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"already running under {s.root}: kafka-1, kafka-2, kafka-3, neo4j, with --brokers 3" in proc.stderr
+    assert "asked for --brokers 1" in proc.stderr and "stack down" in proc.stderr
+    assert all(st.answering for st in control.status(s))  # nothing stopped or started
