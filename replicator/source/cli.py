@@ -81,6 +81,17 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--bootstrap-servers", help="Kafka host:port[,...] [env REPLICATOR_KAFKA_BOOTSTRAP]")
 @click.option("--topic-prefix", help="topic name prefix [caxton.memory; env REPLICATOR_TOPIC_PREFIX]")
 @click.option("--partitions", type=int, help="partitions of topics the source creates [3]")
+@click.option(
+    "--replication-factor",
+    type=int,
+    help="replicas of topics the source creates [min(3, brokers); env REPLICATOR_KAFKA_REPLICATION_FACTOR]",
+)
+@click.option(
+    "--min-insync-replicas",
+    type=int,
+    help="in-sync replicas a commit needs, set on topics the source creates "
+    "[min(2, replication factor); env REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS]",
+)
 @click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
 @click.option(
     "--schema-registry",

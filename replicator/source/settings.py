@@ -18,7 +18,12 @@ from typing import Any, Final
 import yaml
 
 from replicator.errors import ConfigError
-from replicator.transport.settings import DEFAULT_BOOTSTRAP, KafkaSettings
+from replicator.transport.settings import (
+    DEFAULT_BOOTSTRAP,
+    ENV_MIN_INSYNC_REPLICAS,
+    ENV_REPLICATION_FACTOR,
+    KafkaSettings,
+)
 
 DEFAULT_PREFIX: Final = "caxton.memory"
 #: Environment variable of each setting (REPLICATOR_KAFKA_BOOTSTRAP is shared with every stage).
@@ -30,6 +35,8 @@ ENV: Final = {
     "metrics_port": "REPLICATOR_SOURCE_METRICS_PORT",
     "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
+    "replication_factor": ENV_REPLICATION_FACTOR,
+    "min_insync_replicas": ENV_MIN_INSYNC_REPLICAS,
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -68,6 +75,9 @@ class SourceSettings:
     kafka_timeout_s: float = 10.0
     retry_max_s: float = 5.0  # cap of the exponential backoff while Kafka is unreachable
     transaction_timeout_s: float = 30.0
+    # Of the topics the source creates; None: decided from the cluster's brokers (KafkaSettings.replication).
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.topic_prefix):
@@ -88,10 +98,16 @@ class SourceSettings:
                 raise ConfigError(f"{name} must be at least 1", hint="e.g. 500")
         if self.poll_min_s > self.poll_max_s:
             raise ConfigError("poll_min_s exceeds poll_max_s", hint="e.g. 0.01 and 0.2")
-        KafkaSettings(self.bootstrap_servers, timeout_s=self.kafka_timeout_s)  # validates the servers
+        self.kafka()  # validates the servers and the replication settings
 
     def kafka(self) -> KafkaSettings:
-        return KafkaSettings(self.bootstrap_servers, client_id="replicator-source", timeout_s=self.kafka_timeout_s)
+        return KafkaSettings(
+            self.bootstrap_servers,
+            client_id="replicator-source",
+            timeout_s=self.kafka_timeout_s,
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
+        )
 
     @classmethod
     def load(
@@ -128,7 +144,8 @@ def _coerce(name: str, value: Any) -> Any:  # noqa: ANN401 - values come from YA
             return Path(value)
         if name.endswith("_s"):
             return parse_duration(value, name)
-        if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port"}:
+        if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port",
+                    "replication_factor", "min_insync_replicas"}:  # fmt: skip
             return int(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name} = {value!r} is not a number", hint="e.g. 3") from exc

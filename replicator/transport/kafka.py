@@ -7,14 +7,15 @@ it cannot be reached, instead of librdkafka's endless silent retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from replicator.errors import Retryable
-from replicator.transport.settings import KafkaSettings
+from replicator.errors import ConfigError, Retryable
+from replicator.transport.settings import KafkaSettings, Replication
 
 
 class TransportError(Retryable):
@@ -40,11 +41,62 @@ def _await(settings: KafkaSettings, what: str, future: Future[None], already_don
         raise _unreachable(settings, what, exc) from exc
 
 
-def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
-    """Create ``name`` (single replica); an existing topic is fine. Blocks. Raises TransportError."""
+@dataclass(frozen=True)
+class EnsuredTopics:
+    """What ``ensure_topics`` found and did."""
+
+    brokers: int  # live brokers in the cluster's metadata
+    #: Of the topics it created, or that it would create now (None: the cluster is short of the
+    #: brokers an explicit replication factor needs, and nothing was to be created).
+    replication: Replication | None
+    created: tuple[str, ...]
+    #: Existing topics with fewer replicas than ``replication.factor`` (topic -> replicas): kept as
+    #: they are, for the caller to report.
+    fewer_replicas: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_topics(
+    settings: KafkaSettings, wanted: Mapping[str, int], config: Mapping[str, str] | None = None
+) -> EnsuredTopics:
+    """Create each absent topic of ``wanted`` (name -> partitions) with ``config``, replicated as
+    ``settings.replication`` decides for the cluster's live brokers, ``min.insync.replicas`` set on
+    the topic. Existing topics are left as they are, and reported when they have fewer replicas than
+    that. Blocks. Raises TransportError (unreachable, refused) or ConfigError (a topic to create with
+    a replication the cluster cannot give now)."""
     admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
+    try:
+        meta = admin.list_topics(timeout=settings.timeout_s)
+    except KafkaException as exc:
+        raise _unreachable(settings, "list topics", exc) from exc
+    brokers, missing = len(meta.brokers), [name for name in wanted if name not in meta.topics]
+    try:
+        replication = settings.replication(brokers)
+    except ConfigError:
+        if missing:
+            raise
+        # Nothing to create: fewer brokers up than an explicit replication factor is an outage the
+        # existing replicas ride out (their min.insync.replicas decides), not a reason to stop.
+        return EnsuredTopics(brokers, None, ())
+    if missing:
+        topic_config = {**(config or {}), "min.insync.replicas": str(replication.min_insync)}
+        new = [NewTopic(n, num_partitions=wanted[n], replication_factor=replication.factor, config=topic_config)
+               for n in missing]  # fmt: skip
+        futures = admin.create_topics(new, operation_timeout=settings.timeout_s)
+        for name in missing:
+            _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
+    replicas = {
+        name: min(len(p.replicas) for p in meta.topics[name].partitions.values())
+        for name in wanted
+        if name in meta.topics and meta.topics[name].partitions
+    }
+    fewer = {name: n for name, n in replicas.items() if n < replication.factor}
+    return EnsuredTopics(brokers, replication, tuple(missing), fewer)
+
+
+def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
+    """Create ``name`` (replicated as ``ensure_topics`` does); an existing topic is fine. Blocks.
+    Raises TransportError or ConfigError."""
+    ensure_topics(settings, {name: partitions})
 
 
 def delete_topic(settings: KafkaSettings, name: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from replicator.errors import ConfigError
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.transport.settings import KafkaSettings
+from replicator.transport.settings import KafkaSettings, Replication, replication_for
 
 
 def test_producer_is_idempotent_so_per_key_order_survives_retries() -> None:
@@ -50,3 +50,36 @@ def test_qdrant_needs_exactly_one_of_url_and_path() -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         QdrantSettings(url="http://q:6333", path=Path("x"))
     assert QdrantSettings(url="http://q:6333").collection == "caxton_embeddings"
+
+
+@pytest.mark.parametrize(("brokers", "factor", "min_insync"), [(1, 1, 1), (2, 2, 2), (3, 3, 2), (5, 3, 2)])
+def test_default_replication_follows_the_broker_count(brokers: int, factor: int, min_insync: int) -> None:
+    assert replication_for(brokers) == Replication(factor, min_insync)
+    assert KafkaSettings().replication(brokers) == Replication(factor, min_insync)
+
+
+def test_explicit_replication_wins_and_min_insync_follows_it() -> None:
+    assert KafkaSettings(replication_factor=2).replication(5) == Replication(2, 2)
+    assert KafkaSettings(replication_factor=3, min_insync_replicas=1).replication(3) == Replication(3, 1)
+    assert KafkaSettings(min_insync_replicas=3).replication(4) == Replication(3, 3)
+
+
+def test_a_replication_the_cluster_cannot_give_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"replication factor 3 needs 3 brokers; Kafka at 127\.0\.0\.1:9092 has 1 up"):
+        KafkaSettings(replication_factor=3).replication(1)
+    with pytest.raises(ConfigError, match=r"min\.insync\.replicas 2 exceeds the replication factor 1") as info:
+        KafkaSettings(min_insync_replicas=2).replication(1)
+    assert "REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS" in info.value.hint
+    with pytest.raises(ConfigError, match="no write could ever be acknowledged"):
+        KafkaSettings(replication_factor=2, min_insync_replicas=3)
+    with pytest.raises(ConfigError, match="replication factor 0 is out of range"):
+        KafkaSettings(replication_factor=0)
+
+
+def test_replication_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS", "2")
+    assert KafkaSettings.from_env().replication(3) == Replication(3, 2)
+    monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "three")
+    with pytest.raises(ConfigError, match="REPLICATOR_KAFKA_REPLICATION_FACTOR='three' is not a number"):
+        KafkaSettings.from_env()

@@ -14,7 +14,9 @@ Rules (design §6; per entity id, events in seq order):
   the batch has no entity change for it). When no entity is known yet (it arrived first), the store
   vector is written with its text hash, and the entity change that follows with the same text is a
   payload-only update. Likewise an embedding newer than every entity change known (its entity change
-  is still in flight). An embedding change applies once (seq newer than ``_embedding_seq``).
+  is still in flight); the entity changes older than it that arrive meanwhile (several, when the
+  embeddings partition ran ahead) are payload-only too. An embedding change applies once (seq newer
+  than ``_embedding_seq``).
 * An entity change that keeps the text (confidence, strength, metadata, version ...) is
   payload-only: no embedding, the vector and its labels stay.
 * Embedding deletes are ignored: the point's vector stays valid for its text; the entity's delete
@@ -237,7 +239,10 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         result.writes.append(PointWrite(entity_id, base, store_vector=bytes(image["vector"])))
     elif final is None:
         return
-    elif point is not None and point.get(TEXT_SHA256) == target_sha:
+    elif point is not None and (point.get(TEXT_SHA256) == target_sha or seq_of(point, EMBEDDING_SEQ) > final.seq):
+        # Same text, or the point's vector is a store embedding of a LATER text of this entity (the
+        # embeddings partition ran ahead): this older change must not replace it, and the change
+        # carrying that text follows on this partition.
         assert final.image is not None
         result.payload_updates[entity_id] = _entity_payload(final.image, final.seq)
     else:
