@@ -13,7 +13,7 @@ from replicator.source.daemon import event
 
 VALUES = {
     "error": "Kafka at 127.0.0.1:1 did not answer within 10 s: timeout",
-    "quoted": "it's \"quoted\" and a\\backslash",
+    "quoted": 'it\'s "quoted" and a\\backslash',
     "detail": "key=value pairs = inside",
     "empty": "",
     "seq": 42,
