@@ -42,7 +42,13 @@ class SinkMetrics:
             "replicator_sink_watermark_lag_seconds", "Now minus the watermark's store time", labels,
             registry=self.registry,
         ).labels(sink)  # fmt: skip
+        self.fatal = Gauge(
+            "replicator_sink_fatal", "1 while the sink is stopped on a fatal error, waiting for its cause to be fixed",
+            labels, registry=self.registry,
+        ).labels(sink)  # fmt: skip
+        #: What ``/healthz`` answers: 200 while healthy, else 503 with ``health_detail`` (the cause).
         self.healthy = True
+        self.health_detail = ""
         #: What ``/position`` serves: the position as last written, and what the destination holds
         #: (Destination.describe, when it has one). Qdrant's local mode lets one process open its
         #: storage, so lag and cutover ask the sink instead of the destination.
@@ -59,6 +65,12 @@ class SinkMetrics:
             "kafka_consumergroup_group_lag_seconds", "Seconds the sink is behind the store (from its watermark)",
             ["group"], registry=self.registry,
         )  # fmt: skip
+
+    def set_health(self, healthy: bool, detail: str = "", fatal: bool = False) -> None:
+        """Publish the state ``/healthz`` serves (``detail``: the cause and its fix while unhealthy)."""
+        self.health_detail = "" if healthy else detail
+        self.healthy = healthy
+        self.fatal.set(1 if fatal and not healthy else 0)
 
     def _lag(self) -> float:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
@@ -91,6 +103,6 @@ class MetricsServer(EndpointServer):
         routes = {
             "/metrics": metrics_route(metrics.render),
             "/position": lambda: (200, metrics.position_document(), "application/json"),
-            "/healthz": health_route(lambda: metrics.healthy),
+            "/healthz": health_route(lambda: metrics.healthy, lambda: metrics.health_detail),
         }
         super().__init__(routes, port, host, name="sink-metrics")
