@@ -33,10 +33,16 @@ class Embedder:
 
     @property
     def model(self) -> SentenceTransformer:
-        """The model, loaded on first use (a few seconds; raises ModelError)."""
+        """The model, loaded on first use (a few seconds). Raises ModelError (fatal for the sink: a
+        model that does not load is never a reason to set an event aside); a later call tries again."""
         if self._model is None:
             self._model = load_model()
         return self._model
+
+    def load(self) -> None:
+        """Load the model now (the sink's start: a broken install is reported before any event).
+        Raises ModelError."""
+        _ = self.model
 
     def embed(self, texts: Sequence[str]) -> dict[str, list[float]]:
         """text -> L2-normalised 384-d vector, encoding ``batch_size`` texts per call. Blocks (CPU)."""
