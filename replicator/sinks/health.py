@@ -1,6 +1,6 @@
 """What a sink says about its failures: ``/healthz`` (through SinkMetrics) and the log lines an
 operator reads. A retryable outage is logged when it starts and then once a minute; a fatal stop once
-per distinct cause, whatever the number of re-checks; the way back once."""
+per distinct fix, whatever the number of re-checks; the way back once."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class HealthReport:
         self._clock = clock
         self._recheck_s = recheck_s
         self._unavailable_logged: float | None = None  # when the current outage was last logged
-        self._fatal_cause: str | None = None  # the cause logged for the current fatal stop
+        self._fatal_cause: str | None = None  # the fix (else the cause) logged for the current fatal stop
 
     def unavailable(self, exc: BaseException, retry_in_s: float) -> None:
         """A retryable failure: 503 with the cause; a log line at the start of the outage, then a minute apart."""
@@ -45,11 +45,13 @@ class HealthReport:
             log.warning("destination unavailable; retrying", extra={"error": cause, "hint": hint, "in_s": retry_in_s})
 
     def fatal(self, exc: BaseException) -> None:
-        """A fatal failure: 503 with the cause and its fix; one ERROR line per distinct cause."""
+        """A fatal failure: 503 with the cause and its fix (as of now); one ERROR line per distinct fix,
+        so a server alternating between two faces of one cause (wrong password, then too many failed
+        logins) is not logged at every re-check."""
         cause, hint = explain(exc)
         self.metrics.set_health(False, f"{cause}\n  hint: {hint}" if hint else cause, fatal=True)
-        if cause != self._fatal_cause:
-            self._fatal_cause = cause
+        if (hint or cause) != self._fatal_cause:
+            self._fatal_cause = hint or cause
             log.error(
                 "sink stopped: the destination refuses its work; nothing is committed or dead-lettered, "
                 "and it resumes by itself once the cause is fixed",

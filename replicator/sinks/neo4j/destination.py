@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import neo4j
 
+from replicator.errors import Kind
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch
 from replicator.sinks.neo4j import applier, faults
@@ -51,11 +52,16 @@ class Neo4jDestination:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Raise any failure as the sink error of its kind, naming server, user and database."""
+        """Raise any failure as the sink error of its kind, naming server, user and database. A fatal
+        one also drops the driver: its pooled connections keep the state they authenticated with (an
+        expired password stays expired on them), so the next call, a re-check, logs in afresh."""
         try:
             yield
         except Exception as exc:
-            raise faults.translate(exc, self.settings) from exc
+            error = faults.translate(exc, self.settings)
+            if error.kind is Kind.FATAL:
+                self.close()
+            raise error from exc
 
     def start(self) -> SinkPosition | None:
         """Create constraints/indexes and return the stored position. Blocks; idempotent."""

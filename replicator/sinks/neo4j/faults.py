@@ -62,8 +62,8 @@ def _fix(code: str, settings: Neo4jSettings) -> str:
     user, database = settings.user, settings.database
     if code in ("Neo.ClientError.Security.Unauthorized", "Neo.ClientError.Security.AuthenticationRateLimit"):
         return (
-            f"give the sink user {user!r}'s current password (--password / REPLICATOR_NEO4J_PASSWORD, then restart "
-            f"it), or set that password back on the server (ALTER USER {user} SET PASSWORD ...)"
+            f"set the password of user {user!r} on the server back to the one the sink has (ALTER USER {user} "
+            "SET PASSWORD ...), or restart the sink with the new one (--password / REPLICATOR_NEO4J_PASSWORD)"
         )
     if code == "Neo.ClientError.Security.CredentialsExpired":
         return f"the password of {user!r} must be changed: ALTER USER {user} SET PASSWORD '...' CHANGE NOT REQUIRED"
