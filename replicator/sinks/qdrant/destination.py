@@ -121,14 +121,14 @@ class QdrantDestination:
         until it is restored, or its positions are deleted too (the sink then rebuilds it from offset
         0). Raises DestinationUnavailable, DestinationRefused, ModelError, ConfigError (a collection of
         another shape)."""
-        self.embedder.load()
         applier = Applier(self.client, self.settings.qdrant.collection, self.settings.where)
-        stored = read_position(self.client, applier.collection, self.name)
         with qdrant_errors("checking the collection", self.settings.where):
             present = self.client.collection_exists(applier.collection)
+        stored = read_position(self.client, applier.collection, self.name)
         if stored is not None and not present:
             raise missing_collection(applier.collection, "starting", self.settings.where)
         applier.ensure_collections()
+        self.embedder.load()
         self._applier = applier
         self._position = stored
         return self._position
