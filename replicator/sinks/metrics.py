@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from replicator.endpoint import EndpointServer, health_route, metrics_route
-from replicator.position import SinkPosition
+from replicator.position import PartitionKey, SinkPosition
 
 
 class SinkMetrics:
@@ -74,6 +76,23 @@ class SinkMetrics:
 
     def _lag(self) -> float:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
+
+    def observe_consumer_lag(
+        self, consumer: Consumer, group: str, assigned: Iterable[PartitionKey], position: SinkPosition | None
+    ) -> None:
+        """Per-partition lag: the log end the consumer last saw (cached by librdkafka on every fetch,
+        no broker round trip) minus this sink's next offset."""
+        lags: dict[tuple[str, int], int] = {}
+        for key in assigned:
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(key.topic, key.partition), cached=True)
+            except Exception:  # not fetched yet: nothing to say
+                continue
+            if high is None or high < 0:
+                continue
+            next_offset = position.offsets.get(key, 0) if position else 0
+            lags[(key.topic, key.partition)] = max(0, int(high) - next_offset)
+        self.observe_group_lag(group, lags)
 
     def observe_group_lag(self, group: str, lags: dict[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():

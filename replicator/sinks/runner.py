@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from replicator.errors import Kind, kind_of
 from replicator.position import PartitionKey, SinkPosition
@@ -130,15 +130,15 @@ class SinkRunner:
             self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, self._clock)
             if self._stop:
                 return
-            consumer.subscribe(
-                self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-            )
+            self._subscribe()
             log.info("sink started", extra={"sink": self.sink, "topics": self.settings.topics})
             while not self._stop:
                 self._poll(0.1)
                 if self._due():
                     self._flush()
-                self._observe_lag()
+                if self._clock() - self._lag_observed >= 1.0:  # /metrics lag, at most once a second
+                    self._lag_observed = self._clock()
+                    self.metrics.observe_consumer_lag(consumer, self.settings.group, self._assigned, self._position)
             self._flush()
             log.info("sink stopped cleanly", extra={"sink": self.sink})
         finally:
@@ -195,25 +195,6 @@ class SinkRunner:
         self._describe()  # before the position: a reader that sees the position sees counts as new
         self.metrics.observe_position(self._position)
         self._commit(position)
-
-    def _observe_lag(self) -> None:
-        """Per-partition lag for /metrics, at most once a second: the log end the consumer last saw
-        (cached by librdkafka on every fetch, no broker round trip) minus this sink's next offset."""
-        now = self._clock()
-        if self._consumer is None or now - self._lag_observed < 1.0:
-            return
-        self._lag_observed = now
-        lags: dict[tuple[str, int], int] = {}
-        for key in self._assigned:
-            try:
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(key.topic, key.partition), cached=True)
-            except Exception:  # not fetched yet: nothing to say
-                continue
-            if high is None or high < 0:
-                continue
-            position = self._position.offsets.get(key, 0) if self._position else 0
-            lags[(key.topic, key.partition)] = max(0, int(high) - position)
-        self.metrics.observe_group_lag(self.settings.group, lags)
 
     def _describe(self) -> None:
         """Refresh what the destination reports about itself (optional ``describe() -> dict``)."""
@@ -291,9 +272,17 @@ class SinkRunner:
         self._buffers.clear()
         self._oldest = None
         if self._consumer is not None:
-            for key in sorted(self._assigned):
-                offset = stored.offsets.get(key, OFFSET_BEGINNING) if stored is not None else OFFSET_BEGINNING
-                self._consumer.seek(TopicPartition(key.topic, key.partition, offset))
+            try:
+                for key in sorted(self._assigned):
+                    offset = stored.offsets.get(key, OFFSET_BEGINNING) if stored is not None else OFFSET_BEGINNING
+                    self._consumer.seek(TopicPartition(key.topic, key.partition, offset))
+            except KafkaException as exc:  # a partition that never fetched cannot seek yet
+                log.warning("seek failed; joining the group again to re-read from the stored position",
+                            extra={"error": str(exc)})  # fmt: skip
+                self._consumer.unsubscribe()  # revokes all; every partition comes back through _on_assign
+                self._assigned.clear()
+                self._paused = False
+                self._subscribe()
             self._resume()
         offsets = {} if stored is None else {str(k): v for k, v in stored.offsets.items()}
         log.info("destination back; resuming from its stored position", extra={"sink": self.sink, "offsets": offsets})
@@ -356,6 +345,12 @@ class SinkRunner:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             except Exception as exc:  # the mirror may lag; the destination holds the truth
                 log.warning("offset commit failed", extra={"error": str(exc)})
+
+    def _subscribe(self) -> None:
+        assert self._consumer is not None
+        self._consumer.subscribe(
+            self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
 
     # --- rebalance callbacks (run inside consume/poll on this thread)
 

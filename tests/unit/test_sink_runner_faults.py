@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from replicator.errors import Fatal
+from replicator.events.avro import HEARTBEAT
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.errors import DestinationUnavailable, PoisonEvent
@@ -58,6 +59,12 @@ class FakeConsumer:
 
     def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
         raise RuntimeError("not fetched")
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.seeks.append(("subscribe", 0, 0))
+
+    def unsubscribe(self) -> None:
+        self.seeks.append(("unsubscribe", 0, 0))
 
 
 @dataclass
@@ -281,3 +288,78 @@ def test_a_refused_event_is_not_set_aside_when_the_proof_fails() -> None:
     assert dead(runner) == []
     assert commits(runner) == []
     assert not runner.metrics.healthy
+
+
+def heartbeat(where: PartitionKey, offset: int, seq: int) -> Event:
+    record = {"source": {"seq": seq, "ts_ms": 1}, "ts_ms": 1}
+    return Event(where.topic, where.partition, offset, -1, HEARTBEAT, record)
+
+
+def test_the_partition_of_a_suspect_gets_its_heartbeats_once_the_suspect_is_set_aside() -> None:
+    events = [change(P0, 0, 1), change(P0, 1, 2), change(P0, 2, 3), heartbeat(P0, 3, 3), change(P1, 0, 4),
+              heartbeat(P1, 1, 4)]  # fmt: skip
+    destination = FakeDestination(refusing({1}, lambda: PoisonEvent(None, "bad")))
+    runner = runner_with(destination)
+    flush(runner, events)
+    assert [o for o, _ in dead(runner)] == [1]
+    stored = destination.stored
+    assert stored is not None and stored.offsets == {P0: 4, P1: 2}
+    assert {k: h.seq for k, h in stored.heartbeats.items()} == {P0: 3, P1: 4}
+
+
+def test_isolating_one_refused_event_among_a_thousand_takes_few_writes() -> None:
+    events = [change(P0, o, o + 1) for o in range(1000)]
+    destination = FakeDestination(refusing({637}, lambda: PoisonEvent(None, "bad")))
+    runner = runner_with(destination)
+    flush(runner, events)
+    assert [o for o, _ in dead(runner)] == [637]
+    assert destination.applies <= 2 * 10 + 4, destination.applies  # halving: about 2 log2(n) writes
+    assert sorted(destination.applied) == [o for o in range(1000) if o != 637]
+
+
+def test_a_second_lone_refusal_with_nothing_applied_in_between_is_fatal() -> None:
+    """A batch with one change is proven by a position-only write, once: when the next lone change is
+    refused as well and nothing applied in between, the destination is the likelier culprit."""
+    destination = FakeDestination(refusing({1, 2}, lambda: PoisonEvent(None, "Statement.SyntaxError")))
+    destination.start_error = Fatal("still refusing")
+    runner = runner_with(destination)
+    runner._consumer = FakeConsumer(on_consume=stop_after(runner, 10))  # type: ignore[assignment]
+    flush(runner, [change(P0, 1, 1)])
+    assert [o for o, _ in dead(runner)] == [1] and runner.metrics.healthy
+    flush(runner, [change(P0, 2, 2)])
+    assert [o for o, _ in dead(runner)] == [1], "the second lone refusal was set aside without proof"
+    assert not runner.metrics.healthy and "none applied since" in runner.metrics.health_detail
+
+
+def test_a_lone_refusal_after_a_change_applied_is_proven_again() -> None:
+    destination = FakeDestination(refusing({1, 3}, lambda: PoisonEvent(None, "bad")))
+    runner = runner_with(destination)
+    for offset in (1, 2, 3):
+        flush(runner, [change(P0, offset, offset)])
+    assert [o for o, _ in dead(runner)] == [1, 3]
+    assert destination.applied == [2]
+
+
+def test_when_a_seek_fails_after_a_fatal_stop_the_sink_joins_the_group_again() -> None:
+    class NoSeek(FakeConsumer):
+        def seek(self, tp: TopicPartition) -> None:
+            raise KafkaException(KafkaError(KafkaError._STATE))
+
+    broken = [True]
+    destination = FakeDestination(lambda batch: Fatal("refused") if broken[0] else None)
+    destination.start_error = None
+    runner = runner_with(destination, NoSeek(on_consume=lambda n: broken.__setitem__(0, False)))
+    flush(runner, [change(P0, 0, 1)])
+    consumer = cast(FakeConsumer, runner._consumer)
+    assert consumer.seeks == [("unsubscribe", 0, 0), ("subscribe", 0, 0)]
+    assert runner._assigned == set() and runner.metrics.healthy
+    assert dead(runner) == [] and commits(runner) == []
+
+
+def test_a_stop_requested_during_a_fatal_stop_returns_without_committing() -> None:
+    destination = FakeDestination(lambda batch: Fatal("refused"))
+    destination.start_error = Fatal("refused")
+    runner = runner_with(destination)
+    runner._consumer = FakeConsumer(on_consume=stop_after(runner, 3))  # type: ignore[assignment]
+    flush(runner, [change(P0, 0, 1)])
+    assert runner._buffers == {} and commits(runner) == [] and dead(runner) == []
