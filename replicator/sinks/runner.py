@@ -111,7 +111,8 @@ class SinkRunner:
 
     def run(self) -> None:
         """Consume until ``request_stop``. Blocks. Raises TransportError when Kafka is unreachable at
-        start; a destination that is down at start is waited for (with backoff)."""
+        start; a destination that is down (backoff) or refuses the sink (re-checks, /healthz 503) at
+        start is waited for, as later on."""
         server = None
         if self.settings.metrics_port is not None:
             server = MetricsServer(self.metrics, self.settings.metrics_port)
