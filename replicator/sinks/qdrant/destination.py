@@ -113,8 +113,9 @@ class QdrantDestination:
         return self._client
 
     def start(self) -> SinkPosition | None:
-        """Load the model, create the collections if absent and return the stored position (None on
-        a first run). Idempotent: the runner calls it again to re-check after a fatal error.
+        """Create the collections if absent and return the stored position (None on a first run).
+        Idempotent: the runner calls it again to re-check after a fatal error, and then it also loads
+        the model if loading it failed (otherwise the model loads when a change first needs it).
 
         A collection missing while this sink's position survives was dropped under it: creating an
         empty one would silently lose every point before that position, so that is DestinationRefused
@@ -128,7 +129,8 @@ class QdrantDestination:
         if stored is not None and not present:
             raise missing_collection(applier.collection, "starting", self.settings.where)
         applier.ensure_collections()
-        self.embedder.load()
+        if self.embedder.failed:
+            self.embedder.load()
         self._applier = applier
         self._position = stored
         return self._position
