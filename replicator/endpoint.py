@@ -19,8 +19,16 @@ def metrics_route(render: Callable[[], bytes]) -> Route:
     return lambda: (200, render(), CONTENT_TYPE_LATEST)
 
 
-def health_route(healthy: Callable[[], bool]) -> Route:
-    return lambda: (200, b"ok\n", "text/plain") if healthy() else (503, b"unhealthy\n", "text/plain")
+def health_route(healthy: Callable[[], bool], detail: Callable[[], str] = lambda: "") -> Route:
+    """200 ``ok``, or 503 ``unhealthy`` followed by ``detail()`` (why, and what to do) when given."""
+
+    def route() -> tuple[int, bytes, str]:
+        if healthy():
+            return 200, b"ok\n", "text/plain"
+        why = detail()
+        return 503, (f"unhealthy: {why}\n" if why else "unhealthy\n").encode(), "text/plain; charset=utf-8"
+
+    return route
 
 
 class EndpointServer:

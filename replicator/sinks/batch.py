@@ -3,8 +3,8 @@ order per partition, and the position the destination must store with them. Pure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.events.avro import HEARTBEAT
@@ -40,18 +40,25 @@ class Event:
 
 @dataclass(frozen=True)
 class Batch:
-    """Events to apply together. ``partitions`` is how many partitions each topic has now."""
+    """Events to apply together. ``partitions`` is how many partitions each topic has now.
+
+    ``held`` caps the position per partition: the offset of an event not applied yet (a suspect the
+    runner is proving poison), so a write of the events after it never claims it as done."""
 
     events: Sequence[Event]
     partitions: dict[str, int]
+    held: Mapping[PartitionKey, int] = field(default_factory=dict)
 
     def position(self, sink: str, now_ms: int) -> SinkPosition:
         """The position this batch advances ``sink`` to: next offsets, last heartbeat per partition,
-        highest change seq. Merge it into the stored one with SinkPosition.merged."""
+        highest change seq; events at or after a ``held`` offset count for none of them. Merge it into
+        the stored one with SinkPosition.merged."""
         offsets: dict[PartitionKey, int] = {}
         heartbeats: dict[PartitionKey, Heartbeat] = {}
         applied = 0
         for event in self.events:
+            if event.offset >= self.held.get(event.where, event.offset + 1):
+                continue
             offsets[event.where] = max(offsets.get(event.where, 0), event.offset + 1)
             if event.record is None:
                 continue
@@ -69,4 +76,14 @@ class Batch:
     def split(self) -> tuple[Batch, Batch]:
         """Halves, for isolating a poison event. Order within each half is kept."""
         middle = len(self.events) // 2
-        return Batch(self.events[:middle], self.partitions), Batch(self.events[middle:], self.partitions)
+        return (
+            Batch(self.events[:middle], self.partitions, self.held),
+            Batch(self.events[middle:], self.partitions, self.held),
+        )
+
+
+def set_aside(event: Event) -> Event:
+    """``event`` as a destination must see it once dead-lettered: no record and no key (neither a
+    change nor a tombstone of any row), so nothing is applied, but its offset still counts for the
+    position of the batch that carries it."""
+    return Event(event.topic, event.partition, event.offset, None, None, None, event.raw_key, event.raw_value)

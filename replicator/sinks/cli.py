@@ -27,7 +27,7 @@ from replicator.sinks.qdrant.cli import connection_options, reembed_command, sin
 from replicator.sinks.qdrant.destination import QdrantDestination
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
 from replicator.sinks.runner import Destination, SinkRunner
-from replicator.sinks.runner_settings import DEFAULT_PREFIX, SinkRunnerSettings
+from replicator.sinks.runner_settings import DEFAULT_PREFIX, DEFAULT_RECHECK_S, SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
 from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD
 from replicator.transport.settings import DEFAULT_BOOTSTRAP, KafkaSettings
@@ -88,6 +88,10 @@ def runner_options(f: F) -> F:
                      help="Schema Registry URL, for values the source framed with it (Confluent wire format)."),
         click.option("--metrics-port", envvar="REPLICATOR_METRICS_PORT", type=int, default=None,
                      help="Serve /metrics and /healthz here (0 = any free port)."),
+        click.option("--recheck-s", envvar="REPLICATOR_SINK_RECHECK_S", type=float, default=DEFAULT_RECHECK_S,
+                     show_default=True,
+                     help="While stopped on a fatal error (credentials, missing database or collection, model), "
+                          "re-check the destination this often; it resumes by itself once the cause is fixed."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -108,6 +112,7 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
         session_timeout_ms=opts["session_timeout_ms"],
         metrics_port=opts["metrics_port"],
         schema_registry=opts["schema_registry"],
+        recheck_s=opts["recheck_s"],
     )
 
 

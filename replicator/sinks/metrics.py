@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from replicator.endpoint import EndpointServer, health_route, metrics_route
-from replicator.position import SinkPosition
+from replicator.position import PartitionKey, SinkPosition
 
 
 class SinkMetrics:
@@ -42,7 +44,13 @@ class SinkMetrics:
             "replicator_sink_watermark_lag_seconds", "Now minus the watermark's store time", labels,
             registry=self.registry,
         ).labels(sink)  # fmt: skip
+        self.fatal = Gauge(
+            "replicator_sink_fatal", "1 while the sink is stopped on a fatal error, waiting for its cause to be fixed",
+            labels, registry=self.registry,
+        ).labels(sink)  # fmt: skip
+        #: What ``/healthz`` answers: 200 while healthy, else 503 with ``health_detail`` (the cause).
         self.healthy = True
+        self.health_detail = ""
         #: What ``/position`` serves: the position as last written, and what the destination holds
         #: (Destination.describe, when it has one). Qdrant's local mode lets one process open its
         #: storage, so lag and cutover ask the sink instead of the destination.
@@ -60,8 +68,31 @@ class SinkMetrics:
             ["group"], registry=self.registry,
         )  # fmt: skip
 
+    def set_health(self, healthy: bool, detail: str = "", fatal: bool = False) -> None:
+        """Publish the state ``/healthz`` serves (``detail``: the cause and its fix while unhealthy)."""
+        self.health_detail = "" if healthy else detail
+        self.healthy = healthy
+        self.fatal.set(1 if fatal and not healthy else 0)
+
     def _lag(self) -> float:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
+
+    def observe_consumer_lag(
+        self, consumer: Consumer, group: str, assigned: Iterable[PartitionKey], position: SinkPosition | None
+    ) -> None:
+        """Per-partition lag: the log end the consumer last saw (cached by librdkafka on every fetch,
+        no broker round trip) minus this sink's next offset."""
+        lags: dict[tuple[str, int], int] = {}
+        for key in assigned:
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(key.topic, key.partition), cached=True)
+            except Exception:  # not fetched yet: nothing to say
+                continue
+            if high is None or high < 0:
+                continue
+            next_offset = position.offsets.get(key, 0) if position else 0
+            lags[(key.topic, key.partition)] = max(0, int(high) - next_offset)
+        self.observe_group_lag(group, lags)
 
     def observe_group_lag(self, group: str, lags: dict[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():
@@ -91,6 +122,6 @@ class MetricsServer(EndpointServer):
         routes = {
             "/metrics": metrics_route(metrics.render),
             "/position": lambda: (200, metrics.position_document(), "application/json"),
-            "/healthz": health_route(lambda: metrics.healthy),
+            "/healthz": health_route(lambda: metrics.healthy, lambda: metrics.health_detail),
         }
         super().__init__(routes, port, host, name="sink-metrics")

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from replicator.capture.install import install, open_store, read_state, uninstall
-from replicator.source.daemon import SourceAborted, SourceDaemon
+from replicator.source.daemon import SourceAborted, SourceDaemon, event
 from replicator.source.settings import SourceSettings, parse_duration
 
 _DB = click.option("--db", "db", type=click.Path(path_type=Path), required=True, help="Caxton's memory.db")
@@ -110,7 +110,7 @@ def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float
     daemon = SourceDaemon(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("replicator.source").info("event=stop_requested signal=%s", signal.Signals(signum).name)
+        event(logging.INFO, "stop_requested", signal=signal.Signals(signum).name)
         daemon.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -122,13 +122,19 @@ def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, then the fields ``event()`` put on the record, each value
+    whole (never re-parsed from the ``key=value`` text); any other record's text goes under ``msg``."""
+
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower()}
-        for part in record.getMessage().split(" "):
-            key, _, value = part.partition("=")
-            if value:
-                fields[key] = value.strip("'")
-        return json.dumps(fields)
+        out: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower()}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        else:
+            out["msg"] = record.getMessage()
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
 
 
 def _configure_logging(fmt: str) -> None:

@@ -58,12 +58,14 @@ _UNREACHABLE_LOG_EVERY_S: Final = 10.0
 
 
 def event(level: int, name: str, **fields: object) -> None:
-    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted)."""
+    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted). The
+    fields also ride on the record (``record.fields``), so the JSON format writes each value whole
+    instead of parsing the text back."""
     parts = [f"event={name}"]
     for key, value in fields.items():
         text = str(value)
         parts.append(f"{key}={text!r}" if (" " in text or "=" in text or not text) else f"{key}={text}")
-    log.log(level, " ".join(parts))
+    log.log(level, " ".join(parts), extra={"fields": {"event": name, **fields}})
 
 
 class SourceAborted(Exception):

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, LiteralString
 
 import neo4j
-from neo4j.exceptions import ClientError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Kind, ReplicatorError
 from replicator.position import SinkPosition
 from replicator.sinks.errors import DestinationUnavailable
+from replicator.sinks.neo4j import faults
 from replicator.sinks.neo4j.model import GraphModel, quote
 from replicator.sinks.neo4j.planner import Plan
 
@@ -47,12 +47,9 @@ def unavailable(where: str, exc: BaseException) -> DestinationUnavailable:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Errors worth retrying the same batch for: the server is down, restarting or overloaded."""
-    if isinstance(exc, ServiceUnavailable | SessionExpired | TransientError | OSError):
-        return True
-    if isinstance(exc, Neo4jError) and not isinstance(exc, ClientError):
-        return True  # DatabaseError: the server's fault, not the data's
-    return isinstance(exc, DriverError) and not isinstance(exc, Neo4jError)
+    """Errors worth retrying the same batch for: the server is down, restarting or overloaded
+    (``faults.kind``; the destination translates the others with their server, user and database)."""
+    return faults.kind(exc) is Kind.RETRYABLE
 
 
 def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> None:
@@ -103,8 +100,8 @@ def apply_plan(
     driver: neo4j.Driver, database: str, model: GraphModel, plan: Plan, position: SinkPosition
 ) -> SinkPosition:
     """Run ``plan`` and store ``position`` merged into the stored one, in one transaction. Returns the
-    stored position. Idempotent. Raises DestinationUnavailable (retry later) or the server's
-    ClientError (the data was refused: the runner isolates the event)."""
+    stored position. Idempotent. Raises DestinationUnavailable (retry later) or the driver's error
+    (``faults.translate`` says whether it is the data's or the destination's)."""
 
     def work(tx: neo4j.ManagedTransaction) -> SinkPosition:
         stored = _read_position_tx(tx, model, position.sink, lock=True)

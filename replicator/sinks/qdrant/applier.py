@@ -1,24 +1,23 @@
 """The thin, I/O half of the Qdrant sink: reads the state a plan needs and writes a plan, the
-tombstones and the sink position with as few client calls as possible. Every client error is turned
-into DestinationUnavailable (retry later) or PoisonEvent (the batch holds something Qdrant refuses).
+tombstones and the sink position with as few client calls as possible. Every client error is raised
+as the sink error of its kind (``faults.qdrant_errors``): DestinationUnavailable (retry later),
+DestinationRefused (API key, missing collection: fatal for the sink) or PoisonEvent (the batch holds
+something Qdrant refuses).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from replicator.embedding import DIMENSIONS
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
-from replicator.sinks.errors import DestinationUnavailable, PoisonEvent
+from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.planner import Plan
 from replicator.sinks.qdrant.points import (
     SEQ,
@@ -30,28 +29,6 @@ from replicator.sinks.qdrant.points import (
 )
 
 _TOMBSTONE = "tombstone"
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-@contextmanager
-def qdrant_errors(what: str, where: str) -> Iterator[None]:
-    """Translate client errors raised while doing ``what`` against ``where`` (a URL or path)."""
-    try:
-        yield
-    except (httpx.TransportError, ResponseHandlingException, ConnectionError, TimeoutError) as exc:
-        raise DestinationUnavailable(
-            f"Qdrant at {where} did not answer while {what}: {exc!r}",
-            hint="check that the server is up and reachable (URL, API key, network); the batch is retried",
-        ) from exc
-    except UnexpectedResponse as exc:
-        if exc.status_code in _RETRYABLE_STATUS:
-            raise DestinationUnavailable(
-                f"Qdrant at {where} answered {exc.status_code} while {what}",
-                hint="the server is overloaded or restarting; the batch is retried",
-            ) from exc
-        raise PoisonEvent(None, f"Qdrant at {where} refused {what}: {exc.status_code} {exc.content!r}") from exc
-    except (ValueError, KeyError) as exc:  # local mode validates in-process
-        raise PoisonEvent(None, f"Qdrant (local, {where}) refused {what}: {exc}") from exc
 
 
 def tune_local_storage(client: QdrantClient, collections: Iterable[str]) -> bool:

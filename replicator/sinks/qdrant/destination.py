@@ -13,8 +13,9 @@ from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch
-from replicator.sinks.qdrant.applier import Applier, qdrant_errors, read_position
+from replicator.sinks.qdrant.applier import Applier, read_position
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
+from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
 from replicator.sinks.settings import QdrantSettings
 
@@ -112,12 +113,26 @@ class QdrantDestination:
         return self._client
 
     def start(self) -> SinkPosition | None:
-        """Create the collections if absent; return the stored position (None on a first run).
-        Idempotent. Raises DestinationUnavailable, ConfigError (a collection of another shape)."""
+        """Create the collections if absent and return the stored position (None on a first run).
+        Idempotent: the runner calls it again to re-check after a fatal error, and then it also loads
+        the model if loading it failed (otherwise the model loads when a change first needs it).
+
+        A collection missing while this sink's position survives was dropped under it: creating an
+        empty one would silently lose every point before that position, so that is DestinationRefused
+        until it is restored, or its positions are deleted too (the sink then rebuilds it from offset
+        0). Raises DestinationUnavailable, DestinationRefused, ModelError, ConfigError (a collection of
+        another shape)."""
         applier = Applier(self.client, self.settings.qdrant.collection, self.settings.where)
+        with qdrant_errors("checking the collection", self.settings.where):
+            present = self.client.collection_exists(applier.collection)
+        stored = read_position(self.client, applier.collection, self.name)
+        if stored is not None and not present:
+            raise missing_collection(applier.collection, "starting", self.settings.where)
         applier.ensure_collections()
+        if self.embedder.failed:
+            self.embedder.load()
         self._applier = applier
-        self._position = read_position(self.client, applier.collection, self.name)
+        self._position = stored
         return self._position
 
     def apply(self, batch: Batch) -> None:

@@ -31,8 +31,8 @@ from qdrant_client import QdrantClient, models
 
 from replicator.embedding import MODEL_NAME, entity_text
 from replicator.errors import ConfigError
-from replicator.sinks.qdrant.applier import qdrant_errors
 from replicator.sinks.qdrant.embedder import Embedder
+from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
     COMPUTED,
     EMBEDDING_MODEL,
