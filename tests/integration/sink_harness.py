@@ -34,7 +34,8 @@ def start_sink(kind: str, kafka: KafkaSettings, prefix: str, group: str, *extra:
 
 def neo4j_flags(iso: Isolated, sink: str) -> list[str]:
     g, m = iso.graph, iso.model
-    return ["--sink-name", sink, "--uri", g.uri, "--user", g.user, "--password", g.password,
+    # The password reaches the child through its environment (REPLICATOR_NEO4J_PASSWORD), never argv.
+    return ["--sink-name", sink, "--uri", g.uri, "--user", g.user,
             "--database", g.database, "--entity-label", m.entity_label, "--tombstone-label", m.tombstone_label,
             "--position-label", m.position_label, "--audit"]  # fmt: skip
 

@@ -179,7 +179,7 @@ def _rollback(running: Running, *extra: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "replicator", "rollback", "--db", str(running.db), "--neo4j-uri", o.neo4j.uri,
          "--neo4j-sink", o.neo4j_sink, "--entity-label", o.entity_label, "--position-label", o.position_label,
          *extra],
-        env={**os.environ, "REPLICATOR_NEO4J_PASSWORD": o.neo4j.password}, capture_output=True, text=True,
+        env={**os.environ, "REPLICATOR_NEO4J_PASSWORD": o.neo4j.password or ""}, capture_output=True, text=True,
         check=False,
     )  # fmt: skip
 

@@ -286,7 +286,7 @@ def _sink_process(iso: Isolated, group: str, sink: str) -> SinkProcess:
     return SinkProcess(subprocess.Popen(
         [sys.executable, "-m", "replicator", "sink", "neo4j", "--bootstrap-servers", iso.kafka.bootstrap_servers,
          "--topic-prefix", iso.prefix, "--group", group, "--sink-name", sink, "--uri", iso.graph.uri,
-         "--user", iso.graph.user, "--password", iso.graph.password, "--database", iso.graph.database,
+         "--user", iso.graph.user, "--database", iso.graph.database,
          "--entity-label", m.entity_label, "--tombstone-label", m.tombstone_label,
          "--position-label", m.position_label, "--audit", "--batch-size", "50", "--batch-age-ms", "50",
          "--session-timeout-ms", "6000"],
