@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -37,6 +37,7 @@ from replicator.migrate.diff import (
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.readers import Keys, Neo4jReader, QdrantReader, StoreReader
 from replicator.migrate.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
+from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def _count_problems(target: str, store: dict[str, int], dest: dict[str, int]) ->
 def _validate_target(
     target: str,
     store: StoreReader,
-    dest: Neo4jReader | QdrantReader,
+    dest: Neo4jReader | QdrantReader | SinkEndpointReader,
     sample: Sequence[int],
     store_keys_: Keys | None,
 ) -> list[Mismatch]:
@@ -208,6 +209,7 @@ def validate(
     entity_label: str = "Entity",
     qdrant: QdrantSettings | None = None,
     qdrant_api_key: str | None = None,
+    qdrant_reader: Callable[[], QdrantReader | SinkEndpointReader] | None = None,
     options: ValidationOptions | None = None,
     model: SentenceTransformer | None = None,
 ) -> ValidationReport:
@@ -215,7 +217,8 @@ def validate(
 
     ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment
     (REPLICATOR_NEO4J_*); Qdrant needs ``qdrant`` (url or local path). ``model`` avoids reloading the
-    embedding model when the caller already has it. Blocks; read-only everywhere; raises MigrateError
+    embedding model when the caller already has it. ``qdrant_reader`` opens Qdrant another way (the
+    sink's endpoint, while it holds a local-mode directory). Blocks; read-only everywhere; raises MigrateError
     (unreachable backend, missing collection, bad options).
     """
     started = time.monotonic()
@@ -234,9 +237,11 @@ def validate(
         report.sampled = len(chosen)
         report.counts["store"] = store_counts
         for name in names:
-            dest: Neo4jReader | QdrantReader
+            dest: Neo4jReader | QdrantReader | SinkEndpointReader
             if name == "neo4j":
                 dest = Neo4jReader(neo4j or Neo4jSettings.from_env(), entity_label)
+            elif qdrant_reader is not None:
+                dest = qdrant_reader()
             else:
                 assert qdrant is not None
                 dest = QdrantReader(qdrant, api_key=qdrant_api_key)
@@ -246,7 +251,11 @@ def validate(
                 report.problems += _count_problems(name, store_counts, counts)
                 mismatches += _validate_target(name, store, dest, chosen, store_keys)
                 if name == "qdrant" and opts.search and not opts.fast:
-                    assert isinstance(dest, QdrantReader)
+                    if not isinstance(dest, QdrantReader):
+                        raise MigrateError(
+                            "search consistency needs Qdrant itself, not the sink's endpoint",
+                            hint="compare without search (--no-search), or stop the sink and pass --qdrant-path",
+                        )
                     report.search = _search(store, dest, opts, model)
                     report.search_consistency = consistency(report.search)
     report.mismatches = merge(mismatches)

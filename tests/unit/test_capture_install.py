@@ -24,6 +24,7 @@ from replicator.capture.install import (
     uninstall,
 )
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
+from replicator.migrate.readers import StoreReader
 from replicator.store.writer import MemoryWriter
 
 
@@ -339,6 +340,8 @@ def test_a_store_path_with_uri_characters_opens_that_file_and_creates_no_other(t
     assert state.installed
     with closing(open_store(db, readonly=True)) as conn:
         assert read_state(conn).store_id == state.store_id
+    with StoreReader(db) as reader:
+        assert reader.capture_installed
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(name)) == []
 
 
