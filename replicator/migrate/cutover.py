@@ -211,7 +211,8 @@ class _Cutover:
     def step(self, name: str) -> None:
         self.at_step = name
         state.save(self.plan.db, self.st, state="cutting_over", step=name, target=self.plan.target,
-                   config=str(self.plan.config), pid=os.getpid(), reason=None)  # fmt: skip
+                   config=str(self.plan.config), pid=os.getpid(), reason=None,
+                   final_seq=self.report.final_seq)  # fmt: skip
         self.log(f"step {state.STEPS.index(name) + 1}/5: {name}")
         _test_pause(name)
 
