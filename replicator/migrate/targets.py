@@ -27,6 +27,7 @@ from qdrant_client import QdrantClient
 from replicator.capture.install import open_store, read_state
 from replicator.clioptions import secret_option
 from replicator.errors import ConfigError
+from replicator.migrate.budget import within
 from replicator.migrate.readers import quote
 from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.migrate.validate import ValidationOptions, validate, validate_store
@@ -179,10 +180,16 @@ class Neo4jTarget:
         )  # fmt: skip
 
     def _query(self, cypher: str, timeout_s: float, **params: Any) -> list[neo4j.Record]:  # noqa: ANN401
-        records, _, _ = self.driver.execute_query(
-            neo4j.Query(cypher, timeout=max(timeout_s, 0.001)), parameters_=params, database_=self.opts.neo4j.database
-        )
-        return records
+        """Records of ``cypher``, within ``timeout_s`` however the server fails (a server that accepts
+        and never answers costs the driver connect timeouts and retries: tens of seconds). Raises
+        OutOfTime or the driver's error."""
+
+        def run() -> list[neo4j.Record]:
+            query = neo4j.Query(cypher, timeout=max(timeout_s, 0.001))
+            records, _, _ = self.driver.execute_query(query, parameters_=params, database_=self.opts.neo4j.database)
+            return list(records)
+
+        return within(run, timeout_s, f"Neo4j at {self.opts.neo4j.uri}")
 
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         records = self._query(

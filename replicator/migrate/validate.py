@@ -215,17 +215,14 @@ def validate(
 ) -> ValidationReport:
     """Validate ``targets`` (neo4j, qdrant, hybrid) against the store at ``store_path``.
 
-    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment
-    (REPLICATOR_NEO4J_*); Qdrant needs ``qdrant`` (url or local path). ``model`` avoids reloading the
-    embedding model when the caller already has it. ``qdrant_reader`` opens Qdrant another way (the
-    sink's endpoint, while it holds a local-mode directory). Blocks; read-only everywhere; raises MigrateError
-    (unreachable backend, missing collection, bad options).
-    """
+    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment; Qdrant
+    needs ``qdrant`` (url or path) or ``qdrant_reader`` (e.g. the sink's endpoint, no search). ``model``
+    avoids reloading the model. Blocks; read-only; raises MigrateError (unreachable, missing, bad options)."""
     started = time.monotonic()
     opts = options or ValidationOptions(sample=sample)
     names = expand_targets(targets)
-    if "qdrant" in names and qdrant is None:
-        raise MigrateError("validating Qdrant needs its location", hint="pass --qdrant-url URL or --qdrant-path DIR")
+    if "qdrant" in names:
+        _check_qdrant(qdrant, qdrant_reader is not None, opts)
     report = ValidationReport(ok=False, targets=names, mode=opts.mode, search_threshold=opts.search_threshold)
     mismatches: list[Mismatch] = []
     with StoreReader(store_path) as store, store.transaction():
@@ -237,25 +234,19 @@ def validate(
         report.sampled = len(chosen)
         report.counts["store"] = store_counts
         for name in names:
-            dest: Neo4jReader | QdrantReader | SinkEndpointReader
             if name == "neo4j":
-                dest = Neo4jReader(neo4j or Neo4jSettings.from_env(), entity_label)
-            elif qdrant_reader is not None:
-                dest = qdrant_reader()
+                dest: Neo4jReader | QdrantReader | SinkEndpointReader = Neo4jReader(
+                    neo4j or Neo4jSettings.from_env(), entity_label
+                )
             else:
-                assert qdrant is not None
-                dest = QdrantReader(qdrant, api_key=qdrant_api_key)
+                dest = _qdrant_reader(qdrant, qdrant_api_key, qdrant_reader)
             with dest:
                 counts = dest.counts()
                 report.counts[name] = counts
                 report.problems += _count_problems(name, store_counts, counts)
                 mismatches += _validate_target(name, store, dest, chosen, store_keys)
                 if name == "qdrant" and opts.search and not opts.fast:
-                    if not isinstance(dest, QdrantReader):
-                        raise MigrateError(
-                            "search consistency needs Qdrant itself, not the sink's endpoint",
-                            hint="compare without search (--no-search), or stop the sink and pass --qdrant-path",
-                        )
+                    assert isinstance(dest, QdrantReader)  # _qdrant_reader refuses search through a sink
                     report.search = _search(store, dest, opts, model)
                     report.search_consistency = consistency(report.search)
     report.mismatches = merge(mismatches)
@@ -270,6 +261,27 @@ def validate(
     report.ok = not report.problems
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _check_qdrant(qdrant: QdrantSettings | None, through_sink: bool, opts: ValidationOptions) -> None:
+    if qdrant is None and not through_sink:
+        raise MigrateError("validating Qdrant needs its location", hint="pass --qdrant-url URL or --qdrant-path DIR")
+    if through_sink and opts.search and not opts.fast:
+        raise MigrateError(
+            "search consistency needs Qdrant itself, not the sink's endpoint",
+            hint="compare without search (--no-search), or stop the sink and pass --qdrant-path",
+        )
+
+
+def _qdrant_reader(
+    qdrant: QdrantSettings | None,
+    api_key: str | None,
+    other: Callable[[], QdrantReader | SinkEndpointReader] | None,
+) -> QdrantReader | SinkEndpointReader:
+    if other is not None:
+        return other()
+    assert qdrant is not None  # checked by validate() before anything is read
+    return QdrantReader(qdrant, api_key=api_key)
 
 
 def _all_entity_ids(store: StoreReader) -> list[int]:

@@ -7,8 +7,10 @@ exercised by tests/integration/test_cutover_live.py) and SIGKILL it at each poin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +24,10 @@ import pytest
 from replicator.capture.install import CaptureError, install
 from replicator.errors import ConfigError
 from replicator.migrate import config, cutover, fence, rollback, state
+from replicator.migrate.daemons import PipelineConfig
+from replicator.migrate.targets import Neo4jTarget
 from replicator.position import SinkPosition
+from replicator.sinks.settings import Neo4jSettings
 from replicator.store.writer import MemoryWriter
 from tests.unit.test_cutover_fence import CAXTON, FakeTarget
 
@@ -252,3 +257,28 @@ def test_the_state_file_is_written_durably(store: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "fsync", fsync)
     state.save(store, state.load(store), state="aborted")
     assert len(synced) >= 2  # the file before the rename, its directory after
+
+
+def test_a_neo4j_that_accepts_but_never_answers_is_named_within_the_preflight_bound(store: Path) -> None:
+    """Seen: one position read against an unreachable Neo4j took 35 s. A socket that accepts and
+    then says nothing (a hung server, a black-holing firewall) now costs the preflight's bound."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)
+    port = hole.getsockname()[1]
+    opts = PipelineConfig(db=store, workdir=store.parent).target_options()
+    opts = dataclasses.replace(opts, neo4j=Neo4jSettings(uri=f"bolt://127.0.0.1:{port}", password="x" * 8))
+    target = Neo4jTarget(opts)
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="neo4j", preflight_timeout_s=1.5)
+    started = time.monotonic()
+    try:
+        report = cutover.run(plan, [target])
+    finally:
+        target.close()
+        hole.close()
+    assert time.monotonic() - started < 5
+    assert not report.ok and report.aborted_at == "preflight"
+    assert "cannot read its position" in (report.reason or "") and "did not answer within 1.50s" in (
+        report.reason or ""
+    )
+    assert state.load(store).state == "aborted"
