@@ -74,7 +74,11 @@ def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, wa
 )
 @click.option("--max-lag", default=1000, show_default=True, help="Refuse to start if a sink is more seq behind.")
 @click.option("--sample", default=10, show_default=True, help="Entities compared while fenced.")
-@click.option("--postpone-flag", type=click.Path(path_type=Path), help="Get ready, then wait until this file is gone.")
+@click.option(
+    "--postpone-flag",
+    type=click.Path(path_type=Path),
+    help="Check readiness, then wait until this file is gone; the preflight is taken again at the go.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, writer_wait: str,
             max_lag: int, sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip

@@ -244,9 +244,12 @@ class _Cutover:
         self.step("preflight")
         problems = preflight(self.plan, self.targets)
         flag = self.plan.postpone_flag
-        while not problems and flag is not None and flag.exists():
+        if not problems and flag is not None and flag.exists():
+            # Ready: wait for the go. What changes meanwhile (a sink restarting, a burst of lag) is
+            # judged at the go, by the preflight that decides, not by one taken while waiting.
             self.log(f"ready; postponed while {flag} exists")
-            time.sleep(0.5)
+            while flag.exists():
+                time.sleep(0.2)
             problems = preflight(self.plan, self.targets)
         if problems:
             self.report.problems = problems

@@ -49,11 +49,20 @@ class LiveWriter:
     other_errors: list[str] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    resumed: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.resumed.set()
 
     def run(self) -> None:
         gap = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         while not self.stop_event.is_set():
+            if not self.resumed.is_set():
+                while not self.resumed.wait(0.05) and not self.stop_event.is_set():
+                    pass
+                next_at = time.monotonic()  # no burst to make up for the pause
+                continue
             try:
                 self.workload.step()
                 self.acknowledged += 1
@@ -69,6 +78,13 @@ class LiveWriter:
     def start(self) -> None:
         self.thread = threading.Thread(target=self.run, name="live-writer", daemon=True)
         self.thread.start()
+
+    def pause(self) -> None:
+        """Hold the writes after the current one (until ``resume``)."""
+        self.resumed.clear()
+
+    def resume(self) -> None:
+        self.resumed.set()
 
     def stop(self) -> None:
         self.stop_event.set()

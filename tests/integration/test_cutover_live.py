@@ -324,14 +324,24 @@ def _crash_at(running: Running, point: str, flag: Path) -> None:
 
     wait(lambda: state.load(running.db).step == "preflight")
     running.wait_caught_up()
-    flag.unlink()  # go: fence, drain, ...
-    wait(lambda: state.load(running.db).step == CRASH_POINTS[point])
+    # The go. The writer holds its writes until the fence is taken, then writes into it (and waits,
+    # as Caxton's writers do): the drain has only what the sinks had not applied yet, not a burst
+    # written while a loaded machine schedules the cutover.
+    running.writer.pause()
+    flag.unlink()
+    wanted = CRASH_POINTS[point]
+    fenced = state.STEPS[state.STEPS.index("drain") :]
+    if wanted in fenced:
+        wait(lambda: state.load(running.db).step in fenced)
+        running.writer.resume()
+    wait(lambda: state.load(running.db).step == wanted)
     if point == "switch-refusing":  # the state says "switch" before the refusal commits
         wait(lambda: not _store_takes_writes(running.db))
     if point == "switch-config-written":
         wait(lambda: config.read_backend(running.caxton) == "hybrid")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    running.writer.resume()
 
 
 def _rollback_after_crash(running: Running, switched: bool) -> None:

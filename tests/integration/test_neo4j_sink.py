@@ -290,8 +290,14 @@ def _sink_process(iso: Isolated, group: str, sink: str) -> SinkProcess:
          "--entity-label", m.entity_label, "--tombstone-label", m.tombstone_label,
          "--position-label", m.position_label, "--audit", "--batch-size", "50", "--batch-age-ms", "50",
          "--session-timeout-ms", "6000"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **_password(iso.graph)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     ))  # fmt: skip
+
+
+def _password(graph: Neo4jSettings) -> dict[str, str]:
+    """The sink's password, for its environment (never its argv: ``ps`` shows argv)."""
+    return {} if graph.password is None else {"REPLICATOR_NEO4J_PASSWORD": graph.password}
 
 
 def _publish_in_background(iso: Isolated, txs: list[list[Any]]) -> threading.Thread:

@@ -282,3 +282,35 @@ def test_a_neo4j_that_accepts_but_never_answers_is_named_within_the_preflight_bo
         report.reason or ""
     )
     assert state.load(store).state == "aborted"
+
+
+class Flaky(FakeTarget):
+    """A caught-up sink that cannot be read while ``broken`` exists (a sink restarting)."""
+
+    def __init__(self, name: str, db: Path, broken: Path) -> None:
+        super().__init__(name, db)
+        self.broken = broken
+
+    def position(self, timeout_s: float = 10.0) -> SinkPosition:
+        if self.broken.exists():
+            raise ConnectionRefusedError("the sink is restarting")
+        return super().position(timeout_s)
+
+
+def test_a_postponed_cutover_judges_at_the_go_not_while_it_waits(store: Path) -> None:
+    flag, broken = store.parent / "postpone", store.parent / "broken"
+    flag.touch()
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="neo4j", postpone_flag=flag)
+    reports: list[cutover.CutoverReport] = []
+    worker = threading.Thread(target=lambda: reports.append(cutover.run(plan, [Flaky("neo4j", store, broken)])))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while state.load(store).step != "preflight" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # ready, postponed
+    broken.touch()  # the sink restarts while the operator has not given the go yet
+    time.sleep(1.5)
+    broken.unlink()
+    flag.unlink()  # the go
+    worker.join(20)
+    assert reports and reports[0].ok, reports[0].reason if reports else "no report"
