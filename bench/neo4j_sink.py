@@ -19,10 +19,10 @@ from typing import Any
 
 import neo4j
 
+from replicator.migrate.demo import local_stack_neo4j
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
-from replicator.sinks.settings import Neo4jSettings
 from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--relations", type=int, default=10_000)
     args = parser.parse_args()
-    kafka, graph = KafkaSettings.from_env(), Neo4jSettings.from_env()
+    kafka, graph = KafkaSettings.from_env(), local_stack_neo4j()  # the local stack's password unless the env names one
     h = uuid.uuid4().hex[:8]
     prefix = f"bench{h}.caxton.memory"
     model = GraphModel(f"BenchEntity_{h}", f"BenchTomb_{h}", f"BenchPos_{h}")

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,14 @@ class Drift(NamedTuple):
     removed: tuple[str, ...]
 
 
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI that opens exactly ``path``: SQLite decodes %XX escapes in a URI and ends the
+    path at ``?`` or ``#``, so a path containing ``?``, ``#`` or ``%`` must be escaped or it opens
+    (and in ``rw`` mode even creates) another file. Pure."""
+    query = urllib.parse.urlencode(params)
+    return f"file:{urllib.parse.quote(str(path))}" + (f"?{query}" if query else "")
+
+
 def _check_file(path: Path) -> None:
     """Refuse what cannot be a store before SQLite touches it.
 
@@ -79,7 +88,7 @@ def _check_file(path: Path) -> None:
         )
     try:
         # immutable=1: no locks taken, no -wal/-shm created; only the header and schema are read.
-        probe = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        probe = sqlite3.connect(sqlite_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
     try:
@@ -104,7 +113,7 @@ def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) ->
     _check_file(path)
     mode = "ro" if readonly else "rw"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=timeout_s, isolation_level=None)
+        conn = sqlite3.connect(sqlite_uri(path, mode=mode), uri=True, timeout=timeout_s, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
     try:

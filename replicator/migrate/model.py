@@ -177,3 +177,23 @@ def _opt_float(value: object) -> float | None:
 
 def _opt_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) -> None:  # noqa: ANN401
+    """One Qdrant point (design §6) into ``snap``: its entity (or a placeholder when the payload has
+    no entity fields yet: a vector awaiting its entity) and its vector (the only one of a named-vector
+    mapping)."""
+    payload.setdefault("id", pid)
+    try:
+        snap.entities[pid] = entity_from_mapping(payload)
+    except (KeyError, ValueError, TypeError):
+        snap.placeholders.add(pid)
+    if isinstance(vector, dict):
+        vector = next(iter(vector.values()), None)
+    if isinstance(vector, list | tuple):
+        snap.embeddings[pid] = Embedding(
+            pid,
+            tuple(float(x) for x in vector),
+            model_version=payload.get("embedding_model"),
+            text_sha256=payload.get("text_sha256"),
+        )

@@ -115,7 +115,8 @@ class SinkRunner:
         start is waited for, as later on."""
         server = None
         if self.settings.metrics_port is not None:
-            server = MetricsServer(self.metrics, self.settings.metrics_port)
+            export = getattr(self.destination, "export_points", None)  # optional: /points
+            server = MetricsServer(self.metrics, self.settings.metrics_port, self.settings.metrics_host, export)
             self.metrics_port = server.port
             log.info("metrics listening", extra={"port": server.port})
         try:
@@ -194,6 +195,7 @@ class SinkRunner:
         position = applied.position(self.sink, int(time.time() * 1000))
         self._position = position if self._position is None else self._position.merged(position)
         self._describe()  # before the position: a reader that sees the position sees counts as new
+        self.metrics.observe_source(applied.events)
         self.metrics.observe_position(self._position)
         self._commit(position)
 

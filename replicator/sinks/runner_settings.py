@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
 from replicator.transport.settings import ClientConfig, KafkaSettings
 
@@ -12,6 +13,9 @@ DEFAULT_PREFIX = "caxton.memory"
 #: not to trip a server's failed-login limit (Neo4j locks a user after 3 failures), short enough that
 #: a fixed password or a restored collection is picked up within half a minute.
 DEFAULT_RECHECK_S = 30.0
+#: The HTTP endpoint answers on the loopback interface only unless told otherwise: its /position
+#: and /points tell anyone who asks what the store holds.
+DEFAULT_METRICS_HOST = DEFAULT_HOST
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class SinkRunnerSettings:
     # How soon the group notices a dead instance (kill -9) and hands its partitions on.
     session_timeout_ms: int = 10_000
     metrics_port: int | None = None  # None: no HTTP endpoint
+    metrics_host: str = DEFAULT_METRICS_HOST
     schema_registry: str | None = None  # decode Confluent-framed values through this registry
 
     def __post_init__(self) -> None:
@@ -51,6 +56,8 @@ class SinkRunnerSettings:
             raise ConfigError("session timeout below the broker's 6000 ms minimum", hint="e.g. 10000")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port {self.metrics_port} is not a TCP port", hint="e.g. 9464; 0 = any")
+        if not self.metrics_host.strip():
+            raise ConfigError("the metrics host is empty", hint="e.g. --metrics-host 127.0.0.1 (0.0.0.0: all)")
         if not self.sink:
             object.__setattr__(self, "sink", self.group)
 

@@ -94,6 +94,10 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 )
 @click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
 @click.option(
+    "--metrics-host",
+    help="address the endpoint binds [127.0.0.1; 0.0.0.0: every interface; env REPLICATOR_SOURCE_METRICS_HOST]",
+)
+@click.option(
     "--schema-registry",
     help="Confluent Schema Registry URL: frame values with its schema ids "
     "[env REPLICATOR_SCHEMA_REGISTRY; default: Avro single-object encoding, no registry]",

@@ -133,8 +133,8 @@ class SourceDaemon:
         try:
             self.identity = self.reader.check()
             if s.metrics_port is not None:
-                self.server = MetricsServer(self.metrics, s.metrics_port, self.healthy)
-                event(logging.INFO, "metrics_listening", port=self.server.port)
+                self.server = MetricsServer(self.metrics, s.metrics_port, self.healthy, s.metrics_host)
+                event(logging.INFO, "metrics_listening", host=s.metrics_host, port=self.server.port)
             event(
                 logging.INFO,
                 "source_starting",

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 
+from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
@@ -33,6 +34,7 @@ ENV: Final = {
     "topic_prefix": "REPLICATOR_TOPIC_PREFIX",
     "partitions": "REPLICATOR_SOURCE_PARTITIONS",
     "metrics_port": "REPLICATOR_SOURCE_METRICS_PORT",
+    "metrics_host": "REPLICATOR_SOURCE_METRICS_HOST",
     "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
     "replication_factor": ENV_REPLICATION_FACTOR,
@@ -64,6 +66,7 @@ class SourceSettings:
     topic_prefix: str = DEFAULT_PREFIX
     partitions: int = 3  # for topics the source creates; existing topics keep theirs
     metrics_port: int | None = None
+    metrics_host: str = DEFAULT_HOST  # the endpoint answers on loopback unless told otherwise
     schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
@@ -93,6 +96,8 @@ class SourceSettings:
             )
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port {self.metrics_port} is not a TCP port", hint="use 1-65535 (0: any)")
+        if not self.metrics_host.strip():
+            raise ConfigError("metrics_host is empty", hint="e.g. 127.0.0.1 (0.0.0.0: every interface)")
         for name in ("batch_rows", "snapshot_chunk_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1", hint="e.g. 500")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from replicator.clioptions import secret_option
+from replicator.secrets import read_secret
 from replicator.stack import control
 from replicator.stack.settings import (
     DEFAULT_NEO4J_PASSWORD,
@@ -50,17 +52,24 @@ def stack() -> None:
 @click.option("--kafka-heap-mb", type=int, default=StackSettings.kafka_heap_mb, show_default=True,
               help="Java heap of each Kafka node, in MiB.")  # fmt: skip
 @click.option("--bolt-port", type=int, default=7687, show_default=True, envvar="REPLICATOR_BOLT_PORT")
-@click.option("--neo4j-password", default=DEFAULT_NEO4J_PASSWORD, show_default=True, envvar="NEO4J_PASSWORD",
-              help="Password of the neo4j user; empty turns authentication off.")  # fmt: skip
+@secret_option("--neo4j-password", "NEO4J_PASSWORD", "NEO4J_PASSWORD_FILE",
+               f"password of the neo4j user [default: {DEFAULT_NEO4J_PASSWORD}]")  # fmt: skip
+@click.option("--neo4j-auth/--no-neo4j-auth", default=True, show_default=True, help="Neo4j authentication.")
 @click.option("--kafka-version", default=KAFKA_VERSION, show_default=True)
 @click.option("--neo4j-version", default=NEO4J_VERSION, show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
               help="Seconds to wait for each server to answer.")  # fmt: skip
 def up(root: Path, cache: Path, brokers: int, kafka_port: int, kafka_controller_port: int | None,
-       kafka_heap_mb: int, bolt_port: int, neo4j_password: str, kafka_version: str, neo4j_version: str,
-       timeout_s: float) -> None:  # fmt: skip
+       kafka_heap_mb: int, bolt_port: int, neo4j_password: str | None, neo4j_password_file: Path | None,
+       neo4j_auth: bool, kafka_version: str, neo4j_version: str, timeout_s: float) -> None:  # fmt: skip
     """Resolve jars, start every server and wait until each answers. Harmless when already up; starts
     again only what is not running (a broker that died, say)."""
+    if not neo4j_auth:
+        neo4j_password = ""
+    elif neo4j_password is None and neo4j_password_file is None:
+        neo4j_password = DEFAULT_NEO4J_PASSWORD  # the local stack's own default, known to nothing else
+    else:
+        neo4j_password = read_secret(neo4j_password, neo4j_password_file, "Neo4j password") or ""
     settings = StackSettings(
         root=root, cache=cache, brokers=brokers, kafka_port=kafka_port,
         kafka_controller_port=kafka_controller_port or 0, kafka_heap_mb=kafka_heap_mb, bolt_port=bolt_port,

@@ -153,8 +153,15 @@ def write_state(settings: StackSettings) -> None:
         "neo4j_password": settings.neo4j_password,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
     }
-    settings.state_file.write_text(json.dumps(state, indent=2) + "\n")
-    settings.state_file.chmod(0o600)  # it holds the Neo4j password
+    # It holds the Neo4j password: readable by this user only from the first byte (a temporary file
+    # created 0600, then renamed over the old one), never world-readable for an instant.
+    path = settings.state_file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # O_CREAT does not change the mode of a leftover file
+        out.write(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_settings(root: Path) -> StackSettings | None:

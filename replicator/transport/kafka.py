@@ -7,19 +7,37 @@ it cannot be reached, instead of librdkafka's endless silent retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Final, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from replicator.errors import ConfigError, Retryable
+from replicator.errors import ConfigError, Fatal, Retryable
 from replicator.transport.settings import KafkaSettings, Replication
+
+T = TypeVar("T")
+
+#: Errors that a broker clears by itself within seconds: a group coordinator moving or still loading
+#: its offsets (a fresh broker), a partition leader being elected, a rebalance. The same request,
+#: sent again shortly, succeeds.
+TRANSIENT: Final = frozenset({
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._WAIT_COORD, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS,
+})  # fmt: skip
+#: Errors that say no broker answers at all: waiting again would only repeat the client's timeout.
+UNREACHABLE: Final = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT})
 
 
 class TransportError(Retryable):
     """Kafka is unreachable or refused a request."""
+
+
+class KafkaRefused(Fatal):
+    """The broker answered with an error that waiting will not clear (authorization, a bad request)."""
 
 
 def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportError:
@@ -27,6 +45,44 @@ def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportEr
         f"Kafka at {settings.bootstrap_servers} did not {what}: {exc}",
         hint="is the broker up? `replicator stack status` for the local stack, or check REPLICATOR_KAFKA_BOOTSTRAP",
     )
+
+
+def classify(settings: KafkaSettings, what: str, exc: KafkaException) -> TransportError | KafkaRefused:
+    """A client exception as our error: Retryable (TransportError) when the broker is unreachable or
+    the error clears by itself, Fatal (KafkaRefused) otherwise. Pure."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is None or err.code() in UNREACHABLE:
+        return _unreachable(settings, what, err if err is not None else exc)
+    if err.code() in TRANSIENT or err.retriable():
+        return TransportError(
+            f"Kafka at {settings.bootstrap_servers} could not {what} yet: {err.str()} ({err.name()})",
+            hint="the broker is busy (a group coordinator loading or moving, a leader election): retry in a few "
+            "seconds; if it lasts, check the broker's log",
+        )
+    return KafkaRefused(
+        f"Kafka at {settings.bootstrap_servers} refused to {what}: {err.str()} ({err.name()})",
+        hint="check the broker's settings and this client's permissions (ACLs) for the group and topics",
+    )
+
+
+def retrying(settings: KafkaSettings, what: str, call: Callable[[], T], bound_s: float | None = None) -> T:
+    """``call()``, sent again with capped backoff while it fails with a TRANSIENT broker error, for at
+    most ``bound_s`` (default: the settings' timeout). Blocks. Raises TransportError (still transient
+    at the bound, or unreachable: reported at once) or KafkaRefused, never a raw KafkaException."""
+    deadline = time.monotonic() + (settings.timeout_s if bound_s is None else bound_s)
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = classify(settings, what, exc)
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if not isinstance(error, TransportError) or code is None or code in UNREACHABLE:
+                raise error from exc
+            if time.monotonic() + delay > deadline:
+                raise error from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> None:

@@ -286,12 +286,18 @@ def _sink_process(iso: Isolated, group: str, sink: str) -> SinkProcess:
     return SinkProcess(subprocess.Popen(
         [sys.executable, "-m", "replicator", "sink", "neo4j", "--bootstrap-servers", iso.kafka.bootstrap_servers,
          "--topic-prefix", iso.prefix, "--group", group, "--sink-name", sink, "--uri", iso.graph.uri,
-         "--user", iso.graph.user, "--password", iso.graph.password, "--database", iso.graph.database,
+         "--user", iso.graph.user, "--database", iso.graph.database,
          "--entity-label", m.entity_label, "--tombstone-label", m.tombstone_label,
          "--position-label", m.position_label, "--audit", "--batch-size", "50", "--batch-age-ms", "50",
          "--session-timeout-ms", "6000"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **_password(iso.graph)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     ))  # fmt: skip
+
+
+def _password(graph: Neo4jSettings) -> dict[str, str]:
+    """The sink's password, for its environment (never its argv: ``ps`` shows argv)."""
+    return {} if graph.password is None else {"REPLICATOR_NEO4J_PASSWORD": graph.password}
 
 
 def _publish_in_background(iso: Isolated, txs: list[list[Any]]) -> threading.Thread:

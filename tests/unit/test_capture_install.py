@@ -14,8 +14,17 @@ import pytest
 
 from replicator.capture import install as install_module
 from replicator.capture import triggers
-from replicator.capture.install import CaptureError, detect_drift, install, open_store, read_state, uninstall
+from replicator.capture.install import (
+    CaptureError,
+    detect_drift,
+    install,
+    open_store,
+    read_state,
+    sqlite_uri,
+    uninstall,
+)
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
+from replicator.migrate.readers import StoreReader
 from replicator.store.writer import MemoryWriter
 
 
@@ -321,3 +330,20 @@ def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="no store"):
         open_store(tmp_path / "x.db")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["mem?ory.db", "mem#1.db", "mem%41.db", "a ?#%20 b.db"])
+def test_a_store_path_with_uri_characters_opens_that_file_and_creates_no_other(tmp_path: Path, name: str) -> None:
+    db = tmp_path / name
+    MemoryWriter.create(db).close()
+    state = install(db)
+    assert state.installed
+    with closing(open_store(db, readonly=True)) as conn:
+        assert read_state(conn).store_id == state.store_id
+    with StoreReader(db) as reader:
+        assert reader.capture_installed
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(name)) == []
+
+
+def test_sqlite_uri_escapes_what_sqlite_would_read_as_uri_syntax() -> None:
+    assert sqlite_uri(Path("/d/a?b#c%d e.db"), mode="ro") == "file:/d/a%3Fb%23c%25d%20e.db?mode=ro"

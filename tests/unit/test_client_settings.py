@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from replicator.errors import ConfigError
+from replicator.errors import ConfigError, Kind, kind_of
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.transport.kafka import KafkaRefused, TransportError, retrying
 from replicator.transport.settings import KafkaSettings, Replication, replication_for
 
 
@@ -83,3 +86,59 @@ def test_replication_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "three")
     with pytest.raises(ConfigError, match="REPLICATOR_KAFKA_REPLICATION_FACTOR='three' is not a number"):
         KafkaSettings.from_env()
+
+
+def _kafka_error(code: int) -> KafkaException:
+    return KafkaException(KafkaError(code))
+
+
+def test_a_coordinator_still_loading_is_retried_within_a_bound() -> None:
+    """The README's demo failed at step 4/6 on a fresh broker: NOT_COORDINATOR from the lag sampler."""
+    settings = KafkaSettings(timeout_s=5)
+    answers: list[object] = [
+        _kafka_error(KafkaError.COORDINATOR_LOAD_IN_PROGRESS), _kafka_error(KafkaError.NOT_COORDINATOR), "offsets",
+    ]  # fmt: skip
+
+    def call() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retrying(settings, "read offsets", call) == "offsets"
+    assert answers == []
+
+
+def test_a_transient_error_that_lasts_becomes_a_named_error_at_the_bound() -> None:
+    settings = KafkaSettings(timeout_s=0.5)
+    calls: list[float] = []
+
+    def call() -> None:
+        calls.append(time.monotonic())
+        raise _kafka_error(KafkaError.NOT_COORDINATOR)
+
+    with pytest.raises(TransportError, match=r"could not read offsets yet.*NOT_COORDINATOR") as caught:
+        retrying(settings, "read offsets", call)
+    assert len(calls) >= 2 and calls[-1] - calls[0] <= 0.6
+    assert kind_of(caught.value) is Kind.RETRYABLE and caught.value.hint
+
+
+def test_an_unreachable_broker_is_named_at_once_and_a_refusal_is_fatal() -> None:
+    settings = KafkaSettings(bootstrap_servers="10.9.9.9:9092")
+    calls = 0
+
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise _kafka_error(KafkaError._TRANSPORT)
+
+    with pytest.raises(TransportError, match=r"Kafka at 10\.9\.9\.9:9092 did not read offsets"):
+        retrying(settings, "read offsets", down)
+    assert calls == 1  # waiting again would only repeat the client's own timeout
+
+    def refused() -> None:
+        raise _kafka_error(KafkaError.GROUP_AUTHORIZATION_FAILED)
+
+    with pytest.raises(KafkaRefused, match="refused to read offsets") as caught:
+        retrying(settings, "read offsets", refused)
+    assert kind_of(caught.value) is Kind.FATAL

@@ -143,3 +143,35 @@ def test_three_broker_volumes_are_declared() -> None:
             source = volume.split(":", 1)[0]
             if not source.startswith(("/", ".", "$")):
                 assert source in compose["volumes"], (name, source)
+
+
+def test_only_what_users_need_is_published_and_only_on_loopback() -> None:
+    services = _compose()["services"]
+    published = {name: service.get("ports", []) for name, service in services.items() if service.get("ports")}
+    assert published == {
+        "kafka": ["127.0.0.1:9094:9094"],
+        "neo4j": ["127.0.0.1:7687:7687"],
+        "qdrant": ["127.0.0.1:6333:6333"],
+    }
+
+
+def test_no_built_in_secret_and_none_on_a_command_line() -> None:
+    text = (DOCKER / "compose.yaml").read_text()
+    assert "replicator-local" not in text  # the development stack's password is the stack's only
+    services = _compose()["services"]
+    assert services["neo4j"]["environment"]["NEO4J_AUTH"].startswith("neo4j/${NEO4J_PASSWORD:?")
+    assert services["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"].startswith("${QDRANT_API_KEY:?")
+    for name in REPLICATOR_SERVICES:
+        env = services[name]["environment"]
+        assert env["REPLICATOR_NEO4J_PASSWORD"].startswith("${NEO4J_PASSWORD:?"), name
+        assert env["REPLICATOR_QDRANT_API_KEY"].startswith("${QDRANT_API_KEY:?"), name
+        assert not any("password" in str(arg).lower() or "api-key" in str(arg) for arg in services[name]["command"])
+    assert " -p " not in " ".join(services["neo4j"]["healthcheck"]["test"])
+
+
+def test_qdrant_is_pinned_to_a_version_reembed_works_with() -> None:
+    image = _compose()["services"]["qdrant"]["image"]
+    name, _, tag = image.partition(":")
+    assert name == "qdrant/qdrant" and tag.startswith("v"), image
+    major, minor, _patch = (int(part) for part in tag[1:].split("."))
+    assert (major, minor) >= (1, 17), image  # conditional upserts (update_mode), see sinks/qdrant/reembed.py

@@ -26,7 +26,7 @@ P0, P1 = PartitionKey(TOPIC, 0), PartitionKey(TOPIC, 1)
 
 
 def change(where: PartitionKey, offset: int, seq: int) -> Event:
-    record = {"op": "c", "source": {"seq": seq, "ts_ms": 1}}
+    record = {"op": "c", "source": {"store": "s1", "seq": seq, "ts_ms": 1}}
     return Event(where.topic, where.partition, offset, seq, "caxton.memory.EntityChange", record)
 
 
@@ -291,7 +291,7 @@ def test_a_refused_event_is_not_set_aside_when_the_proof_fails() -> None:
 
 
 def heartbeat(where: PartitionKey, offset: int, seq: int) -> Event:
-    record = {"source": {"seq": seq, "ts_ms": 1}, "ts_ms": 1}
+    record = {"source": {"store": "s1", "seq": seq, "ts_ms": 1}, "ts_ms": 1}
     return Event(where.topic, where.partition, offset, -1, HEARTBEAT, record)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,24 @@ def test_settings_recorded_before_brokers_existed_mean_one_broker(tmp_path: Path
     loaded = load_settings(tmp_path)
 
     assert loaded is not None and (loaded.brokers, loaded.kafka_controller_port) == (1, 9093)
+
+
+def test_stack_json_is_private_from_its_first_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It holds the Neo4j password: created 0600, never world-readable even for an instant (here: a
+    crash right after the data is written, before any later chmod could run)."""
+    settings = StackSettings(root=tmp_path)
+
+    def crash_after_write(self: Path, mode: int, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed before chmod")
+
+    monkeypatch.setattr(Path, "chmod", crash_after_write)
+    old = os.umask(0o022)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            write_state(settings)
+    finally:
+        os.umask(old)
+    assert settings.state_file.exists()
+    assert stat.S_IMODE(settings.state_file.stat().st_mode) == 0o600
+    leftovers = [p for p in tmp_path.iterdir() if p != settings.state_file]
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in leftovers), leftovers

@@ -63,7 +63,7 @@ def _fix(code: str, settings: Neo4jSettings) -> str:
     if code in ("Neo.ClientError.Security.Unauthorized", "Neo.ClientError.Security.AuthenticationRateLimit"):
         return (
             f"set the password of user {user!r} on the server back to the one the sink has (ALTER USER {user} "
-            "SET PASSWORD ...), or restart the sink with the new one (--password / REPLICATOR_NEO4J_PASSWORD)"
+            "SET PASSWORD ...), or restart the sink with the new one (REPLICATOR_NEO4J_PASSWORD or --password-file)"
         )
     if code == "Neo.ClientError.Security.CredentialsExpired":
         return f"the password of {user!r} must be changed: ALTER USER {user} SET PASSWORD '...' CHANGE NOT REQUIRED"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from qdrant_client import QdrantClient, models
@@ -17,6 +18,7 @@ from replicator.sinks.qdrant.applier import Applier, read_position
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
+from replicator.sinks.qdrant.points import vector_text
 from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:
@@ -87,8 +89,10 @@ class Stats:
 class QdrantDestination:
     """Applies batches of entity and embedding change events to a Qdrant collection.
 
-    Not thread-safe: one runner thread calls start, apply..., close. ``client`` and ``model`` may be
-    given (tests, bench, a shared local-mode client); otherwise they are opened on start/first use.
+    One runner thread calls start, apply..., close; ``export_points`` may be called from another
+    thread (the sink's endpoint) and is serialised with ``apply`` by a lock, since a local-mode client
+    is not safe to share. ``client`` and ``model`` may be given (tests, bench, a shared local-mode
+    client); otherwise they are opened on start/first use.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class QdrantDestination:
         self.stats = Stats()
         self._applier: Applier | None = None
         self._position: SinkPosition | None = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> QdrantClient:
@@ -142,6 +147,10 @@ class QdrantDestination:
         applier = self._applier
         if applier is None:
             raise ConfigError("QdrantDestination.apply before start", hint="call start() first (the runner does)")
+        with self._lock:
+            self._apply(applier, batch)
+
+    def _apply(self, applier: Applier, batch: Batch) -> None:
         points, tombstones = applier.fetch(touched_ids(batch.events))
         todo = plan(batch.events, points, tombstones, MODEL_NAME, self.embedder.version)
         texts = todo.texts_to_embed
@@ -170,12 +179,24 @@ class QdrantDestination:
         CHANGES.labels(self.name, "skipped").inc(todo.skipped)
 
     def read_position(self) -> SinkPosition | None:
-        return read_position(self.client, self.settings.qdrant.collection, self.name)
+        with self._lock:
+            return read_position(self.client, self.settings.qdrant.collection, self.name)
+
+    def export_points(self, offset: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:  # noqa: ANN401 - a point id
+        """One page of the collection for the sink's ``/points`` (rollback's full comparison while this
+        sink holds a local-mode directory): ``[{"id", "payload", "vector"}]`` (vector as base64 float32)
+        and the offset of the next page (None at the end). Any thread. Raises DestinationUnavailable."""
+        with self._lock, qdrant_errors("listing points", self.settings.where):
+            records, next_offset = self.client.scroll(
+                self.settings.qdrant.collection, limit=limit, offset=offset, with_payload=True, with_vectors=True
+            )
+        page = [{"id": r.id, "payload": r.payload or {}, "vector": vector_text(r.vector)} for r in records]
+        return page, next_offset
 
     def describe(self) -> dict[str, int]:
         """What the collection holds: entity points (``_seq`` > 0; a point with only a store vector
         awaiting its entity does not count). Blocks on an exact count. Raises DestinationUnavailable."""
-        with qdrant_errors("counting", self.settings.where):
+        with self._lock, qdrant_errors("counting", self.settings.where):
             counted = self.client.count(
                 self.settings.qdrant.collection,
                 count_filter=models.Filter(must=[models.FieldCondition(key="_seq", range=models.Range(gt=0))]),

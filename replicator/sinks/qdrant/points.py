@@ -16,6 +16,7 @@ text, payload = the entity's fields plus
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 import uuid
@@ -74,3 +75,23 @@ def blob_from_vector(vector: list[float]) -> bytes:
 
 def seq_of(payload: Payload | None, key: str = SEQ) -> int:
     return 0 if payload is None else int(payload.get(key) or 0)
+
+
+def vector_text(vector: Any) -> str | None:  # noqa: ANN401 - a client's vector, any shape
+    """A point's vector as the sink's ``/points`` lists it: base64 of little-endian float32 (exact for
+    Qdrant's float32 values); the only vector of a named-vector mapping; None without one."""
+    if isinstance(vector, dict):
+        vector = next(iter(vector.values()), None)
+    if not isinstance(vector, list | tuple):
+        return None
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def vector_from_text(text: str | None) -> tuple[float, ...] | None:
+    """Inverse of vector_text. Raises ValueError for text that is not such a vector."""
+    if text is None:
+        return None
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 4:
+        raise ValueError(f"a vector of {len(raw)} bytes is not float32s")
+    return struct.unpack(f"<{len(raw) // 4}f", raw)
