@@ -130,7 +130,16 @@ def test_a_password_fault_under_load_stops_the_sink_then_it_resumes_exactly_once
 
     as_user = dataclasses.replace(iso, graph=Neo4jSettings(iso.graph.uri, sink_user.name, sink_user.password))
     group, topics = "g" + uuid.uuid4().hex[:6], [f"{iso.prefix}.entities", f"{iso.prefix}.relations"]
-    proc = start_sink("neo4j", iso.kafka, iso.prefix, group, *neo4j_flags(as_user, "s"), "--recheck-s", str(RECHECK_S))
+    proc = start_sink(
+        "neo4j",
+        iso.kafka,
+        iso.prefix,
+        group,
+        *neo4j_flags(as_user, "s"),
+        "--recheck-s",
+        str(RECHECK_S),
+        graph=as_user.graph,
+    )
     producer = threading.Thread(target=produce, daemon=True)
     try:
         port = metrics_port(proc)
