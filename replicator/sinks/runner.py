@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from replicator.errors import SchemaError
+from replicator.events import headers
 from replicator.events.avro import decode_any, decode_key
 from replicator.events.registry import RegistryDecoder, RegistryError, SchemaRegistryClient
 from replicator.position import PartitionKey, SinkPosition
@@ -227,15 +228,16 @@ class SinkRunner:
     def _decode(self, msg: Message) -> Event:
         topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         raw_key, raw_value = msg.key(), msg.value()
+        hdrs = headers.parse(msg.headers())
         try:
             key = None if raw_key is None else decode_key(raw_key)
-            if raw_value is None:
-                return Event(topic, partition, offset, key, None, None, raw_key, raw_value)
+            if raw_value is None:  # a tombstone: a delete of its key at the header's seq
+                return Event(topic, partition, offset, key, None, None, raw_key, raw_value, hdrs)
             schema, record = self._decode_value(raw_value)
         except SchemaError as exc:
             self._undecodable[(topic, partition, offset)] = f"undecodable: {exc.message}"
             return Event(topic, partition, offset, None, None, None, raw_key, raw_value)
-        return Event(topic, partition, offset, key, schema, record, raw_key, raw_value)
+        return Event(topic, partition, offset, key, schema, record, raw_key, raw_value, hdrs)
 
     def _due(self) -> bool:
         if self._oldest is None:

@@ -106,7 +106,8 @@ def iso(kafka: KafkaSettings, graph: Neo4jSettings) -> Iterator[Isolated]:
             driver.execute_query(f"DROP CONSTRAINT `{r['name']}` IF EXISTS")
     records, _, _ = driver.execute_query("SHOW INDEXES YIELD name, labelsOrTypes, owningConstraint RETURN *")
     for r in records:
-        if r["owningConstraint"] is None and set(r["labelsOrTypes"] or []) & {model.entity_label}:
+        labels = {model.entity_label, model.tombstone_label, model.position_label}
+        if r["owningConstraint"] is None and set(r["labelsOrTypes"] or []) & labels:
             driver.execute_query(f"DROP INDEX `{r['name']}` IF EXISTS")
     driver.close()
     for suffix in ("entities", "relations", "dlq"):

@@ -8,16 +8,23 @@ each other's offsets.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, LiteralString
 
 import neo4j
 from neo4j.exceptions import ClientError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal, ReplicatorError
 from replicator.position import SinkPosition
+from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
+from replicator.sinks.neo4j import upkeep
 from replicator.sinks.neo4j.model import GraphModel, quote
 from replicator.sinks.neo4j.planner import Plan
+
+
+class NamespaceTaken(Fatal):
+    """The sink's name already keys the position of a sink writing another namespace."""
 
 
 def _q(text: str) -> LiteralString:
@@ -26,16 +33,22 @@ def _q(text: str) -> LiteralString:
 
 
 def schema_statements(model: GraphModel) -> list[str]:
-    """Constraints and indexes for the configured labels (idempotent: IF NOT EXISTS)."""
+    """Constraints and indexes for the configured labels (idempotent: IF [NOT] EXISTS). Drops the
+    ``(kind, id)`` tombstone constraint of older versions: it would refuse two namespaces' tombstones
+    of one id (their nodes are ignored now, see docs/sinks.md)."""
     ent, tomb, pos = quote(model.entity_label), quote(model.tombstone_label), quote(model.position_label)
-    base = model.entity_label.lower()
+    base, tbase, pbase = model.entity_label.lower(), model.tombstone_label.lower(), model.position_label.lower()
     return [
         f"CREATE CONSTRAINT {quote(base + '_id_unique')} IF NOT EXISTS FOR (n:{ent}) REQUIRE n.id IS UNIQUE",
         f"CREATE INDEX {quote(base + '_name')} IF NOT EXISTS FOR (n:{ent}) ON (n.name)",
-        f"CREATE CONSTRAINT {quote(model.tombstone_label.lower() + '_kind_id_unique')} IF NOT EXISTS "
-        f"FOR (t:{tomb}) REQUIRE (t.kind, t.id) IS UNIQUE",
-        f"CREATE CONSTRAINT {quote(model.position_label.lower() + '_sink_unique')} IF NOT EXISTS "
-        f"FOR (p:{pos}) REQUIRE p.sink IS UNIQUE",
+        f"CREATE INDEX {quote(base + '_seq')} IF NOT EXISTS FOR (n:{ent}) ON (n._seq)",
+        f"DROP CONSTRAINT {quote(tbase + '_kind_id_unique')} IF EXISTS",
+        f"CREATE CONSTRAINT {quote(tbase + '_ns_store_kind_id_unique')} IF NOT EXISTS "
+        f"FOR (t:{tomb}) REQUIRE (t.ns, t.store, t.kind, t.id) IS UNIQUE",
+        f"CREATE INDEX {quote(tbase + '_ns_store_seq')} IF NOT EXISTS FOR (t:{tomb}) ON (t.ns, t.store, t._seq)",
+        f"CREATE INDEX {quote(tbase + '_detaching')} IF NOT EXISTS FOR (t:{tomb}) ON (t.detaching)",
+        f"CREATE CONSTRAINT {quote(pbase + '_sink_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.sink IS UNIQUE",
+        f"CREATE CONSTRAINT {quote(pbase + '_owner_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.owner IS UNIQUE",
     ]
 
 
@@ -66,15 +79,47 @@ def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> Non
         raise
 
 
-def _read_position_tx(tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, lock: bool) -> SinkPosition | None:
-    pos = quote(model.position_label)
-    if lock:  # MERGE + SET takes the node's write lock: concurrent instances serialise here
-        query = f"MERGE (p:{pos} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 RETURN p.position AS position"
-    else:
-        query = f"MATCH (p:{pos} {{sink: $sink}}) RETURN p.position AS position"
+def _lock_position_tx(tx: neo4j.ManagedTransaction, model: GraphModel, sink: str) -> SinkPosition | None:
+    """Lock this sink's position node (MERGE + SET takes its write lock: concurrent instances of one
+    group serialise here) and read it. Raises NamespaceTaken when another namespace's sink (another
+    entity label) already stores its position under this sink name."""
+    query = (
+        f"MERGE (p:{quote(model.position_label)} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 "
+        "RETURN p.position AS position, p.namespace AS namespace"
+    )
     record = tx.run(_q(query), sink=sink).single()
-    text = None if record is None else record["position"]
+    assert record is not None
+    if record["namespace"] is not None and record["namespace"] != model.namespace:
+        raise NamespaceTaken(
+            f"sink name {sink!r} already keeps the position of the sink writing label {record['namespace']!r} "
+            f"in this database; this sink writes label {model.namespace!r}",
+            hint="give each pipeline its own --sink-name (or --group)",
+        )
+    text = record["position"]
     return None if text is None else SinkPosition.from_json(str(text))
+
+
+def _claim_namespace_tx(tx: neo4j.ManagedTransaction, model: GraphModel, store: str | None) -> str | None:
+    """The store owning this namespace (claimed for ``store`` if none does yet). Raises StoreMismatch
+    when another store owns it: one namespace replicates one store, so seqs are comparable."""
+    record = tx.run(
+        _q(
+            f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) "
+            "ON CREATE SET o.since_ms = timestamp() "
+            "SET o.store = coalesce(o.store, $store) RETURN o.store AS store"
+        ),
+        ns=model.namespace,
+        store=store,
+    ).single()
+    owner = None if record is None or record["store"] is None else str(record["store"])
+    if store is not None and owner is not None and owner != store:
+        raise StoreMismatch(
+            f"label {model.namespace!r} holds the graph of store {owner}; this sink's events come from "
+            f"store {store} (another store, or this one after `source uninstall --forget-identity`)",
+            hint="replicate each store into its own --entity-label; to replace the old graph instead, delete "
+            "its nodes and the owner node (docs/sinks.md, 'Namespaces')",
+        )
+    return owner or store
 
 
 def read_position(
@@ -95,26 +140,68 @@ def read_position(
         raise
 
 
+def count_legacy_tombstones(driver: neo4j.Driver, database: str, model: GraphModel) -> int:
+    """Tombstones of versions that keyed them by (kind, id) alone. Blocks; raises DestinationUnavailable."""
+    try:
+        records, _, _ = driver.execute_query(_q(upkeep.legacy_tombstones_query(model)), database_=database)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(f"database {database}", exc) from exc
+        raise
+    return int(records[0]["removed"]) if records else 0
+
+
 def _parse(record: neo4j.Record | None) -> SinkPosition | None:
     return None if record is None or record["p"] is None else SinkPosition.from_json(str(record["p"]))
+
+
+def _removed(tx: neo4j.ManagedTransaction, query: str, **params: object) -> int:
+    record = tx.run(_q(query), params).single()
+    return 0 if record is None else int(record["removed"])
+
+
+def _upkeep_tx(tx: neo4j.ManagedTransaction, model: GraphModel, merged: SinkPosition, store: str) -> SinkPosition:
+    """Bounded housekeeping (``upkeep``): empty detaching nodes, sweep what a snapshot lacked, collect
+    tombstones. Returns ``merged`` with the sweep recorded once a step left nothing behind."""
+    scope = {"ns": model.namespace, "store": store}
+    for query in upkeep.detach_queries(model):
+        _removed(tx, query, **scope)
+    due = merged.sweep_due()
+    if due is not None:
+        removed = [_removed(tx, q, snapshot=due, **scope) for q in upkeep.sweep_queries(model)]
+        if all(n < upkeep.BUDGET for n in removed):  # each found less than it could take: all gone
+            merged = replace(merged, swept_seq=due)
+    mark = merged.watermark()
+    watermark = 0 if mark is None else mark.seq
+    _removed(tx, upkeep.collect_tombstones_query(model), sink=merged.sink, watermark=watermark, **scope)
+    return merged
 
 
 def apply_plan(
     driver: neo4j.Driver, database: str, model: GraphModel, plan: Plan, position: SinkPosition
 ) -> SinkPosition:
-    """Run ``plan`` and store ``position`` merged into the stored one, in one transaction. Returns the
-    stored position. Idempotent. Raises DestinationUnavailable (retry later) or the server's
-    ClientError (the data was refused: the runner isolates the event)."""
+    """Run ``plan``, bounded upkeep and store ``position`` merged into the stored one, in one
+    transaction. Returns the stored position. Idempotent. Raises DestinationUnavailable (retry
+    later), StoreMismatch / NamespaceTaken (fatal: another pipeline's namespace or sink name), or
+    the server's ClientError (the data was refused: the runner isolates the event)."""
 
     def work(tx: neo4j.ManagedTransaction) -> SinkPosition:
-        stored = _read_position_tx(tx, model, position.sink, lock=True)
+        stored = _lock_position_tx(tx, model, position.sink)
+        store = _claim_namespace_tx(tx, model, plan.store) or ""
         for statement in plan.statements(model):
-            tx.run(_q(statement.query), rows=statement.rows).consume()
+            tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=store).consume()
         merged = position if stored is None else stored.merged(position)
+        merged = _upkeep_tx(tx, model, merged, store)
+        mark = merged.watermark()
         tx.run(
-            _q(f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) SET p.position = $position"),
+            _q(
+                f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) "
+                "SET p.position = $position, p.namespace = $ns, p.watermark_seq = $watermark"
+            ),
             sink=position.sink,
             position=merged.to_json(),
+            ns=model.namespace,
+            watermark=0 if mark is None else mark.seq,
         ).consume()
         return merged
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
@@ -12,7 +13,7 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
-from replicator.sinks.batch import Batch
+from replicator.sinks.batch import Batch, StoreMismatch
 from replicator.sinks.qdrant.applier import Applier, qdrant_errors, read_position
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
@@ -20,6 +21,8 @@ from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS = Counter(
     "replicator_qdrant_embeddings_total",
@@ -104,6 +107,7 @@ class QdrantDestination:
         self.stats = Stats()
         self._applier: Applier | None = None
         self._position: SinkPosition | None = None
+        self._collected = 0  # this sink's watermark when tombstones were last collected
 
     @property
     def client(self) -> QdrantClient:
@@ -118,6 +122,16 @@ class QdrantDestination:
         applier.ensure_collections()
         self._applier = applier
         self._position = read_position(self.client, applier.collection, self.name)
+        legacy = applier.legacy_tombstones()
+        if legacy:
+            log.warning(
+                "ignoring tombstones of an older version",
+                extra={
+                    "count": legacy,
+                    "collection": applier.positions,
+                    "hint": "they name no store and are not read any more; remove them (docs/qdrant.md)",
+                },
+            )
         return self._position
 
     def apply(self, batch: Batch) -> None:
@@ -127,14 +141,35 @@ class QdrantDestination:
         applier = self._applier
         if applier is None:
             raise ConfigError("QdrantDestination.apply before start", hint="call start() first (the runner does)")
-        points, tombstones = applier.fetch(touched_ids(batch.events))
-        todo = plan(batch.events, points, tombstones, MODEL_NAME, self.embedder.version)
+        store = batch.store()
+        ids = touched_ids(batch.events)
+        state = applier.fetch(ids, store)
+        if state.owner is not None and store is not None and state.owner != store:
+            raise StoreMismatch(
+                f"collection {applier.collection!r} holds the points of store {state.owner}; this sink's events "
+                f"come from store {store} (another store, or this one after `source uninstall --forget-identity`)",
+                hint="replicate each store into its own --collection; to replace the old points instead, drop "
+                f"the collection and {applier.positions!r} (docs/qdrant.md)",
+            )
+        if store is None and state.owner is not None:  # only tombstones: they are the owner's
+            state = applier.fetch(ids, state.owner)
+        scope = store or state.owner or ""
+        todo = plan(batch.events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
         texts = todo.texts_to_embed
         vectors = self.embedder.embed(texts) if texts else {}
         advanced = batch.position(self.name, int(time.time() * 1000))
         position = advanced if self._position is None else self._position.merged(advanced)
-        applier.write(todo, vectors, position)
+        applier.write(todo, vectors)
+        due = position.sweep_due()
+        if due is not None:  # after this batch's points: it may hold the snapshot's last rows
+            applier.sweep(due)
+            position = replace(position, swept_seq=due)
+        applier.mark(todo.tombstones, position, scope, claim=state.owner is None and store is not None)
         self._position = position
+        mark = position.watermark()
+        if mark is not None and mark.seq > self._collected:  # at most once per watermark step
+            applier.collect_tombstones(scope)
+            self._collected = mark.seq
         self._count(todo, len(texts))
 
     def _count(self, todo: Plan, computed: int) -> None:
