@@ -96,6 +96,18 @@ class Batch:
             )
         return next(iter(stores), None)
 
+    def unapplied(self, stored: SinkPosition | None) -> Batch:
+        """This batch with the events before ``stored``'s offsets blanked (no record, no tombstone:
+        nothing to apply; indices and offsets kept for PoisonEvent and the position). The destination
+        applied every one of them (its position is written with the data); a runner that fell back to
+        Kafka's committed offsets (they lag the destination) re-reads some. Leaving them out keeps the
+        promise tombstone collection relies on: every event applied has a seq above its partition's
+        last heartbeat applied."""
+        if stored is None or all(e.offset >= stored.offsets.get(e.where, 0) for e in self.events):
+            return self
+        return Batch([_covered(e) if e.offset < stored.offsets.get(e.where, 0) else e for e in self.events],
+                     self.partitions)  # fmt: skip
+
     def changes(self) -> list[Event]:
         """The events a destination applies (no heartbeats, no tombstones), in batch order."""
         return [e for e in self.events if e.record is not None and not e.is_heartbeat]
@@ -104,3 +116,9 @@ class Batch:
         """Halves, for isolating a poison event. Order within each half is kept."""
         middle = len(self.events) // 2
         return Batch(self.events[:middle], self.partitions), Batch(self.events[middle:], self.partitions)
+
+
+def _covered(event: Event) -> Event:
+    """``event`` as a destination must see it when its position already covers it: nothing to apply
+    (a non-empty raw value tells it from a tombstone), its offset still counted."""
+    return Event(event.topic, event.partition, event.offset, event.key, None, None, event.raw_key, b"")

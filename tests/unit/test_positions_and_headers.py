@@ -48,3 +48,17 @@ def test_a_batch_names_its_one_store_and_refuses_two() -> None:
     other.record["source"] = {**other.record["source"], "store": "elsewhere"}
     with pytest.raises(StoreMismatch, match="2 stores"):
         Batch([one, other], {}).store()
+
+
+def test_a_batch_leaves_out_what_the_stored_position_covers() -> None:
+    s = Stream()
+    events = [s.entity("c", n, entity_image(n, f"e{n}", "t", [])) for n in range(1, 5)]  # offsets 0..3
+    batch = Batch(events, {s.entities: 1})
+    assert batch.unapplied(None) is batch
+    stored = SinkPosition("x", {PartitionKey(s.entities, 0): 2})
+    left = batch.unapplied(stored)
+    assert [e.offset for e in left.events] == [0, 1, 2, 3]  # indices kept for PoisonEvent
+    assert [e.record is not None for e in left.events] == [False, False, True, True]
+    assert not any(e.is_tombstone for e in left.events)
+    assert left.position("x", 0).offsets == batch.position("x", 0).offsets
+    assert batch.unapplied(SinkPosition("x", {PartitionKey("other", 0): 9})) is batch

@@ -8,6 +8,7 @@ each other's offsets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, LiteralString
 
@@ -178,15 +179,22 @@ def _upkeep_tx(tx: neo4j.ManagedTransaction, model: GraphModel, merged: SinkPosi
 
 
 def apply_plan(
-    driver: neo4j.Driver, database: str, model: GraphModel, plan: Plan, position: SinkPosition
-) -> SinkPosition:
-    """Run ``plan``, bounded upkeep and store ``position`` merged into the stored one, in one
-    transaction. Returns the stored position. Idempotent. Raises DestinationUnavailable (retry
-    later), StoreMismatch / NamespaceTaken (fatal: another pipeline's namespace or sink name), or
-    the server's ClientError (the data was refused: the runner isolates the event)."""
+    driver: neo4j.Driver,
+    database: str,
+    model: GraphModel,
+    planner: Callable[[SinkPosition | None], Plan],
+    position: SinkPosition,
+) -> tuple[SinkPosition, Plan]:
+    """Run ``planner(stored position)``'s plan, bounded upkeep and store ``position`` merged into the
+    stored one, in one transaction (the stored position is read under its lock, so the plan can leave
+    out what it already covers). Returns the stored position and the plan. Idempotent. Raises
+    DestinationUnavailable (retry later), StoreMismatch / NamespaceTaken (fatal: another pipeline's
+    namespace or sink name), or the server's ClientError (the data was refused: the runner isolates
+    the event)."""
 
-    def work(tx: neo4j.ManagedTransaction) -> SinkPosition:
+    def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan]:
         stored = _lock_position_tx(tx, model, position.sink)
+        plan = planner(stored)
         store = _claim_namespace_tx(tx, model, plan.store) or ""
         for statement in plan.statements(model):
             tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=store).consume()
@@ -203,7 +211,7 @@ def apply_plan(
             ns=model.namespace,
             watermark=0 if mark is None else mark.seq,
         ).consume()
-        return merged
+        return merged, plan
 
     try:
         with driver.session(database=database) as session:

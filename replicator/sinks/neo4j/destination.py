@@ -67,14 +67,19 @@ class Neo4jDestination:
         return applier.read_position(self.driver, self.name, database=self.settings.database, model=self.model)
 
     def apply(self, batch: Batch) -> None:
-        todo = plan(batch, self.model)
+        position = batch.position(self.name, int(time.time() * 1000))
+        _, todo = applier.apply_plan(
+            self.driver,
+            self.settings.database,
+            self.model,
+            lambda stored: plan(batch, self.model, stored),
+            position,
+        )
         if todo.unusable_tombstones:
             log.warning(
                 "tombstones without a seq header left unapplied",
                 extra={"count": todo.unusable_tombstones, "hint": "only records of the replicator source are applied"},
             )
-        position = batch.position(self.name, int(time.time() * 1000))
-        applier.apply_plan(self.driver, self.settings.database, self.model, todo, position)
 
     def describe(self) -> dict[str, int]:
         """What the graph holds, for ``/position``: nodes with the entity label (placeholders

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE
+from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.errors import PoisonEvent
 from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
@@ -167,14 +168,16 @@ def _collect(batch: Batch) -> _Rows:
     return rows
 
 
-def plan(batch: Batch, model: GraphModel) -> Plan:
-    """Turn a batch into a Plan. Pure. Raises PoisonEvent(index into batch.events) for a change that
-    breaks the envelope's rules (a missing image, an id that differs from the key, an unknown op), and
+def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) -> Plan:
+    """Turn a batch into a Plan, leaving out the events ``stored`` (the destination's position)
+    already covers. Pure. Raises PoisonEvent(index into batch.events) for a change that breaks the
+    envelope's rules (a missing image, an id that differs from the key, an unknown op), and
     StoreMismatch when the batch holds events of two stores. Embedding changes are not this sink's
     and are ignored, like heartbeats; tombstones are deletes (``unusable_tombstones`` counts those
     without a seq header)."""
-    rows = _collect(batch)
-    result = Plan(store=batch.store(), unusable_tombstones=rows.unusable)
+    store = batch.store()  # of every event: one of another store is a misconfiguration even if applied
+    rows = _collect(batch.unapplied(stored))
+    result = Plan(store=store, unusable_tombstones=rows.unusable)
     for (kind, row_id), event in rows.last.items():
         seq = event.seq
         assert seq is not None

@@ -190,7 +190,9 @@ class Applier:
         with qdrant_errors("reading the sinks' positions", self.where):
             found, _ = self.client.scroll(
                 self.positions,
-                scroll_filter=models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="sink"))]),
+                scroll_filter=models.Filter(
+                    must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="sink"))]
+                ),
                 limit=1000,
                 with_payload=True,
             )

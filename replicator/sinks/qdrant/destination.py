@@ -142,7 +142,8 @@ class QdrantDestination:
         if applier is None:
             raise ConfigError("QdrantDestination.apply before start", hint="call start() first (the runner does)")
         store = batch.store()
-        ids = touched_ids(batch.events)
+        events = batch.unapplied(self._position).events  # a runner's re-read of what is applied
+        ids = touched_ids(events)
         state = applier.fetch(ids, store)
         if state.owner is not None and store is not None and state.owner != store:
             raise StoreMismatch(
@@ -154,7 +155,7 @@ class QdrantDestination:
         if store is None and state.owner is not None:  # only tombstones: they are the owner's
             state = applier.fetch(ids, state.owner)
         scope = store or state.owner or ""
-        todo = plan(batch.events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
+        todo = plan(events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
         texts = todo.texts_to_embed
         vectors = self.embedder.embed(texts) if texts else {}
         advanced = batch.position(self.name, int(time.time() * 1000))

@@ -13,10 +13,11 @@ from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event
 
 T0 = 1_760_000_000_000
+STORE_ID = "sample"  # the store every event built here comes from
 
 
 def _source(table: str, seq: int) -> Record:
-    return {"connector": "caxton-sqlite", "version": __version__, "store": "sample", "table": table,
+    return {"connector": "caxton-sqlite", "version": __version__, "store": STORE_ID, "table": table,
             "seq": seq, "snapshot": "false", "ts_ms": T0 + seq}  # fmt: skip
 
 
