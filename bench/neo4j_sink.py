@@ -123,9 +123,10 @@ def main() -> None:
         thread = threading.Thread(target=runner.run, daemon=True)
         started = time.perf_counter()
         thread.start()
-        while True:
+        while True:  # the watermark, not applied_seq: the highest seq may be read before the rest
             pos = read_position(driver, "bench", model=model)
-            if pos is not None and pos.applied_seq >= store.seq:
+            mark = pos.watermark() if pos is not None else None
+            if mark is not None and mark.seq >= store.seq:
                 break
             time.sleep(0.05)
         sink_s = time.perf_counter() - started

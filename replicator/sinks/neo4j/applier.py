@@ -80,15 +80,21 @@ def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> Non
         raise
 
 
-def _lock_position_tx(tx: neo4j.ManagedTransaction, model: GraphModel, sink: str) -> SinkPosition | None:
+def _lock_and_claim_tx(
+    tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, store: str | None
+) -> tuple[SinkPosition | None, str | None]:
     """Lock this sink's position node (MERGE + SET takes its write lock: concurrent instances of one
-    group serialise here) and read it. Raises NamespaceTaken when another namespace's sink (another
-    entity label) already stores its position under this sink name."""
+    group serialise here), read it, and read the store owning the namespace (claimed for ``store`` if
+    none does yet). One round trip. Raises NamespaceTaken when another namespace's sink (another
+    entity label) stores its position under this sink name, StoreMismatch when another store owns
+    the namespace: one namespace replicates one store, so the seqs it compares are comparable."""
     query = (
         f"MERGE (p:{quote(model.position_label)} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 "
-        "RETURN p.position AS position, p.namespace AS namespace"
+        f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) ON CREATE SET o.since_ms = timestamp() "
+        "SET o.store = coalesce(o.store, $store) "
+        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner"
     )
-    record = tx.run(_q(query), sink=sink).single()
+    record = tx.run(_q(query), sink=sink, ns=model.namespace, store=store).single()
     assert record is not None
     if record["namespace"] is not None and record["namespace"] != model.namespace:
         raise NamespaceTaken(
@@ -96,23 +102,7 @@ def _lock_position_tx(tx: neo4j.ManagedTransaction, model: GraphModel, sink: str
             f"in this database; this sink writes label {model.namespace!r}",
             hint="give each pipeline its own --sink-name (or --group)",
         )
-    text = record["position"]
-    return None if text is None else SinkPosition.from_json(str(text))
-
-
-def _claim_namespace_tx(tx: neo4j.ManagedTransaction, model: GraphModel, store: str | None) -> str | None:
-    """The store owning this namespace (claimed for ``store`` if none does yet). Raises StoreMismatch
-    when another store owns it: one namespace replicates one store, so seqs are comparable."""
-    record = tx.run(
-        _q(
-            f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) "
-            "ON CREATE SET o.since_ms = timestamp() "
-            "SET o.store = coalesce(o.store, $store) RETURN o.store AS store"
-        ),
-        ns=model.namespace,
-        store=store,
-    ).single()
-    owner = None if record is None or record["store"] is None else str(record["store"])
+    owner = None if record["owner"] is None else str(record["owner"])
     if store is not None and owner is not None and owner != store:
         raise StoreMismatch(
             f"label {model.namespace!r} holds the graph of store {owner}; this sink's events come from "
@@ -120,7 +110,8 @@ def _claim_namespace_tx(tx: neo4j.ManagedTransaction, model: GraphModel, store: 
             hint="replicate each store into its own --entity-label; to replace the old graph instead, delete "
             "its nodes and the owner node (docs/sinks.md, 'Namespaces')",
         )
-    return owner or store
+    text = record["position"]
+    return (None if text is None else SinkPosition.from_json(str(text))), owner
 
 
 def read_position(
@@ -161,21 +152,14 @@ def _removed(tx: neo4j.ManagedTransaction, query: str, **params: object) -> int:
     return 0 if record is None else int(record["removed"])
 
 
-def _upkeep_tx(tx: neo4j.ManagedTransaction, model: GraphModel, merged: SinkPosition, store: str) -> SinkPosition:
-    """Bounded housekeeping (``upkeep``): empty detaching nodes, sweep what a snapshot lacked, collect
-    tombstones. Returns ``merged`` with the sweep recorded once a step left nothing behind."""
-    scope = {"ns": model.namespace, "store": store}
-    for query in upkeep.detach_queries(model):
-        _removed(tx, query, **scope)
+def _sweep_tx(tx: neo4j.ManagedTransaction, model: GraphModel, merged: SinkPosition, store: str) -> SinkPosition:
+    """When a snapshot's sweep is due (``upkeep``), one bounded step of it; ``merged`` with the sweep
+    recorded once a step left nothing behind."""
     due = merged.sweep_due()
-    if due is not None:
-        removed = [_removed(tx, q, snapshot=due, **scope) for q in upkeep.sweep_queries(model)]
-        if all(n < upkeep.BUDGET for n in removed):  # each found less than it could take: all gone
-            merged = replace(merged, swept_seq=due)
-    mark = merged.watermark()
-    watermark = 0 if mark is None else mark.seq
-    _removed(tx, upkeep.collect_tombstones_query(model), sink=merged.sink, watermark=watermark, **scope)
-    return merged
+    if due is None:
+        return merged
+    removed = [_removed(tx, q, snapshot=due, ns=model.namespace, store=store) for q in upkeep.sweep_queries(model)]
+    return replace(merged, swept_seq=due) if all(n < upkeep.BUDGET for n in removed) else merged
 
 
 def apply_plan(
@@ -184,32 +168,32 @@ def apply_plan(
     model: GraphModel,
     planner: Callable[[SinkPosition | None], Plan],
     position: SinkPosition,
+    *,
+    store: str | None,
 ) -> tuple[SinkPosition, Plan]:
     """Run ``planner(stored position)``'s plan, bounded upkeep and store ``position`` merged into the
     stored one, in one transaction (the stored position is read under its lock, so the plan can leave
-    out what it already covers). Returns the stored position and the plan. Idempotent. Raises
-    DestinationUnavailable (retry later), StoreMismatch / NamespaceTaken (fatal: another pipeline's
-    namespace or sink name), or the server's ClientError (the data was refused: the runner isolates
-    the event)."""
+    out what it already covers; ``store`` is the batch's, checked against the namespace's owner).
+    Two round trips besides the plan's statements. Returns the stored position and the plan.
+    Idempotent. Raises DestinationUnavailable (retry later), StoreMismatch / NamespaceTaken (fatal:
+    another store, or another pipeline's sink name), or the server's ClientError (the data was
+    refused: the runner isolates the event)."""
 
     def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan]:
-        stored = _lock_position_tx(tx, model, position.sink)
+        stored, owner = _lock_and_claim_tx(tx, model, position.sink, store)
         plan = planner(stored)
-        store = _claim_namespace_tx(tx, model, plan.store) or ""
+        scope = owner or store or ""  # tombstones of a batch of tombstones only: the owner's
         for statement in plan.statements(model):
-            tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=store).consume()
-        merged = position if stored is None else stored.merged(position)
-        merged = _upkeep_tx(tx, model, merged, store)
+            tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=scope).consume()
+        merged = _sweep_tx(tx, model, position if stored is None else stored.merged(position), scope)
         mark = merged.watermark()
         tx.run(
-            _q(
-                f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) "
-                "SET p.position = $position, p.namespace = $ns, p.watermark_seq = $watermark"
-            ),
+            _q(upkeep.finish_query(model)),
             sink=position.sink,
             position=merged.to_json(),
-            ns=model.namespace,
             watermark=0 if mark is None else mark.seq,
+            ns=model.namespace,
+            store=scope,
         ).consume()
         return merged, plan
 

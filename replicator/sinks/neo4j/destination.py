@@ -74,6 +74,7 @@ class Neo4jDestination:
             self.model,
             lambda stored: plan(batch, self.model, stored),
             position,
+            store=batch.store(),
         )
         if todo.unusable_tombstones:
             log.warning(

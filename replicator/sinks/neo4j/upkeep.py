@@ -28,27 +28,24 @@ from replicator.sinks.neo4j.planner import detach_or_hide
 BUDGET: Final = 1000
 
 
-def detach_queries(model: GraphModel) -> list[str]:
-    """Empty and delete detaching nodes. Each returns ``removed``."""
-    tomb = quote(model.tombstone_label)
-    return [
-        f"MATCH (d:{tomb})-[r]-() WHERE d.detaching IS NOT NULL AND d.ns = $ns "
-        f"WITH DISTINCT r LIMIT {BUDGET} DELETE r RETURN count(r) AS removed",
-        f"MATCH (d:{tomb}) WHERE d.detaching IS NOT NULL AND d.ns = $ns AND NOT EXISTS {{ (d)--() }} "
-        f"WITH d LIMIT {BUDGET} DELETE d RETURN count(d) AS removed",
-    ]
-
-
-def collect_tombstones_query(model: GraphModel) -> str:
-    """Delete tombstones no sink of the namespace can still need: ``$watermark`` is this sink's (as of
-    this transaction), the other sinks' are on their position nodes. Returns ``removed``."""
+def finish_query(model: GraphModel) -> str:
+    """The end of every batch transaction, in one round trip: empty detaching nodes (BUDGET
+    relationships, then the nodes left without any), collect tombstones no sink of the namespace can
+    still need, and store the position. ``$watermark`` is this sink's as of this transaction; the
+    other sinks' are on their position nodes. Returns ``detached``, ``collected``."""
     tomb, pos = quote(model.tombstone_label), quote(model.position_label)
     return (
-        f"OPTIONAL MATCH (p:{pos}) WHERE p.namespace = $ns AND p.sink <> $sink "
+        f"CALL () {{ MATCH (d:{tomb})-[r]-() WHERE d.detaching IS NOT NULL AND d.ns = $ns "
+        f"WITH DISTINCT r LIMIT {BUDGET} DELETE r RETURN count(r) AS detached }} "
+        f"CALL () {{ MATCH (d:{tomb}) WHERE d.detaching IS NOT NULL AND d.ns = $ns AND NOT EXISTS {{ (d)--() }} "
+        f"WITH d LIMIT {BUDGET} DELETE d RETURN count(d) AS emptied }} "
+        f"CALL () {{ OPTIONAL MATCH (p:{pos}) WHERE p.namespace = $ns AND p.sink <> $sink "
         "WITH min(p.watermark_seq) AS others "
         "WITH CASE WHEN others IS NULL OR others > $watermark THEN $watermark ELSE others END AS w "
         f"MATCH (t:{tomb} {{ns: $ns, store: $store}}) WHERE t._seq <= w AND t.kind IS NOT NULL "
-        f"WITH t LIMIT {BUDGET} DELETE t RETURN count(t) AS removed"
+        f"WITH t LIMIT {BUDGET} DELETE t RETURN count(t) AS collected }} "
+        f"MATCH (p:{pos} {{sink: $sink}}) SET p.position = $position, p.namespace = $ns, p.watermark_seq = $watermark "
+        "RETURN detached + emptied AS detached, collected"
     )
 
 
