@@ -282,9 +282,8 @@ class SourceDaemon:
         s = self.settings
         if snap.read_seq is None:
             snap.read_seq = self.reader.begin_snapshot()
-            if snap.first_seq < 0:
-                snap.first_seq = snap.read_seq
-            self.snapshot_seq = snap.first_seq
+            snap.first_seq = snap.read_seq if snap.first_seq < 0 else snap.first_seq
+            self.snapshot_seq = snap.first_seq  # on every heartbeat and position from now on
             if self.progress and self._bar is None:
                 from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
 
