@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from replicator.embedding import MODEL_NAME, load_model, model_version
+from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
 from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings, read_position
 from replicator.sinks.qdrant.points import (
@@ -194,3 +197,28 @@ def test_unreachable_server_is_destination_unavailable() -> None:
     with pytest.raises(DestinationUnavailable, match=f"127.0.0.1:{port}"):
         destination.start()
     destination.close()
+
+
+def test_a_collection_replicates_one_store(sink: QdrantDestination) -> None:
+    s = Stream()
+    sink.apply(s.batch([s.entity("c", 1, entity_image(1, "Ada", "person"))]))
+    other = s.entity("c", 2, entity_image(2, "Bob", "person"))
+    assert other.record is not None
+    other.record["source"] = {**other.record["source"], "store": "another store"}
+    with pytest.raises(StoreMismatch, match="holds the points of store sample"):
+        sink.apply(s.batch([other]))
+    assert sorted(snapshot(sink.client)) == [1]
+
+
+def test_tombstones_of_an_older_version_are_ignored(sink: QdrantDestination, caplog: pytest.LogCaptureFixture) -> None:
+    """Older versions keyed tombstones by entity id alone: a delete of id 1 at seq 1000 (another
+    store's, or this one's before a reinstall) must not stop this store's create of id 1 at seq 5."""
+    legacy = str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:tombstone:1"))
+    positions = positions_collection(COLLECTION)
+    sink.client.upsert(positions, [models.PointStruct(id=legacy, vector=[1.0], payload={"tombstone": 1, SEQ: 1000})])
+    with caplog.at_level(logging.WARNING):
+        sink.start()
+    assert any("older version" in r.getMessage() and getattr(r, "count", 0) == 1 for r in caplog.records)
+    s = Stream()
+    sink.apply(s.batch([s.entity("c", 5, entity_image(1, "Ada", "person"))]))
+    assert sorted(snapshot(sink.client)) == [1]
