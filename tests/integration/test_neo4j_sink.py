@@ -234,8 +234,8 @@ def test_poison_events_go_to_the_dlq_and_the_rest_applies(iso: Isolated) -> None
     iso.publisher.publish(m1)
     iso.publisher.publish_raw("entities", encode_key(999), b"not avro at all")
     # Valid Avro that breaks the envelope: a create without an `after` image.
-    source = {"connector": "c", "version": "t", "store": "s", "table": "entities", "seq": 2, "snapshot": "false",
-              "ts_ms": 1}  # fmt: skip
+    source = {"connector": "c", "version": "t", "store": store.store_id, "table": "entities", "seq": 2,
+              "snapshot": "false", "ts_ms": 1}  # fmt: skip
     bad = codec(ENTITY_CHANGE).encode({"op": "c", "before": None, "after": None, "source": source, "ts_ms": 1})
     iso.publisher.publish_raw("entities", encode_key(998), bad)
     store.seq += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install, uninstall
+from replicator.errors import ReplicatorError
 from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget
@@ -52,6 +53,8 @@ def drain(pipeline: Pipeline, kinds: tuple[str, ...] = ("neo4j", "qdrant")) -> N
         for target in [t for t in (Neo4jTarget(opts), QdrantTarget(opts)) if t.name.endswith(kinds)]:
             try:
                 position = target.position()
+            except ReplicatorError:  # a sink just (re)started: its endpoint is not up yet
+                return False
             finally:
                 target.close()
             mark = position.watermark() if position else None
