@@ -56,6 +56,14 @@ def _cleanup(driver: neo4j.Driver, labels: list[str]) -> None:
             session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
 
 
+def _watermark(driver: neo4j.Driver, model: GraphModel) -> int | None:
+    """The sink's watermark: everything up to it applied (applied_seq, the highest seq applied, is
+    reached as soon as the newest event of any one partition is, long before the others)."""
+    pos = read_position(driver, "bench", model=model)
+    mark = pos.watermark() if pos is not None else None
+    return None if mark is None else mark.seq
+
+
 def _raw_loop(driver: neo4j.Driver, label: str, store: SimulatedStore) -> float:
     """The baseline: what a hand-written loader does (no seq checks, no tombstones, no position)."""
     driver.execute_query(f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:`{label}`) REQUIRE n.id IS UNIQUE")
@@ -123,10 +131,7 @@ def main() -> None:
         thread = threading.Thread(target=runner.run, daemon=True)
         started = time.perf_counter()
         thread.start()
-        while True:
-            pos = read_position(driver, "bench", model=model)
-            if pos is not None and pos.applied_seq >= store.seq:
-                break
+        while (mark := _watermark(driver, model)) is None or mark < store.seq:  # not applied_seq: see _watermark
             time.sleep(0.05)
         sink_s = time.perf_counter() - started
         runner.request_stop()

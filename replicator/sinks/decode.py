@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from replicator.errors import SchemaError
+from replicator.events import headers
 from replicator.events.avro import decode_any, decode_key
 from replicator.events.registry import RegistryDecoder, RegistryError, SchemaRegistryClient
 from replicator.sinks.batch import Event
@@ -40,15 +41,16 @@ class EventDecoder:
         reason is kept in ``undecodable``). Raises RegistryError when the registry stays unreachable."""
         topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         raw_key, raw_value = msg.key(), msg.value()
+        hdrs = headers.parse(msg.headers())
         try:
             key = None if raw_key is None else decode_key(raw_key)
-            if raw_value is None:
-                return Event(topic, partition, offset, key, None, None, raw_key, raw_value)
+            if raw_value is None:  # a tombstone: a delete of its key at the header's seq
+                return Event(topic, partition, offset, key, None, None, raw_key, raw_value, hdrs)
             schema, record = self._value(raw_value)
         except SchemaError as exc:
             self.undecodable[(topic, partition, offset)] = f"undecodable: {exc.message}"
             return Event(topic, partition, offset, None, None, None, raw_key, raw_value)
-        return Event(topic, partition, offset, key, schema, record, raw_key, raw_value)
+        return Event(topic, partition, offset, key, schema, record, raw_key, raw_value, hdrs)
 
     def _value(self, raw: bytes) -> tuple[str, dict[str, Any]]:
         """Single-object encoding, or Confluent framing (magic byte 0) through the Schema Registry.

@@ -37,10 +37,20 @@ def install_cmd(db: Path, lock_timeout: float) -> None:
 @source.command("uninstall")
 @_DB
 @_TIMEOUT
-def uninstall_cmd(db: Path, lock_timeout: float) -> None:
-    """Remove the triggers, changelog and meta table. Unpublished changelog rows are discarded."""
-    discarded = uninstall(db, timeout_s=lock_timeout)
+@click.option(
+    "--forget-identity",
+    is_flag=True,
+    help="also drop the meta table (store id, head seq): a later install is a NEW store, whose "
+    "sinks need new destinations (another entity label and collection)",
+)
+def uninstall_cmd(db: Path, lock_timeout: float, forget_identity: bool) -> None:
+    """Remove the triggers and the changelog; keep the store's identity (id, head seq) so that a later
+    install continues its seq and the source re-snapshots what changed meanwhile. Unpublished
+    changelog rows are discarded (the re-snapshot carries their rows' current state)."""
+    discarded = uninstall(db, timeout_s=lock_timeout, forget=forget_identity)
     click.echo(f"capture removed from {db}; {discarded} unpublished changelog row(s) discarded")
+    if not forget_identity:
+        click.echo("kept: the store id and head seq (_replicator_meta); `install` continues from them")
 
 
 @source.command("status")
@@ -60,6 +70,7 @@ def status_cmd(db: Path, as_json: bool) -> None:
         "store_id": state.store_id,
         "backlog": state.backlog,
         "head_seq": state.head_seq,
+        "capture_from": state.capture_from,
         "missing_triggers": list(state.missing_triggers),
     }
     if as_json:

@@ -103,6 +103,9 @@ class SourceDaemon:
         self.publisher: TransactionalPublisher | None = None
         self.partitions: dict[str, int] = {}
         self.committed_seq = 0
+        #: First read seq of the snapshot the stream follows (heartbeat header ``replicator.snapshot``);
+        #: None when the committed position was written by a version that did not record it.
+        self.snapshot_seq: int | None = None
         self.snapshot: _Snapshot | None = None
         self.deleted_up_to = 0
         self.more_pending = True
@@ -229,8 +232,20 @@ class SourceDaemon:
         self._resume(position)
 
     def _resume(self, position: SourcePosition | None) -> None:
-        assert self.reader is not None
+        assert self.reader is not None and self.identity is not None
         head = self.reader.head_seq()
+        if position is not None and position.seq < self.identity.capture_from:
+            # Capture was uninstalled and installed again after this position: what the writer did in
+            # between is in no changelog row. A new snapshot (stamped above every older seq) carries
+            # it, and the sinks remove what it lacks (deleted meanwhile) once their watermark reaches it.
+            event(
+                logging.WARNING,
+                "capture_gap",
+                committed_seq=position.seq,
+                capture_from=self.identity.capture_from,
+                action="snapshot again",
+            )
+            position = None
         if position is None:
             self.snapshot = _Snapshot(first_seq=-1, read_seq=None, table_index=0, after_id=0)
             event(logging.INFO, "snapshot_starting", head_seq=head)
@@ -242,6 +257,7 @@ class SourceDaemon:
                 hint="use a new --topic-prefix (a fresh snapshot), or restore the store that matches the topics",
             )
         self.committed_seq = position.seq
+        self.snapshot_seq = position.snapshot_seq
         self.metrics.last_seq.set(position.seq)
         if position.snapshot is not None:
             cursor = position.snapshot
@@ -268,8 +284,8 @@ class SourceDaemon:
         s = self.settings
         if snap.read_seq is None:
             snap.read_seq = self.reader.begin_snapshot()
-            if snap.first_seq < 0:
-                snap.first_seq = snap.read_seq
+            snap.first_seq = snap.read_seq if snap.first_seq < 0 else snap.first_seq
+            self.snapshot_seq = snap.first_seq  # on every heartbeat and position from now on
             if self.progress and self._bar is None:
                 from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
 
@@ -405,6 +421,7 @@ class SourceDaemon:
             seq=seq,
             seen_ms=seen_ms,
             partitions=self.partitions,
+            snapshot_seq=self.snapshot_seq,
         )
 
     def _final_heartbeat(self) -> None:
@@ -426,7 +443,7 @@ class SourceDaemon:
         return (
             positions_topic(self.settings.topic_prefix),
             self.identity.store_id.encode(),
-            position_value(seq, cursor, now_ms()),
+            position_value(seq, cursor, now_ms(), self.snapshot_seq),
         )
 
     def _delete_published(self, up_to: int) -> None:

@@ -110,6 +110,8 @@ class SourcePosition:
     seq: int
     snapshot: dict[str, Any] | None
     ts_ms: int
+    #: The first read seq of the snapshot this stream follows (None: written by an older version).
+    snapshot_seq: int | None = None
 
 
 def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> SourcePosition | None:
@@ -149,7 +151,13 @@ def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> Source
             value = msg.value()
             if msg.key() == store_id.encode() and value is not None:
                 data = json.loads(value)
-                found = SourcePosition(int(data["seq"]), data.get("snapshot"), int(data.get("ts_ms", 0)))
+                snapshot_seq = data.get("snapshot_seq")
+                found = SourcePosition(
+                    int(data["seq"]),
+                    data.get("snapshot"),
+                    int(data.get("ts_ms", 0)),
+                    None if snapshot_seq is None else int(snapshot_seq),
+                )
         raise _unreachable(settings, f"deliver {topic} to its end", "timeout")
     finally:
         consumer.close()

@@ -62,7 +62,7 @@ def snapshot(path: Path) -> tuple[str, list[str]]:
     return digest, sorted(os.listdir(path.parent))
 
 
-def test_install_then_uninstall_restores_the_schema_and_keeps_the_data(store: Path) -> None:
+def test_install_then_uninstall_forgetting_restores_the_schema_and_keeps_the_data(store: Path) -> None:
     before_master, before_data = master(store), data(store)
 
     state = install(store)
@@ -70,10 +70,61 @@ def test_install_then_uninstall_restores_the_schema_and_keeps_the_data(store: Pa
     assert state.store_id and state.backlog == 0
     assert data(store) == before_data
 
-    assert uninstall(store) == 0
+    assert uninstall(store, forget=True) == 0
     assert master(store) == before_master
     assert data(store) == before_data
-    assert uninstall(store) == 0  # idempotent
+    assert uninstall(store, forget=True) == 0  # idempotent
+
+
+def test_uninstall_keeps_only_the_identity_and_install_continues_its_seq(store: Path) -> None:
+    """A store's seq never goes backwards: after uninstall + install, every new change has a seq above
+    all the old ones, under the same store id (the destinations' seq guards stay meaningful)."""
+    before_master = master(store)
+    first = install(store)
+    assert first.capture_from == 1
+    w = MemoryWriter(store)
+    a = w.create_entity("c", "t")
+    w.set_confidence(a, 0.5)
+    w.close()
+    head = read_state(sqlite3.connect(store)).head_seq
+    assert head == 3
+
+    assert uninstall(store) == 2
+    kept = master(store)
+    assert [row for row in kept if row not in before_master] == [
+        ("index", f"sqlite_autoindex_{META}_1", None),
+        ("table", META, f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+    ]
+    assert uninstall(store) == 0 and master(store) == kept  # idempotent
+    gone = read_state(sqlite3.connect(store))
+    assert not gone.installed and gone.store_id == first.store_id and gone.head_seq == head
+
+    again = install(store)
+    assert again.installed and again.store_id == first.store_id
+    assert again.capture_from == head + 1 and again.head_seq == head + 1
+    w = MemoryWriter(store)
+    w.set_confidence(a, 0.25)
+    w.close()
+    conn = sqlite3.connect(store)
+    assert [r[0] for r in conn.execute(f"SELECT seq FROM {CHANGELOG}")] == [head + 2]
+    conn.close()
+
+    assert uninstall(store, forget=True) == 1
+    assert master(store) == before_master
+    assert install(store).store_id != first.store_id  # forgotten: a new store
+
+
+def test_a_foreign_meta_table_is_not_taken_for_a_kept_identity(store: Path) -> None:
+    conn = sqlite3.connect(store)
+    conn.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(f"INSERT INTO {META} VALUES ('store_id', 'x'), ('owner', 'someone else')")
+    conn.commit()
+    conn.close()
+    schema = master(store)
+
+    with pytest.raises(CaptureError, match="which capture did not install"):
+        install(store)
+    assert uninstall(store, forget=True) == 0 and master(store) == schema
 
 
 def test_second_install_changes_nothing_and_keeps_the_store_id(store: Path) -> None:

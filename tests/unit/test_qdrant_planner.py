@@ -211,3 +211,19 @@ def test_a_store_vector_two_text_changes_ahead_is_kept_while_they_arrive() -> No
     point = {**write.payload, **older.payload_updates[1]}
     matching = run([s.entity("u", 8, z)], points={1: point})
     assert matching.writes == [] and matching.payload_updates[1][SEQ] == 8
+
+
+def test_a_tombstone_deletes_unless_the_point_is_newer() -> None:
+    """Compaction leaves only the key's tombstone: it is the delete, at the seq of its header."""
+    s = Stream()
+    todo = plan([s.tombstone(9, 1)], {1: {"id": 1, SEQ: 4}}, {}, MODEL_NAME, "v")
+    assert todo.deletes == [1] and todo.tombstones == {1: 9}
+    newer = plan([s.tombstone(9, 1)], {1: {"id": 1, SEQ: 12}}, {}, MODEL_NAME, "v")
+    assert newer.empty and newer.skipped == 1
+
+
+def test_tombstones_without_a_seq_or_of_embeddings_delete_nothing() -> None:
+    s = Stream()
+    todo = plan([s.tombstone(None, 1), s.tombstone(9, 2, s.embeddings)], {1: {"id": 1, SEQ: 4}, 2: {"id": 2, SEQ: 4}},
+                {}, MODEL_NAME, "v")  # fmt: skip
+    assert todo.empty and todo.skipped == 2

@@ -64,9 +64,21 @@ class Neo4jDestination:
             raise error from exc
 
     def start(self) -> SinkPosition | None:
-        """Create constraints/indexes and return the stored position. Blocks; idempotent."""
+        """Create constraints/indexes and return the stored position. Blocks; idempotent. Logs a
+        warning when the database holds tombstones of older versions (ignored; docs/sinks.md)."""
         with self._errors():
             applier.create_schema(self.driver, self.settings.database, self.model)
+            legacy = applier.count_legacy_tombstones(self.driver, self.settings.database, self.model)
+        if legacy:
+            log.warning(
+                "ignoring tombstones of an older version",
+                extra={
+                    "count": legacy,
+                    "label": self.model.tombstone_label,
+                    "hint": "they have no namespace and are not read any more; once every sink on this database "
+                    "runs this version, remove them (docs/sinks.md, 'Tombstones of older versions')",
+                },
+            )
         return self.read_position()
 
     def read_position(self) -> SinkPosition | None:
@@ -74,10 +86,21 @@ class Neo4jDestination:
             return applier.read_position(self.driver, self.name, database=self.settings.database, model=self.model)
 
     def apply(self, batch: Batch) -> None:
-        todo = plan(batch, self.model)
         position = batch.position(self.name, int(time.time() * 1000))
         with self._errors():
-            applier.apply_plan(self.driver, self.settings.database, self.model, todo, position)
+            _, todo = applier.apply_plan(
+                self.driver,
+                self.settings.database,
+                self.model,
+                lambda stored: plan(batch, self.model, stored),
+                position,
+                store=batch.store(),
+            )
+        if todo.unusable_tombstones:
+            log.warning(
+                "tombstones without a seq header left unapplied",
+                extra={"count": todo.unusable_tombstones, "hint": "only records of the replicator source are applied"},
+            )
 
     def describe(self) -> dict[str, int]:
         """What the graph holds, for ``/position``: nodes with the entity label (placeholders

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
@@ -13,7 +14,7 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
-from replicator.sinks.batch import Batch
+from replicator.sinks.batch import Batch, StoreMismatch
 from replicator.sinks.qdrant.applier import Applier, read_position
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
@@ -23,6 +24,8 @@ from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS = Counter(
     "replicator_qdrant_embeddings_total",
@@ -110,6 +113,7 @@ class QdrantDestination:
         self._applier: Applier | None = None
         self._position: SinkPosition | None = None
         self._lock = threading.Lock()
+        self._collected = 0  # this sink's watermark when tombstones were last collected
 
     @property
     def client(self) -> QdrantClient:
@@ -138,6 +142,16 @@ class QdrantDestination:
             self.embedder.load()
         self._applier = applier
         self._position = stored
+        legacy = applier.legacy_tombstones()
+        if legacy:
+            log.warning(
+                "ignoring tombstones of an older version",
+                extra={
+                    "count": legacy,
+                    "collection": applier.positions,
+                    "hint": "they name no store and are not read any more; remove them (docs/qdrant.md)",
+                },
+            )
         return self._position
 
     def apply(self, batch: Batch) -> None:
@@ -151,14 +165,36 @@ class QdrantDestination:
             self._apply(applier, batch)
 
     def _apply(self, applier: Applier, batch: Batch) -> None:
-        points, tombstones = applier.fetch(touched_ids(batch.events))
-        todo = plan(batch.events, points, tombstones, MODEL_NAME, self.embedder.version)
+        store = batch.store()
+        events = batch.unapplied(self._position).events  # a runner's re-read of what is applied
+        ids = touched_ids(events)
+        state = applier.fetch(ids, store)
+        if state.owner is not None and store is not None and state.owner != store:
+            raise StoreMismatch(
+                f"collection {applier.collection!r} holds the points of store {state.owner}; this sink's events "
+                f"come from store {store} (another store, or this one after `source uninstall --forget-identity`)",
+                hint="replicate each store into its own --collection; to replace the old points instead, drop "
+                f"the collection and {applier.positions!r} (docs/qdrant.md)",
+            )
+        if store is None and state.owner is not None:  # only tombstones: they are the owner's
+            state = applier.fetch(ids, state.owner)
+        scope = store or state.owner or ""
+        todo = plan(events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
         texts = todo.texts_to_embed
         vectors = self.embedder.embed(texts) if texts else {}
         advanced = batch.position(self.name, int(time.time() * 1000))
         position = advanced if self._position is None else self._position.merged(advanced)
-        applier.write(todo, vectors, position)
+        applier.write(todo, vectors)
+        due = position.sweep_due()
+        if due is not None:  # after this batch's points: it may hold the snapshot's last rows
+            applier.sweep(due)
+            position = replace(position, swept_seq=due)
+        applier.mark(todo.tombstones, position, scope, claim=state.owner is None and store is not None)
         self._position = position
+        mark = position.watermark()
+        if mark is not None and mark.seq > self._collected:  # at most once per watermark step
+            applier.collect_tombstones(scope)
+            self._collected = mark.seq
         self._count(todo, len(texts))
 
     def _count(self, todo: Plan, computed: int) -> None:

@@ -21,13 +21,15 @@ Rules (design §6; per entity id, events in seq order):
   payload-only: no embedding, the vector and its labels stay.
 * Embedding deletes are ignored: the point's vector stays valid for its text; the entity's delete
   removes the point.
+* A Kafka tombstone of an entity (its ``d`` event removed by compaction) is that delete, at the seq
+  its ``replicator.seq`` header carries: it applies unless the point is newer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from replicator.embedding import entity_text
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE
@@ -105,13 +107,25 @@ def _entity_id(event: Event, image: Mapping[str, Any] | None, id_field: str, ind
     raise PoisonEvent(index, f"{event.schema} at {event.where}@{event.offset} names no entity id")
 
 
+_TOMBSTONE_SCHEMA: Final = {"entities": ENTITY_CHANGE, "embeddings": EMBEDDING_CHANGE}
+
+
 def _group(events: Sequence[Event]) -> tuple[dict[int, list[_Change]], dict[int, list[_Change]], int]:
-    """Entity and embedding changes per entity id (batch order), and how many events were ignored."""
+    """Entity and embedding changes per entity id (batch order), and how many events were ignored.
+    A tombstone (what compaction leaves of a deleted key) is a delete at its header's seq."""
     entities: dict[int, list[_Change]] = {}
     embeddings: dict[int, list[_Change]] = {}
     ignored = 0
     for index, event in enumerate(events):
         record = event.record
+        if event.is_tombstone:
+            schema = _TOMBSTONE_SCHEMA.get(event.headers.table or "")
+            if schema is None or event.headers.seq is None or event.key is None:
+                ignored += schema is not None  # no seq: not written by the replicator source
+                continue
+            target = entities if schema == ENTITY_CHANGE else embeddings
+            target.setdefault(event.key, []).append(_Change(index, event.headers.seq, "d", None))
+            continue
         if record is None or event.is_heartbeat:
             continue
         if event.schema not in (ENTITY_CHANGE, EMBEDDING_CHANGE):

@@ -50,8 +50,16 @@ def position_point_id(sink: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + sink))
 
 
-def tombstone_point_id(entity_id: int) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replicator:tombstone:{entity_id}"))
+def tombstone_point_id(store: str, entity_id: int) -> str:
+    """A delete's tombstone in ``<collection>_positions`` (payload ``{"tombstone": id, "store",
+    "_seq"}``): scoped to the store, as the collection is to the namespace. Versions before stores
+    were named used ``replicator:tombstone:<id>``; those points are no longer read."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replicator:tombstone:{store}:{entity_id}"))
+
+
+def owner_point_id() -> str:
+    """The point recording which store the collection replicates (payload ``{"owner", "store"}``)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:owner"))
 
 
 def text_sha256(text: str) -> str:
