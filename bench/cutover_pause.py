@@ -29,17 +29,16 @@ from neo4j import GraphDatabase
 from replicator.capture.install import install
 from replicator.migrate import config, cutover
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, seed_store
+from replicator.migrate.demo import LiveWriter, local_stack_neo4j, seed_store
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.migrate.validate import validate_store
-from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 
 
 def _one(workdir: Path, rate: float, max_pause_s: float) -> dict[str, Any]:
-    kafka, graph = KafkaSettings.from_env(), Neo4jSettings.from_env()
+    kafka, graph = KafkaSettings.from_env(), local_stack_neo4j()  # the local stack's password unless the env names one
     tag = uuid.uuid4().hex[:8]
     db, caxton = workdir / "memory.db", workdir / "caxton.yaml"
     caxton.write_text(config.sample_config(str(db)))

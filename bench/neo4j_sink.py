@@ -19,10 +19,10 @@ from typing import Any
 
 import neo4j
 
+from replicator.migrate.demo import local_stack_neo4j
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
-from replicator.sinks.settings import Neo4jSettings
 from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
@@ -54,6 +54,14 @@ def _cleanup(driver: neo4j.Driver, labels: list[str]) -> None:
         ]
         for name in names:
             session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
+
+
+def _watermark(driver: neo4j.Driver, model: GraphModel) -> int | None:
+    """The sink's watermark: everything up to it applied (applied_seq, the highest seq applied, is
+    reached as soon as the newest event of any one partition is, long before the others)."""
+    pos = read_position(driver, "bench", model=model)
+    mark = pos.watermark() if pos is not None else None
+    return None if mark is None else mark.seq
 
 
 def _raw_loop(driver: neo4j.Driver, label: str, store: SimulatedStore) -> float:
@@ -93,7 +101,7 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--relations", type=int, default=10_000)
     args = parser.parse_args()
-    kafka, graph = KafkaSettings.from_env(), Neo4jSettings.from_env()
+    kafka, graph = KafkaSettings.from_env(), local_stack_neo4j()  # the local stack's password unless the env names one
     h = uuid.uuid4().hex[:8]
     prefix = f"bench{h}.caxton.memory"
     model = GraphModel(f"BenchEntity_{h}", f"BenchTomb_{h}", f"BenchPos_{h}")
@@ -123,10 +131,7 @@ def main() -> None:
         thread = threading.Thread(target=runner.run, daemon=True)
         started = time.perf_counter()
         thread.start()
-        while True:
-            pos = read_position(driver, "bench", model=model)
-            if pos is not None and pos.applied_seq >= store.seq:
-                break
+        while (mark := _watermark(driver, model)) is None or mark < store.seq:  # not applied_seq: see _watermark
             time.sleep(0.05)
         sink_s = time.perf_counter() - started
         runner.request_stop()

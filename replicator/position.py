@@ -50,6 +50,10 @@ class SinkPosition:
     partitions: dict[str, int] = field(default_factory=dict)
     applied_seq: int = 0  # highest seq of any change applied
     updated_at_ms: int = 0
+    #: Highest ``replicator.snapshot`` header of the heartbeats applied: the snapshot the stream follows.
+    snapshot_seq: int = 0
+    #: The snapshot_seq up to which the destination removed rows older than the snapshot (design §6).
+    swept_seq: int = 0
 
     def watermark(self) -> Heartbeat | None:
         """Seq (and its store time) up to which every change is applied; None before a heartbeat has
@@ -76,7 +80,19 @@ class SinkPosition:
             partitions={**self.partitions, **other.partitions},
             applied_seq=max(self.applied_seq, other.applied_seq),
             updated_at_ms=max(self.updated_at_ms, other.updated_at_ms),
+            snapshot_seq=max(self.snapshot_seq, other.snapshot_seq),
+            swept_seq=max(self.swept_seq, other.swept_seq),
         )
+
+    def sweep_due(self) -> int | None:
+        """The snapshot seq S whose sweep is due, else None. Due once the watermark reached S (every
+        row that was in the store when the snapshot read it has been applied, stamped >= S) and no
+        sweep for S was recorded: a row whose seq is below S was deleted before that read, in a gap
+        no changelog recorded (capture out, or a new pipeline over an older destination)."""
+        mark = self.watermark()
+        if self.snapshot_seq > self.swept_seq and mark is not None and mark.seq >= self.snapshot_seq:
+            return self.snapshot_seq
+        return None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -87,6 +103,8 @@ class SinkPosition:
                 "partitions": self.partitions,
                 "applied_seq": self.applied_seq,
                 "updated_at_ms": self.updated_at_ms,
+                "snapshot_seq": self.snapshot_seq,
+                "swept_seq": self.swept_seq,
             },
             sort_keys=True,
         )
@@ -103,4 +121,6 @@ class SinkPosition:
             partitions={str(k): int(v) for k, v in data.get("partitions", {}).items()},
             applied_seq=int(data.get("applied_seq", 0)),
             updated_at_ms=int(data.get("updated_at_ms", 0)),
+            snapshot_seq=int(data.get("snapshot_seq", 0)),
+            swept_seq=int(data.get("swept_seq", 0)),
         )

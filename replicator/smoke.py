@@ -87,7 +87,7 @@ def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None, cleanup: 
 def neo4j_roundtrip(settings: Neo4jSettings, label: str = "SmokeCheck") -> dict[str, Any]:
     """MERGE a node with a unique key over Bolt, read it back in a new session, delete it."""
     key = uuid.uuid4().hex
-    with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth()) as driver:
+    with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF") as driver:
         driver.execute_query(
             f"MERGE (n:{label} {{key: $key}}) SET n.observations = $obs, n.confidence = 0.9",
             key=key, obs=["written by replicator smoke"], database_=settings.database,
@@ -152,7 +152,9 @@ def smoke(bootstrap: str, qdrant_path: Path) -> None:
     click.echo(f"kafka : {len(k.received)}/{len(k.sent)} Avro EntityChange events back from {k.topic} "
                f"({time.monotonic() - t0:.1f}s)")  # fmt: skip
     t0 = time.monotonic()
-    neo = Neo4jSettings.from_env()
+    from replicator.migrate.demo import local_stack_neo4j  # noqa: PLC0415 - like the demo, on the local stack
+
+    neo = local_stack_neo4j()
     props = neo4j_roundtrip(neo)
     click.echo(f"neo4j : node written and read back over {neo.uri}: {props} ({time.monotonic() - t0:.1f}s)")
     t0 = time.monotonic()

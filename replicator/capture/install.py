@@ -14,12 +14,13 @@ import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from replicator import __version__
 from replicator.capture.parked import PARKED, PARKED_DDL, count_parked
@@ -40,6 +41,14 @@ class CaptureError(ReplicatorError):
     """The store cannot be captured (or released) as asked."""
 
 
+#: Meta keys beside version/store_id/columns: the seq an installation started at, and the head an
+#: uninstall kept so that the next install continues after it (a store's seq never goes backwards).
+_CAPTURE_FROM: Final = "capture_from"
+_KEPT_HEAD: Final = "head_seq"
+#: What an uninstall keeps of the meta table: the store's identity and how far its seq went.
+_IDENTITY_KEYS: Final = ("store_id", _KEPT_HEAD, "uninstalled_at_ms")
+
+
 @dataclass(frozen=True)
 class CaptureState:
     """What capture finds installed in a store."""
@@ -50,7 +59,11 @@ class CaptureState:
     columns: dict[str, tuple[str, ...]]  # table -> columns the triggers were generated for
     missing_triggers: tuple[str, ...]
     backlog: int  # changelog rows not yet published (and deleted)
-    head_seq: int  # highest seq ever assigned (0 when none)
+    head_seq: int  # highest seq ever assigned (0 when none); kept across uninstall and install
+    #: The seq this installation started at: rows captured since carry higher seqs, and its first
+    #: snapshot is stamped with it or later. A source position older than it predates a capture gap
+    #: (uninstall ... install) and is re-snapshotted. 0: installed by a version that did not record it.
+    capture_from: int = 0
 
 
 class Drift(NamedTuple):
@@ -59,6 +72,14 @@ class Drift(NamedTuple):
     table: str
     added: tuple[str, ...]
     removed: tuple[str, ...]
+
+
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI that opens exactly ``path``: SQLite decodes %XX escapes in a URI and ends the
+    path at ``?`` or ``#``, so a path containing ``?``, ``#`` or ``%`` must be escaped or it opens
+    (and in ``rw`` mode even creates) another file. Pure."""
+    query = urllib.parse.urlencode(params)
+    return f"file:{urllib.parse.quote(str(path))}" + (f"?{query}" if query else "")
 
 
 def _check_file(path: Path) -> None:
@@ -80,7 +101,7 @@ def _check_file(path: Path) -> None:
         )
     try:
         # immutable=1: no locks taken, no -wal/-shm created; only the header and schema are read.
-        probe = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        probe = sqlite3.connect(sqlite_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
     try:
@@ -105,7 +126,7 @@ def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) ->
     _check_file(path)
     mode = "ro" if readonly else "rw"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=timeout_s, isolation_level=None)
+        conn = sqlite3.connect(sqlite_uri(path, mode=mode), uri=True, timeout=timeout_s, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
     try:
@@ -212,6 +233,7 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
         backlog = int(conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0])
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
         head = int(row[0]) if row else 0
+    head = max(head, int(meta.get(_KEPT_HEAD, 0)))
     return CaptureState(
         installed=has_changelog and "version" in meta,
         version=int(meta["version"]) if "version" in meta else None,
@@ -220,6 +242,7 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
         missing_triggers=tuple(n for n in expected if n not in triggers),
         backlog=backlog,
         head_seq=head,
+        capture_from=int(meta.get(_CAPTURE_FROM, 0)),
     )
 
 
@@ -239,12 +262,26 @@ def detect_drift(conn: sqlite3.Connection, state: CaptureState) -> list[Drift]:
     return drifts
 
 
-def _refuse_foreign_objects(conn: sqlite3.Connection, path: Path) -> None:
+def _kept_identity(conn: sqlite3.Connection) -> dict[str, str] | None:
+    """The identity an earlier uninstall kept (``_replicator_meta`` holding a store id and no version),
+    or None. A meta table of any other shape is not ours to take over."""
+    meta = _meta(conn)
+    if "store_id" in meta and "version" not in meta and set(meta) <= set(_IDENTITY_KEYS):
+        return meta
+    return None
+
+
+def _refuse_foreign_objects(conn: sqlite3.Connection, path: Path, *, kept_meta: bool) -> None:
     """Before a first install: an object already named like ours was not made by capture; taking it
-    over (or dropping it on uninstall) would damage someone else's schema."""
+    over (or dropping it on uninstall) would damage someone else's schema. ``kept_meta``: the meta
+    table is the identity an uninstall kept (ours)."""
     ours = {CHANGELOG, META, PARKED, *(name for table in TABLES for name in trigger_names(table))}
     rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
-    clashes = [f"{kind} {name}" for kind, name in rows if name in ours or str(name).startswith(TRIGGER_PREFIX)]
+    clashes = [
+        f"{kind} {name}"
+        for kind, name in rows
+        if (name in ours or str(name).startswith(TRIGGER_PREFIX)) and not (kept_meta and name == META)
+    ]
     if clashes:
         raise CaptureError(
             f"{path} already holds {', '.join(clashes)}, which capture did not install (no {META} version)",
@@ -277,19 +314,25 @@ def install(path: Path, *, timeout_s: float = 5.0) -> CaptureState:
 
 def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
     state = read_state(conn)
+    first: dict[str, str] = {}
     if not state.installed:
-        _refuse_foreign_objects(conn, path)
+        kept = _kept_identity(conn)
+        _refuse_foreign_objects(conn, path, kept_meta=kept is not None)
         for statement in CHANGELOG_DDL.split(";"):
-            if statement.strip():
+            if statement.strip() and not (kept is not None and META in statement):
                 conn.execute(statement)  # not executescript: it would COMMIT our transaction first
         conn.execute(PARKED_DDL)
-        # Seq 1 is reserved for the initial snapshot: a snapshot is stamped with the head seq of its
-        # read, and a fresh store's head would otherwise be 0, a value sinks may read as "none yet".
-        conn.execute(
-            "INSERT INTO sqlite_sequence (name, seq) SELECT ?, 1 WHERE NOT EXISTS "
-            "(SELECT 1 FROM sqlite_sequence WHERE name = ?)",
-            (CHANGELOG, CHANGELOG),
-        )
+        # The seq this installation starts at is reserved for its snapshot: a snapshot is stamped with
+        # the head seq of its read, and a fresh store's head would otherwise be 0, a value sinks may
+        # read as "none yet". After an uninstall it continues past the kept head, so every seq this
+        # installation assigns is newer than any the destinations hold (docs/capture.md).
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
+        start = max(1, int(row[0]) if row else 0, int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (CHANGELOG, start))
+        if kept is not None:
+            conn.execute(f"DELETE FROM {META} WHERE key IN (?, ?)", (_KEPT_HEAD, "uninstalled_at_ms"))
+        first[_CAPTURE_FROM] = str(start)
         state = read_state(conn)
     current = {t: table_columns(conn, t) for t in TABLES}
     up_to_date = (
@@ -304,6 +347,7 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         for statement in trigger_sql(table, current[table]):
             conn.execute(statement)
     values = {
+        **first,
         "version": str(CAPTURE_VERSION),
         "installed_by": __version__,
         "installed_at_ms": str(time.time_ns() // 1_000_000),
@@ -328,23 +372,39 @@ def _drop_triggers(conn: sqlite3.Connection) -> None:
         conn.execute(f'DROP TRIGGER "{name}"')
 
 
-def uninstall(path: Path, *, timeout_s: float = 5.0) -> int:
-    """Remove exactly what install made (triggers, changelog, meta, parked rows). Returns the number of
-    unpublished changes (changelog rows and parked rows not yet retried) discarded with it. Idempotent:
-    a store without capture is left as is. Raises CaptureError (file untouched) as install does."""
+def uninstall(path: Path, *, timeout_s: float = 5.0, forget: bool = False) -> int:
+    """Remove the triggers, the changelog and the parked rows. The meta table stays with only the
+    store's identity: ``store_id`` and ``head_seq`` (the highest seq ever assigned), so that a later
+    ``install`` continues the same store's seq after it and the source re-snapshots what changed
+    meanwhile. ``forget``: remove the meta table too (sqlite_master as before the first install); a
+    later install is then a new store, whose destinations must be new too. Returns the number of
+    unpublished changes (changelog rows and parked rows not yet retried) discarded. Idempotent: a
+    store without capture (or with only a kept identity, unless ``forget``) is left as is. Raises
+    CaptureError (file untouched) as install does."""
     _check_file(path)
     _check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
     try:
-        if not read_state(conn).installed:
+        state = read_state(conn)
+        if not state.installed:
+            if forget and _kept_identity(conn) is not None:
+                with write_transaction(conn, path, timeout_s):
+                    conn.execute(f"DROP TABLE {META}")
             return 0  # nothing of ours (objects named like ours without our meta are someone else's)
         with write_transaction(conn, path, timeout_s):
-            backlog = read_state(conn).backlog + count_parked(conn)
+            state = read_state(conn)
+            backlog = state.backlog + count_parked(conn)
             _drop_triggers(conn)
             conn.execute(f"DROP TABLE IF EXISTS {PARKED}")
             conn.execute(f"DROP TABLE IF EXISTS {CHANGELOG}")
-            conn.execute(f"DROP TABLE IF EXISTS {META}")
             conn.execute("DELETE FROM sqlite_sequence WHERE name IN (?, ?)", (CHANGELOG, PARKED))
+            if forget:
+                conn.execute(f"DROP TABLE IF EXISTS {META}")
+            else:
+                kept = {"store_id": str(state.store_id), _KEPT_HEAD: str(state.head_seq),
+                        "uninstalled_at_ms": str(time.time_ns() // 1_000_000)}  # fmt: skip
+                conn.execute(f"DELETE FROM {META}")
+                conn.executemany(f"INSERT INTO {META} (key, value) VALUES (?, ?)", kept.items())
         return backlog
     finally:
         conn.close()

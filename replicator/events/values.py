@@ -67,4 +67,3 @@ def text_of(value: object) -> str:
 def embedding_text(name: object, entity_type: object, observations: object) -> str:
     """The text an entity's vector embeds (STORE.md), from values of any storage class."""
     return entity_text(text_of(name), text_of(entity_type), observation_list(observations))
-

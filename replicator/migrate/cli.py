@@ -13,8 +13,10 @@ import click
 from replicator.errors import ReplicatorError
 from replicator.migrate import cutover as cutover_mod
 from replicator.migrate import lag as lag_mod
+from replicator.migrate import rollback as rollback_mod
 from replicator.migrate import state as state_mod
-from replicator.migrate.targets import TargetOptions, divergence, sinks_for, target_options
+from replicator.migrate.targets import TargetOptions, divergence, sinks_for, store_identity, target_options
+from replicator.source.settings import parse_duration
 
 _db = click.option(
     "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
@@ -22,19 +24,9 @@ _db = click.option(
 )  # fmt: skip
 
 
-def _duration(text: str) -> float:
-    """'3s', '500ms', '2m' -> seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for unit in ("ms", "s", "m"):
-        if text.endswith(unit):
-            try:
-                return float(text[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
-    try:
-        return float(text)
-    except ValueError:
-        raise ReplicatorError(f"{text!r} is not a duration", hint="e.g. 3s, 500ms, 2m") from None
+def _duration(text: str, flag: str) -> float:
+    """'3s', '500ms', '2m' -> seconds: finite and positive (no 'inf', 'nan', '1e400ms'). Raises ConfigError."""
+    return parse_duration(text, flag)
 
 
 @click.command()
@@ -46,7 +38,7 @@ def _duration(text: str) -> float:
 @click.option("--interval", default="1s", show_default=True, help="Time between the two samples a status needs.")
 def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, watch: bool, interval: str) -> None:
     """How far each sink is behind the source: events, seq and seconds, with a status and a drain estimate."""
-    gap = _duration(interval)
+    gap = _duration(interval, "--interval")
     kinds = kinds or ("neo4j", "qdrant")
     previous = lag_mod.sample(db, opts, kinds, None, elapsed_s=0)
     while True:
@@ -68,20 +60,38 @@ def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, wa
 @target_options
 @click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True, help="Caxton's caxton.yaml.")
-@click.option("--max-pause", default="3s", show_default=True, help="Abort if writers would wait longer.")
+@click.option(
+    "--max-pause",
+    default="3s",
+    show_default=True,
+    help=f"Abort if writers would wait longer (at most {cutover_mod.MAX_PAUSE_S:g}s).",
+)
+@click.option(
+    "--writer-wait",
+    default=f"{cutover_mod.WRITER_WAIT_S:g}s",
+    show_default=True,
+    help="How long the runtime's writers wait for the store's lock (their busy timeout).",
+)
 @click.option("--max-lag", default=1000, show_default=True, help="Refuse to start if a sink is more seq behind.")
 @click.option("--sample", default=10, show_default=True, help="Entities compared while fenced.")
-@click.option("--postpone-flag", type=click.Path(path_type=Path), help="Get ready, then wait until this file is gone.")
+@click.option(
+    "--postpone-flag",
+    type=click.Path(path_type=Path),
+    help="Check readiness, then wait until this file is gone; the preflight is taken again at the go.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, max_lag: int,
-            sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
-    """Fence the store's writers, drain the sinks, validate, switch caxton.yaml -- or change nothing."""
+def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, writer_wait: str,
+            max_lag: int, sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Fence the store's writers, drain the sinks, validate, then make the store refuse writes and
+    switch caxton.yaml -- or change nothing."""
     plan = cutover_mod.CutoverPlan(
-        db=db, config=config_path, target=target, max_pause_s=_duration(max_pause), max_lag=max_lag,
-        sample=sample, postpone_flag=postpone_flag,
+        db=db, config=config_path, target=target, max_pause_s=_duration(max_pause, "--max-pause"), max_lag=max_lag,
+        sample=sample, postpone_flag=postpone_flag, writer_wait_s=_duration(writer_wait, "--writer-wait"),
     )  # fmt: skip
+    for warning in plan.warnings():
+        click.echo(f"warning: {warning}", err=True)
     kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
-    targets = sinks_for(kinds, opts)
+    targets = sinks_for(kinds, opts, store_identity(db))
     try:
         report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
     finally:
@@ -108,7 +118,7 @@ def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_ne
     cutover's connection flags): if the runtime wrote to them since, rollback refuses and names what
     differs, since the store does not have those writes."""
     check = None if discard_new_writes else divergence(db, opts)
-    for line in cutover_mod.rollback(db, config_path, divergence=check):
+    for line in rollback_mod.rollback(db, config_path, divergence=check):
         click.echo(line)
 
 
@@ -148,7 +158,7 @@ def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report = run_demo(workdir or Path(".demo") / stamp, entities=entities, rate_per_s=rate,
-                      max_pause_s=_duration(max_pause), real_model=not hash_vectors)  # fmt: skip
+                      max_pause_s=_duration(max_pause, "--max-pause"), real_model=not hash_vectors)  # fmt: skip
     if not report.ok:
         sys.exit(1)
 

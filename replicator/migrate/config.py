@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import stat
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,11 +52,21 @@ def _load(text: str, path: Path) -> dict[str, Any]:
     return data
 
 
+def read_text(path: Path) -> str:
+    """The file's text. Raises ConfigError (missing, a directory, unreadable, not UTF-8)."""
+    if not path.exists():
+        raise ConfigError(f"no config file at {path}", hint="pass Caxton's caxton.yaml with --config")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc}", hint="pass Caxton's caxton.yaml (a readable UTF-8 file) with --config"
+        ) from exc
+
+
 def read_backend(path: Path) -> str:
     """memory.backend of ``path``. Raises ConfigError."""
-    if not path.is_file():
-        raise ConfigError(f"no config file at {path}", hint="pass Caxton's caxton.yaml with --config")
-    return str(_load(path.read_text(), path)["memory"].get("backend", "embedded"))
+    return str(_load(read_text(path), path)["memory"].get("backend", "embedded"))
 
 
 def switched_text(text: str, path: Path, backend: str) -> str:
@@ -99,19 +109,45 @@ def switched_text(text: str, path: Path, backend: str) -> str:
     return new
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.replicator-tmp")
-    with open(tmp, "w") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    shutil.copymode(path, tmp)
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+def _write_like(target: Path, text: str, like: os.stat_result) -> None:
+    """Write ``text`` to ``target`` through a temporary file in its directory that has ``like``'s mode
+    and owner from the start (never readable by others in between), fsync it, rename it into place,
+    fsync the directory. Raises OSError; ConfigError when the owner cannot be kept."""
+    tmp = target.with_name(f".{target.name}.replicator-tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, stat.S_IMODE(like.st_mode))
+        if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.fchown(fd, like.st_uid, like.st_gid)
+            except PermissionError as exc:
+                raise ConfigError(
+                    f"cannot keep the owner of {target} (uid {like.st_uid}, gid {like.st_gid}): {exc}",
+                    hint="run the cutover as the file's owner (or root), so Caxton can still read its config",
+                ) from exc
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            fd = -1
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)  # atomic on POSIX: readers see the old file or the new one
+    finally:
+        if fd != -1:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file ``path`` names, keeping its mode, owner and, when ``path`` is a symlink, the
+    link itself (the file it points to is rewritten)."""
+    real = Path(os.path.realpath(path))
+    _write_like(real, text, real.stat())
 
 
 def backup_path(path: Path) -> Path:
@@ -119,24 +155,35 @@ def backup_path(path: Path) -> Path:
 
 
 def switch_backend(path: Path, backend: str) -> Path:
-    """Back up ``path`` (``<name>.replicator-backup``, kept if one exists), then atomically set memory.backend.
-    Returns the backup's path. Raises ConfigError; on error the file is unchanged."""
-    if not path.is_file():
-        raise ConfigError(f"no config file at {path}", hint="pass Caxton's caxton.yaml with --config")
-    text = path.read_text()
+    """Back up ``path`` as it is now (``<name>.replicator-backup``, replacing any earlier backup:
+    cutover runs only when no other cutover is in effect, so the file as it is now is the original),
+    then atomically set memory.backend. Returns the backup's path. Raises ConfigError (or OSError);
+    on error the file is unchanged."""
+    text = read_text(path)
     new = switched_text(text, path, backend)
+    real = Path(os.path.realpath(path))
+    like = real.stat()
+    _write_like(backup_path(path), text, like)
+    _write_like(real, new, like)
+    return backup_path(path)
+
+
+def switched(path: Path) -> bool:
+    """Whether ``path`` names another backend than its backup (the cutover switched it). Raises ConfigError."""
     backup = backup_path(path)
-    if not backup.exists():  # an existing backup is the pre-migration original: keep it
-        shutil.copy2(path, backup)
-    _write_atomically(path, new)
-    return backup
+    return backup.is_file() and read_backend(path) != read_backend(backup)
 
 
-def restore_backup(path: Path) -> bool:
-    """Put the backup back in place (atomically). Returns False when there is no backup."""
+def restore_backend(path: Path) -> str | None:
+    """Set memory.backend back to the backup's value, changing nothing else in the file (edits the
+    operator made since the cutover stay), then remove the backup. Returns the backend restored, or
+    None when there is no backup. Raises ConfigError (or OSError)."""
     backup = backup_path(path)
     if not backup.is_file():
-        return False
-    _write_atomically(path, backup.read_text())
+        return None
+    original = read_backend(backup)
+    text = read_text(path)
+    if read_backend(path) != original:
+        _write_atomically(path, switched_text(text, path, original))
     backup.unlink()
-    return True
+    return original

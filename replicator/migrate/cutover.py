@@ -1,27 +1,55 @@
 """``replicator cutover``: preflight, fence, drain, validate, switch -- or abort having changed nothing.
 
-The pause the runtime's writers see is the time the fence (the store's write lock) is held: from
-step 2 to the end of step 5. Every step is recorded in the migration state file before it starts,
-so a crash at any instant can be named by ``replicator status`` and resolved by ``replicator
-rollback``. Blocking; one cutover per store at a time.
+The order is fail-safe: at no instant do both the store and the new backend take writes.
+
+1. preflight: reads only (state, caxton.yaml, capture, every sink's position), bounded in time.
+2. fence: the store's write lock; the runtime's writers *wait* from here.
+3. drain: every sink's watermark reaches the store's head seq at the fence (the final seq).
+4. validate: counts and a sample of each destination against the store.
+5. switch: first the store durably refuses writes (refusal triggers, COMMIT with synchronous=FULL,
+   which also releases the fence), then caxton.yaml's memory.backend is switched atomically.
+
+The pause the writers see is the time the fence is held: steps 2 to the first half of 5. Every call
+made under the fence gets what is left of ``--max-pause`` as its timeout and is abandoned when that
+runs out (the cutover aborts and releases the writers): a hung server never holds the writers past
+the pause. Every step is recorded in the migration state file before it starts, so a crash at any
+instant is named by ``replicator status`` and resolved by ``replicator rollback``:
+
+* before the refusal commits (steps 1-4 and the start of 5): the OS drops the dead process's lock,
+  SQLite rolls the fence back; the store takes writes, caxton.yaml is unchanged;
+* after the refusal, before caxton.yaml is written: the store refuses writes with "moved to X;
+  reload caxton.yaml" while caxton.yaml still names the store (unavailable, never split);
+* after caxton.yaml is written, before the state says cut_over: the runtime may already write to the
+  new backend; rollback compares it with the store before it switches anything back.
+
+Blocking; one cutover per store at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from replicator.capture import parked
 from replicator.capture.install import open_store, read_state
-from replicator.errors import ReplicatorError
+from replicator.errors import ConfigError, ReplicatorError
 from replicator.migrate import config, fence, state
+from replicator.migrate.budget import OutOfTime, within
 from replicator.position import SinkPosition
+
+#: A pause beyond this is a typo, not a plan: the runtime's writers would fail long before it ends.
+MAX_PAUSE_S: Final = 60.0
+#: How long the runtime's writers wait for the store's lock (their busy timeout; STORE.md: "a writer
+#: may use less, such as 5 s, and a fence must not outlast it").
+WRITER_WAIT_S: Final = 5.0
 
 
 class CutoverAborted(ReplicatorError):
@@ -29,21 +57,24 @@ class CutoverAborted(ReplicatorError):
 
 
 class Target(Protocol):
-    """One destination as cutover sees it (Neo4j, Qdrant). Implementations are thin adapters."""
+    """One destination as cutover sees it (Neo4j, Qdrant). Implementations are thin adapters; each
+    call should give up after ``timeout_s`` (cutover also abandons it then)."""
 
     name: str
 
-    def position(self) -> SinkPosition | None:
-        """The sink's stored position (None if it never wrote one). Blocks briefly; may raise."""
+    def position(self, timeout_s: float) -> SinkPosition | None:
+        """The sink's stored position (None if it never wrote one). Blocks up to ``timeout_s``; may raise."""
         ...
 
-    def quick_check(self, store: Path, sample: int) -> list[str]:
+    def quick_check(self, store: Path, sample: int, timeout_s: float) -> list[str]:
         """Counts + a small sample against the store; returns the problems found (empty = OK)."""
         ...
 
 
 @dataclass(frozen=True)
 class CutoverPlan:
+    """What to cut over and the bounds. Raises ConfigError on construction for a bad value."""
+
     db: Path
     config: Path
     target: str  # neo4j | qdrant | hybrid
@@ -53,12 +84,34 @@ class CutoverPlan:
     lock_timeout_s: float = 2.0
     sample: int = 10
     postpone_flag: Path | None = None
+    writer_wait_s: float = WRITER_WAIT_S
+    preflight_timeout_s: float = 10.0  # per read before the fence (a dead server is named, not waited on)
 
     def __post_init__(self) -> None:
         if self.target not in ("neo4j", "qdrant", "hybrid"):
-            raise ReplicatorError(f"unknown cutover target {self.target!r}", hint="use neo4j, qdrant or hybrid")
-        if self.max_pause_s <= 0:
-            raise ReplicatorError("--max-pause must be positive", hint="e.g. --max-pause 3s")
+            raise ConfigError(f"unknown cutover target {self.target!r}", hint="use neo4j, qdrant or hybrid")
+        if not math.isfinite(self.max_pause_s) or self.max_pause_s <= 0:
+            raise ConfigError(f"--max-pause {self.max_pause_s:g}s is not a positive duration", hint="e.g. 3s")
+        if self.max_pause_s > MAX_PAUSE_S:
+            raise ConfigError(
+                f"--max-pause {self.max_pause_s:g}s is beyond {MAX_PAUSE_S:g}s: the runtime's writers would wait that "
+                "long on the store",
+                hint=f"keep it under what the writers wait (their busy timeout, {self.writer_wait_s:g}s), e.g. 3s",
+            )
+        if not math.isfinite(self.writer_wait_s) or self.writer_wait_s <= 0:
+            raise ConfigError(f"--writer-wait {self.writer_wait_s:g}s is not a positive duration", hint="e.g. 5s")
+        if self.max_lag < 0 or self.sample < 0:
+            raise ConfigError("--max-lag and --sample must not be negative", hint="e.g. --max-lag 1000 --sample 10")
+
+    def warnings(self) -> list[str]:
+        """What is allowed but risky (printed before the cutover starts)."""
+        if self.max_pause_s > self.writer_wait_s:
+            return [
+                f"--max-pause {self.max_pause_s:g}s exceeds what the runtime's writers wait for the store "
+                f"({self.writer_wait_s:g}s, --writer-wait): a pause that long fails their writes with "
+                "'database is locked' instead of making them wait"
+            ]
+        return []
 
 
 @dataclass
@@ -73,6 +126,7 @@ class CutoverReport:
     aborted_at: str | None = None
     reason: str | None = None
     config_backup: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -82,7 +136,7 @@ class CutoverReport:
             return f"cutover to {self.target} ABORTED at {self.aborted_at}: {self.reason}\n  nothing was changed"
         lines = [
             f"cutover to {self.target}: done",
-            f"  write pause   {self.pause_s * 1000:.0f} ms (store fenced -> refusing, config switched)"
+            f"  write pause   {self.pause_s * 1000:.0f} ms (store fenced -> refusing writes)"
             if self.pause_s is not None
             else "",
             f"  final seq     {self.final_seq}",
@@ -100,17 +154,18 @@ def _test_pause(step: str) -> None:
 
 
 def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
-    """Why the cutover must not start (empty: it may). Reads only."""
+    """Why the cutover must not start (empty: it may). Reads only; each read is bounded by
+    ``plan.preflight_timeout_s``. Raises CaptureError when the store cannot be opened."""
     problems: list[str] = []
     current = state.load(plan.db)
     if current.state == "cut_over":
         problems.append(f"already cut over to {current.target}; `replicator rollback` first to cut over again")
-    if current.state == "cutting_over" and current.process_alive() and current.pid != os.getpid():
+    if current.state == "cutting_over" and current.pid != os.getpid() and current.process_alive():
         problems.append(f"a cutover is already running (pid {current.pid})")
     try:
-        config.switched_text(plan.config.read_text(), plan.config, "embedded")
-    except (OSError, ReplicatorError) as exc:
-        problems.append(f"caxton.yaml: {exc}")
+        config.switched_text(config.read_text(plan.config), plan.config, "embedded")
+    except ReplicatorError as exc:
+        problems.append(f"caxton.yaml: {exc.message}")
     conn = open_store(plan.db, readonly=True)
     try:
         capture = read_state(conn)
@@ -123,9 +178,10 @@ def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
     if refusing:
         problems.append("the store already refuses writes (a previous cutover): `replicator rollback` first")
     now_ms = time.time_ns() // 1_000_000
+    timeout = plan.preflight_timeout_s
     for target in targets:
         try:
-            position = target.position()
+            position = within(functools.partial(target.position, timeout), timeout, f"{target.name}'s position")
         except Exception as exc:  # any failure to read is a reason to refuse, named
             problems.append(f"{target.name}: cannot read its position: {exc}")
             continue
@@ -165,16 +221,24 @@ class _Cutover:
 
     def __init__(self, plan: CutoverPlan, targets: Sequence[Target], log: Callable[[str], None]) -> None:
         self.plan, self.targets, self.log = plan, targets, log
-        self.report = CutoverReport(target=plan.target, ok=False)
+        self.report = CutoverReport(target=plan.target, ok=False, warnings=plan.warnings())
         previous = state.load(plan.db)
         self.st = state.MigrationState(history=previous.history)
         self.held: fence.Fence | None = None
+        self.at_step = "preflight"
+        self.switched_config = False
 
     def step(self, name: str) -> None:
+        self.at_step = name
         state.save(self.plan.db, self.st, state="cutting_over", step=name, target=self.plan.target,
-                   config=str(self.plan.config), pid=os.getpid(), reason=None)  # fmt: skip
+                   config=str(self.plan.config), pid=os.getpid(), reason=None,
+                   final_seq=self.report.final_seq)  # fmt: skip
         self.log(f"step {state.STEPS.index(name) + 1}/5: {name}")
         _test_pause(name)
+
+    def left(self, held: fence.Fence, reserve_s: float = 0.0) -> float:
+        """Seconds of the pause left for the next call, keeping ``reserve_s`` for what follows it."""
+        return held.acquired_at + self.plan.max_pause_s - reserve_s - time.monotonic()
 
     def abort(self, at: str, reason: str) -> CutoverReport:
         if self.held is not None:
@@ -184,14 +248,28 @@ class _Cutover:
         state.save(self.plan.db, self.st, state="aborted", step=at, reason=reason, pid=None)
         return self.report
 
+    def fail(self, exc: BaseException) -> None:
+        """An unexpected exception (or an interrupt): never leave the writers fenced, and record it so
+        that ``status`` names it instead of showing a cutover in progress with a dead pid."""
+        if self.held is not None:
+            self.held.release()
+        reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        if not self.switched_config and self.at_step != "switch":
+            state.save(self.plan.db, self.st, state="aborted", step=self.at_step, reason=reason, pid=None)
+        else:  # the store may refuse writes, caxton.yaml may be switched: rollback resolves it
+            state.save(self.plan.db, self.st, state="failed", step=self.at_step, reason=reason, pid=None)
+
     def preflight(self) -> CutoverReport | None:
         started = time.monotonic()
         self.step("preflight")
         problems = preflight(self.plan, self.targets)
         flag = self.plan.postpone_flag
-        while not problems and flag is not None and flag.exists():
+        if not problems and flag is not None and flag.exists():
+            # Ready: wait for the go. What changes meanwhile (a sink restarting, a burst of lag) is
+            # judged at the go, by the preflight that decides, not by one taken while waiting.
             self.log(f"ready; postponed while {flag} exists")
-            time.sleep(0.5)
+            while flag.exists():
+                time.sleep(0.2)
             problems = preflight(self.plan, self.targets)
         if problems:
             self.report.problems = problems
@@ -213,19 +291,22 @@ class _Cutover:
         self.step("drain")
         started = time.monotonic()
         # Leave room for validation and the switch within --max-pause.
-        deadline = held.acquired_at + self.plan.max_pause_s - min(0.3 * self.plan.max_pause_s, 0.5)
+        reserve = min(0.3 * self.plan.max_pause_s, 0.5)
         pending = {target.name: target for target in self.targets}
         while pending:
             for name, target in list(pending.items()):
+                budget = self.left(held, reserve)
                 try:
-                    position = target.position()
+                    position = within(functools.partial(target.position, budget), budget, f"{name}'s position")
+                except OutOfTime:
+                    break
                 except Exception as exc:
                     return self.abort("drain", f"{name}: cannot read its position: {exc}")
                 watermark = position.watermark() if position else None
                 self.report.watermarks[name] = watermark.seq if watermark else None
                 if watermark is not None and watermark.seq >= held.final_seq:
                     del pending[name]
-            if pending and time.monotonic() > deadline:
+            if pending and self.left(held, reserve) <= 0:
                 behind = ", ".join(f"{n} at {self.report.watermarks.get(n)}" for n in pending)
                 return self.abort(
                     "drain",
@@ -240,16 +321,19 @@ class _Cutover:
         self.step("validate")
         started = time.monotonic()
         self.report.problems.extend(parked_problems(self.plan.db))
+        reserve = min(0.1 * self.plan.max_pause_s, 0.2)  # the refusal's commit
         for target in self.targets:
+            budget = self.left(held, reserve)
             try:
-                found = target.quick_check(self.plan.db, self.plan.sample)
+                check = functools.partial(target.quick_check, self.plan.db, self.plan.sample, budget)
+                found = within(check, budget, f"{target.name}'s validation")
+            except OutOfTime as exc:
+                return self.abort("validate", f"{exc}: the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
             except Exception as exc:
                 found = [f"{target.name}: validation failed to run: {exc}"]
             self.report.problems.extend(found)
         if self.report.problems:
             return self.abort("validate", "; ".join(self.report.problems[:5]))
-        if time.monotonic() > held.acquired_at + self.plan.max_pause_s:
-            return self.abort("validate", f"the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
         self.report.steps_s["validate"] = time.monotonic() - started
         return None
 
@@ -257,18 +341,20 @@ class _Cutover:
         self.step("switch")
         started = time.monotonic()
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            backup = config.switch_backend(self.plan.config, self.plan.target)
-        except ReplicatorError as exc:
-            return self.abort("switch", str(exc))
-        _test_pause("switch-config-written")
-        try:
+        try:  # 1. durable refusal (releases the fence): from now on the store takes no write
             held.refuse_writes_and_release(fence.refusal_message(self.plan.target, at))
-        except Exception as exc:  # the store refused: undo the config switch
-            config.restore_backup(self.plan.config)
+        except Exception as exc:  # the fence was rolled back: the store takes writes, nothing changed
             return self.abort("switch", f"could not make the store refuse writes: {exc}")
-        self.report.steps_s["switch"] = time.monotonic() - started
         self.report.pause_s = held.held_s
+        _test_pause("switch-refusing")
+        try:  # 2. only then does the config name the new backend
+            backup = config.switch_backend(self.plan.config, self.plan.target)
+        except (ReplicatorError, OSError) as exc:
+            fence.remove_refusal(self.plan.db)  # caxton.yaml still names the store: let it take writes again
+            return self.abort("switch", f"could not switch {self.plan.config}: {exc}")
+        self.switched_config = True
+        _test_pause("switch-config-written")
+        self.report.steps_s["switch"] = time.monotonic() - started
         self.report.config_backup = str(backup)
         self.report.ok = True
         state.save(self.plan.db, self.st, state="cut_over", step=None, final_seq=held.final_seq, pid=None)
@@ -277,87 +363,37 @@ class _Cutover:
 
 def run(plan: CutoverPlan, targets: Sequence[Target], log: Callable[[str], None] = lambda _: None) -> CutoverReport:
     """Run the cutover. Blocks (up to --max-pause once fenced). Returns the report, ok or aborted
-    with the step and reason; on abort the store takes writes and caxton.yaml is unchanged."""
+    with the step and reason; on abort the store takes writes and caxton.yaml is unchanged. Raises
+    CaptureError (no store, not a store) before anything is recorded; any other exception is recorded
+    in the state file (``status`` names it) and re-raised, never with the writers left fenced."""
+    open_store(plan.db, readonly=True).close()  # a missing or foreign store: named, nothing recorded
     cutover = _Cutover(plan, targets, log)
-    aborted = cutover.preflight() or cutover.take_fence()
-    if aborted is not None:
-        return aborted
-    held = cutover.held
-    assert held is not None
     try:
-        return cutover.drain(held) or cutover.validate(held) or cutover.switch(held)
-    finally:
-        held.release()  # no-op after a successful switch; never leave writers waiting
-
-
-class RollbackRefused(ReplicatorError):
-    """Rollback would lose writes the new backend took after the cutover (or could not rule it out)."""
-
-
-#: Given the cutover's target (neo4j, qdrant, hybrid): every difference between the store and the
-#: destination(s), one line each. Raises when a destination cannot be read.
-Divergence = Callable[[str], list[str]]
-
-_SHOWN: Final = 10
-
-
-def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None) -> list[str]:
-    """Undo a cutover (or resolve an interrupted one): the store takes writes again and caxton.yaml
-    is restored from its backup. Idempotent. Returns what was done.
-
-    After a completed cutover the runtime writes to the new backend, and the store has none of those
-    writes: rolling back would silently drop them. So with ``divergence`` (the CLI's default) the
-    destinations are first compared with the store in full, and any difference -- or a destination
-    that cannot be read -- raises RollbackRefused, changing nothing. ``divergence=None`` is the
-    operator's explicit choice to discard them (``--discard-new-writes``)."""
-    st = state.load(db)
-    if st.state == "cutting_over" and st.process_alive():
-        raise ReplicatorError(f"a cutover is running (pid {st.pid})", hint="wait for it, or stop it first")
-    if st.state == "cut_over" and divergence is not None:
-        _refuse_if_diverged(st, divergence)
-    done: list[str] = []
-    if fence.remove_refusal(db):
-        done.append("the store takes writes again (refusal triggers removed)")
-    path = config_path or (Path(st.config) if st.config else None)
-    if path is not None and config.restore_backup(path):
-        done.append(f"{path} restored from its backup (memory.backend: {config.read_backend(path)})")
-    state.save(db, st, state="rolled_back" if st.state != "replicating" else "replicating", step=None, pid=None)
-    return done or ["nothing to undo"]
-
-
-def _refuse_if_diverged(st: state.MigrationState, divergence: Divergence) -> None:
-    target = st.target or "hybrid"
-    discard = "--discard-new-writes"
-    try:
-        problems = divergence(target)
-    except Exception as exc:  # any reason the check cannot run: the operator must decide, knowingly
-        raise RollbackRefused(
-            f"cannot check whether {target} took writes since the cutover at seq {st.final_seq}: {exc}",
-            hint=f"make {target} reachable (same flags as the cutover), or pass {discard} to roll back "
-            "anyway: writes made to it since the cutover are then lost",
-        ) from exc
-    if problems:
-        shown = "\n  ".join(problems[:_SHOWN]) + (
-            f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        )
-        raise RollbackRefused(
-            f"{target} differs from the store, which was cut over to it at seq {st.final_seq}:"
-            f"\n  {shown}\nthe runtime has written to {target}; the store does not have those writes",
-            hint=f"`replicator diff --target neo4j|qdrant --json` lists them; copy what must be kept into the "
-            f"store, or pass {discard} to roll back and lose them",
-        )
+        aborted = cutover.preflight() or cutover.take_fence()
+        if aborted is not None:
+            return aborted
+        held = cutover.held
+        assert held is not None
+        try:
+            return cutover.drain(held) or cutover.validate(held) or cutover.switch(held)
+        finally:
+            held.release()  # no-op after a successful switch; never leave writers waiting
+    except BaseException as exc:
+        cutover.fail(exc)
+        raise
 
 
 def resolution(st: state.MigrationState) -> str:
     """The one command that resolves ``st`` (for ``replicator status``)."""
     if st.state == "cutting_over" and not st.process_alive():
-        return "replicator rollback --db <db>   (the fence died with its process; restores config if it was switched)"
-    if st.state in ("aborted", "failed"):
+        return (
+            "replicator rollback --db <db>   (the fence died with its process; if the switch step had begun, "
+            "the store refuses writes and caxton.yaml may name the new backend: rollback compares, then undoes)"
+        )
+    if st.state == "failed":
+        return "replicator rollback --db <db>   (undoes what the failed step changed), then fix the reason above"
+    if st.state == "aborted":
         return "fix the reason above, then run the cutover again"
     if st.state == "cut_over":
         return "replicator rollback --db <db>   (to go back to the embedded store)"
     return ""
-
-
-def report_dict(report: CutoverReport) -> dict[str, Any]:
-    return asdict(report)

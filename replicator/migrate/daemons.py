@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from replicator.migrate.targets import TargetOptions
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import NEO4J_PASSWORD_ENV, Neo4jSettings, QdrantSettings
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,15 @@ class PipelineConfig:
         return [
             "sink", "neo4j", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
             "--group", self.neo4j_group, "--sink-name", self.neo4j_sink, "--uri", self.neo4j.uri,
-            "--user", self.neo4j.user, "--password", self.neo4j.password, "--database", self.neo4j.database,
+            "--user", self.neo4j.user, "--database", self.neo4j.database,
             "--entity-label", self.entity_label, "--position-label", self.position_label,
             "--tombstone-label", self.tombstone_label,
             "--metrics-port", str(self.neo4j_metrics_port), *self._registry(),
         ]  # fmt: skip
+
+    def neo4j_env(self) -> dict[str, str]:
+        """The Neo4j sink's secrets: in its environment, never on its command line (``ps`` shows argv)."""
+        return {} if self.neo4j.password is None else {NEO4J_PASSWORD_ENV: self.neo4j.password}
 
     def qdrant_argv(self) -> list[str]:
         return [
@@ -114,12 +118,13 @@ class Daemon:
     name: str
     argv: list[str]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to the parent's environment (secrets)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "replicator", *self.argv], stdout=out, stderr=subprocess.STDOUT, env=env,
             stdin=subprocess.DEVNULL,
@@ -163,7 +168,7 @@ class Pipeline:
         logs = self.config.workdir / "logs"
         self.daemons = {
             "source": Daemon("source", self.config.source_argv(), logs / "source.log"),
-            "neo4j": Daemon("neo4j", self.config.neo4j_argv(), logs / "sink-neo4j.log"),
+            "neo4j": Daemon("neo4j", self.config.neo4j_argv(), logs / "sink-neo4j.log", self.config.neo4j_env()),
             "qdrant": Daemon("qdrant", self.config.qdrant_argv(), logs / "sink-qdrant.log"),
         }
 

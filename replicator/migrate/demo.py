@@ -7,6 +7,7 @@ writer still writes; the report is printed; everything stops. Blocking.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -20,11 +21,12 @@ from confluent_kafka.admin import AdminClient
 from neo4j import GraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
-from replicator.capture.install import install
+from replicator.capture.install import install, sqlite_uri
 from replicator.embedding import embed, load_model
 from replicator.errors import StackError
 from replicator.migrate import config, cutover, lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
+from replicator.migrate.readers import quote
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
@@ -47,11 +49,20 @@ class LiveWriter:
     other_errors: list[str] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    resumed: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.resumed.set()
 
     def run(self) -> None:
         gap = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         while not self.stop_event.is_set():
+            if not self.resumed.is_set():
+                while not self.resumed.wait(0.05) and not self.stop_event.is_set():
+                    pass
+                next_at = time.monotonic()  # no burst to make up for the pause
+                continue
             try:
                 self.workload.step()
                 self.acknowledged += 1
@@ -67,6 +78,13 @@ class LiveWriter:
     def start(self) -> None:
         self.thread = threading.Thread(target=self.run, name="live-writer", daemon=True)
         self.thread.start()
+
+    def pause(self) -> None:
+        """Hold the writes after the current one (until ``resume``)."""
+        self.resumed.clear()
+
+    def resume(self) -> None:
+        self.resumed.set()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -90,6 +108,18 @@ def check_stack(kafka: KafkaSettings, neo4j: Neo4jSettings) -> None:
                          hint="start the local stack: replicator stack up") from exc  # fmt: skip
 
 
+def local_stack_neo4j() -> Neo4jSettings:
+    """Neo4j as the environment names it; the demo runs on the local stack, so without a password in
+    the environment (REPLICATOR_NEO4J_PASSWORD or _FILE) it uses the local stack's default. No other
+    client knows that password."""
+    settings = Neo4jSettings.from_env()
+    if settings.password is not None:
+        return settings
+    from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD  # noqa: PLC0415 - the local stack's, demo only
+
+    return dataclasses.replace(settings, password=DEFAULT_NEO4J_PASSWORD)
+
+
 def _model_vectorize(echo: Echo) -> Vectorize:
     echo("loading the embedding model (all-MiniLM-L6-v2, offline)...")
     model = load_model()
@@ -109,7 +139,7 @@ def seed_store(db: Path, entities: int, vectorize: Vectorize) -> Workload:
 def _clear_demo_graph(neo4j: Neo4jSettings, labels: tuple[str, ...]) -> None:
     with GraphDatabase.driver(neo4j.uri, auth=neo4j.auth(), notifications_min_severity="OFF") as driver:
         for label in labels:
-            driver.execute_query(f"MATCH (n:`{label}`) DETACH DELETE n", database_=neo4j.database)
+            driver.execute_query(f"MATCH (n:{quote(label)}) DETACH DELETE n", database_=neo4j.database)
 
 
 def run_demo(
@@ -125,7 +155,7 @@ def run_demo(
 ) -> cutover.CutoverReport:
     """Run the demo in ``workdir`` (created). Returns the cutover report. Raises ReplicatorError."""
     kafka = kafka or KafkaSettings.from_env()
-    neo4j = neo4j or Neo4jSettings.from_env()
+    neo4j = neo4j or local_stack_neo4j()
     check_stack(kafka, neo4j)
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -191,7 +221,7 @@ def run_demo(
 
 
 def _store_counts(db: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlite_uri(db, mode="ro"), uri=True)
     try:
         return (int(conn.execute("SELECT count(*) FROM entities").fetchone()[0]),
                 int(conn.execute("SELECT count(*) FROM relations").fetchone()[0]))  # fmt: skip

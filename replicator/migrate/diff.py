@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from replicator.embedding import MODEL_NAME
 from replicator.events.values import embedding_text
 from replicator.migrate.model import (
     ENTITY_FIELDS,
@@ -109,7 +110,8 @@ def compare_embeddings(
 
     Where the store keeps an embedding, the point's vector must be it (field ``vector``). Where it
     does not, the sink computed one: it must embed the entity's current text (field ``text_sha256``,
-    checked when the payload carries it). A point without a vector is ``missing``.
+    checked when the payload carries it). Either way it is a vector of the sink's model (field
+    ``embedding_model``, checked when the payload names one). A point without a vector is ``missing``.
     """
     ids = sorted(set(store.entities) if keys is None else set(keys))
     out: list[Mismatch] = []
@@ -120,6 +122,10 @@ def compare_embeddings(
         mine, theirs = store.embeddings.get(key), dest.embeddings.get(key)
         if theirs is None:
             out.append(Mismatch(target, "embedding", key, "missing", detail="the point has no vector"))
+            continue
+        if theirs.model_version is not None and theirs.model_version != MODEL_NAME:
+            detail = f"embedded with {theirs.model_version}, not {MODEL_NAME}"
+            out.append(Mismatch(target, "embedding", key, "different", ("embedding_model",), detail))
             continue
         if mine is not None:
             if not vectors_equal(mine.vector, theirs.vector):

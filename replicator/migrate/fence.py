@@ -95,6 +95,9 @@ def acquire(path: Path, timeout_s: float) -> Fence:
     """Take the store's write lock, waiting up to ``timeout_s`` for a writer's transaction to end.
     Blocks. Raises CaptureError (not a store, locked past the timeout, read-only)."""
     conn = open_store(path, timeout_s=timeout_s)
+    # The refusal's COMMIT must survive a power cut, not only a crash: it is what keeps the runtime
+    # off the store once caxton.yaml names the new backend (WAL + NORMAL may lose the last commit).
+    conn.execute("PRAGMA synchronous=FULL")
     started = time.monotonic()
     try:
         conn.execute("BEGIN IMMEDIATE")

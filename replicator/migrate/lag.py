@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from replicator.capture.install import open_store, read_state
 from replicator.migrate.targets import TargetOptions, sinks_for
 from replicator.position import SinkPosition
+from replicator.transport.kafka import retrying
 from replicator.transport.settings import KafkaSettings
 
 
@@ -104,7 +105,13 @@ def _fmt(value: float | None, spec: str = "", unit: str = "") -> str:
 
 def kafka_offsets(settings: KafkaSettings, group: str, topics: Sequence[str]) -> list[PartitionLag]:
     """Committed offset and log end offset of every partition of ``topics`` for ``group``. Blocks up
-    to the settings' timeout; a topic that does not exist yet has no partitions. Raises KafkaException."""
+    to about twice the settings' timeout (a broker error that clears by itself, such as a group
+    coordinator still loading, is retried meanwhile); a topic that does not exist yet has no
+    partitions. Raises TransportError or KafkaRefused."""
+    return retrying(settings, f"read the offsets of group {group}", lambda: _offsets(settings, group, topics))
+
+
+def _offsets(settings: KafkaSettings, group: str, topics: Sequence[str]) -> list[PartitionLag]:
     consumer = Consumer({**settings.consumer(group), "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(timeout=settings.timeout_s)
@@ -132,7 +139,12 @@ def kafka_offsets(settings: KafkaSettings, group: str, topics: Sequence[str]) ->
 
 
 def published_seq(settings: KafkaSettings, positions_topic: str, store_id: str | None) -> int | None:
-    """The last seq the source committed to Kafka for ``store_id`` (read_committed), or None."""
+    """The last seq the source committed to Kafka for ``store_id`` (read_committed), or None. Blocks;
+    raises TransportError or KafkaRefused (transient broker errors are retried for a while)."""
+    return retrying(settings, f"read {positions_topic}", lambda: _published_seq(settings, positions_topic, store_id))
+
+
+def _published_seq(settings: KafkaSettings, positions_topic: str, store_id: str | None) -> int | None:
     consumer = Consumer({**settings.consumer("replicator-lag-reader"), "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(positions_topic, timeout=settings.timeout_s)
@@ -236,7 +248,7 @@ def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagR
     now_ms = time.time_ns() // 1_000_000
     report = LagReport(now_ms, source)
     before = {s.sink: s for s in previous.sinks} if previous else {}
-    for sink in sinks_for(kinds, opts):
+    for sink in sinks_for(kinds, opts, store_id):
         try:
             offsets = kafka_offsets(kafka, sink.group, sink.topics)
             position = sink.position()

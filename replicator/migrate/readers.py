@@ -24,16 +24,19 @@ import neo4j
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from qdrant_client import QdrantClient, models
 
+from replicator.capture.install import sqlite_uri
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import (
     Embedding,
     Entity,
     Relation,
     Snapshot,
+    add_point,
     decode_observations,
     entity_from_mapping,
 )
-from replicator.sinks.qdrant.points import VECTOR_BYTES, entity_values
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.qdrant.points import VECTOR_BYTES
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
@@ -125,7 +128,7 @@ class StoreReader:
                 f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)"
             )
         try:
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+            self.conn = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True, timeout=timeout_s, isolation_level=None)
             self.conn.text_factory = _lenient_text
             self.conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             tables = {str(r[0]) for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -246,16 +249,20 @@ class Neo4jReader:
     """The graph as the Neo4j sink writes it (design §6), under a configurable entity label."""
 
     def __init__(self, settings: Neo4jSettings, entity_label: str = "Entity") -> None:
+        GraphModel(entity_label=entity_label)  # a label that is not a plain identifier is refused, named
         self.settings = settings
         self.label = entity_label
-        self.driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth())
+        # The server's notifications (e.g. "property key does not exist" on a graph the sink has not
+        # filled yet) are not the operator's business: the driver would print each one.
+        self.driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
         try:
             self.driver.verify_connectivity()
         except (Neo4jError, ServiceUnavailable, OSError) as exc:
             self.driver.close()
             raise MigrateError(
                 f"Neo4j at {settings.uri} is not answering ({exc})",
-                hint="check --neo4j-uri / --neo4j-user / --neo4j-password (or REPLICATOR_NEO4J_*)",
+                hint="check --neo4j-uri / --neo4j-user and the password (REPLICATOR_NEO4J_PASSWORD or "
+                "--neo4j-password-file)",
             ) from exc
 
     def close(self) -> None:
@@ -439,23 +446,7 @@ class QdrantReader:
                 for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
             ]
         for point in points:
-            pid = int(point.id)
-            payload = dict(point.payload or {})
-            payload.setdefault("id", pid)
-            try:
-                snap.entities[pid] = entity_from_mapping({**payload, **entity_values(payload)})
-            except (KeyError, ValueError, TypeError):
-                snap.placeholders.add(pid)  # a vector awaiting its entity (payload without fields)
-            vector: Any = point.vector
-            if isinstance(vector, dict):  # a named vector: take the only one there is
-                vector = next(iter(vector.values()), None)
-            if isinstance(vector, list):
-                snap.embeddings[pid] = Embedding(
-                    pid,
-                    tuple(float(x) for x in vector),
-                    model_version=payload.get("embedding_model"),
-                    text_sha256=payload.get("text_sha256"),
-                )
+            add_point(snap, int(point.id), dict(point.payload or {}), point.vector)
         return snap
 
     def search(self, vector: Sequence[float], limit: int) -> list[int]:

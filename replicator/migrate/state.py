@@ -1,8 +1,10 @@
 """The migration's state machine, persisted beside the store so that any crash can be named.
 
 States: replicating -> cutting_over (step N) -> cut_over | aborted | failed; cut_over -> rolled_back.
-Written atomically (temp file + rename) at every transition, with the pid of the process that owns
-a step in progress, so ``replicator status`` can tell a running cutover from a dead one.
+Written atomically and durably (temp file, fsync, rename, fsync of the directory) at every
+transition, with the pid of the process that owns a step in progress, so ``replicator status`` can
+tell a running cutover from a dead one. Reading never raises a foreign exception: a file that cannot
+be read or parsed is a StateError naming it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from replicator.errors import Fatal
+
 STEPS: Final = ("preflight", "fence", "drain", "validate", "switch")
 STATES: Final = ("replicating", "cutting_over", "cut_over", "aborted", "failed", "rolled_back")
+
+
+class StateError(Fatal):
+    """The migration state file beside the store cannot be read or written."""
 
 
 def state_path(db: Path) -> Path:
@@ -51,9 +59,8 @@ class MigrationState:
             number = STEPS.index(self.step) + 1 if self.step in STEPS else "?"
             if self.process_alive():
                 return f"cutting over to {self.target}: step {number} ({self.step}) in progress, pid {self.pid}"
-            return (
-                f"cutover to {self.target} interrupted at step {number} ({self.step}); its process {self.pid} is gone"
-            )
+            gone = f"its process {self.pid} is gone" if self.pid is not None else "its process is gone"
+            return f"cutover to {self.target} interrupted at step {number} ({self.step}); {gone}"
         if self.state == "cut_over":
             return f"cut over to {self.target} at seq {self.final_seq}"
         if self.state in ("aborted", "failed"):
@@ -64,21 +71,50 @@ class MigrationState:
 
 
 def load(db: Path) -> MigrationState:
+    """The state recorded beside ``db`` (``replicating`` when there is none). Raises StateError."""
     path = state_path(db)
-    if not path.is_file():
-        return MigrationState()
-    data = json.loads(path.read_text())
+    try:
+        if not path.exists():
+            return MigrationState()
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StateError(
+            f"cannot read the migration state {path}: {exc}",
+            hint="restore the file or move it aside (the store itself shows whether it refuses writes)",
+        ) from exc
+    known = {f.name for f in fields(MigrationState)}
+    if not isinstance(data, dict) or not set(data) <= known:
+        raise StateError(f"{path} is not a migration state file", hint="move it aside: replicator did not write it")
     return MigrationState(**data)
 
 
 def save(db: Path, current: MigrationState, **changes: Any) -> MigrationState:  # noqa: ANN401
-    """Apply ``changes``, append them to the history, write atomically. Returns the new state."""
+    """Apply ``changes``, append them to the history, write atomically and durably. Returns the new
+    state. Raises StateError (the directory is missing or not writable)."""
     for key, value in changes.items():
         setattr(current, key, value)
     current.updated_at_ms = time.time_ns() // 1_000_000
     current.history.append({"at_ms": current.updated_at_ms, **{k: v for k, v in changes.items() if k != "history"}})
     path = state_path(db)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(current), indent=2))
-    os.replace(tmp, path)
+    tmp = path.with_name("." + path.name + f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(json.dumps(asdict(current), indent=2))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StateError(
+            f"cannot write the migration state {path}: {exc}", hint="check that the store's directory is writable"
+        ) from exc
     return current
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

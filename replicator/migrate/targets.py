@@ -1,35 +1,76 @@
-"""The sinks as lag and cutover see them: where each one's position lives, which Kafka group and
-topics it reads, and a quick check of its destination against the store.
+"""The sinks as lag, cutover and rollback see them: where each one's position lives, which Kafka
+group and topics it reads, and checks of its destination against the store.
 
 Positions are read as docs/design.md §5 defines them. Connection settings come from flags or the
-same environment variables the sink daemons read, so that the defaults line up with theirs.
+same environment variables the sink daemons read, so that the defaults line up with theirs; secrets
+only from the environment or a file. Every read takes a timeout (cutover gives what is left of its
+pause) and names the sink it expected: an endpoint that answers for another sink or another store
+is refused, never trusted.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
-from neo4j import GraphDatabase
+import neo4j
 from qdrant_client import QdrantClient
 
-from replicator.capture.install import open_store
-from replicator.errors import ReplicatorError
-from replicator.migrate.validate import validate_store
+from replicator.capture.install import open_store, read_state
+from replicator.clioptions import secret_option
+from replicator.errors import ConfigError
+from replicator.migrate.budget import within
+from replicator.migrate.readers import quote
+from replicator.migrate.sink_reader import SinkEndpointReader
+from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.position import SinkPosition
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.secrets import read_secret
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.settings import (
+    NEO4J_PASSWORD_ENV,
+    NEO4J_PASSWORD_FILE_ENV,
+    QDRANT_API_KEY_ENV,
+    QDRANT_API_KEY_FILE_ENV,
+    Neo4jSettings,
+    QdrantSettings,
+)
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
+
+#: A read that is not given a budget (lag, tests) waits this long at most.
+DEFAULT_TIMEOUT_S: Final = 10.0
+
+
+def endpoint_url(value: str) -> str:
+    """``host:port`` or ``http(s)://host:port`` as a base URL. Raises ConfigError."""
+    url = value.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path:
+        raise ConfigError(
+            f"--qdrant-endpoint {value!r} is not host:port or http://host:port",
+            hint="the Qdrant sink's --metrics-port address, e.g. 127.0.0.1:9402",
+        )
+    return url
 
 
 @dataclass(frozen=True)
 class TargetOptions:
+    """How lag, cutover and rollback reach the sinks. Raises ConfigError for a label that is not a
+    plain identifier or an endpoint that is not an address."""
+
     bootstrap_servers: str
     topic_prefix: str
     neo4j: Neo4jSettings
@@ -44,19 +85,24 @@ class TargetOptions:
     qdrant_group: str
     #: The Qdrant sink's HTTP endpoint (e.g. http://127.0.0.1:9402). Required with --qdrant-path:
     #: Qdrant's local mode lets one process open the storage, and the running sink holds it, so
-    #: lag and cutover ask the sink for what its destination holds.
+    #: lag, cutover and rollback ask the sink for what its destination holds.
     qdrant_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        GraphModel(entity_label=self.entity_label, position_label=self.position_label)  # validates the labels
+        if self.qdrant_endpoint is not None:
+            object.__setattr__(self, "qdrant_endpoint", endpoint_url(self.qdrant_endpoint))
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Click options shared by lag, cutover and validate; the command receives ``opts``."""
+    """Click options shared by lag, cutover and rollback; the command receives ``opts``."""
     options = [
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
         click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default="caxton.memory", show_default=True),
         click.option("--neo4j-uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True),
         click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True),
-        click.option("--neo4j-password", envvar="REPLICATOR_NEO4J_PASSWORD", default="replicator-local"),
+        secret_option("--neo4j-password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
         click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True),
         click.option("--neo4j-sink", default=None, help="The Neo4j sink's name [default: its group, as the sink's]."),
         click.option("--neo4j-group", default="replicator-sink-neo4j", show_default=True),
@@ -64,41 +110,50 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--position-label", default="ReplicatorPosition", show_default=True),
         click.option("--qdrant-url", envvar="REPLICATOR_QDRANT_URL"),
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path)),
-        click.option("--qdrant-api-key", envvar="REPLICATOR_QDRANT_API_KEY"),
+        secret_option("--qdrant-api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
         click.option("--collection", default="caxton_embeddings", show_default=True),
         click.option("--qdrant-sink", default=None, help="The Qdrant sink's name [default: its group, as the sink's]."),
         click.option("--qdrant-group", default="replicator-sink-qdrant", show_default=True),
         click.option("--qdrant-endpoint", envvar="REPLICATOR_QDRANT_SINK_ENDPOINT",
-                     help="The Qdrant sink's metrics address; needed with --qdrant-path (local mode)."),
+                     help="The Qdrant sink's endpoint, host:port of its --metrics-port; needed with --qdrant-path."),
     ]  # fmt: skip
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:  # noqa: ANN401 - click passes options through
         qdrant_url, qdrant_path = kwargs.pop("qdrant_url"), kwargs.pop("qdrant_path")
+        password = read_secret(kwargs.pop("neo4j_password"), kwargs.pop("neo4j_password_file"), "Neo4j password")
+        api_key = read_secret(kwargs.pop("qdrant_api_key"), kwargs.pop("qdrant_api_key_file"), "Qdrant API key")
         opts = TargetOptions(
             bootstrap_servers=kwargs.pop("bootstrap_servers"),
             topic_prefix=kwargs.pop("topic_prefix"),
-            neo4j=Neo4jSettings(
-                uri=kwargs.pop("neo4j_uri"), user=kwargs.pop("neo4j_user"),
-                password=kwargs.pop("neo4j_password"), database=kwargs.pop("neo4j_database"),
-            ),
+            neo4j=Neo4jSettings(uri=kwargs.pop("neo4j_uri"), user=kwargs.pop("neo4j_user"), password=password,
+                                database=kwargs.pop("neo4j_database")),
             neo4j_sink=kwargs.pop("neo4j_sink") or kwargs["neo4j_group"],
             neo4j_group=kwargs.pop("neo4j_group"),
             entity_label=kwargs.pop("entity_label"),
             position_label=kwargs.pop("position_label"),
             qdrant=QdrantSettings(url=qdrant_url, path=qdrant_path or (None if qdrant_url else Path("./data/qdrant")),
                                   collection=kwargs["collection"]),
-            qdrant_api_key=kwargs.pop("qdrant_api_key"),
+            qdrant_api_key=api_key,
             collection=kwargs.pop("collection"),
             qdrant_sink=kwargs.pop("qdrant_sink") or kwargs["qdrant_group"],
             qdrant_group=kwargs.pop("qdrant_group"),
-            qdrant_endpoint=kwargs.pop("qdrant_endpoint"),
+            qdrant_endpoint=kwargs.pop("qdrant_endpoint") or None,
         )  # fmt: skip
         return command(opts=opts, **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def store_identity(db: Path) -> str | None:
+    """The store id capture recorded in the store (None before capture is installed). Raises CaptureError."""
+    conn = open_store(db, readonly=True)
+    try:
+        return read_state(conn).store_id
+    finally:
+        conn.close()
 
 
 def _store_counts(db: Path) -> tuple[int, int]:
@@ -117,18 +172,35 @@ class Neo4jTarget:
         self.name, self.group = opts.neo4j_sink, opts.neo4j_group
         self.topics = (f"{opts.topic_prefix}.entities", f"{opts.topic_prefix}.relations")
         self.opts = opts
-        self.driver = GraphDatabase.driver(opts.neo4j.uri, auth=opts.neo4j.auth(), notifications_min_severity="OFF")
+        # Short client-side bounds: a dead server is reported in seconds, not after 30 s of retries.
+        self.driver = neo4j.GraphDatabase.driver(
+            opts.neo4j.uri, auth=opts.neo4j.auth(), notifications_min_severity="OFF",
+            connection_timeout=DEFAULT_TIMEOUT_S / 2, max_transaction_retry_time=DEFAULT_TIMEOUT_S / 2,
+            connection_acquisition_timeout=DEFAULT_TIMEOUT_S,
+        )  # fmt: skip
 
-    def position(self) -> SinkPosition | None:
-        records, _, _ = self.driver.execute_query(
-            f"MATCH (p:`{self.opts.position_label}` {{sink: $sink}}) RETURN p.position AS position",
-            sink=self.name, database_=self.opts.neo4j.database,
+    def _query(self, cypher: str, timeout_s: float, **params: Any) -> list[neo4j.Record]:  # noqa: ANN401
+        """Records of ``cypher``, within ``timeout_s`` however the server fails (a server that accepts
+        and never answers costs the driver connect timeouts and retries: tens of seconds). Raises
+        OutOfTime or the driver's error."""
+
+        def run() -> list[neo4j.Record]:
+            query = neo4j.Query(cypher, timeout=max(timeout_s, 0.001))
+            records, _, _ = self.driver.execute_query(query, parameters_=params, database_=self.opts.neo4j.database)
+            return list(records)
+
+        return within(run, timeout_s, f"Neo4j at {self.opts.neo4j.uri}")
+
+    def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
+        records = self._query(
+            f"MATCH (p:{quote(self.opts.position_label)} {{sink: $sink}}) RETURN p.position AS position",
+            timeout_s, sink=self.name,
         )  # fmt: skip
         return SinkPosition.from_json(records[0]["position"]) if records and records[0]["position"] else None
 
-    def quick_check(self, store: Path, sample: int) -> list[str]:
+    def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
         """Counts, then ``sample`` entities (and their relations) field by field. Blocks ~100 ms."""
-        problems = self._count_check(store)
+        problems = self._count_check(store, timeout_s)
         if problems:
             return problems
         return validate_store(store, self.opts, targets=("neo4j",), fast=True, sample=sample, search=False)
@@ -137,13 +209,13 @@ class Neo4jTarget:
         """Every entity and relation compared with the store, field by field. Blocks (a full read)."""
         return validate_store(store, self.opts, targets=("neo4j",), full=True, search=False)
 
-    def _count_check(self, store: Path) -> list[str]:
+    def _count_check(self, store: Path, timeout_s: float) -> list[str]:
         entities, relations = _store_counts(store)
-        label = self.opts.entity_label.replace("`", "``")
-        records, _, _ = self.driver.execute_query(
-            f"MATCH (n:`{label}`) WHERE NOT coalesce(n._placeholder, false) "
-            f"OPTIONAL MATCH (n)-[r]->(:`{label}`) RETURN count(DISTINCT n) AS nodes, count(r) AS rels",
-            database_=self.opts.neo4j.database,
+        label = quote(self.opts.entity_label)
+        records = self._query(
+            f"MATCH (n:{label}) WHERE NOT coalesce(n._placeholder, false) "
+            f"OPTIONAL MATCH (n)-[r]->(:{label}) RETURN count(DISTINCT n) AS nodes, count(r) AS rels",
+            timeout_s,
         )
         nodes, rels = int(records[0]["nodes"]), int(records[0]["rels"])
         problems = []
@@ -158,12 +230,14 @@ class Neo4jTarget:
 
 
 class QdrantTarget:
-    """The Qdrant sink: position point and a count check."""
+    """The Qdrant sink: position point (or the sink's ``/position``), counts, and a full comparison.
+    With ``store_id``, an endpoint that answers for another store is refused."""
 
-    def __init__(self, opts: TargetOptions) -> None:
+    def __init__(self, opts: TargetOptions, store_id: str | None = None) -> None:
         self.name, self.group = opts.qdrant_sink, opts.qdrant_group
         self.topics = (f"{opts.topic_prefix}.entities", f"{opts.topic_prefix}.embeddings")
         self.opts = opts
+        self.store_id = store_id
         self._client: Any = None
 
     @property
@@ -171,26 +245,21 @@ class QdrantTarget:
         if self._client is None:
             settings = self.opts.qdrant
             self._client = (
-                QdrantClient(url=settings.url, api_key=self.opts.qdrant_api_key) if settings.url
-                else QdrantClient(path=str(settings.path))
+                QdrantClient(url=settings.url, api_key=self.opts.qdrant_api_key, timeout=int(DEFAULT_TIMEOUT_S))
+                if settings.url else QdrantClient(path=str(settings.path))
             )  # fmt: skip
         return self._client
 
-    def _from_sink(self) -> dict[str, Any]:
-        url = f"{self.opts.qdrant_endpoint}/position"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # an operator-given URL
-                data: dict[str, Any] = json.load(response)
-        except (OSError, ValueError) as exc:
-            raise ReplicatorError(
-                f"the Qdrant sink at {url} did not answer: {exc}", hint="is `replicator sink qdrant` running?"
-            ) from exc
-        return data
+    def _endpoint(self) -> SinkEndpointReader:
+        assert self.opts.qdrant_endpoint is not None
+        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id)
 
-    def position(self) -> SinkPosition | None:
+    def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         if self.opts.qdrant_endpoint:
-            raw = self._from_sink().get("position")
-            return SinkPosition.from_json(json.dumps(raw)) if raw else None
+            doc = self._endpoint().position_document(timeout_s)
+            raw = doc.get("position")
+            # A sink that has applied no event since it started cannot say which store it serves yet.
+            return SinkPosition.from_json(json.dumps(raw)) if raw and doc.get("store_id") else None
         collection = f"{self.opts.collection}_positions"
         if not self.client.collection_exists(collection):
             return None
@@ -200,21 +269,28 @@ class QdrantTarget:
             return None
         return SinkPosition.from_json(points[0].payload["position"])
 
-    def quick_check(self, store: Path, sample: int) -> list[str]:
+    def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
         entities, _ = _store_counts(store)
         if self.opts.qdrant_endpoint:
-            points = int(self._from_sink().get("destination", {}).get("entities", -1))
+            doc = self._endpoint().position_document(timeout_s)
+            points = int(doc.get("destination", {}).get("entities", -1))
         else:
             points = int(self.client.count(self.opts.collection, exact=True).count)
         return [] if points == entities else [f"{self.name}: {points} points, the store has {entities} entities"]
 
     def full_check(self, store: Path) -> list[str]:
-        """Every point compared with the store (payload and vector). With ``--qdrant-endpoint`` (local
-        mode held by the running sink) only the counts can be read. Blocks (a full read)."""
-        if self.opts.qdrant_endpoint:
-            return self.quick_check(store, 0)
+        """Every point compared with the store: payload fields, the text its vector embeds, the
+        vector (presence, value where the store has it) and model. With ``--qdrant-endpoint`` (local
+        mode held by the running sink) the points are read page by page from the sink's ``/points``.
+        Blocks (a full read). Raises MigrateError when the destination cannot be read."""
         self.close()  # validation opens its own client (local mode: one per storage directory)
-        return validate_store(store, self.opts, targets=("qdrant",), full=True, search=False)
+        reader = self._endpoint if self.opts.qdrant_endpoint else None
+        report = validate(
+            store, ["qdrant"], neo4j=self.opts.neo4j, entity_label=self.opts.entity_label, qdrant=self.opts.qdrant,
+            qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,
+            options=ValidationOptions(full=True, search=False),
+        )  # fmt: skip
+        return [*report.problems, *(str(m) for m in report.mismatches)]
 
     def close(self) -> None:
         if self._client is not None:
@@ -222,17 +298,20 @@ class QdrantTarget:
             self._client = None
 
 
-def sinks_for(kinds: Sequence[str], opts: TargetOptions) -> list[Neo4jTarget | QdrantTarget]:
-    return [Neo4jTarget(opts) if kind == "neo4j" else QdrantTarget(opts) for kind in kinds]
+def sinks_for(
+    kinds: Sequence[str], opts: TargetOptions, store_id: str | None = None
+) -> list[Neo4jTarget | QdrantTarget]:
+    """The targets of ``kinds`` (neo4j, qdrant); ``store_id`` is the store they must serve."""
+    return [Neo4jTarget(opts) if kind == "neo4j" else QdrantTarget(opts, store_id) for kind in kinds]
 
 
 def divergence(store: Path, opts: TargetOptions) -> Callable[[str], list[str]]:
-    """For rollback: every difference between the store and the cutover's target(s)."""
+    """For rollback: every difference between the store and the cutover's target(s), in full."""
 
     def check(target: str) -> list[str]:
         kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
         problems: list[str] = []
-        for each in sinks_for(kinds, opts):
+        for each in sinks_for(kinds, opts, store_identity(store)):
             try:
                 problems.extend(each.full_check(store))
             finally:

@@ -14,9 +14,18 @@ from typing import Any
 
 import click
 
+from replicator.clioptions import secret_option
 from replicator.errors import ConfigError
 from replicator.migrate.errors import MigrateError
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.secrets import read_secret
+from replicator.sinks.settings import (
+    NEO4J_PASSWORD_ENV,
+    NEO4J_PASSWORD_FILE_ENV,
+    QDRANT_API_KEY_ENV,
+    QDRANT_API_KEY_FILE_ENV,
+    Neo4jSettings,
+    QdrantSettings,
+)
 
 _db = click.option(
     "--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -31,13 +40,13 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--neo4j-uri", envvar="REPLICATOR_NEO4J_URI", default=defaults.uri, show_default=True),
         click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default=defaults.user, show_default=True),
-        click.option("--neo4j-password", envvar="REPLICATOR_NEO4J_PASSWORD", default=defaults.password),
+        secret_option("--neo4j-password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
         click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default=defaults.database),
         click.option("--entity-label", default="Entity", show_default=True, help="Label of entity nodes."),
         click.option("--qdrant-url", envvar="REPLICATOR_QDRANT_URL", help="Qdrant server, e.g. http://localhost:6333."),
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path),
                      help="Qdrant local-mode storage directory (not while a sink holds it)."),
-        click.option("--qdrant-api-key", envvar="REPLICATOR_QDRANT_API_KEY"),
+        secret_option("--qdrant-api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
         click.option("--collection", default="caxton_embeddings", show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -46,9 +55,12 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _neo4j(kw: dict[str, Any]) -> Neo4jSettings:
-    return Neo4jSettings(
-        uri=kw["neo4j_uri"], user=kw["neo4j_user"], password=kw["neo4j_password"], database=kw["neo4j_database"]
-    )
+    password = read_secret(kw["neo4j_password"], kw["neo4j_password_file"], "Neo4j password")
+    return Neo4jSettings(uri=kw["neo4j_uri"], user=kw["neo4j_user"], password=password, database=kw["neo4j_database"])
+
+
+def _api_key(kw: dict[str, Any]) -> str | None:
+    return read_secret(kw["qdrant_api_key"], kw["qdrant_api_key_file"], "Qdrant API key")
 
 
 def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
@@ -117,7 +129,7 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
     if neo4j_given:
         out["neo4j"] = stats.neo4j_stats(_neo4j(kw), kw["entity_label"])
     if qdrant is not None:
-        out["qdrant"] = stats.qdrant_stats(qdrant, kw["qdrant_api_key"])
+        out["qdrant"] = stats.qdrant_stats(qdrant, _api_key(kw))
     click.echo(json.dumps(out, indent=2) if as_json else stats.format_stats(out))
 
 
@@ -139,7 +151,7 @@ def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: 
     else:
         settings = _qdrant(kw, required=True)
         assert settings is not None
-        with QdrantReader(settings, api_key=kw["qdrant_api_key"]) as qdrant:
+        with QdrantReader(settings, api_key=_api_key(kw)) as qdrant:
             theirs = qdrant.read(None)
     found = compare(target, mine, theirs, relations=target == "neo4j", embeddings=target == "qdrant")
     if as_json:
@@ -185,7 +197,7 @@ def validate_cmd(  # noqa: PLR0917 - click passes every option
     )  # fmt: skip
     report = validate(
         db, [target], neo4j=_neo4j(kw), entity_label=kw["entity_label"],
-        qdrant=_qdrant(kw, required=target != "neo4j"), qdrant_api_key=kw["qdrant_api_key"], options=options,
+        qdrant=_qdrant(kw, required=target != "neo4j"), qdrant_api_key=_api_key(kw), options=options,
     )  # fmt: skip
     repaired: dict[str, Any] | None = None
     if repair and report.mismatches:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -38,6 +38,7 @@ from replicator.migrate.diff import (
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.readers import Keys, Neo4jReader, QdrantReader, StoreReader
 from replicator.migrate.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
+from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _count_problems(target: str, store: dict[str, int], dest: dict[str, int]) ->
 def _validate_target(
     target: str,
     store: StoreReader,
-    dest: Neo4jReader | QdrantReader,
+    dest: Neo4jReader | QdrantReader | SinkEndpointReader,
     sample: Sequence[int],
     store_keys_: Keys | None,
 ) -> list[Mismatch]:
@@ -209,21 +210,20 @@ def validate(
     entity_label: str = "Entity",
     qdrant: QdrantSettings | None = None,
     qdrant_api_key: str | None = None,
+    qdrant_reader: Callable[[], QdrantReader | SinkEndpointReader] | None = None,
     options: ValidationOptions | None = None,
     model: SentenceTransformer | None = None,
 ) -> ValidationReport:
     """Validate ``targets`` (neo4j, qdrant, hybrid) against the store at ``store_path``.
 
-    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment
-    (REPLICATOR_NEO4J_*); Qdrant needs ``qdrant`` (url or local path). ``model`` avoids reloading the
-    embedding model when the caller already has it. Blocks; read-only everywhere; raises MigrateError
-    (unreachable backend, missing collection, bad options).
-    """
+    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment; Qdrant
+    needs ``qdrant`` (url or path) or ``qdrant_reader`` (e.g. the sink's endpoint, no search). ``model``
+    avoids reloading the model. Blocks; read-only; raises MigrateError (unreachable, missing, bad options)."""
     started = time.monotonic()
     opts = options or ValidationOptions(sample=sample)
     names = expand_targets(targets)
-    if "qdrant" in names and qdrant is None:
-        raise MigrateError("validating Qdrant needs its location", hint="pass --qdrant-url URL or --qdrant-path DIR")
+    if "qdrant" in names:
+        _check_qdrant(qdrant, qdrant_reader is not None, opts)
     report = ValidationReport(ok=False, targets=names, mode=opts.mode, search_threshold=opts.search_threshold)
     mismatches: list[Mismatch] = []
     with StoreReader(store_path) as store, store.transaction():
@@ -235,19 +235,19 @@ def validate(
         report.sampled = len(chosen)
         report.counts["store"] = store_counts
         for name in names:
-            dest: Neo4jReader | QdrantReader
             if name == "neo4j":
-                dest = Neo4jReader(neo4j or Neo4jSettings.from_env(), entity_label)
+                dest: Neo4jReader | QdrantReader | SinkEndpointReader = Neo4jReader(
+                    neo4j or Neo4jSettings.from_env(), entity_label
+                )
             else:
-                assert qdrant is not None
-                dest = QdrantReader(qdrant, api_key=qdrant_api_key)
+                dest = _qdrant_reader(qdrant, qdrant_api_key, qdrant_reader)
             with dest:
                 counts = dest.counts()
                 report.counts[name] = counts
                 report.problems += _count_problems(name, store_counts, counts)
                 mismatches += _validate_target(name, store, dest, chosen, store_keys)
                 if name == "qdrant" and opts.search and not opts.fast:
-                    assert isinstance(dest, QdrantReader)
+                    assert isinstance(dest, QdrantReader)  # _qdrant_reader refuses search through a sink
                     report.search = _search(store, dest, opts, model)
                     report.search_consistency = consistency(report.search)
     report.mismatches = merge(mismatches)
@@ -262,6 +262,27 @@ def validate(
     report.ok = not report.problems
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _check_qdrant(qdrant: QdrantSettings | None, through_sink: bool, opts: ValidationOptions) -> None:
+    if qdrant is None and not through_sink:
+        raise MigrateError("validating Qdrant needs its location", hint="pass --qdrant-url URL or --qdrant-path DIR")
+    if through_sink and opts.search and not opts.fast:
+        raise MigrateError(
+            "search consistency needs Qdrant itself, not the sink's endpoint",
+            hint="compare without search (--no-search), or stop the sink and pass --qdrant-path",
+        )
+
+
+def _qdrant_reader(
+    qdrant: QdrantSettings | None,
+    api_key: str | None,
+    other: Callable[[], QdrantReader | SinkEndpointReader] | None,
+) -> QdrantReader | SinkEndpointReader:
+    if other is not None:
+        return other()
+    assert qdrant is not None  # checked by validate() before anything is read
+    return QdrantReader(qdrant, api_key=api_key)
 
 
 def _all_entity_ids(store: StoreReader) -> list[int]:

@@ -21,15 +21,21 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from replicator.clioptions import secret_option
 from replicator.errors import ConfigError
+from replicator.secrets import read_secret
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
 from replicator.sinks.qdrant.destination import QdrantDestination
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
 from replicator.sinks.runner import Destination, SinkRunner
-from replicator.sinks.runner_settings import DEFAULT_PREFIX, SinkRunnerSettings
-from replicator.sinks.settings import Neo4jSettings
-from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD
+from replicator.sinks.runner_settings import (
+    DEFAULT_METRICS_HOST,
+    DEFAULT_PREFIX,
+    DEFAULT_RECHECK_S,
+    SinkRunnerSettings,
+)
+from replicator.sinks.settings import NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, Neo4jSettings
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -95,7 +101,13 @@ def runner_options(f: F) -> F:
         click.option("--schema-registry", envvar="REPLICATOR_SCHEMA_REGISTRY", default=None,
                      help="Schema Registry URL, for values the source framed with it (Confluent wire format)."),
         click.option("--metrics-port", envvar="REPLICATOR_METRICS_PORT", type=int, default=None,
-                     help="Serve /metrics and /healthz here (0 = any free port)."),
+                     help="Serve /metrics, /healthz and /position here (0 = any free port)."),
+        click.option("--metrics-host", envvar="REPLICATOR_METRICS_HOST", default=DEFAULT_METRICS_HOST,
+                     show_default=True, help="Address the endpoint binds (0.0.0.0: every interface)."),
+        click.option("--recheck-s", envvar="REPLICATOR_SINK_RECHECK_S", type=float, default=DEFAULT_RECHECK_S,
+                     show_default=True,
+                     help="While stopped on a fatal error (credentials, missing database or collection, model), "
+                          "re-check the destination this often; it resumes by itself once the cause is fixed."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -119,7 +131,9 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
         batch_max_age_ms=opts["batch_age_ms"],
         session_timeout_ms=opts["session_timeout_ms"],
         metrics_port=opts["metrics_port"],
+        metrics_host=opts["metrics_host"],
         schema_registry=opts["schema_registry"],
+        recheck_s=opts["recheck_s"],
     )
 
 
@@ -153,7 +167,7 @@ def sink() -> None:
 @runner_options
 @click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True)
 @click.option("--user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True)
-@click.option("--password", envvar="REPLICATOR_NEO4J_PASSWORD", default=DEFAULT_NEO4J_PASSWORD)
+@secret_option("--password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password")
 @click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True)
 @click.option("--entity-label", default="Entity", show_default=True)
 @click.option("--tombstone-label", default="ReplicatorTombstone", show_default=True)
@@ -174,7 +188,8 @@ def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option
         strength_property=opts["strength_property"],
         audit=opts["audit"],
     )
-    graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=opts["password"], database=opts["database"])
+    password = read_secret(opts["password"], opts["password_file"], "Neo4j password")
+    graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=password, database=opts["database"])
     run_sink(settings, Neo4jDestination(settings.sink, graph, model))
 
 
@@ -190,7 +205,8 @@ def qdrant_sink(ctx: click.Context, /, **opts: Any) -> None:  # noqa: ANN401 - c
     if ctx.invoked_subcommand is not None:
         return
     settings = runner_settings(opts, ("entities", "embeddings"))
-    qdrant = sink_settings(opts["url"], opts["api_key"], opts["path"], opts["collection"], settings.sink,
+    api_key = read_secret(opts["api_key"], opts["api_key_file"], "Qdrant API key")
+    qdrant = sink_settings(opts["url"], api_key, opts["path"], opts["collection"], settings.sink,
                            opts["encode_batch"])  # fmt: skip
     run_sink(settings, QdrantDestination(qdrant))
 

@@ -10,9 +10,18 @@ Destination protocol (design §7)::
         def apply(self, batch: Batch) -> None: ...     # idempotent; writes the batch AND its position
         def close(self) -> None: ...
 
-``apply`` raises DestinationUnavailable (retried with capped backoff, partitions paused, nothing
-committed or dropped) or PoisonEvent(index, reason) / any other exception (the batch is split until
-only the offender fails; it goes to ``<prefix>.dlq`` and its offset still advances).
+Failures come in three kinds (``replicator.errors``, ``replicator.sinks.errors``), and ``start``,
+``apply`` and ``read_position`` report each as its own class:
+
+* retryable (DestinationUnavailable, TransportError): the same batch is retried with capped backoff,
+  every partition paused (polling goes on, so the group keeps this member), nothing committed;
+* fatal (DestinationRefused, ModelError, ... and any exception that is none of the three): the sink
+  stops consuming, commits nothing, logs the cause and its fix once, answers 503 on ``/healthz`` with
+  them, and re-checks ``start`` every ``recheck_s``. When it succeeds, the batch is dropped and every
+  partition re-read from the destination's stored position (a restored or rebuilt destination is read
+  again, never guessed). The process does not exit: see docs/sinks.md, "Failures";
+* poison (PoisonEvent): only an event proven bad (``replicator.sinks.isolate``) goes to
+  ``<prefix>.dlq``; its offset advances with the rest of its batch.
 
 Guarantees and decisions:
 
@@ -35,20 +44,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from replicator.errors import SchemaError
-from replicator.events.avro import decode_any, decode_key
-from replicator.events.registry import RegistryDecoder, RegistryError, SchemaRegistryClient
+from replicator.errors import Kind, kind_of
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Batch, Event
+from replicator.sinks.decode import EventDecoder
 from replicator.sinks.dlq import DeadLetters
-from replicator.sinks.errors import DestinationUnavailable, PoisonEvent
+from replicator.sinks.health import HealthReport
+from replicator.sinks.isolate import apply_isolating
 from replicator.sinks.metrics import MetricsServer, SinkMetrics
 from replicator.sinks.runner_settings import SinkRunnerSettings
-from replicator.transport.kafka import TransportError, create_topic
+from replicator.sinks.topics import wait_for_topics
+from replicator.transport.kafka import create_topic
 
 log = logging.getLogger("replicator.sink")
 
@@ -63,16 +73,6 @@ class Destination(Protocol):
     def apply(self, batch: Batch) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _skipped(event: Event) -> Event:
-    """The event as a destination must see it once dead-lettered: no record (like a tombstone), so
-    nothing is applied but its offset is still covered by the batch's position."""
-    return Event(event.topic, event.partition, event.offset, event.key, None, None, event.raw_key, event.raw_value)
-
-
-class _MissingTopic(TransportError):
-    """A change topic does not exist (yet)."""
 
 
 class SinkRunner:
@@ -93,18 +93,15 @@ class SinkRunner:
         self._dlq: DeadLetters | None = None
         self._buffers: dict[PartitionKey, list[Event]] = {}
         self._oldest: float | None = None
-        self._undecodable: dict[tuple[str, int, int], str] = {}
         self._assigned: set[PartitionKey] = set()
         self._paused = False
         self._partitions: dict[str, int] = {}
         self._position: SinkPosition | None = None
         self.metrics_port: int | None = None
         self._lag_observed = 0.0
-        self._registry = (
-            None
-            if settings.schema_registry is None
-            else RegistryDecoder(SchemaRegistryClient(settings.schema_registry))
-        )
+        self._weak_unconfirmed = False  # a lone change set aside on a position-only proof, none applied since
+        self._health = HealthReport(self.sink, self.metrics, clock, settings.recheck_s)
+        self._decoder = EventDecoder(settings, lambda: self._stop, clock)
 
     # --- lifecycle
 
@@ -114,32 +111,36 @@ class SinkRunner:
 
     def run(self) -> None:
         """Consume until ``request_stop``. Blocks. Raises TransportError when Kafka is unreachable at
-        start; a destination that is down at start is waited for (with backoff)."""
+        start; a destination that is down (backoff) or refuses the sink (re-checks, /healthz 503) at
+        start is waited for, as later on."""
         server = None
         if self.settings.metrics_port is not None:
-            server = MetricsServer(self.metrics, self.settings.metrics_port)
+            export = getattr(self.destination, "export_points", None)  # optional: /points
+            server = MetricsServer(self.metrics, self.settings.metrics_port, self.settings.metrics_host, export)
             self.metrics_port = server.port
             log.info("metrics listening", extra={"port": server.port})
         try:
-            self._position = self._retrying(self.destination.start, "start")
+            self._position = self._start()
+            if self._stop:
+                return
             self.metrics.observe_position(self._position)
             self._describe()
             create_topic(self.settings.kafka, self.settings.dlq_topic)
             self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink)
             consumer = Consumer(self.settings.consumer())
             self._consumer = consumer
-            self._partitions = self._wait_for_topics(consumer)
+            self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, self._clock)
             if self._stop:
                 return
-            consumer.subscribe(
-                self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-            )
+            self._subscribe()
             log.info("sink started", extra={"sink": self.sink, "topics": self.settings.topics})
             while not self._stop:
                 self._poll(0.1)
                 if self._due():
                     self._flush()
-                self._observe_lag()
+                if self._clock() - self._lag_observed >= 1.0:  # /metrics lag, at most once a second
+                    self._lag_observed = self._clock()
+                    self.metrics.observe_consumer_lag(consumer, self.settings.group, self._assigned, self._position)
             self._flush()
             log.info("sink stopped cleanly", extra={"sink": self.sink})
         finally:
@@ -151,40 +152,6 @@ class SinkRunner:
             if server is not None:
                 server.close()
 
-    def _wait_for_topics(self, consumer: Consumer) -> dict[str, int]:
-        """Partition counts of the change topics, waiting (capped backoff, one log line per wait)
-        while the source has not created them yet: a sink may start before its source, as a Kafka
-        Connect sink may. Returns early (possibly empty) on request_stop. Raises TransportError
-        when Kafka itself is unreachable."""
-        delay = self.settings.backoff_initial_s
-        logged = False
-        while True:
-            try:
-                return self._partition_counts(consumer)
-            except _MissingTopic as exc:
-                if not logged:
-                    log.warning("waiting for the change topics", extra={"error": str(exc).splitlines()[0]})
-                    logged = True
-            deadline = self._clock() + delay
-            while self._clock() < deadline:
-                if self._stop:
-                    return {}
-                time.sleep(0.05)
-            delay = min(delay * 2, self.settings.backoff_max_s)
-
-    def _partition_counts(self, consumer: Consumer) -> dict[str, int]:
-        meta = consumer.list_topics(timeout=self.settings.kafka.timeout_s)
-        counts = {}
-        for topic in self.settings.topics:
-            found = meta.topics.get(topic)
-            if found is None or found.error is not None:
-                raise _MissingTopic(
-                    f"topic {topic} does not exist on {self.settings.kafka.bootstrap_servers}",
-                    hint="start the source first (it creates the topics) or check --topic-prefix",
-                )
-            counts[topic] = len(found.partitions)
-        return counts
-
     # --- consuming
 
     def _poll(self, timeout: float) -> None:
@@ -195,47 +162,12 @@ class SinkRunner:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"error": str(err)})
                 continue
-            event = self._decode(msg)
+            event = self._decoder.decode(msg)
             if event.where not in self._assigned:
                 continue  # a message fetched before a revoke: the new owner reads it
             self._buffers.setdefault(event.where, []).append(event)
             if self._oldest is None:
                 self._oldest = self._clock()
-
-    def _decode_value(self, raw: bytes) -> tuple[str, dict[str, Any]]:
-        """Single-object encoding, or Confluent framing (magic byte 0) through the Schema Registry.
-        Raises SchemaError/RegistryError: the message goes to the dead-letter topic."""
-        if raw[:1] == b"\x00":
-            if self._registry is None:
-                raise SchemaError(
-                    "the message is Confluent-framed (a Schema Registry id) but this sink has no --schema-registry",
-                    hint="run the sink with the registry the source uses, then replay the dead-lettered messages",
-                )
-            delay = self.settings.backoff_initial_s
-            deadline = self._clock() + 60.0
-            while True:  # the registry is a server: unreachable is transient, not a poison event
-                try:
-                    return self._registry.decode(raw)
-                except RegistryError as exc:
-                    if self._clock() > deadline or self._stop:
-                        raise
-                    log.warning("schema registry unavailable; retrying", extra={"error": str(exc).splitlines()[0]})
-                    time.sleep(delay)
-                    delay = min(delay * 2, self.settings.backoff_max_s)
-        return decode_any(raw)
-
-    def _decode(self, msg: Message) -> Event:
-        topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
-        raw_key, raw_value = msg.key(), msg.value()
-        try:
-            key = None if raw_key is None else decode_key(raw_key)
-            if raw_value is None:
-                return Event(topic, partition, offset, key, None, None, raw_key, raw_value)
-            schema, record = self._decode_value(raw_value)
-        except SchemaError as exc:
-            self._undecodable[(topic, partition, offset)] = f"undecodable: {exc.message}"
-            return Event(topic, partition, offset, None, None, None, raw_key, raw_value)
-        return Event(topic, partition, offset, key, schema, record, raw_key, raw_value)
 
     def _due(self) -> bool:
         if self._oldest is None:
@@ -263,27 +195,9 @@ class SinkRunner:
         position = applied.position(self.sink, int(time.time() * 1000))
         self._position = position if self._position is None else self._position.merged(position)
         self._describe()  # before the position: a reader that sees the position sees counts as new
+        self.metrics.observe_source(applied.events)
         self.metrics.observe_position(self._position)
         self._commit(position)
-
-    def _observe_lag(self) -> None:
-        """Per-partition lag for /metrics, at most once a second: the log end the consumer last saw
-        (cached by librdkafka on every fetch, no broker round trip) minus this sink's next offset."""
-        now = self._clock()
-        if self._consumer is None or now - self._lag_observed < 1.0:
-            return
-        self._lag_observed = now
-        lags: dict[tuple[str, int], int] = {}
-        for key in self._assigned:
-            try:
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(key.topic, key.partition), cached=True)
-            except Exception:  # not fetched yet: nothing to say
-                continue
-            if high is None or high < 0:
-                continue
-            position = self._position.offsets.get(key, 0) if self._position else 0
-            lags[(key.topic, key.partition)] = max(0, int(high) - position)
-        self.metrics.observe_group_lag(self.settings.group, lags)
 
     def _describe(self) -> None:
         """Refresh what the destination reports about itself (optional ``describe() -> dict``)."""
@@ -296,72 +210,124 @@ class SinkRunner:
             log.warning("describe failed", extra={"error": str(exc)})
 
     def _apply_until_done(self, batch: Batch) -> Batch | None:
-        """Apply, retrying while the destination is unavailable. Returns what was applied (events of
-        partitions revoked meanwhile are dropped), None if nothing was left."""
+        """Apply, dead-lettering only proven poison (``apply_isolating``) and retrying while the
+        destination is unavailable. Returns what was applied (events of partitions revoked meanwhile
+        are dropped); None if nothing was left, or after a fatal stop (the batch is dropped: the
+        partitions were re-sought to the destination's stored position)."""
         delay = self.settings.backoff_initial_s
         while True:
             batch = Batch([e for e in batch.events if e.where in self._assigned], batch.partitions)
             if not batch.events:
                 return None
+            for event in batch.events:  # undecodable bytes: the content is the proof
+                reason = self._decoder.undecodable.pop((event.topic, event.partition, event.offset), None)
+                if reason is not None:
+                    self._dead_letter(event, reason)
             try:
-                self._isolate(batch)
-            except (DestinationUnavailable, TransportError) as exc:
-                self.metrics.retries.inc()
-                self.metrics.healthy = False
-                first_line = str(exc).splitlines()[0]
-                log.warning("destination unavailable; retrying", extra={"error": first_line, "in_s": delay})
-                self._wait_paused(delay)
-                delay = min(delay * 2, self.settings.backoff_max_s)
-                continue
+                outcome = apply_isolating(
+                    batch, self.destination.apply, self._dead_letter, allow_weak=not self._weak_unconfirmed
+                )
+            except Exception as exc:
+                if kind_of(exc) is Kind.RETRYABLE:
+                    self._unavailable(exc, delay)
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+                    continue
+                self._halt(exc)
+                return None
+            self._weak_unconfirmed = outcome.weak or (self._weak_unconfirmed and outcome.accepted == 0)
             self._resume()
-            self.metrics.healthy = True
+            self._health.healthy()
             return batch
 
-    def _wait_paused(self, seconds: float) -> None:
-        """Pause every assigned partition and keep polling (group membership stays alive)."""
-        assert self._consumer is not None
-        if not self._paused:
+    def _unavailable(self, exc: BaseException, delay: float) -> None:
+        """A retryable failure: report it, then wait ``delay`` with every partition paused."""
+        self._health.unavailable(exc, delay)
+        self._wait(delay)
+
+    def _halt(self, exc: BaseException) -> bool:
+        """Stop consuming on a fatal error and wait (partitions paused, polling on) until ``start``
+        succeeds again; then re-read every partition from the stored position. Returns False when a
+        stop was requested first. Blocks."""
+        self._health.fatal(exc)
+        while not self._stop:
+            self._wait(self.settings.recheck_s, until_stop=True)
+            if self._stop:
+                break
+            try:
+                stored = self.destination.start()
+            except Exception as again:
+                if kind_of(again) is Kind.RETRYABLE:
+                    self._health.unavailable(again, self.settings.recheck_s)
+                else:
+                    self._health.fatal(again)
+                continue
+            self._recovered(stored)
+            return True
+        self._buffers.clear()
+        self._oldest = None
+        return False
+
+    def _recovered(self, stored: SinkPosition | None) -> None:
+        """The destination works again: forget what was read, seek every partition to its stored offset
+        (the beginning without one), resume."""
+        self._position = stored
+        self.metrics.observe_position(stored)
+        self._buffers.clear()
+        self._oldest = None
+        if self._consumer is not None:
+            try:
+                for key in sorted(self._assigned):
+                    offset = stored.offsets.get(key, OFFSET_BEGINNING) if stored is not None else OFFSET_BEGINNING
+                    self._consumer.seek(TopicPartition(key.topic, key.partition, offset))
+            except KafkaException as exc:  # a partition that never fetched cannot seek yet
+                log.warning("seek failed; joining the group again to re-read from the stored position",
+                            extra={"error": str(exc)})  # fmt: skip
+                self._consumer.unsubscribe()  # revokes all; every partition comes back through _on_assign
+                self._assigned.clear()
+                self._paused = False
+                self._subscribe()
+            self._resume()
+        offsets = {} if stored is None else {str(k): v for k, v in stored.offsets.items()}
+        log.info("destination back; resuming from its stored position", extra={"sink": self.sink, "offsets": offsets})
+        self._health.healthy()
+
+    def _start(self) -> SinkPosition | None:
+        """``destination.start()``, waiting out retryable errors (backoff) and fatal ones (re-checks).
+        Returns None as soon as a stop is requested."""
+        delay = self.settings.backoff_initial_s
+        while not self._stop:
+            try:
+                position = self.destination.start()
+            except Exception as exc:
+                if kind_of(exc) is Kind.RETRYABLE:
+                    self._unavailable(exc, delay)
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+                    continue
+                if not self._halt(exc):
+                    return None
+                return self._position
+            self._health.healthy()
+            return position
+        return None
+
+    def _wait(self, seconds: float, until_stop: bool = False) -> None:
+        """Wait ``seconds``: once consuming, polling with every partition paused (group membership
+        stays alive), else sleeping. Before consuming, or with ``until_stop``, returns early on
+        request_stop; a batch being retried is waited for (the first stop flushes it)."""
+        if self._consumer is not None and not self._paused:
             self._consumer.pause([TopicPartition(k.topic, k.partition) for k in self._assigned])
             self._paused = True
         deadline = self._clock() + seconds
-        while self._clock() < deadline:
-            self._poll(min(0.1, max(0.0, deadline - self._clock())))
+        while self._clock() < deadline and not (self._stop and (until_stop or self._consumer is None)):
+            if self._consumer is not None:
+                self._poll(min(0.1, max(0.0, deadline - self._clock())))
+            else:
+                time.sleep(min(0.05, max(0.0, deadline - self._clock())))
 
     def _resume(self) -> None:
         if self._paused and self._consumer is not None:
             self._consumer.resume([TopicPartition(k.topic, k.partition) for k in self._assigned])
         self._paused = False
-
-    def _isolate(self, batch: Batch) -> None:
-        """Apply ``batch``; on a poison event or any non-availability error, split until the offender
-        is alone, dead-letter it and apply the rest. Raises DestinationUnavailable/TransportError."""
-        dead = [e for e in batch.events if (e.topic, e.partition, e.offset) in self._undecodable]
-        for event in dead:
-            self._dead_letter(event, self._undecodable.pop((event.topic, event.partition, event.offset)))
-        try:
-            self.destination.apply(batch)
-        except DestinationUnavailable:
-            raise
-        except PoisonEvent as exc:
-            if exc.index is not None and 0 <= exc.index < len(batch.events):
-                events = list(batch.events)
-                if exc.index:
-                    self._isolate(Batch(events[: exc.index], batch.partitions))
-                self._dead_letter(events[exc.index], exc.reason)
-                self._isolate(Batch([_skipped(events[exc.index]), *events[exc.index + 1 :]], batch.partitions))
-                return
-            failure: Exception = exc
-        except Exception as exc:
-            failure = exc
-        else:
-            return
-        if len(batch.events) == 1:
-            self._dead_letter(batch.events[0], f"{type(failure).__name__}: {failure}")
-            self._isolate(Batch([_skipped(batch.events[0])], batch.partitions))
-            return
-        left, right = batch.split()
-        self._isolate(left)
-        self._isolate(right)
 
     def _dead_letter(self, event: Event, reason: str) -> None:
         assert self._dlq is not None
@@ -383,25 +349,19 @@ class SinkRunner:
             except Exception as exc:  # the mirror may lag; the destination holds the truth
                 log.warning("offset commit failed", extra={"error": str(exc)})
 
-    def _retrying(self, call: Callable[[], SinkPosition | None], what: str) -> SinkPosition | None:
-        delay = self.settings.backoff_initial_s
-        while True:
-            try:
-                return call()
-            except DestinationUnavailable as exc:
-                if self._stop:
-                    raise
-                self.metrics.retries.inc()
-                log.warning(f"destination unavailable at {what}; retrying", extra={"error": str(exc).splitlines()[0]})
-                time.sleep(delay)
-                delay = min(delay * 2, self.settings.backoff_max_s)
+    def _subscribe(self) -> None:
+        assert self._consumer is not None
+        self._consumer.subscribe(
+            self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
 
     # --- rebalance callbacks (run inside consume/poll on this thread)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             stored = self.destination.read_position()
-        except DestinationUnavailable:
+        except Exception as exc:  # any kind: Kafka's committed offsets are never ahead of the destination
+            log.warning("stored position unreadable; starting from committed offsets", extra={"error": str(exc)})
             stored = None
             use_committed = True
         else:

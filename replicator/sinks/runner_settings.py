@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
 from replicator.transport.settings import ClientConfig, KafkaSettings
 
 DEFAULT_PREFIX = "caxton.memory"
+#: While stopped on a fatal error, how often the sink re-checks whether the cause is gone. Long enough
+#: not to trip a server's failed-login limit (Neo4j locks a user after 3 failures), short enough that
+#: a fixed password or a restored collection is picked up within half a minute.
+DEFAULT_RECHECK_S = 30.0
+#: The HTTP endpoint answers on the loopback interface only unless told otherwise: its /position
+#: and /points tell anyone who asks what the store holds.
+DEFAULT_METRICS_HOST = DEFAULT_HOST
 
 
 @dataclass(frozen=True)
@@ -24,9 +32,11 @@ class SinkRunnerSettings:
     batch_max_age_ms: int = 200
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
+    recheck_s: float = DEFAULT_RECHECK_S
     # How soon the group notices a dead instance (kill -9) and hands its partitions on.
     session_timeout_ms: int = 10_000
     metrics_port: int | None = None  # None: no HTTP endpoint
+    metrics_host: str = DEFAULT_METRICS_HOST
     schema_registry: str | None = None  # decode Confluent-framed values through this registry
 
     def __post_init__(self) -> None:
@@ -40,10 +50,14 @@ class SinkRunnerSettings:
             raise ConfigError("batch bounds must be positive", hint="e.g. --batch-size 1000 --batch-age-ms 200")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ConfigError("backoff must satisfy 0 < initial <= max", hint="e.g. 0.2 s and 5 s")
+        if not self.recheck_s > 0:
+            raise ConfigError(f"re-check interval {self.recheck_s} s is not positive", hint="e.g. --recheck-s 30")
         if self.session_timeout_ms < 6000:
             raise ConfigError("session timeout below the broker's 6000 ms minimum", hint="e.g. 10000")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port {self.metrics_port} is not a TCP port", hint="e.g. 9464; 0 = any")
+        if not self.metrics_host.strip():
+            raise ConfigError("the metrics host is empty", hint="e.g. --metrics-host 127.0.0.1 (0.0.0.0: all)")
         if not self.sink:
             object.__setattr__(self, "sink", self.group)
 

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from replicator.errors import ConfigError
-from replicator.stack.settings import DEFAULT_NEO4J_PASSWORD
+from replicator.secrets import secret_from_env
+
+#: Environment variables of the secrets: the value itself, or a file holding it (first line).
+NEO4J_PASSWORD_ENV: Final = "REPLICATOR_NEO4J_PASSWORD"
+NEO4J_PASSWORD_FILE_ENV: Final = "REPLICATOR_NEO4J_PASSWORD_FILE"
+QDRANT_API_KEY_ENV: Final = "REPLICATOR_QDRANT_API_KEY"
+QDRANT_API_KEY_FILE_ENV: Final = "REPLICATOR_QDRANT_API_KEY_FILE"
 
 
 @dataclass(frozen=True)
 class Neo4jSettings:
+    """Where and as whom to reach Neo4j. There is no built-in password: it comes from the
+    environment or a file (``None``: connect without authentication)."""
+
     uri: str = "bolt://127.0.0.1:7687"
     user: str = "neo4j"
-    password: str = DEFAULT_NEO4J_PASSWORD
+    password: str | None = field(default=None, repr=False)
     database: str = "neo4j"
 
     def __post_init__(self) -> None:
@@ -26,11 +36,12 @@ class Neo4jSettings:
 
     @classmethod
     def from_env(cls) -> Neo4jSettings:
-        """REPLICATOR_NEO4J_URI / _USER / _PASSWORD / _DATABASE, defaulting to the local stack."""
+        """REPLICATOR_NEO4J_URI / _USER / _DATABASE (defaults: the local stack's address) and the
+        password from REPLICATOR_NEO4J_PASSWORD or the file REPLICATOR_NEO4J_PASSWORD_FILE names."""
         return cls(
             uri=os.environ.get("REPLICATOR_NEO4J_URI", cls.uri),
             user=os.environ.get("REPLICATOR_NEO4J_USER", cls.user),
-            password=os.environ.get("REPLICATOR_NEO4J_PASSWORD", cls.password),
+            password=secret_from_env(NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
             database=os.environ.get("REPLICATOR_NEO4J_DATABASE", cls.database),
         )
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE, codec, encode_key
+from replicator.events import headers
+from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE, codec, decode_any, encode_key
 from replicator.transport.kafka import create_topic
 from replicator.transport.settings import KafkaSettings
 
@@ -137,15 +138,23 @@ class TransactionalPublisher:
         self.timeout_s = kafka.timeout_s
 
     def publish(self, messages: list[Message], copies: int = 1) -> None:
-        """One transaction with ``messages`` (each ``copies`` times, consecutively). Blocks until committed."""
+        """One transaction with ``messages`` (each ``copies`` times, consecutively), with the headers
+        the source puts on them (a tombstone's seq is its delete's). Blocks until committed."""
         self._producer.begin_transaction()
+        seq = 0
         for table, partition, key, value in messages:
+            if value is not None:
+                _schema, record = decode_any(value)
+                seq = int(record["source"]["seq"])
+            hdrs: list[tuple[str, str | bytes | None]] = [
+                *headers.make("heartbeat" if key == encode_key(-1) else table, seq)
+            ]
             for _ in range(copies):
                 topic = f"{self.prefix}.{table}"
                 if partition is None:
-                    self._producer.produce(topic, key=key, value=value)
+                    self._producer.produce(topic, key=key, value=value, headers=hdrs)
                 else:
-                    self._producer.produce(topic, key=key, value=value, partition=partition)
+                    self._producer.produce(topic, key=key, value=value, partition=partition, headers=hdrs)
                 self._producer.poll(0)
         self._producer.commit_transaction(self.timeout_s)
 

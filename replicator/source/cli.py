@@ -14,7 +14,7 @@ import click
 
 from replicator.capture import parked
 from replicator.capture.install import CaptureError, install, open_store, read_state, uninstall, write_transaction
-from replicator.source.daemon import SourceAborted, SourceDaemon
+from replicator.source.daemon import SourceAborted, SourceDaemon, event
 from replicator.source.settings import SourceSettings, parse_duration
 
 _DB = click.option("--db", "db", type=click.Path(path_type=Path), required=True, help="Caxton's memory.db")
@@ -38,10 +38,20 @@ def install_cmd(db: Path, lock_timeout: float) -> None:
 @source.command("uninstall")
 @_DB
 @_TIMEOUT
-def uninstall_cmd(db: Path, lock_timeout: float) -> None:
-    """Remove the triggers, changelog and meta table. Unpublished changelog rows are discarded."""
-    discarded = uninstall(db, timeout_s=lock_timeout)
+@click.option(
+    "--forget-identity",
+    is_flag=True,
+    help="also drop the meta table (store id, head seq): a later install is a NEW store, whose "
+    "sinks need new destinations (another entity label and collection)",
+)
+def uninstall_cmd(db: Path, lock_timeout: float, forget_identity: bool) -> None:
+    """Remove the triggers and the changelog; keep the store's identity (id, head seq) so that a later
+    install continues its seq and the source re-snapshots what changed meanwhile. Unpublished
+    changelog rows are discarded (the re-snapshot carries their rows' current state)."""
+    discarded = uninstall(db, timeout_s=lock_timeout, forget=forget_identity)
     click.echo(f"capture removed from {db}; {discarded} unpublished changelog row(s) discarded")
+    if not forget_identity:
+        click.echo("kept: the store id and head seq (_replicator_meta); `install` continues from them")
 
 
 @source.command("status")
@@ -62,6 +72,7 @@ def status_cmd(db: Path, as_json: bool) -> None:
         "store_id": state.store_id,
         "backlog": state.backlog,
         "head_seq": state.head_seq,
+        "capture_from": state.capture_from,
         "missing_triggers": list(state.missing_triggers),
         "parked": parked_count,
     }
@@ -137,7 +148,22 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--bootstrap-servers", help="Kafka host:port[,...] [env REPLICATOR_KAFKA_BOOTSTRAP]")
 @click.option("--topic-prefix", help="topic name prefix [caxton.memory; env REPLICATOR_TOPIC_PREFIX]")
 @click.option("--partitions", type=int, help="partitions of topics the source creates [3]")
+@click.option(
+    "--replication-factor",
+    type=int,
+    help="replicas of topics the source creates [min(3, brokers); env REPLICATOR_KAFKA_REPLICATION_FACTOR]",
+)
+@click.option(
+    "--min-insync-replicas",
+    type=int,
+    help="in-sync replicas a commit needs, set on topics the source creates "
+    "[min(2, replication factor); env REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS]",
+)
 @click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+@click.option(
+    "--metrics-host",
+    help="address the endpoint binds [127.0.0.1; 0.0.0.0: every interface; env REPLICATOR_SOURCE_METRICS_HOST]",
+)
 @click.option(
     "--schema-registry",
     help="Confluent Schema Registry URL: frame values with its schema ids "
@@ -160,7 +186,7 @@ def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float
     daemon = SourceDaemon(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("replicator.source").info("event=stop_requested signal=%s", signal.Signals(signum).name)
+        event(logging.INFO, "stop_requested", signal=signal.Signals(signum).name)
         daemon.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -172,13 +198,19 @@ def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, then the fields ``event()`` put on the record, each value
+    whole (never re-parsed from the ``key=value`` text); any other record's text goes under ``msg``."""
+
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower()}
-        for part in record.getMessage().split(" "):
-            key, _, value = part.partition("=")
-            if value:
-                fields[key] = value.strip("'")
-        return json.dumps(fields)
+        out: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower()}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        else:
+            out["msg"] = record.getMessage()
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
 
 
 def _configure_logging(fmt: str) -> None:

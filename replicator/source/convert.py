@@ -27,6 +27,7 @@ from replicator import __version__
 from replicator.capture.image import ImageValueError, Value, sqlite_type, typed_value_of, value_of
 from replicator.capture.triggers import KNOWN_COLUMNS
 from replicator.errors import Poison
+from replicator.events import headers as record_headers
 from replicator.events.avro import (
     EMBEDDING_CHANGE,
     ENTITY_CHANGE,
@@ -51,7 +52,7 @@ DERIVED: Final = {
 }
 HEARTBEAT_KEY_ID: Final = -1
 
-Headers = list[tuple[str, bytes]]
+Headers = record_headers.Headers
 
 
 class Unfit(Poison):
@@ -229,8 +230,8 @@ def row_record(table: str, image: dict[str, Any], warnings: list[str], where: st
     raise ValueError(f"not a captured table: {table!r}")
 
 
-def headers(table: str, seq: int) -> Headers:
-    return [("replicator.table", table.encode()), ("replicator.seq", str(seq).encode())]
+def headers(table: str, seq: int, snapshot_seq: int | None = None) -> Headers:
+    return record_headers.make(table, seq, snapshot_seq)
 
 
 def source_record(store_id: str, table: str, seq: int, ts_ms: int, snapshot: str = "false") -> Record:
@@ -312,19 +313,31 @@ def convert_snapshot_row(
 
 
 def heartbeat_messages(
-    *, prefix: str, store_id: str, seq: int, seen_ms: int, partitions: dict[str, int], produced_ms: int | None = None
+    *,
+    prefix: str,
+    store_id: str,
+    seq: int,
+    seen_ms: int,
+    partitions: dict[str, int],
+    produced_ms: int | None = None,
+    snapshot_seq: int | None = None,
 ) -> list[Message]:
-    """One Heartbeat per partition of every change topic (``partitions``: table -> count), design §4."""
+    """One Heartbeat per partition of every change topic (``partitions``: table -> count), design §4.
+    ``snapshot_seq``: the snapshot the stream follows (header ``replicator.snapshot``), when known."""
     ts = now_ms() if produced_ms is None else produced_ms
     key = encode_key(HEARTBEAT_KEY_ID)
     out: list[Message] = []
     for table, count in partitions.items():
         value = codec(HEARTBEAT).encode({"source": source_record(store_id, table, seq, seen_ms), "ts_ms": ts})
-        hdrs = headers("heartbeat", seq)
+        hdrs = headers("heartbeat", seq, snapshot_seq)
         out.extend(Message(topic_of(prefix, table), key, value, hdrs, partition=p) for p in range(count))
     return out
 
 
-def position_value(seq: int, snapshot: dict[str, Any] | None, ts_ms: int) -> bytes:
-    """The source position record (positions topic): JSON ``{"seq", "snapshot", "ts_ms"}``."""
-    return json.dumps({"seq": seq, "snapshot": snapshot, "ts_ms": ts_ms}, sort_keys=True).encode()
+def position_value(seq: int, snapshot: dict[str, Any] | None, ts_ms: int, snapshot_seq: int | None = None) -> bytes:
+    """The source position record (positions topic): JSON ``{"seq", "snapshot", "ts_ms"}`` and, when
+    known, ``snapshot_seq`` (the first read seq of the snapshot the stream follows)."""
+    value: dict[str, Any] = {"seq": seq, "snapshot": snapshot, "ts_ms": ts_ms}
+    if snapshot_seq is not None:
+        value["snapshot_seq"] = snapshot_seq
+    return json.dumps(value, sort_keys=True).encode()

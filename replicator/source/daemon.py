@@ -61,12 +61,14 @@ _UNREACHABLE_LOG_EVERY_S: Final = 10.0
 
 
 def event(level: int, name: str, **fields: object) -> None:
-    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted)."""
+    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted). The
+    fields also ride on the record (``record.fields``), so the JSON format writes each value whole
+    instead of parsing the text back."""
     parts = [f"event={name}"]
     for key, value in fields.items():
         text = str(value)
         parts.append(f"{key}={text!r}" if (" " in text or "=" in text or not text) else f"{key}={text}")
-    log.log(level, " ".join(parts))
+    log.log(level, " ".join(parts), extra={"fields": {"event": name, **fields}})
 
 
 class SourceAborted(Exception):
@@ -87,6 +89,9 @@ class SourceDaemon:
         self.publisher: TransactionalPublisher | None = None
         self.partitions: dict[str, int] = {}
         self.committed_seq = 0
+        #: First read seq of the snapshot the stream follows (heartbeat header ``replicator.snapshot``);
+        #: None when the committed position was written by a version that did not record it.
+        self.snapshot_seq: int | None = None
         self.snapshot: SnapshotCursor | None = None
         self.deleted_up_to = 0
         self.more_pending = True
@@ -117,8 +122,8 @@ class SourceDaemon:
         try:
             self.identity = self.reader.check()
             if s.metrics_port is not None:
-                self.server = MetricsServer(self.metrics, s.metrics_port, self.healthy)
-                event(logging.INFO, "metrics_listening", port=self.server.port)
+                self.server = MetricsServer(self.metrics, s.metrics_port, self.healthy, s.metrics_host)
+                event(logging.INFO, "metrics_listening", host=s.metrics_host, port=self.server.port)
             event(
                 logging.INFO,
                 "source_starting",
@@ -213,8 +218,20 @@ class SourceDaemon:
         self._resume(position)
 
     def _resume(self, position: SourcePosition | None) -> None:
-        assert self.reader is not None
+        assert self.reader is not None and self.identity is not None
         head = self.reader.head_seq()
+        if position is not None and position.seq < self.identity.capture_from:
+            # Capture was uninstalled and installed again after this position: what the writer did in
+            # between is in no changelog row. A new snapshot (stamped above every older seq) carries
+            # it, and the sinks remove what it lacks (deleted meanwhile) once their watermark reaches it.
+            event(
+                logging.WARNING,
+                "capture_gap",
+                committed_seq=position.seq,
+                capture_from=self.identity.capture_from,
+                action="snapshot again",
+            )
+            position = None
         if position is None:
             self.snapshot = SnapshotCursor(first_seq=-1, read_seq=None, table_index=0, after_id=None)
             event(logging.INFO, "snapshot_starting", head_seq=head)
@@ -226,6 +243,7 @@ class SourceDaemon:
                 hint="use a new --topic-prefix (a fresh snapshot), or restore the store that matches the topics",
             )
         self.committed_seq = position.seq
+        self.snapshot_seq = position.snapshot_seq
         self.metrics.last_seq.set(position.seq)
         # Changes parked after the committed position were never passed: they are decided again.
         self.reader.unpark_uncommitted(position.seq, SNAPSHOT_PARK_TIMEOUT_MS)
@@ -256,8 +274,8 @@ class SourceDaemon:
         s = self.settings
         if snap.read_seq is None:
             snap.read_seq = self.reader.begin_snapshot()
-            if snap.first_seq < 0:
-                snap.first_seq = snap.read_seq
+            snap.first_seq = snap.read_seq if snap.first_seq < 0 else snap.first_seq
+            self.snapshot_seq = snap.first_seq  # on every heartbeat and position from now on
             if self.progress and self._bar is None:
                 from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
 
@@ -401,6 +419,7 @@ class SourceDaemon:
             seq=seq,
             seen_ms=seen_ms,
             partitions=self.partitions,
+            snapshot_seq=self.snapshot_seq,
         )
 
     def _final_heartbeat(self) -> None:
@@ -424,7 +443,7 @@ class SourceDaemon:
         return (
             positions_topic(self.settings.topic_prefix),
             self.identity.store_id.encode(),
-            position_value(seq, cursor, now_ms()),
+            position_value(seq, cursor, now_ms(), self.snapshot_seq),
         )
 
     def _delete_published(self, up_to: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -16,17 +17,19 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from replicator.events.registry import RegistryError
 from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
-from replicator.transport.kafka import TransportError, ensure_message_limit
+from replicator.transport import kafka as transport
+from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
 
 POSITIONS_SUFFIX: Final = "source-positions"
 _COMPACT: Final = {"cleanup.policy": "compact"}
+log = logging.getLogger("replicator.source")
 
 
 def positions_topic(prefix: str) -> str:
@@ -48,33 +51,15 @@ def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportEr
 
 def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict[str, int]:
     """Create the change topics (``partitions`` each, compacted) and the positions topic (1 partition,
-    compacted) when absent. Returns table -> partition count as the broker has them. Raises
-    SourceError when entities and embeddings differ (the sinks pair them by partition number)."""
-    admin = AdminClient(settings.common())
+    compacted) when absent, replicated as ``settings.replication`` decides. Returns table -> partition
+    count as the broker has them. Raises SourceError when entities and embeddings differ (the sinks
+    pair them by partition number), TransportError, or ConfigError (a replication the cluster cannot
+    give). Logs what it created, and existing topics with fewer replicas than it would give them."""
     wanted = {topic_of(prefix, t): partitions for t in TABLES} | {positions_topic(prefix): 1}
-    try:
-        existing = admin.list_topics(timeout=settings.timeout_s).topics
-    except KafkaException as exc:
-        raise _unreachable(settings, "list topics", exc) from exc
-    missing = [
-        NewTopic(name, num_partitions=n, replication_factor=1, config={**_COMPACT, **settings.topic_config()})
-        for name, n in wanted.items()
-        if name not in existing
-    ]
-    if missing:
-        futures = admin.create_topics(missing, operation_timeout=settings.timeout_s)
-        for name, future in futures.items():
-            try:
-                future.result(timeout=settings.timeout_s)
-            except KafkaException as exc:
-                if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    continue
-                raise _unreachable(settings, f"create topic {name}", exc) from exc
-            except TimeoutError as exc:
-                raise _unreachable(settings, f"create topic {name}", exc) from exc
+    ensured = transport.ensure_topics(settings, wanted, _COMPACT)
+    _log_replication(ensured)
+    admin = AdminClient(settings.common())
     counts = _partition_counts(admin, settings, [topic_of(prefix, t) for t in TABLES])
-    # Topics made before (by an older version, or by hand): their size limit raised, never lowered.
-    ensure_message_limit(settings, [name for name in wanted if name in existing])
     result = {t: counts[topic_of(prefix, t)] for t in TABLES}
     if result["entities"] != result["embeddings"]:
         raise SourceError(
@@ -84,6 +69,23 @@ def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict
             hint="give both topics the same partition count (kafka-topics --alter), or use a new --topic-prefix",
         )
     return result
+
+
+def _log_replication(ensured: transport.EnsuredTopics) -> None:
+    r = ensured.replication
+    if r is None:
+        return
+    if ensured.created:
+        log.info(
+            "event=topics_created topics=%s replication_factor=%d min_insync_replicas=%d brokers=%d",
+            ",".join(ensured.created), r.factor, r.min_insync, ensured.brokers,
+        )  # fmt: skip
+    for topic, replicas in ensured.fewer_replicas.items():
+        log.warning(
+            "event=topic_fewer_replicas topic=%s replicas=%d wanted=%d "
+            "hint='a broker lost with it loses committed changes: raise its replication (kafka-reassign-partitions)'",
+            topic, replicas, r.factor,
+        )  # fmt: skip
 
 
 def _partition_counts(admin: AdminClient, settings: KafkaSettings, topics: list[str]) -> dict[str, int]:
@@ -108,6 +110,8 @@ class SourcePosition:
     seq: int
     snapshot: dict[str, Any] | None
     ts_ms: int
+    #: The first read seq of the snapshot this stream follows (None: written by an older version).
+    snapshot_seq: int | None = None
 
 
 def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> SourcePosition | None:
@@ -147,7 +151,13 @@ def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> Source
             value = msg.value()
             if msg.key() == store_id.encode() and value is not None:
                 data = json.loads(value)
-                found = SourcePosition(int(data["seq"]), data.get("snapshot"), int(data.get("ts_ms", 0)))
+                snapshot_seq = data.get("snapshot_seq")
+                found = SourcePosition(
+                    int(data["seq"]),
+                    data.get("snapshot"),
+                    int(data.get("ts_ms", 0)),
+                    None if snapshot_seq is None else int(snapshot_seq),
+                )
         raise _unreachable(settings, f"deliver {topic} to its end", "timeout")
     finally:
         consumer.close()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from replicator.endpoint import EndpointServer, health_route, metrics_route
+from replicator.endpoint import DEFAULT_HOST, EndpointServer, health_route, metrics_route
 
 
 class SourceMetrics:
@@ -51,9 +51,12 @@ class SourceMetrics:
 
 
 class MetricsServer(EndpointServer):
-    """Serves ``/metrics`` and ``/healthz`` on ``port`` (0: any free port; see ``.port``)."""
+    """Serves ``/metrics`` and ``/healthz`` on ``host:port`` (loopback by default; port 0: any free
+    port, see ``.port``)."""
 
-    def __init__(self, metrics: SourceMetrics, port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, metrics: SourceMetrics, port: int, healthy: Callable[[], bool], host: str = DEFAULT_HOST
+    ) -> None:
         registry = metrics.registry
         routes = {"/metrics": metrics_route(lambda: generate_latest(registry)), "/healthz": health_route(healthy)}
         super().__init__(routes, port, host, name="source-metrics")

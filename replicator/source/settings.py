@@ -17,10 +17,13 @@ from typing import Any, Final
 
 import yaml
 
+from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_MAX_MESSAGE_BYTES,
+    ENV_MIN_INSYNC_REPLICAS,
+    ENV_REPLICATION_FACTOR,
     MAX_MESSAGE_BYTES_ENV,
     KafkaSettings,
     check_max_message_bytes,
@@ -35,9 +38,12 @@ ENV: Final = {
     "topic_prefix": "REPLICATOR_TOPIC_PREFIX",
     "partitions": "REPLICATOR_SOURCE_PARTITIONS",
     "metrics_port": "REPLICATOR_SOURCE_METRICS_PORT",
+    "metrics_host": "REPLICATOR_SOURCE_METRICS_HOST",
     "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
     "max_message_bytes": MAX_MESSAGE_BYTES_ENV,
+    "replication_factor": ENV_REPLICATION_FACTOR,
+    "min_insync_replicas": ENV_MIN_INSYNC_REPLICAS,
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -65,6 +71,7 @@ class SourceSettings:
     topic_prefix: str = DEFAULT_PREFIX
     partitions: int = 3  # for topics the source creates; existing topics keep theirs
     metrics_port: int | None = None
+    metrics_host: str = DEFAULT_HOST  # the endpoint answers on loopback unless told otherwise
     schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
@@ -77,6 +84,9 @@ class SourceSettings:
     kafka_timeout_s: float = 10.0
     retry_max_s: float = 5.0  # cap of the exponential backoff while Kafka is unreachable
     transaction_timeout_s: float = 30.0
+    # Of the topics the source creates; None: decided from the cluster's brokers (KafkaSettings.replication).
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.topic_prefix):
@@ -92,13 +102,15 @@ class SourceSettings:
             )
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port {self.metrics_port} is not a TCP port", hint="use 1-65535 (0: any)")
+        if not self.metrics_host.strip():
+            raise ConfigError("metrics_host is empty", hint="e.g. 127.0.0.1 (0.0.0.0: every interface)")
         for name in ("batch_rows", "snapshot_chunk_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1", hint="e.g. 500")
         check_max_message_bytes(self.max_message_bytes)
         if self.poll_min_s > self.poll_max_s:
             raise ConfigError("poll_min_s exceeds poll_max_s", hint="e.g. 0.01 and 0.2")
-        self.kafka()  # validates the servers
+        self.kafka()  # validates the servers and the replication settings
 
     def kafka(self) -> KafkaSettings:
         return KafkaSettings(
@@ -106,6 +118,8 @@ class SourceSettings:
             client_id="replicator-source",
             timeout_s=self.kafka_timeout_s,
             max_message_bytes=self.max_message_bytes,
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
         )
 
     @classmethod
@@ -145,7 +159,8 @@ def _coerce(name: str, value: Any) -> Any:  # noqa: ANN401 - values come from YA
             return parse_duration(value, name)
         if name == "max_message_bytes":
             return parse_size(value, name)
-        if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port"}:
+        if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port",
+                    "replication_factor", "min_insync_replicas"}:  # fmt: skip
             return int(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name} = {value!r} is not a number", hint="e.g. 3") from exc

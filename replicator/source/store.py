@@ -38,6 +38,9 @@ class SourceError(ReplicatorError):
 class StoreIdentity:
     store_id: str
     columns: dict[str, tuple[str, ...]]  # what the triggers were generated for
+    #: The seq this installation started at (0: unknown, an older install). A committed position
+    #: below it predates a capture gap: what changed in the gap is in no changelog row.
+    capture_from: int = 0
 
 
 class StoreReader:
@@ -86,7 +89,7 @@ class StoreReader:
                     hint=_INSTALL_HINT,
                 )
         self._schema_version = self.schema_version()
-        return StoreIdentity(state.store_id, dict(state.columns))
+        return StoreIdentity(state.store_id, dict(state.columns), state.capture_from)
 
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA schema_version").fetchone()[0])

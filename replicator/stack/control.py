@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from replicator.errors import StackError
-from replicator.stack.kafka import KafkaServer
+from replicator.stack.kafka import KafkaServer, check_layout
 from replicator.stack.neo4j import Neo4jServer
-from replicator.stack.process import marker, port_free, running_pid, spawn, tail, terminate
+from replicator.stack.process import marker, port_free, running_pid, spawn, tail, terminate, terminate_all
 from replicator.stack.service import Server, log_file, pid_file
 from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import Toolchain, find_toolchain
@@ -37,11 +37,31 @@ class ServerStatus:
 
 
 def servers(settings: StackSettings) -> list[Server]:
-    return [KafkaServer(settings), Neo4jServer(settings)]
+    """Every server of the stack: its Kafka nodes in order, then Neo4j."""
+    kafka: list[Server] = [KafkaServer(settings, node) for node in range(1, settings.brokers + 1)]
+    return [*kafka, Neo4jServer(settings)]
 
 
-def _server(settings: StackSettings, name: str) -> Server:
-    return next(s for s in servers(settings) if s.name == name)
+def _running(server: Server, settings: StackSettings) -> int | None:
+    return running_pid(pid_file(server), marker(server.name, settings.root))
+
+
+def _check_same_stack(settings: StackSettings, recorded: StackSettings | None) -> None:
+    """Refuse to change the shape of a stack while any of it runs: its servers would not agree."""
+    before = recorded or settings
+    names = {s.name: s for s in [*servers(before), *servers(settings)]}
+    running = sorted(name for name, server in names.items() if _running(server, settings) is not None)
+    if not running:
+        return
+    now = settings.shape()
+    was = {flag: value for flag, value in before.shape().items() if now[flag] != value}
+    asked = {flag: now[flag] for flag in was}
+    if was:
+        raise StackError(
+            f"already running under {settings.root}: {', '.join(running)}, with {_flags(was)}; "
+            f"asked for {_flags(asked)}",
+            hint="run `replicator stack down` first to change ports or brokers, or use another --dir",
+        )
 
 
 def _flags(ports: dict[str, int]) -> str:
@@ -72,7 +92,7 @@ def _wait_answering(server: Server, settings: StackSettings, deadline: float) ->
     """Probe until the server answers. Raises StackError (with its log) if it dies or the deadline passes."""
     last = "no answer yet"
     while time.monotonic() < deadline:
-        if running_pid(pid_file(server), marker(server.name, settings.root)) is None:
+        if _running(server, settings) is None:
             raise StackError(
                 f"{server.name} exited during start-up; last lines of {log_file(server)}:\n{tail(log_file(server))}",
                 hint="fix the cause shown in the log, then run `replicator stack up` again",
@@ -94,19 +114,14 @@ def up(settings: StackSettings, echo: Echo) -> list[ServerStatus]:
     toolchain = resolve(settings, echo)
     settings.root.mkdir(parents=True, exist_ok=True)
     recorded = load_settings(settings.root)
+    _check_same_stack(settings, recorded)
     to_start = []
     for server in servers(settings):
-        if running_pid(pid_file(server), marker(server.name, settings.root)) is None:
+        if _running(server, settings) is None:
             to_start.append(server)
-            continue
-        before = server.ports() if recorded is None else _server(recorded, server.name).ports()
-        if before != server.ports():
-            raise StackError(
-                f"{server.name} already runs under {settings.root} with {_flags(before)}; asked for "
-                f"{_flags(server.ports())}",
-                hint="run `replicator stack down` first to change ports, or use another --dir",
-            )
-        echo(f"{server.name}: already running")
+        else:
+            echo(f"{server.name}: already running")
+    check_layout(settings)
     for server in to_start:  # every port checked before anything starts: a conflict starts nothing
         _check_ports(server, settings)
     started: dict[str, int] = {}
@@ -138,8 +153,15 @@ def write_state(settings: StackSettings) -> None:
         "neo4j_password": settings.neo4j_password,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
     }
-    settings.state_file.write_text(json.dumps(state, indent=2) + "\n")
-    settings.state_file.chmod(0o600)  # it holds the Neo4j password
+    # It holds the Neo4j password: readable by this user only from the first byte (a temporary file
+    # created 0600, then renamed over the old one), never world-readable for an instant.
+    path = settings.state_file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # O_CREAT does not change the mode of a leftover file
+        out.write(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_settings(root: Path) -> StackSettings | None:
@@ -159,7 +181,7 @@ def status(settings: StackSettings) -> list[ServerStatus]:
     """What runs and whether it answers. Never raises for a stopped server."""
     result = []
     for server in servers(settings):
-        pid = running_pid(pid_file(server), marker(server.name, settings.root))
+        pid = _running(server, settings)
         probe = server.probe(timeout_s=3.0) if pid is not None else None
         result.append(
             ServerStatus(
@@ -175,14 +197,17 @@ def status(settings: StackSettings) -> list[ServerStatus]:
 
 
 def down(settings: StackSettings, echo: Echo) -> None:
-    """Stop exactly the servers this stack started (pid file and marker must match). Idempotent."""
+    """Stop exactly the servers this stack started (pid file and marker must match), all at once.
+    Blocks until they are gone. Idempotent."""
+    running: dict[int, Server] = {}
     for server in reversed(servers(settings)):
-        pid = running_pid(pid_file(server), marker(server.name, settings.root))
+        pid = _running(server, settings)
         if pid is None:
             echo(f"{server.name}: not running")
-            continue
-        t0 = time.monotonic()
-        clean = terminate(pid)
-        pid_file(server).unlink(missing_ok=True)
+        else:
+            running[pid] = server
+    t0 = time.monotonic()
+    for pid, clean in terminate_all(list(running)).items():
+        pid_file(running[pid]).unlink(missing_ok=True)
         how = "stopped" if clean else "did not stop on SIGTERM; killed"
-        echo(f"{server.name}: {how} (pid {pid}, {time.monotonic() - t0:.1f}s)")
+        echo(f"{running[pid].name}: {how} (pid {pid}, {time.monotonic() - t0:.1f}s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -81,6 +82,18 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port_range(host: str, n: int, low: int = 20000, high: int = 32000) -> int:
+    """The first of ``n`` consecutive ports free on ``host`` now, between ``low`` and ``high`` (below
+    Linux's ephemeral range, so that no client connection takes one before a server binds it): for a
+    stack beside another one, whose brokers take consecutive ports. Raises RuntimeError if none."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - n)
+        if all(port_free(host, port) for port in range(base, base + n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports on {host} between {low} and {high}")
+
+
 def spawn(cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None) -> int:
     """Start ``cmd`` detached (own session, so Ctrl-C in the caller's terminal does not reach it),
     output appended to ``log``; record its pid. Does not wait for it to be ready."""
@@ -99,18 +112,31 @@ def terminate(pid: int, timeout_s: float = 60.0) -> bool:
 
     Blocks until the process is gone. Returns True if it stopped on SIGTERM (a clean shutdown).
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    return terminate_all([pid], timeout_s)[pid]
+
+
+def terminate_all(pids: list[int], timeout_s: float = 60.0) -> dict[int, bool]:
+    """``terminate`` for several process groups at once: all are signalled before any is waited for
+    (the nodes of a KRaft quorum shut down cleanly only while a majority of them still runs).
+
+    Blocks until every one is gone. Returns pid -> True if it stopped on SIGTERM."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
+    clean = {pid: False for pid in pids}
+    while time.monotonic() < deadline and not all(clean.values()):
+        for pid in pids:
+            clean[pid] = clean[pid] or not is_alive(pid)
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    while is_alive(pid):
-        time.sleep(0.1)
-    return False
+    for pid in pids:
+        clean[pid] = clean[pid] or not is_alive(pid)
+        if not clean[pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while is_alive(pid):
+                time.sleep(0.1)
+    return clean
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -15,6 +15,8 @@ NEO4J_VERSION: Final = "5.26.30"
 DEFAULT_NEO4J_PASSWORD: Final = "replicator-local"
 # Neo4j refuses shorter passwords (dbms.security.auth_minimum_password_length defaults to 8).
 _MIN_PASSWORD: Final = 8
+# Each broker is a JVM of its own on this machine: a handful is all a laptop should run.
+MAX_BROKERS: Final = 5
 
 
 def default_cache_dir() -> Path:
@@ -30,8 +32,13 @@ class StackSettings:
     root: Path = field(default_factory=lambda: Path(".stack"))
     cache: Path = field(default_factory=default_cache_dir)
     host: str = "127.0.0.1"
+    #: Kafka nodes, each broker and KRaft controller in one JVM (a quorum of ``brokers`` voters).
+    brokers: int = 1
+    #: Client port of the first broker; broker N listens on ``kafka_port + N - 1``.
     kafka_port: int = 9092
-    kafka_controller_port: int = 9093
+    #: Controller port of the first node, the next ones follow it. 0: right after the client ports
+    #: (9093 for one broker on 9092; 9095-9097 for three on 9092-9094).
+    kafka_controller_port: int = 0
     bolt_port: int = 7687
     # Empty means authentication off. Passed to Neo4j in the environment, never on its command line.
     neo4j_password: str = DEFAULT_NEO4J_PASSWORD
@@ -45,18 +52,18 @@ class StackSettings:
     max_message_bytes: int = field(default_factory=max_message_bytes_from_env)
 
     def __post_init__(self) -> None:
-        ports = {
-            "--kafka-port": self.kafka_port,
-            "--kafka-controller-port": self.kafka_controller_port,
-            "--bolt-port": self.bolt_port,
-        }
+        if not 1 <= self.brokers <= MAX_BROKERS:
+            raise ConfigError(f"--brokers {self.brokers} is out of range", hint=f"use 1 to {MAX_BROKERS}")
+        if self.kafka_controller_port == 0:  # frozen: the derived default is set once, here
+            object.__setattr__(self, "kafka_controller_port", self.kafka_port + self.brokers)
+        ports = self.ports()
         for flag, port in ports.items():
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{flag} {port} is not a TCP port", hint="use a number from 1 to 65535")
         if len(set(ports.values())) != len(ports):
             raise ConfigError(
                 f"ports must differ, got {', '.join(f'{k} {v}' for k, v in ports.items())}",
-                hint="give Kafka's client and controller listeners and Neo4j's Bolt a port each",
+                hint="give each broker a client and a controller port, and Neo4j's Bolt one, all different",
             )
         if self.neo4j_password and len(self.neo4j_password) < _MIN_PASSWORD:
             raise ConfigError(
@@ -69,9 +76,36 @@ class StackSettings:
         if self.start_timeout_s <= 0:
             raise ConfigError("the start timeout must be positive", hint="e.g. --timeout 180")
 
+    def kafka_node_ports(self, node: int) -> dict[str, int]:
+        """The client and controller port of Kafka node ``node`` (1-based), keyed by the flag that sets them."""
+        step = node - 1
+        if step == 0:
+            return {"--kafka-port": self.kafka_port, "--kafka-controller-port": self.kafka_controller_port}
+        return {
+            f"--kafka-port (+{step} for broker {node})": self.kafka_port + step,
+            f"--kafka-controller-port (+{step} for broker {node})": self.kafka_controller_port + step,
+        }
+
+    def shape(self) -> dict[str, int]:
+        """What a running stack cannot change without a restart, by flag: every other port follows."""
+        return {
+            "--brokers": self.brokers,
+            "--kafka-port": self.kafka_port,
+            "--kafka-controller-port": self.kafka_controller_port,
+            "--bolt-port": self.bolt_port,
+        }
+
+    def ports(self) -> dict[str, int]:
+        """Every port of the stack, keyed by the flag that sets it."""
+        ports: dict[str, int] = {}
+        for node in range(1, self.brokers + 1):
+            ports.update(self.kafka_node_ports(node))
+        return {**ports, "--bolt-port": self.bolt_port}
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        """Every broker's client address, comma-separated (what REPLICATOR_KAFKA_BOOTSTRAP takes)."""
+        return ",".join(f"{self.host}:{self.kafka_port + i}" for i in range(self.brokers))
 
     @property
     def bolt_uri(self) -> str:

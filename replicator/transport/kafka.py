@@ -7,8 +7,10 @@ it cannot be reached, instead of librdkafka's endless silent retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -19,8 +21,21 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from replicator.errors import Fatal, Retryable
-from replicator.transport.settings import KafkaSettings
+from replicator.errors import ConfigError, Fatal, Retryable
+from replicator.transport.settings import KafkaSettings, Replication
+
+T = TypeVar("T")
+
+#: Errors that a broker clears by itself within seconds: a group coordinator moving or still loading
+#: its offsets (a fresh broker), a partition leader being elected, a rebalance. The same request,
+#: sent again shortly, succeeds.
+TRANSIENT: Final = frozenset({
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._WAIT_COORD, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS,
+})  # fmt: skip
+#: Errors that say no broker answers at all: waiting again would only repeat the client's timeout.
+UNREACHABLE: Final = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT})
 
 #: Refusals that waiting does not fix: an operator must grant a right or change a broker policy.
 _REFUSALS = frozenset({
@@ -34,7 +49,7 @@ class TransportError(Retryable):
 
 
 class KafkaRefused(Fatal):
-    """The broker refuses a request for good (rights, policy): an operator must act."""
+    """The broker answered with an error that waiting will not clear (authorization, a bad request)."""
 
 
 def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportError:
@@ -42,6 +57,44 @@ def _unreachable(settings: KafkaSettings, what: str, exc: object) -> TransportEr
         f"Kafka at {settings.bootstrap_servers} did not {what}: {exc}",
         hint="is the broker up? `replicator stack status` for the local stack, or check REPLICATOR_KAFKA_BOOTSTRAP",
     )
+
+
+def classify(settings: KafkaSettings, what: str, exc: KafkaException) -> TransportError | KafkaRefused:
+    """A client exception as our error: Retryable (TransportError) when the broker is unreachable or
+    the error clears by itself, Fatal (KafkaRefused) otherwise. Pure."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is None or err.code() in UNREACHABLE:
+        return _unreachable(settings, what, err if err is not None else exc)
+    if err.code() in TRANSIENT or err.retriable():
+        return TransportError(
+            f"Kafka at {settings.bootstrap_servers} could not {what} yet: {err.str()} ({err.name()})",
+            hint="the broker is busy (a group coordinator loading or moving, a leader election): retry in a few "
+            "seconds; if it lasts, check the broker's log",
+        )
+    return KafkaRefused(
+        f"Kafka at {settings.bootstrap_servers} refused to {what}: {err.str()} ({err.name()})",
+        hint="check the broker's settings and this client's permissions (ACLs) for the group and topics",
+    )
+
+
+def retrying(settings: KafkaSettings, what: str, call: Callable[[], T], bound_s: float | None = None) -> T:
+    """``call()``, sent again with capped backoff while it fails with a TRANSIENT broker error, for at
+    most ``bound_s`` (default: the settings' timeout). Blocks. Raises TransportError (still transient
+    at the bound, or unreachable: reported at once) or KafkaRefused, never a raw KafkaException."""
+    deadline = time.monotonic() + (settings.timeout_s if bound_s is None else bound_s)
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = classify(settings, what, exc)
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if not isinstance(error, TransportError) or code is None or code in UNREACHABLE:
+                raise error from exc
+            if time.monotonic() + delay > deadline:
+                raise error from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> bool:
@@ -56,16 +109,6 @@ def _await(settings: KafkaSettings, what: str, future: Future[None], already_don
     except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
         raise _unreachable(settings, what, exc) from exc
     return True
-
-
-def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
-    """Create ``name`` (single replica, the size limit of ``settings.topic_config()``); an existing
-    topic is fine and gets its size limit raised if lower. Blocks. Raises TransportError."""
-    admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
-    new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=settings.topic_config())
-    futures = admin.create_topics([new])
-    if not _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS):
-        ensure_message_limit(settings, [name])  # made before (maybe by an older version, with 1 MB)
 
 
 def ensure_message_limit(settings: KafkaSettings, topics: list[str], admin: AdminClient | None = None) -> None:
@@ -114,6 +157,72 @@ def _message_limit(admin: AdminClient, settings: KafkaSettings, name: str) -> in
             continue
         entry = entries.get("max.message.bytes")
         return 0 if entry is None or entry.value is None else int(entry.value)
+
+
+@dataclass(frozen=True)
+class EnsuredTopics:
+    """What ``ensure_topics`` found and did."""
+
+    brokers: int  # live brokers in the cluster's metadata
+    #: Of the topics it created, or that it would create now (None: the cluster is short of the
+    #: brokers an explicit replication factor needs, and nothing was to be created).
+    replication: Replication | None
+    created: tuple[str, ...]
+    #: Existing topics with fewer replicas than ``replication.factor`` (topic -> replicas): kept as
+    #: they are, for the caller to report.
+    fewer_replicas: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_topics(
+    settings: KafkaSettings, wanted: Mapping[str, int], config: Mapping[str, str] | None = None
+) -> EnsuredTopics:
+    """Create each absent topic of ``wanted`` (name -> partitions) with ``config``, replicated as
+    ``settings.replication`` decides for the cluster's live brokers, ``min.insync.replicas`` set on
+    the topic and the size limit of ``settings.topic_config()``. Existing topics keep their replicas
+    (reported when fewer than that) and get their size limit raised if lower. Blocks. Raises
+    TransportError (unreachable), KafkaRefused, or ConfigError (a topic to create with a replication
+    the cluster cannot give now)."""
+    admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
+    try:
+        meta = admin.list_topics(timeout=settings.timeout_s)
+    except KafkaException as exc:
+        raise _unreachable(settings, "list topics", exc) from exc
+    brokers, missing = len(meta.brokers), [name for name in wanted if name not in meta.topics]
+    try:
+        replication = settings.replication(brokers)
+    except ConfigError:
+        if missing:
+            raise
+        # Nothing to create: fewer brokers up than an explicit replication factor is an outage the
+        # existing replicas ride out (their min.insync.replicas decides), not a reason to stop.
+        ensure_message_limit(settings, list(wanted), admin)
+        return EnsuredTopics(brokers, None, ())
+    if missing:
+        topic_config = {**settings.topic_config(), **(config or {}), "min.insync.replicas": str(replication.min_insync)}
+        new = [NewTopic(n, num_partitions=wanted[n], replication_factor=replication.factor, config=topic_config)
+               for n in missing]  # fmt: skip
+        futures = admin.create_topics(new, operation_timeout=settings.timeout_s)
+        raced = [
+            n for n in missing if not _await(settings, f"create topic {n}", futures[n], KafkaError.TOPIC_ALREADY_EXISTS)
+        ]
+    else:
+        raced = []
+    replicas = {
+        name: min(len(p.replicas) for p in meta.topics[name].partitions.values())
+        for name in wanted
+        if name in meta.topics and meta.topics[name].partitions
+    }
+    fewer = {name: n for name, n in replicas.items() if n < replication.factor}
+    # Topics made before (by an older version with the broker's 1 MB default, or by hand): their size
+    # limit raised, never lowered.
+    ensure_message_limit(settings, [name for name in wanted if name in meta.topics] + raced, admin)
+    return EnsuredTopics(brokers, replication, tuple(n for n in missing if n not in raced), fewer)
+
+
+def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
+    """Create ``name`` (replicated as ``ensure_topics`` does); an existing topic is fine. Blocks.
+    Raises TransportError or ConfigError."""
+    ensure_topics(settings, {name: partitions})
 
 
 def delete_topic(settings: KafkaSettings, name: str) -> None:

@@ -16,25 +16,32 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from replicator.sinks.settings import NEO4J_PASSWORD_ENV, Neo4jSettings
 from replicator.transport.settings import KafkaSettings
 from tests.integration.test_neo4j_sink import Isolated, SinkProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_sink(kind: str, kafka: KafkaSettings, prefix: str, group: str, *extra: str) -> SinkProcess:
-    """``replicator sink <kind>`` with small batches and an HTTP endpoint on a free port."""
+def start_sink(
+    kind: str, kafka: KafkaSettings, prefix: str, group: str, *extra: str, graph: Neo4jSettings | None = None
+) -> SinkProcess:
+    """``replicator sink <kind>`` with small batches and an HTTP endpoint on a free port. ``graph``'s
+    password reaches the child through its environment, never its argv (``ps`` shows argv)."""
+    secret = {} if graph is None or graph.password is None else {NEO4J_PASSWORD_ENV: graph.password}
     return SinkProcess(subprocess.Popen(
         [sys.executable, "-m", "replicator", "sink", kind, "--bootstrap-servers", kafka.bootstrap_servers,
          "--topic-prefix", prefix, "--group", group, "--batch-size", "50", "--batch-age-ms", "50",
          "--session-timeout-ms", "6000", "--metrics-port", "0", *extra],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **secret}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     ))  # fmt: skip
 
 
 def neo4j_flags(iso: Isolated, sink: str) -> list[str]:
+    """The Neo4j sink's flags for ``iso`` (its password goes in the environment: start_sink's ``graph``)."""
     g, m = iso.graph, iso.model
-    return ["--sink-name", sink, "--uri", g.uri, "--user", g.user, "--password", g.password,
+    return ["--sink-name", sink, "--uri", g.uri, "--user", g.user,
             "--database", g.database, "--entity-label", m.entity_label, "--tombstone-label", m.tombstone_label,
             "--position-label", m.position_label, "--audit"]  # fmt: skip
 

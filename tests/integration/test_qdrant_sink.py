@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from replicator.embedding import MODEL_NAME, load_model, model_version
+from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
 from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings, read_position
 from replicator.sinks.qdrant.points import (
@@ -77,8 +80,15 @@ def history(s: Stream) -> list[Any]:
 def test_lifecycle_leaves_the_entity_with_the_vector_of_its_text(sink: QdrantDestination, model: Any) -> None:
     s = Stream()
     events = history(s)
-    for event in events:  # one batch each, so every step reads the state the previous one left
+    for event in events[:-1]:  # one batch each, so every step reads the state the previous one left
         sink.apply(s.batch([event]))
+    marks = positions_collection(COLLECTION)
+    [mark] = sink.client.retrieve(marks, [tombstone_point_id("sample", 2)], with_payload=True)
+    assert mark.payload == {"tombstone": 2, "store": "sample", SEQ: 6}
+    sink.apply(s.batch(events[-1:]))  # the entities heartbeat alone: no watermark yet, the tombstone stays
+    assert len(sink.client.retrieve(marks, [tombstone_point_id("sample", 2)])) == 1
+    sink.apply(s.batch([s.heartbeat(s.embeddings, 6)]))  # watermark 6: nothing older than the delete can come
+    assert sink.client.retrieve(marks, [tombstone_point_id("sample", 2)]) == []
 
     payload, vector = point(sink.client, 1)  # type: ignore[misc]
     assert payload["name"] == "Ada Lovelace" and payload["observations"] == ["wrote programs", "analytical engine"]
@@ -88,8 +98,6 @@ def test_lifecycle_leaves_the_entity_with_the_vector_of_its_text(sink: QdrantDes
     expected = encode(model, "Ada Lovelace person wrote programs analytical engine")
     assert np.allclose(vector, expected, atol=1e-5)
     assert point(sink.client, 2) is None
-    [mark] = sink.client.retrieve(positions_collection(COLLECTION), [tombstone_point_id(2)], with_payload=True)
-    assert mark.payload == {"tombstone": 2, SEQ: 6}
     # c, c, rename, observation edit: 4 texts; the confidence change was payload-only
     assert sink.stats.computed == 4 and sink.stats.payload_only == 1
 
@@ -189,3 +197,28 @@ def test_unreachable_server_is_destination_unavailable() -> None:
     with pytest.raises(DestinationUnavailable, match=f"127.0.0.1:{port}"):
         destination.start()
     destination.close()
+
+
+def test_a_collection_replicates_one_store(sink: QdrantDestination) -> None:
+    s = Stream()
+    sink.apply(s.batch([s.entity("c", 1, entity_image(1, "Ada", "person"))]))
+    other = s.entity("c", 2, entity_image(2, "Bob", "person"))
+    assert other.record is not None
+    other.record["source"] = {**other.record["source"], "store": "another store"}
+    with pytest.raises(StoreMismatch, match="holds the points of store sample"):
+        sink.apply(s.batch([other]))
+    assert sorted(snapshot(sink.client)) == [1]
+
+
+def test_tombstones_of_an_older_version_are_ignored(sink: QdrantDestination, caplog: pytest.LogCaptureFixture) -> None:
+    """Older versions keyed tombstones by entity id alone: a delete of id 1 at seq 1000 (another
+    store's, or this one's before a reinstall) must not stop this store's create of id 1 at seq 5."""
+    legacy = str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:tombstone:1"))
+    positions = positions_collection(COLLECTION)
+    sink.client.upsert(positions, [models.PointStruct(id=legacy, vector=[1.0], payload={"tombstone": 1, SEQ: 1000})])
+    with caplog.at_level(logging.WARNING):
+        sink.start()
+    assert any("older version" in r.getMessage() and getattr(r, "count", 0) == 1 for r in caplog.records)
+    s = Stream()
+    sink.apply(s.batch([s.entity("c", 5, entity_image(1, "Ada", "person"))]))
+    assert sorted(snapshot(sink.client)) == [1]

@@ -38,7 +38,9 @@ def test_metrics_healthz_and_position_after_a_poison_event(iso: Isolated) -> Non
     iso.publisher.publish(m1 + m2 + m3)
     iso.publisher.publish_raw("entities", encode_key(999), b"not avro at all")
     iso.publisher.publish(store.update_entity(a, name="alice2") + store.heartbeats(3))
-    proc = start_sink("neo4j", iso.kafka, iso.prefix, "g" + uuid.uuid4().hex[:6], *neo4j_flags(iso, "s"))
+    proc = start_sink(
+        "neo4j", iso.kafka, iso.prefix, "g" + uuid.uuid4().hex[:6], *neo4j_flags(iso, "s"), graph=iso.graph
+    )
     try:
         port = metrics_port(proc)
         iso.wait_equal(store)

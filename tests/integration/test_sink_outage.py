@@ -95,7 +95,7 @@ def iso(kafka: KafkaSettings, private_neo4j: PrivateNeo4j) -> Iterator[Isolated]
 
 @contextlib.contextmanager
 def _sink(iso: Isolated, group: str) -> Iterator[SinkProcess]:
-    proc = start_sink("neo4j", iso.kafka, iso.prefix, group, *neo4j_flags(iso, "s"))
+    proc = start_sink("neo4j", iso.kafka, iso.prefix, group, *neo4j_flags(iso, "s"), graph=iso.graph)
     try:
         yield proc
     finally:

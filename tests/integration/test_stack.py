@@ -122,7 +122,8 @@ def test_up_with_other_ports_while_running_is_refused_at_once() -> None:
     proc = _replicator("stack", "up", "--bolt-port", "17999")
 
     assert proc.returncode == 2
-    assert "neo4j already runs under .stack with --bolt-port 7687; asked for --bolt-port 17999" in proc.stderr
+    refusal = "already running under .stack: kafka, neo4j, with --bolt-port 7687; asked for --bolt-port 17999"
+    assert refusal in proc.stderr
     assert "stack down" in proc.stderr
     assert _replicator("stack", "status").returncode == 0  # the running stack is untouched
 

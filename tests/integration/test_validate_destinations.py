@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -297,3 +299,22 @@ def test_cutover_entry_point_returns_one_line_per_problem(world: World) -> None:
     world.cypher(f"MATCH (n:`{world.label}` {{id: 4}}) DETACH DELETE n")
     problems = validate_store(world.db, opts, targets=("neo4j",), fast=True)
     assert problems[0] == "neo4j: 11 entities, the store has 12 entities"
+
+
+def test_validate_prints_no_server_notification(tmp_path: Path, graph: Neo4jSettings) -> None:
+    """Reading a label and properties the graph does not have yet makes Neo4j send notifications
+    (01N50 label / 01N52 property key does not exist); the driver printed each one on stderr."""
+    db = tmp_path / "memory.db"
+    writer = MemoryWriter.create(db)
+    writer.create_entity("quiet", "concept", ["nothing to say"])
+    writer.close()
+    label = f"Quiet_{uuid.uuid4().hex[:8]}"  # no node has it: every property key is unknown to Neo4j
+    proc = subprocess.run(
+        [sys.executable, "-m", "replicator", "validate", "--target", "neo4j", "--db", str(db), "--entity-label",
+         label, "--no-search", "--neo4j-uri", graph.uri],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)  # invalid: Neo4j holds nothing under that label
+    assert "neo4j: 0 entities, the store has 1 entities" in proc.stdout
+    assert "notification" not in proc.stderr.lower() and "GqlStatusObject" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -14,8 +14,17 @@ import pytest
 
 from replicator.capture import install as install_module
 from replicator.capture import triggers
-from replicator.capture.install import CaptureError, detect_drift, install, open_store, read_state, uninstall
+from replicator.capture.install import (
+    CaptureError,
+    detect_drift,
+    install,
+    open_store,
+    read_state,
+    sqlite_uri,
+    uninstall,
+)
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
+from replicator.migrate.readers import StoreReader
 from replicator.store.writer import MemoryWriter
 
 
@@ -53,7 +62,7 @@ def snapshot(path: Path) -> tuple[str, list[str]]:
     return digest, sorted(os.listdir(path.parent))
 
 
-def test_install_then_uninstall_restores_the_schema_and_keeps_the_data(store: Path) -> None:
+def test_install_then_uninstall_forgetting_restores_the_schema_and_keeps_the_data(store: Path) -> None:
     before_master, before_data = master(store), data(store)
 
     state = install(store)
@@ -61,10 +70,61 @@ def test_install_then_uninstall_restores_the_schema_and_keeps_the_data(store: Pa
     assert state.store_id and state.backlog == 0
     assert data(store) == before_data
 
-    assert uninstall(store) == 0
+    assert uninstall(store, forget=True) == 0
     assert master(store) == before_master
     assert data(store) == before_data
-    assert uninstall(store) == 0  # idempotent
+    assert uninstall(store, forget=True) == 0  # idempotent
+
+
+def test_uninstall_keeps_only_the_identity_and_install_continues_its_seq(store: Path) -> None:
+    """A store's seq never goes backwards: after uninstall + install, every new change has a seq above
+    all the old ones, under the same store id (the destinations' seq guards stay meaningful)."""
+    before_master = master(store)
+    first = install(store)
+    assert first.capture_from == 1
+    w = MemoryWriter(store)
+    a = w.create_entity("c", "t")
+    w.set_confidence(a, 0.5)
+    w.close()
+    head = read_state(sqlite3.connect(store)).head_seq
+    assert head == 3
+
+    assert uninstall(store) == 2
+    kept = master(store)
+    assert [row for row in kept if row not in before_master] == [
+        ("index", f"sqlite_autoindex_{META}_1", None),
+        ("table", META, f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+    ]
+    assert uninstall(store) == 0 and master(store) == kept  # idempotent
+    gone = read_state(sqlite3.connect(store))
+    assert not gone.installed and gone.store_id == first.store_id and gone.head_seq == head
+
+    again = install(store)
+    assert again.installed and again.store_id == first.store_id
+    assert again.capture_from == head + 1 and again.head_seq == head + 1
+    w = MemoryWriter(store)
+    w.set_confidence(a, 0.25)
+    w.close()
+    conn = sqlite3.connect(store)
+    assert [r[0] for r in conn.execute(f"SELECT seq FROM {CHANGELOG}")] == [head + 2]
+    conn.close()
+
+    assert uninstall(store, forget=True) == 1
+    assert master(store) == before_master
+    assert install(store).store_id != first.store_id  # forgotten: a new store
+
+
+def test_a_foreign_meta_table_is_not_taken_for_a_kept_identity(store: Path) -> None:
+    conn = sqlite3.connect(store)
+    conn.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(f"INSERT INTO {META} VALUES ('store_id', 'x'), ('owner', 'someone else')")
+    conn.commit()
+    conn.close()
+    schema = master(store)
+
+    with pytest.raises(CaptureError, match="which capture did not install"):
+        install(store)
+    assert uninstall(store, forget=True) == 0 and master(store) == schema
 
 
 def test_second_install_changes_nothing_and_keeps_the_store_id(store: Path) -> None:
@@ -321,3 +381,20 @@ def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="no store"):
         open_store(tmp_path / "x.db")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["mem?ory.db", "mem#1.db", "mem%41.db", "a ?#%20 b.db"])
+def test_a_store_path_with_uri_characters_opens_that_file_and_creates_no_other(tmp_path: Path, name: str) -> None:
+    db = tmp_path / name
+    MemoryWriter.create(db).close()
+    state = install(db)
+    assert state.installed
+    with closing(open_store(db, readonly=True)) as conn:
+        assert read_state(conn).store_id == state.store_id
+    with StoreReader(db) as reader:
+        assert reader.capture_installed
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(name)) == []
+
+
+def test_sqlite_uri_escapes_what_sqlite_would_read_as_uri_syntax() -> None:
+    assert sqlite_uri(Path("/d/a?b#c%d e.db"), mode="ro") == "file:/d/a%3Fb%23c%25d%20e.db?mode=ro"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from replicator.errors import ConfigError
+from replicator.errors import ConfigError, Kind, kind_of
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.transport.settings import KafkaSettings
+from replicator.transport.kafka import KafkaRefused, TransportError, retrying
+from replicator.transport.settings import KafkaSettings, Replication, replication_for
 
 
 def test_producer_is_idempotent_so_per_key_order_survives_retries() -> None:
@@ -50,3 +53,92 @@ def test_qdrant_needs_exactly_one_of_url_and_path() -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         QdrantSettings(url="http://q:6333", path=Path("x"))
     assert QdrantSettings(url="http://q:6333").collection == "caxton_embeddings"
+
+
+@pytest.mark.parametrize(("brokers", "factor", "min_insync"), [(1, 1, 1), (2, 2, 2), (3, 3, 2), (5, 3, 2)])
+def test_default_replication_follows_the_broker_count(brokers: int, factor: int, min_insync: int) -> None:
+    assert replication_for(brokers) == Replication(factor, min_insync)
+    assert KafkaSettings().replication(brokers) == Replication(factor, min_insync)
+
+
+def test_explicit_replication_wins_and_min_insync_follows_it() -> None:
+    assert KafkaSettings(replication_factor=2).replication(5) == Replication(2, 2)
+    assert KafkaSettings(replication_factor=3, min_insync_replicas=1).replication(3) == Replication(3, 1)
+    assert KafkaSettings(min_insync_replicas=3).replication(4) == Replication(3, 3)
+
+
+def test_a_replication_the_cluster_cannot_give_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"replication factor 3 needs 3 brokers; Kafka at 127\.0\.0\.1:9092 has 1 up"):
+        KafkaSettings(replication_factor=3).replication(1)
+    with pytest.raises(ConfigError, match=r"min\.insync\.replicas 2 exceeds the replication factor 1") as info:
+        KafkaSettings(min_insync_replicas=2).replication(1)
+    assert "REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS" in info.value.hint
+    with pytest.raises(ConfigError, match="no write could ever be acknowledged"):
+        KafkaSettings(replication_factor=2, min_insync_replicas=3)
+    with pytest.raises(ConfigError, match="replication factor 0 is out of range"):
+        KafkaSettings(replication_factor=0)
+
+
+def test_replication_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS", "2")
+    assert KafkaSettings.from_env().replication(3) == Replication(3, 2)
+    monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "three")
+    with pytest.raises(ConfigError, match="REPLICATOR_KAFKA_REPLICATION_FACTOR='three' is not a number"):
+        KafkaSettings.from_env()
+
+
+def _kafka_error(code: int) -> KafkaException:
+    return KafkaException(KafkaError(code))
+
+
+def test_a_coordinator_still_loading_is_retried_within_a_bound() -> None:
+    """The README's demo failed at step 4/6 on a fresh broker: NOT_COORDINATOR from the lag sampler."""
+    settings = KafkaSettings(timeout_s=5)
+    answers: list[object] = [
+        _kafka_error(KafkaError.COORDINATOR_LOAD_IN_PROGRESS), _kafka_error(KafkaError.NOT_COORDINATOR), "offsets",
+    ]  # fmt: skip
+
+    def call() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retrying(settings, "read offsets", call) == "offsets"
+    assert answers == []
+
+
+def test_a_transient_error_that_lasts_becomes_a_named_error_at_the_bound() -> None:
+    settings = KafkaSettings(timeout_s=0.5)
+    calls: list[float] = []
+
+    def call() -> None:
+        calls.append(time.monotonic())
+        raise _kafka_error(KafkaError.NOT_COORDINATOR)
+
+    with pytest.raises(TransportError, match=r"could not read offsets yet.*NOT_COORDINATOR") as caught:
+        retrying(settings, "read offsets", call)
+    assert len(calls) >= 2 and calls[-1] - calls[0] <= 0.6
+    assert kind_of(caught.value) is Kind.RETRYABLE and caught.value.hint
+
+
+def test_an_unreachable_broker_is_named_at_once_and_a_refusal_is_fatal() -> None:
+    settings = KafkaSettings(bootstrap_servers="10.9.9.9:9092")
+    calls = 0
+
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise _kafka_error(KafkaError._TRANSPORT)
+
+    with pytest.raises(TransportError, match=r"Kafka at 10\.9\.9\.9:9092 did not read offsets"):
+        retrying(settings, "read offsets", down)
+    assert calls == 1  # waiting again would only repeat the client's own timeout
+
+    def refused() -> None:
+        raise _kafka_error(KafkaError.GROUP_AUTHORIZATION_FAILED)
+
+    with pytest.raises(KafkaRefused, match="refused to read offsets") as caught:
+        retrying(settings, "read offsets", refused)
+    assert kind_of(caught.value) is Kind.FATAL

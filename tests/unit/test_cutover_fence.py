@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, fence, state
+from replicator.migrate import config, cutover, fence, rollback, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.store.writer import MemoryWriter
 
@@ -25,12 +25,12 @@ class FakeTarget:
         self.name, self.db, self.follows, self.problems = name, db, follows, problems or []
         self.frozen = fence.head_seq(sqlite3.connect(db))
 
-    def position(self) -> SinkPosition:
+    def position(self, timeout_s: float = 10.0) -> SinkPosition:
         seq = fence.head_seq(sqlite3.connect(self.db)) if self.follows else self.frozen
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
 
-    def quick_check(self, store: Path, sample: int) -> list[str]:
+    def quick_check(self, store: Path, sample: int, timeout_s: float = 10.0) -> list[str]:
         return self.problems
 
 
@@ -98,7 +98,7 @@ def test_cutover_switches_config_and_fences(store: Path) -> None:
     assert state.load(store).state == "cut_over"
     with pytest.raises(sqlite3.DatabaseError, match="moved to hybrid"):
         MemoryWriter(store).create_entity("late", "person")
-    done = cutover.rollback(store, None)
+    done = rollback.rollback(store, None)
     assert len(done) == 2, done
     assert cfg.read_text() == CAXTON
     MemoryWriter(store).create_entity("after-rollback", "person")
@@ -127,8 +127,8 @@ def test_rollback_refuses_when_the_new_backend_took_writes(store: Path) -> None:
         asked.append(target)
         return [f"neo4j: entity {i} extra" for i in range(12)]
 
-    with pytest.raises(cutover.RollbackRefused) as refused:
-        cutover.rollback(store, None, divergence=diverged)
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.rollback(store, None, divergence=diverged)
     assert asked == ["neo4j"]
     text = str(refused.value)
     assert "neo4j differs from the store" in text and "entity 9 extra" in text and "... and 2 more" in text
@@ -136,7 +136,7 @@ def test_rollback_refuses_when_the_new_backend_took_writes(store: Path) -> None:
     assert "--discard-new-writes" in text
     _still_cut_over(store, cfg)  # nothing changed
 
-    assert cutover.rollback(store, None, divergence=lambda _: []) != ["nothing to undo"]  # equal: rolls back
+    assert rollback.rollback(store, None, divergence=lambda _: []) != ["nothing to undo"]  # equal: rolls back
     assert cfg.read_text() == CAXTON
     MemoryWriter(store).create_entity("after-rollback", "person")
 
@@ -147,10 +147,10 @@ def test_rollback_refuses_when_the_new_backend_cannot_be_checked(store: Path) ->
     def unreachable(target: str) -> list[str]:
         raise ConnectionRefusedError("bolt://127.0.0.1:7687 refused the connection")
 
-    with pytest.raises(cutover.RollbackRefused, match=r"cannot check whether neo4j took writes.*refused"):
-        cutover.rollback(store, None, divergence=unreachable)
+    with pytest.raises(rollback.RollbackRefused, match=r"cannot check whether neo4j took writes.*refused"):
+        rollback.rollback(store, None, divergence=unreachable)
     _still_cut_over(store, cfg)
-    cutover.rollback(store, None, divergence=None)  # the operator's explicit --discard-new-writes
+    rollback.rollback(store, None, divergence=None)  # the operator's explicit --discard-new-writes
     assert cfg.read_text() == CAXTON
     assert state.load(store).state == "rolled_back"
 
@@ -162,7 +162,7 @@ def test_an_interrupted_cutover_is_resolved_without_the_check(store: Path) -> No
     def never(target: str) -> list[str]:
         raise AssertionError("the runtime never wrote to the new backend: the config was not switched")
 
-    cutover.rollback(store, cfg, divergence=never)
+    rollback.rollback(store, cfg, divergence=never)
     assert state.load(store).state == "rolled_back"
 
 

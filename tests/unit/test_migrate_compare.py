@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from replicator.embedding import MODEL_NAME
 from replicator.migrate.diff import Mismatch, compare, compare_keys, merge
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import (
@@ -168,3 +169,19 @@ def test_report_json_names_every_key_and_options_are_checked() -> None:
     with pytest.raises(MigrateError, match="threshold"):
         ValidationOptions(query_threshold=1.5)
     assert ValidationOptions(fast=True).mode == "fast"
+
+
+def test_a_point_embedded_with_another_model_is_a_difference() -> None:
+    """After a cutover the runtime may re-embed a point with its own model: same text, same payload,
+    another vector space. Rollback's full comparison must see it."""
+    unit = tuple([1.0] + [0.0] * 383)
+    store = _snap("store", [_entity(1), _entity(2)])
+    store.embeddings = {1: Embedding(1, unit, model_version=MODEL_NAME)}
+    dest = _snap("qdrant", [_entity(1), _entity(2)])
+    dest.embeddings = {
+        1: Embedding(1, unit, model_version=MODEL_NAME),
+        2: Embedding(2, unit, model_version="all-mpnet-base-v2"),  # computed elsewhere, another model
+    }
+    found = compare("qdrant", store, dest, relations=False, embeddings=True)
+    assert [(m.kind, m.key, m.fields) for m in found] == [("embedding", 2, ("embedding_model",))]
+    assert "all-mpnet-base-v2" in found[0].detail

@@ -10,14 +10,22 @@ from hypothesis import strategies as st
 
 from replicator.errors import ConfigError
 from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE
-from replicator.sinks.batch import Batch, Event
+from replicator.events.headers import Parsed
+from replicator.sinks.batch import Batch, Event, StoreMismatch
 from replicator.sinks.errors import PoisonEvent
 from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
 from replicator.sinks.neo4j.planner import plan, relation_upsert_query
 
 
-def _src(seq: int) -> dict[str, Any]:
-    return {"connector": "c", "version": "t", "store": "s", "table": "x", "seq": seq, "snapshot": "false", "ts_ms": 1}
+def _src(seq: int, store: str = "s") -> dict[str, Any]:
+    return {"connector": "c", "version": "t", "store": store, "table": "x", "seq": seq, "snapshot": "false",
+            "ts_ms": 1}  # fmt: skip
+
+
+def _tombstone(topic: str, key: int, seq: int | None, offset: int = 99) -> Event:
+    """A null-valued record as the runner decodes it: its headers name the table and the delete's seq."""
+    table = topic.rsplit(".", 1)[1]
+    return Event(topic, 0, offset, key, None, None, b"k", None, Parsed(table=table, seq=seq))
 
 
 def _entity(i: int, seq: int, op: str = "c", name: str = "n") -> Event:
@@ -56,7 +64,7 @@ def test_mapped_types_are_plain_identifiers_and_quoting_is_closed(text: str) -> 
     assert quoted.startswith("`") and quoted.endswith("`") and "`" not in quoted[1:-1].replace("``", "")
 
 
-def test_only_the_last_change_per_row_is_planned_and_froms_are_collected() -> None:
+def test_only_the_last_change_per_row_is_planned_and_endpoint_pairs_are_collected() -> None:
     heartbeat = Event("p.entities", 1, 9, -1, HEARTBEAT, {"source": _src(9), "ts_ms": 1})
     events = [_entity(1, 1), _entity(1, 2, "u", "renamed"), _relation(5, 3, "a b"), _relation(5, 4, "a b", "u", frm=1),
               _entity(2, 5), _entity(2, 6, "d"), heartbeat, Event("p.entities", 0, 10, 2, None, None)]  # fmt: skip
@@ -67,7 +75,8 @@ def test_only_the_last_change_per_row_is_planned_and_froms_are_collected() -> No
     assert todo.entity_deletes == [{"id": 2, "seq": 6}]
     assert list(todo.relation_upserts) == ["A_B"]
     assert todo.relation_upserts["A_B"][0]["props"]["relation_type"] == "a b"
-    assert todo.relation_upserts["A_B"][0]["froms"] == [1]
+    assert todo.relation_upserts["A_B"][0]["pairs"] == [[1, 2]]
+    assert todo.store == "s"
     assert todo.size == 3
 
 
@@ -104,3 +113,33 @@ def test_model_refuses_odd_names() -> None:
         GraphModel(entity_label="a b")
     with pytest.raises(ConfigError, match="must differ"):
         GraphModel(entity_label="X", tombstone_label="X")
+
+
+def test_a_tombstone_is_a_delete_at_its_header_seq() -> None:
+    """What compaction leaves of a deleted key: no value, only the key and the delete's seq."""
+    todo = plan(Batch([_tombstone("p.entities", 7, 40), _tombstone("p.relations", 8, 39)], {}), GraphModel())
+    assert todo.entity_deletes == [{"id": 7, "seq": 40}]
+    assert todo.relation_deletes == [] and todo.relation_deletes_unlocated == [{"id": 8, "seq": 39, "pairs": []}]
+    assert todo.store is None
+
+
+def test_a_tombstone_after_its_delete_keeps_the_delete_s_endpoints() -> None:
+    todo = plan(Batch([_relation(8, 39, "knows", "d", frm=3), _tombstone("p.relations", 8, 39)], {}), GraphModel())
+    assert todo.relation_deletes == [{"id": 8, "seq": 39, "pairs": [[3, 2]]}]
+    assert todo.relation_deletes_unlocated == []
+
+
+def test_a_tombstone_without_a_seq_is_counted_not_applied_and_a_change_after_it_wins() -> None:
+    events = [_tombstone("p.entities", 7, None), _tombstone("p.embeddings", 7, 12), _tombstone("p.entities", 9, 3),
+              _entity(9, 5)]  # fmt: skip
+    todo = plan(Batch(events, {}), GraphModel())
+    assert todo.unusable_tombstones == 1
+    assert todo.entity_deletes == [] and [r["id"] for r in todo.entity_upserts] == [9]
+
+
+def test_a_batch_of_two_stores_is_refused() -> None:
+    other = _entity(4, 4)
+    assert other.record is not None
+    other.record["source"] = _src(4, store="another")
+    with pytest.raises(StoreMismatch, match="2 stores"):
+        plan(Batch([_entity(1, 1), other], {}), GraphModel())

@@ -163,7 +163,10 @@ def test_uninstall_counts_parked_rows_as_discarded_and_removes_the_table(store: 
     conn.close()
     assert uninstall(store) == 1
     conn = sqlite3.connect(store)
-    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '_replicator%'").fetchall() == []
+    # Only the store's identity stays (kept for a later install: docs/capture.md); the parked rows go.
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '_replicator%'").fetchall() == [
+        ("_replicator_meta",)
+    ]
     conn.close()
 
 
@@ -205,7 +208,7 @@ class _Target:
     def __init__(self, db: Path, park: int | None) -> None:
         self.name, self.db, self.park = "neo4j", db, park
 
-    def position(self) -> SinkPosition:
+    def position(self, timeout_s: float) -> SinkPosition | None:
         if self.park is not None:
             _park(self.db, self.park)
             self.park = None
@@ -213,7 +216,7 @@ class _Target:
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
 
-    def quick_check(self, store: Path, sample: int) -> list[str]:
+    def quick_check(self, store: Path, sample: int, timeout_s: float) -> list[str]:
         return []
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from replicator.stack.process import is_alive, marker, port_free, running_pid, spawn, terminate
+from replicator.stack.process import is_alive, marker, port_free, running_pid, spawn, terminate, terminate_all
 
 
 def test_port_with_a_listener_is_not_free() -> None:
@@ -52,3 +52,27 @@ def test_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
 
     assert terminate(pid, timeout_s=0.5) is False
     assert not is_alive(pid)
+
+
+def test_several_processes_are_signalled_together(tmp_path: Path) -> None:
+    """Each one waits for a file the others' SIGTERM handlers write: signalled one after the other, the
+    first could never stop cleanly (as the last nodes of a KRaft quorum cannot without a majority)."""
+    code = (
+        "import os, signal, sys, time; me, peer = sys.argv[1], sys.argv[2]\n"
+        "def on_term(*_):\n"
+        "    open(me, 'w').close()\n"
+        "    while not os.path.exists(peer): time.sleep(0.05)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, on_term); print('ready', flush=True); time.sleep(60)"
+    )
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    pids = [
+        spawn([sys.executable, "-c", code, a, b], tmp_path / "a.log", tmp_path / "a.pid"),
+        spawn([sys.executable, "-c", code, b, a], tmp_path / "b.log", tmp_path / "b.pid"),
+    ]
+    deadline = time.monotonic() + 10
+    while not all("ready" in (tmp_path / f"{n}.log").read_text() for n in "ab") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert terminate_all(pids, timeout_s=10) == {pids[0]: True, pids[1]: True}
+    assert not any(is_alive(pid) for pid in pids)

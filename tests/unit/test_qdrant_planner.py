@@ -192,3 +192,38 @@ def test_heartbeats_are_not_changes_and_a_change_without_image_is_poison() -> No
     with pytest.raises(PoisonEvent) as caught:
         run([beat, broken])
     assert caught.value.index == 1
+
+
+def test_a_store_vector_two_text_changes_ahead_is_kept_while_they_arrive() -> None:
+    """The embeddings partition ran ahead of the entities partition by two text changes (seen after a
+    broker failover: a rebalance and catch-up reads). Each entity change then arrives in a batch of
+    its own, older than the point's store vector: neither may replace it with a computed vector."""
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+    y, z = {**ada, "observations": ["y"]}, {**ada, "observations": ["z"]}
+    ahead = run([s.embedding(7, 1, BLOB, text_of(y)), s.embedding(9, 1, BLOB, text_of(z))],
+                points={1: {**stored(ada, 5), EMBEDDING_SOURCE: COMPUTED}})  # fmt: skip
+    [write] = ahead.writes
+    assert write.payload[EMBEDDING_SEQ] == 9 and write.payload[TEXT_SHA256] == text_sha256(text_of(z))
+
+    older = run([s.entity("u", 6, y)], points={1: write.payload})
+    assert older.writes == [] and older.texts_to_embed == [] and older.payload_updates[1][SEQ] == 6
+    point = {**write.payload, **older.payload_updates[1]}
+    matching = run([s.entity("u", 8, z)], points={1: point})
+    assert matching.writes == [] and matching.payload_updates[1][SEQ] == 8
+
+
+def test_a_tombstone_deletes_unless_the_point_is_newer() -> None:
+    """Compaction leaves only the key's tombstone: it is the delete, at the seq of its header."""
+    s = Stream()
+    todo = plan([s.tombstone(9, 1)], {1: {"id": 1, SEQ: 4}}, {}, MODEL_NAME, "v")
+    assert todo.deletes == [1] and todo.tombstones == {1: 9}
+    newer = plan([s.tombstone(9, 1)], {1: {"id": 1, SEQ: 12}}, {}, MODEL_NAME, "v")
+    assert newer.empty and newer.skipped == 1
+
+
+def test_tombstones_without_a_seq_or_of_embeddings_delete_nothing() -> None:
+    s = Stream()
+    todo = plan([s.tombstone(None, 1), s.tombstone(9, 2, s.embeddings)], {1: {"id": 1, SEQ: 4}, 2: {"id": 2, SEQ: 4}},
+                {}, MODEL_NAME, "v")  # fmt: skip
+    assert todo.empty and todo.skipped == 2

@@ -175,6 +175,7 @@ def test_an_old_consumer_refuses_only_the_values_its_schema_cannot_hold() -> Non
     for column, odd in (("confidence", None), ("version", 2.7), ("created_at", "yesterday"), ("strength", b"\x00")):
         with pytest.raises(SchemaResolutionError):
             _roundtrip(current.schema, old.schema, {**sample, "after": {**after, column: odd}})
-        assert _roundtrip(current.schema, current.schema, {**sample, "after": {**after, column: odd}})["after"][
-            column
-        ] == odd
+        assert (
+            _roundtrip(current.schema, current.schema, {**sample, "after": {**after, column: odd}})["after"][column]
+            == odd
+        )

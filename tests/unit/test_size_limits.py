@@ -49,7 +49,7 @@ def test_every_client_limit_derives_from_the_one_setting(setting: int) -> None:
 
 
 def test_the_local_stack_broker_takes_the_same_setting(tmp_path: Path) -> None:
-    props = server_properties(StackSettings(root=tmp_path, max_message_bytes=7 * MIB), tmp_path / "data")
+    props = server_properties(StackSettings(root=tmp_path, max_message_bytes=7 * MIB), 1, tmp_path / "data")
     lines = dict(line.split("=", 1) for line in props.splitlines())
     assert lines["message.max.bytes"] == str(7 * MIB)
     assert lines["replica.fetch.max.bytes"] == str(7 * MIB)

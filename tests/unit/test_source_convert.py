@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, KNOWN_COLUMNS
+from replicator.events import headers
 from replicator.events.avro import decode_any, decode_key
 from replicator.source.convert import (
     ChangelogRow,
@@ -209,3 +210,20 @@ def test_snapshot_image_carries_a_column_the_writer_added_as_typed_extra(tmp_pat
     assert "rank" not in KNOWN_COLUMNS["entities"]
     assert sqlite3.connect(db).execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0] == 0
     reader.close()
+
+
+def test_heartbeats_name_the_snapshot_their_stream_follows_and_the_position_keeps_it() -> None:
+    plain = heartbeat_messages(prefix="p", store_id="s", seq=9, seen_ms=1, partitions={"entities": 2})
+    named = heartbeat_messages(prefix="p", store_id="s", seq=9, seen_ms=1, partitions={"entities": 2}, snapshot_seq=4)
+    assert [headers.parse(m.headers).snapshot_seq for m in plain] == [None, None]
+    assert [headers.parse(m.headers) for m in named] == [headers.Parsed("heartbeat", 9, 4)] * 2
+    assert json.loads(position_value(9, None, 1, 4)) == {"seq": 9, "snapshot": None, "ts_ms": 1, "snapshot_seq": 4}
+    assert "snapshot_seq" not in json.loads(position_value(9, None, 1))
+
+
+def test_a_tombstone_carries_the_seq_of_its_delete() -> None:
+    row = ChangelogRow(12, "entities", "d", 3, 1, json.dumps({"id": 3, "name": "n", "entity_type": "t",
+                       "observations": "[]", "created_at": 1, "updated_at": 1}), None)  # fmt: skip
+    event, tombstone = convert_change(row, prefix="p", store_id="s").messages
+    assert tombstone.value is None and tombstone.key == event.key
+    assert headers.parse(tombstone.headers) == headers.Parsed("entities", 12, None)

@@ -103,3 +103,13 @@ def test_delete_of_published_rows_gives_way_to_a_held_write_lock(tmp_path: Path)
     assert reader.delete_published(10, busy_timeout_ms=20) is True
     assert reader.changelog_after(0, 10) == []
     reader.close()
+
+
+def test_replication_settings_reach_the_kafka_client(tmp_path: Path) -> None:
+    env = {"REPLICATOR_KAFKA_REPLICATION_FACTOR": "3"}
+    s = SourceSettings.load({"db": "/a.db", "min_insync_replicas": "2"}, env=env)
+    kafka = s.kafka()
+    assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
+    assert SourceSettings.load({"db": "/a.db"}, env={}).kafka().replication_factor is None  # from the brokers
+    with pytest.raises(ConfigError, match=r"min\.insync\.replicas 3 exceeds the replication factor 2"):
+        SourceSettings.load({"db": "/a.db", "replication_factor": 2, "min_insync_replicas": 3}, env={})

@@ -159,7 +159,7 @@ def test_both_sinks_plan_the_values_exactly() -> None:
     [write] = qdrant_plan([event], {}, {}, MODEL_NAME, "v").writes
     values = entity_values(write.payload)
     assert all(type(values[k]) is type(v) and values[k] == v for k, v in ODD.items()), values
-    assert write.text == '\\xfe t a 3', "the embedding text reads odd values leniently"
+    assert write.text == "\\xfe t a 3", "the embedding text reads odd values leniently"
 
 
 def test_the_snapshot_reads_rows_with_ids_down_to_minus_2_to_the_63(tmp_path: Path) -> None:

@@ -8,16 +8,23 @@ each other's offsets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, LiteralString
 
 import neo4j
-from neo4j.exceptions import ClientError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal, Kind, ReplicatorError
 from replicator.position import SinkPosition
+from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
+from replicator.sinks.neo4j import faults, upkeep
 from replicator.sinks.neo4j.model import GraphModel, quote
 from replicator.sinks.neo4j.planner import Plan
+
+
+class NamespaceTaken(Fatal):
+    """The sink's name already keys the position of a sink writing another namespace."""
 
 
 def _q(text: str) -> LiteralString:
@@ -26,16 +33,22 @@ def _q(text: str) -> LiteralString:
 
 
 def schema_statements(model: GraphModel) -> list[str]:
-    """Constraints and indexes for the configured labels (idempotent: IF NOT EXISTS)."""
+    """Constraints and indexes for the configured labels (idempotent: IF [NOT] EXISTS). Drops the
+    ``(kind, id)`` tombstone constraint of older versions: it would refuse two namespaces' tombstones
+    of one id (their nodes are ignored now, see docs/sinks.md)."""
     ent, tomb, pos = quote(model.entity_label), quote(model.tombstone_label), quote(model.position_label)
-    base = model.entity_label.lower()
+    base, tbase, pbase = model.entity_label.lower(), model.tombstone_label.lower(), model.position_label.lower()
     return [
         f"CREATE CONSTRAINT {quote(base + '_id_unique')} IF NOT EXISTS FOR (n:{ent}) REQUIRE n.id IS UNIQUE",
         f"CREATE INDEX {quote(base + '_name')} IF NOT EXISTS FOR (n:{ent}) ON (n.name)",
-        f"CREATE CONSTRAINT {quote(model.tombstone_label.lower() + '_kind_id_unique')} IF NOT EXISTS "
-        f"FOR (t:{tomb}) REQUIRE (t.kind, t.id) IS UNIQUE",
-        f"CREATE CONSTRAINT {quote(model.position_label.lower() + '_sink_unique')} IF NOT EXISTS "
-        f"FOR (p:{pos}) REQUIRE p.sink IS UNIQUE",
+        f"CREATE INDEX {quote(base + '_seq')} IF NOT EXISTS FOR (n:{ent}) ON (n._seq)",
+        f"DROP CONSTRAINT {quote(tbase + '_kind_id_unique')} IF EXISTS",
+        f"CREATE CONSTRAINT {quote(tbase + '_ns_store_kind_id_unique')} IF NOT EXISTS "
+        f"FOR (t:{tomb}) REQUIRE (t.ns, t.store, t.kind, t.id) IS UNIQUE",
+        f"CREATE INDEX {quote(tbase + '_ns_store_seq')} IF NOT EXISTS FOR (t:{tomb}) ON (t.ns, t.store, t._seq)",
+        f"CREATE INDEX {quote(tbase + '_detaching')} IF NOT EXISTS FOR (t:{tomb}) ON (t.detaching)",
+        f"CREATE CONSTRAINT {quote(pbase + '_sink_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.sink IS UNIQUE",
+        f"CREATE CONSTRAINT {quote(pbase + '_owner_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.owner IS UNIQUE",
     ]
 
 
@@ -47,12 +60,9 @@ def unavailable(where: str, exc: BaseException) -> DestinationUnavailable:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Errors worth retrying the same batch for: the server is down, restarting or overloaded."""
-    if isinstance(exc, ServiceUnavailable | SessionExpired | TransientError | OSError):
-        return True
-    if isinstance(exc, Neo4jError) and not isinstance(exc, ClientError):
-        return True  # DatabaseError: the server's fault, not the data's
-    return isinstance(exc, DriverError) and not isinstance(exc, Neo4jError)
+    """Errors worth retrying the same batch for: the server is down, restarting or overloaded
+    (``faults.kind``; the destination translates the others with their server, user and database)."""
+    return faults.kind(exc) is Kind.RETRYABLE
 
 
 def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> None:
@@ -66,15 +76,38 @@ def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> Non
         raise
 
 
-def _read_position_tx(tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, lock: bool) -> SinkPosition | None:
-    pos = quote(model.position_label)
-    if lock:  # MERGE + SET takes the node's write lock: concurrent instances serialise here
-        query = f"MERGE (p:{pos} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 RETURN p.position AS position"
-    else:
-        query = f"MATCH (p:{pos} {{sink: $sink}}) RETURN p.position AS position"
-    record = tx.run(_q(query), sink=sink).single()
-    text = None if record is None else record["position"]
-    return None if text is None else SinkPosition.from_json(str(text))
+def _lock_and_claim_tx(
+    tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, store: str | None
+) -> tuple[SinkPosition | None, str | None]:
+    """Lock this sink's position node (MERGE + SET takes its write lock: concurrent instances of one
+    group serialise here), read it, and read the store owning the namespace (claimed for ``store`` if
+    none does yet). One round trip. Raises NamespaceTaken when another namespace's sink (another
+    entity label) stores its position under this sink name, StoreMismatch when another store owns
+    the namespace: one namespace replicates one store, so the seqs it compares are comparable."""
+    query = (
+        f"MERGE (p:{quote(model.position_label)} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 "
+        f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) ON CREATE SET o.since_ms = timestamp() "
+        "SET o.store = coalesce(o.store, $store) "
+        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner"
+    )
+    record = tx.run(_q(query), sink=sink, ns=model.namespace, store=store).single()
+    assert record is not None
+    if record["namespace"] is not None and record["namespace"] != model.namespace:
+        raise NamespaceTaken(
+            f"sink name {sink!r} already keeps the position of the sink writing label {record['namespace']!r} "
+            f"in this database; this sink writes label {model.namespace!r}",
+            hint="give each pipeline its own --sink-name (or --group)",
+        )
+    owner = None if record["owner"] is None else str(record["owner"])
+    if store is not None and owner is not None and owner != store:
+        raise StoreMismatch(
+            f"label {model.namespace!r} holds the graph of store {owner}; this sink's events come from "
+            f"store {store} (another store, or this one after `source uninstall --forget-identity`)",
+            hint="replicate each store into its own --entity-label; to replace the old graph instead, delete "
+            "its nodes and the owner node (docs/sinks.md, 'Namespaces')",
+        )
+    text = record["position"]
+    return (None if text is None else SinkPosition.from_json(str(text))), owner
 
 
 def read_position(
@@ -95,28 +128,70 @@ def read_position(
         raise
 
 
+def count_legacy_tombstones(driver: neo4j.Driver, database: str, model: GraphModel) -> int:
+    """Tombstones of versions that keyed them by (kind, id) alone. Blocks; raises DestinationUnavailable."""
+    try:
+        records, _, _ = driver.execute_query(_q(upkeep.legacy_tombstones_query(model)), database_=database)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(f"database {database}", exc) from exc
+        raise
+    return int(records[0]["removed"]) if records else 0
+
+
 def _parse(record: neo4j.Record | None) -> SinkPosition | None:
     return None if record is None or record["p"] is None else SinkPosition.from_json(str(record["p"]))
 
 
-def apply_plan(
-    driver: neo4j.Driver, database: str, model: GraphModel, plan: Plan, position: SinkPosition
-) -> SinkPosition:
-    """Run ``plan`` and store ``position`` merged into the stored one, in one transaction. Returns the
-    stored position. Idempotent. Raises DestinationUnavailable (retry later) or the server's
-    ClientError (the data was refused: the runner isolates the event)."""
+def _removed(tx: neo4j.ManagedTransaction, query: str, **params: object) -> int:
+    record = tx.run(_q(query), params).single()
+    return 0 if record is None else int(record["removed"])
 
-    def work(tx: neo4j.ManagedTransaction) -> SinkPosition:
-        stored = _read_position_tx(tx, model, position.sink, lock=True)
+
+def _sweep_tx(tx: neo4j.ManagedTransaction, model: GraphModel, merged: SinkPosition, store: str) -> SinkPosition:
+    """When a snapshot's sweep is due (``upkeep``), one bounded step of it; ``merged`` with the sweep
+    recorded once a step left nothing behind."""
+    due = merged.sweep_due()
+    if due is None:
+        return merged
+    removed = [_removed(tx, q, snapshot=due, ns=model.namespace, store=store) for q in upkeep.sweep_queries(model)]
+    return replace(merged, swept_seq=due) if all(n < upkeep.BUDGET for n in removed) else merged
+
+
+def apply_plan(
+    driver: neo4j.Driver,
+    database: str,
+    model: GraphModel,
+    planner: Callable[[SinkPosition | None], Plan],
+    position: SinkPosition,
+    *,
+    store: str | None,
+) -> tuple[SinkPosition, Plan]:
+    """Run ``planner(stored position)``'s plan, bounded upkeep and store ``position`` merged into the
+    stored one, in one transaction (the stored position is read under its lock, so the plan can leave
+    out what it already covers; ``store`` is the batch's, checked against the namespace's owner).
+    Two round trips besides the plan's statements. Returns the stored position and the plan.
+    Idempotent. Raises DestinationUnavailable (retry later), StoreMismatch / NamespaceTaken (fatal:
+    another store, or another pipeline's sink name), or the server's ClientError (the data was
+    refused: ``faults.translate`` says whether it is the data's or the destination's)."""
+
+    def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan]:
+        stored, owner = _lock_and_claim_tx(tx, model, position.sink, store)
+        plan = planner(stored)
+        scope = owner or store or ""  # tombstones of a batch of tombstones only: the owner's
         for statement in plan.statements(model):
-            tx.run(_q(statement.query), rows=statement.rows).consume()
-        merged = position if stored is None else stored.merged(position)
+            tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=scope).consume()
+        merged = _sweep_tx(tx, model, position if stored is None else stored.merged(position), scope)
+        mark = merged.watermark()
         tx.run(
-            _q(f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) SET p.position = $position"),
+            _q(upkeep.finish_query(model)),
             sink=position.sink,
             position=merged.to_json(),
+            watermark=0 if mark is None else mark.seq,
+            ns=model.namespace,
+            store=scope,
         ).consume()
-        return merged
+        return merged, plan
 
     try:
         with driver.session(database=database) as session:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import neo4j
 
+from replicator.errors import Kind
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch
-from replicator.sinks.neo4j import applier
+from replicator.sinks.neo4j import applier, faults
 from replicator.sinks.neo4j.model import GraphModel, quote
 from replicator.sinks.neo4j.planner import plan
 from replicator.sinks.settings import Neo4jSettings
@@ -22,8 +25,9 @@ class Neo4jDestination:
     """Applies entity and relation changes to a Neo4j graph. One driver, opened by ``start``.
 
     ``apply`` is idempotent (``_seq`` rules of the planner) and writes the batch and its position
-    atomically. Raises DestinationUnavailable when the server cannot be reached, PoisonEvent for a
-    change that breaks the envelope's rules, and the server's ClientError when it refuses the data.
+    atomically. Every method raises the sink errors of ``faults``: DestinationUnavailable (retry),
+    DestinationRefused (credentials, rights or database: fatal for the sink), PoisonEvent (a change
+    that breaks the envelope's rules, or a value the server refuses).
     """
 
     def __init__(self, name: str, settings: Neo4jSettings, model: GraphModel | None = None) -> None:
@@ -46,31 +50,66 @@ class Neo4jDestination:
             )
         return self._driver
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Raise any failure as the sink error of its kind, naming server, user and database. A fatal
+        one also drops the driver: its pooled connections keep the state they authenticated with (an
+        expired password stays expired on them), so the next call, a re-check, logs in afresh."""
+        try:
+            yield
+        except Exception as exc:
+            error = faults.translate(exc, self.settings)
+            if error.kind is Kind.FATAL:
+                self.close()
+            raise error from exc
+
     def start(self) -> SinkPosition | None:
-        """Create constraints/indexes and return the stored position. Blocks; idempotent."""
-        applier.create_schema(self.driver, self.settings.database, self.model)
+        """Create constraints/indexes and return the stored position. Blocks; idempotent. Logs a
+        warning when the database holds tombstones of older versions (ignored; docs/sinks.md)."""
+        with self._errors():
+            applier.create_schema(self.driver, self.settings.database, self.model)
+            legacy = applier.count_legacy_tombstones(self.driver, self.settings.database, self.model)
+        if legacy:
+            log.warning(
+                "ignoring tombstones of an older version",
+                extra={
+                    "count": legacy,
+                    "label": self.model.tombstone_label,
+                    "hint": "they have no namespace and are not read any more; once every sink on this database "
+                    "runs this version, remove them (docs/sinks.md, 'Tombstones of older versions')",
+                },
+            )
         return self.read_position()
 
     def read_position(self) -> SinkPosition | None:
-        return applier.read_position(self.driver, self.name, database=self.settings.database, model=self.model)
+        with self._errors():
+            return applier.read_position(self.driver, self.name, database=self.settings.database, model=self.model)
 
     def apply(self, batch: Batch) -> None:
-        todo = plan(batch, self.model)
         position = batch.position(self.name, int(time.time() * 1000))
-        applier.apply_plan(self.driver, self.settings.database, self.model, todo, position)
+        with self._errors():
+            _, todo = applier.apply_plan(
+                self.driver,
+                self.settings.database,
+                self.model,
+                lambda stored: plan(batch, self.model, stored),
+                position,
+                store=batch.store(),
+            )
+        if todo.unusable_tombstones:
+            log.warning(
+                "tombstones without a seq header left unapplied",
+                extra={"count": todo.unusable_tombstones, "hint": "only records of the replicator source are applied"},
+            )
 
     def describe(self) -> dict[str, int]:
         """What the graph holds, for ``/position``: nodes with the entity label (placeholders
         included) and relationships leaving them. Both counts come from Neo4j's count store (O(1)),
         since the runner asks after every batch. Blocks; raises DestinationUnavailable."""
         ent = quote(self.model.entity_label)
-        try:
+        with self._errors():
             nodes = applier.run_read(self.driver, self.settings.database, f"MATCH (n:{ent}) RETURN count(n) AS c")
             rels = applier.run_read(self.driver, self.settings.database, f"MATCH (:{ent})-[r]->() RETURN count(r) AS c")
-        except Exception as exc:
-            if applier.is_unavailable(exc):
-                raise applier.unavailable(f"database {self.settings.database}", exc) from exc
-            raise
         return {"entity_nodes": int(nodes[0]["c"]), "relations": int(rels[0]["c"])}
 
     def close(self) -> None:

@@ -73,6 +73,12 @@ class GraphModel:
                 hint="e.g. Entity, ReplicatorTombstone, ReplicatorPosition",
             )
 
+    @property
+    def namespace(self) -> str:
+        """What one sink owns in a database: the nodes of its entity label. Tombstones, the owner
+        record (which store the label replicates) and tombstone collection are scoped to it."""
+        return self.entity_label
+
     def renamed(self, prop: str) -> str:
         """The graph property name for a store column (only the mapped ones change)."""
         return {

@@ -1,28 +1,31 @@
 """The thin, I/O half of the Qdrant sink: reads the state a plan needs and writes a plan, the
-tombstones and the sink position with as few client calls as possible. Every client error is turned
-into DestinationUnavailable (retry later) or PoisonEvent (the batch holds something Qdrant refuses).
+tombstones and the sink position with as few client calls as possible. Every client error is raised
+as the sink error of its kind (``faults.qdrant_errors``): DestinationUnavailable (retry later),
+DestinationRefused (API key, missing collection: fatal for the sink) or PoisonEvent (the batch holds
+something Qdrant refuses).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from replicator.embedding import DIMENSIONS
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
-from replicator.sinks.errors import DestinationUnavailable, PoisonEvent
+from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.planner import Plan
 from replicator.sinks.qdrant.points import (
+    EMBEDDING_SEQ,
     SEQ,
     Payload,
+    owner_point_id,
     position_point_id,
     positions_collection,
     tombstone_point_id,
@@ -30,28 +33,8 @@ from replicator.sinks.qdrant.points import (
 )
 
 _TOMBSTONE = "tombstone"
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-@contextmanager
-def qdrant_errors(what: str, where: str) -> Iterator[None]:
-    """Translate client errors raised while doing ``what`` against ``where`` (a URL or path)."""
-    try:
-        yield
-    except (httpx.TransportError, ResponseHandlingException, ConnectionError, TimeoutError) as exc:
-        raise DestinationUnavailable(
-            f"Qdrant at {where} did not answer while {what}: {exc!r}",
-            hint="check that the server is up and reachable (URL, API key, network); the batch is retried",
-        ) from exc
-    except UnexpectedResponse as exc:
-        if exc.status_code in _RETRYABLE_STATUS:
-            raise DestinationUnavailable(
-                f"Qdrant at {where} answered {exc.status_code} while {what}",
-                hint="the server is overloaded or restarting; the batch is retried",
-            ) from exc
-        raise PoisonEvent(None, f"Qdrant at {where} refused {what}: {exc.status_code} {exc.content!r}") from exc
-    except (ValueError, KeyError) as exc:  # local mode validates in-process
-        raise PoisonEvent(None, f"Qdrant (local, {where}) refused {what}: {exc}") from exc
+_STORE = "store"
+_OWNER = "owner"
 
 
 def tune_local_storage(client: QdrantClient, collections: Iterable[str]) -> bool:
@@ -103,24 +86,27 @@ class Applier:
             )
         tune_local_storage(self.client, (self.collection, self.positions))
 
-    def fetch(self, ids: Iterable[int]) -> tuple[dict[int, Payload], dict[int, int]]:
-        """Payloads of the existing points among ``ids`` and their tombstones (id -> delete seq)."""
+    def fetch(self, ids: Iterable[int], store: str | None) -> State:
+        """Payloads of the existing points among ``ids``, their tombstones of ``store`` (id -> delete
+        seq) and the collection's owner, in one read of each collection."""
         wanted = sorted(set(ids))
-        if not wanted:
-            return {}, {}
+        marks_wanted = [owner_point_id(), *([tombstone_point_id(store, i) for i in wanted] if store else [])]
         with qdrant_errors("reading points", self.where):
             found = self.client.retrieve(self.collection, wanted, with_payload=True, with_vectors=False)
-            marks = self.client.retrieve(
-                self.positions, [tombstone_point_id(i) for i in wanted], with_payload=True, with_vectors=False
-            )
-        points = {int(p.id): dict(p.payload or {}) for p in found}
-        tombstones = {int(m.payload[_TOMBSTONE]): int(m.payload[SEQ]) for m in marks if m.payload}
-        return points, tombstones
+            marks = self.client.retrieve(self.positions, marks_wanted, with_payload=True, with_vectors=False)
+        state = State(points={int(p.id): dict(p.payload or {}) for p in found})
+        for mark in marks:
+            payload = mark.payload or {}
+            if _OWNER in payload:
+                state.owner = str(payload[_STORE])
+            elif _TOMBSTONE in payload and payload.get(_STORE) == store:
+                state.tombstones[int(payload[_TOMBSTONE])] = int(payload[SEQ])
+        return state
 
-    def write(self, plan: Plan, vectors: Mapping[str, list[float]], position: SinkPosition) -> None:
-        """Apply ``plan`` (computed vectors looked up by text in ``vectors``), then its tombstones and
-        ``position`` in one upsert right after (design §5: a crash in between replays the batch, which
-        the per-point seqs make harmless). Idempotent."""
+    def write(self, plan: Plan, vectors: Mapping[str, list[float]]) -> None:
+        """Apply ``plan``'s points (computed vectors looked up by text in ``vectors``). Idempotent; the
+        tombstones and position follow with ``mark`` (design §5: a crash in between replays the batch,
+        which the per-point seqs make harmless)."""
         operations: list[Any] = []
         if plan.writes:
             points = [
@@ -141,10 +127,19 @@ class Applier:
         if operations:
             with qdrant_errors(f"writing {len(operations)} operations to {self.collection}", self.where):
                 self.client.batch_update_points(self.collection, operations)
+
+    def mark(self, tombstones: Mapping[int, int], position: SinkPosition, store: str, *, claim: bool) -> None:
+        """Upsert ``tombstones`` (id -> delete seq) of ``store``, the position and, with ``claim``, the
+        owner record, in one request. Idempotent."""
         marks = [
-            models.PointStruct(id=tombstone_point_id(i), vector=[1.0], payload={_TOMBSTONE: i, SEQ: seq})
-            for i, seq in plan.tombstones.items()
+            models.PointStruct(
+                id=tombstone_point_id(store, i), vector=[1.0], payload={_TOMBSTONE: i, _STORE: store, SEQ: seq}
+            )
+            for i, seq in tombstones.items()
         ]
+        if claim:
+            owner = {_OWNER: self.collection, _STORE: store, "since_ms": int(time.time() * 1000)}
+            marks.append(models.PointStruct(id=owner_point_id(), vector=[1.0], payload=owner))
         marks.append(
             models.PointStruct(
                 id=position_point_id(position.sink),
@@ -154,6 +149,67 @@ class Applier:
         )
         with qdrant_errors(f"writing the position of sink {position.sink!r}", self.where):
             self.client.upsert(self.positions, marks)
+
+    def sweep(self, snapshot_seq: int) -> None:
+        """Delete the points older than snapshot ``snapshot_seq`` (``_seq`` and ``_embedding_seq``
+        below it): deleted while no changelog recorded it (``SinkPosition.sweep_due``). Idempotent."""
+        stale = models.Filter(
+            must=[models.FieldCondition(key=SEQ, range=models.Range(lt=snapshot_seq))],
+            must_not=[models.FieldCondition(key=EMBEDDING_SEQ, range=models.Range(gte=snapshot_seq))],
+        )
+        with qdrant_errors(f"sweeping points older than seq {snapshot_seq}", self.where):
+            self.client.delete(self.collection, models.FilterSelector(filter=stale))
+
+    def collect_tombstones(self, store: str) -> int:
+        """Delete ``store``'s tombstones at or below the lowest watermark of the collection's sinks
+        (none while a sink has no watermark): no change older than them can come any more
+        (docs/design.md §6). Returns that watermark (0: nothing collected)."""
+        with qdrant_errors("reading the sinks' positions", self.where):
+            found, _ = self.client.scroll(
+                self.positions,
+                scroll_filter=models.Filter(
+                    must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="sink"))]
+                ),
+                limit=1000,
+                with_payload=True,
+            )
+        marks = [_position(p.payload).watermark() for p in found if p.payload]
+        if not marks or any(m is None for m in marks):
+            return 0
+        lowest = min(m.seq for m in marks if m is not None)
+        old = models.Filter(
+            must=[
+                models.FieldCondition(key=_STORE, match=models.MatchValue(value=store)),
+                models.FieldCondition(key=SEQ, range=models.Range(lte=lowest)),
+            ],
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=_TOMBSTONE))],
+        )
+        with qdrant_errors("collecting tombstones", self.where):
+            self.client.delete(self.positions, models.FilterSelector(filter=old))
+        return lowest
+
+    def legacy_tombstones(self) -> int:
+        """Tombstones of versions that did not name the store (no longer read; docs/qdrant.md)."""
+        legacy = models.Filter(
+            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=_STORE))],
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=_TOMBSTONE))],
+        )
+        with qdrant_errors("counting tombstones", self.where):
+            return int(self.client.count(self.positions, count_filter=legacy, exact=True).count)
+
+
+@dataclass
+class State:
+    """What a batch's plan needs of the destination."""
+
+    points: dict[int, Payload] = field(default_factory=dict)
+    tombstones: dict[int, int] = field(default_factory=dict)  # of the batch's store
+    owner: str | None = None  # the store the collection replicates (None: not claimed yet)
+
+
+def _position(payload: Mapping[str, Any]) -> SinkPosition:
+    text = payload["position"]
+    return SinkPosition.from_json(text if isinstance(text, str) else json.dumps(text))
 
 
 def read_position(client: QdrantClient, collection: str, sink: str) -> SinkPosition | None:
@@ -165,5 +221,4 @@ def read_position(client: QdrantClient, collection: str, sink: str) -> SinkPosit
         found = client.retrieve(positions_collection(collection), [position_point_id(sink)], with_payload=True)
     if not found or not found[0].payload:
         return None
-    text = found[0].payload["position"]
-    return SinkPosition.from_json(text if isinstance(text, str) else json.dumps(text))
+    return _position(found[0].payload)

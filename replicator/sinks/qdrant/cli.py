@@ -10,20 +10,23 @@ from typing import Any, TypeVar
 
 import click
 
+from replicator.clioptions import secret_option
+from replicator.secrets import read_secret
 from replicator.sinks.qdrant.destination import QdrantSinkSettings
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.reembed import count_points
 from replicator.sinks.qdrant.reembed import reembed as reembed_points
-from replicator.sinks.settings import QdrantSettings
+from replicator.sinks.settings import QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, QdrantSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def connection_options(func: F) -> F:
-    """--url/--api-key or --path, --collection: shared by the sink and reembed."""
+    """--url/--api-key-file (or REPLICATOR_QDRANT_API_KEY) or --path, --collection: shared by the sink
+    and reembed."""
     for option in reversed([
         click.option("--url", envvar="REPLICATOR_QDRANT_URL", help="Qdrant server, e.g. http://localhost:6333."),
-        click.option("--api-key", envvar="REPLICATOR_QDRANT_API_KEY", help="API key of the server (with --url)."),
+        secret_option("--api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
         click.option("--path", type=click.Path(path_type=Path), envvar="REPLICATOR_QDRANT_PATH",
                      help="Local-mode storage directory instead of a server."),
         click.option("--collection", default="caxton_embeddings", show_default=True,
@@ -44,12 +47,13 @@ def sink_settings(url: str | None, api_key: str | None, path: Path | None, colle
 @connection_options
 @click.option("--batch-size", default=64, show_default=True, help="Points per page (read, encode, write).")
 @click.option("--stale-only", is_flag=True, help="Skip points already labelled with this model version.")
-def reembed_command(url: str | None, api_key: str | None, path: Path | None, collection: str, batch_size: int,
-                    stale_only: bool) -> None:  # fmt: skip
+def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | None, path: Path | None,
+                    collection: str, batch_size: int, stale_only: bool) -> None:  # fmt: skip
     """Re-embed every point with the installed model, label it with this model version, while a live
     sink may keep writing: a point the live sink changed meanwhile is left as it wrote it
     (conditional upserts; needs Qdrant >= 1.17)."""
-    settings = sink_settings(url, api_key, path, collection, "reembed", min(batch_size, 64))
+    key = read_secret(api_key, api_key_file, "Qdrant API key")
+    settings = sink_settings(url, key, path, collection, "reembed", min(batch_size, 64))
     client = settings.connect()
     try:
         embedder = Embedder(batch_size=min(batch_size, 64))

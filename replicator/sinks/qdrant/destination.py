@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from qdrant_client import QdrantClient, models
@@ -12,14 +14,18 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
-from replicator.sinks.batch import Batch
-from replicator.sinks.qdrant.applier import Applier, qdrant_errors, read_position
+from replicator.sinks.batch import Batch, StoreMismatch
+from replicator.sinks.qdrant.applier import Applier, read_position
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
+from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
+from replicator.sinks.qdrant.points import vector_text
 from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS = Counter(
     "replicator_qdrant_embeddings_total",
@@ -86,8 +92,10 @@ class Stats:
 class QdrantDestination:
     """Applies batches of entity and embedding change events to a Qdrant collection.
 
-    Not thread-safe: one runner thread calls start, apply..., close. ``client`` and ``model`` may be
-    given (tests, bench, a shared local-mode client); otherwise they are opened on start/first use.
+    One runner thread calls start, apply..., close; ``export_points`` may be called from another
+    thread (the sink's endpoint) and is serialised with ``apply`` by a lock, since a local-mode client
+    is not safe to share. ``client`` and ``model`` may be given (tests, bench, a shared local-mode
+    client); otherwise they are opened on start/first use.
     """
 
     def __init__(
@@ -104,6 +112,8 @@ class QdrantDestination:
         self.stats = Stats()
         self._applier: Applier | None = None
         self._position: SinkPosition | None = None
+        self._lock = threading.Lock()
+        self._collected = 0  # this sink's watermark when tombstones were last collected
 
     @property
     def client(self) -> QdrantClient:
@@ -112,12 +122,36 @@ class QdrantDestination:
         return self._client
 
     def start(self) -> SinkPosition | None:
-        """Create the collections if absent; return the stored position (None on a first run).
-        Idempotent. Raises DestinationUnavailable, ConfigError (a collection of another shape)."""
+        """Create the collections if absent and return the stored position (None on a first run).
+        Idempotent: the runner calls it again to re-check after a fatal error, and then it also loads
+        the model if loading it failed (otherwise the model loads when a change first needs it).
+
+        A collection missing while this sink's position survives was dropped under it: creating an
+        empty one would silently lose every point before that position, so that is DestinationRefused
+        until it is restored, or its positions are deleted too (the sink then rebuilds it from offset
+        0). Raises DestinationUnavailable, DestinationRefused, ModelError, ConfigError (a collection of
+        another shape)."""
         applier = Applier(self.client, self.settings.qdrant.collection, self.settings.where)
+        with qdrant_errors("checking the collection", self.settings.where):
+            present = self.client.collection_exists(applier.collection)
+        stored = read_position(self.client, applier.collection, self.name)
+        if stored is not None and not present:
+            raise missing_collection(applier.collection, "starting", self.settings.where)
         applier.ensure_collections()
+        if self.embedder.failed:
+            self.embedder.load()
         self._applier = applier
-        self._position = read_position(self.client, applier.collection, self.name)
+        self._position = stored
+        legacy = applier.legacy_tombstones()
+        if legacy:
+            log.warning(
+                "ignoring tombstones of an older version",
+                extra={
+                    "count": legacy,
+                    "collection": applier.positions,
+                    "hint": "they name no store and are not read any more; remove them (docs/qdrant.md)",
+                },
+            )
         return self._position
 
     def apply(self, batch: Batch) -> None:
@@ -127,14 +161,40 @@ class QdrantDestination:
         applier = self._applier
         if applier is None:
             raise ConfigError("QdrantDestination.apply before start", hint="call start() first (the runner does)")
-        points, tombstones = applier.fetch(touched_ids(batch.events))
-        todo = plan(batch.events, points, tombstones, MODEL_NAME, self.embedder.version)
+        with self._lock:
+            self._apply(applier, batch)
+
+    def _apply(self, applier: Applier, batch: Batch) -> None:
+        store = batch.store()
+        events = batch.unapplied(self._position).events  # a runner's re-read of what is applied
+        ids = touched_ids(events)
+        state = applier.fetch(ids, store)
+        if state.owner is not None and store is not None and state.owner != store:
+            raise StoreMismatch(
+                f"collection {applier.collection!r} holds the points of store {state.owner}; this sink's events "
+                f"come from store {store} (another store, or this one after `source uninstall --forget-identity`)",
+                hint="replicate each store into its own --collection; to replace the old points instead, drop "
+                f"the collection and {applier.positions!r} (docs/qdrant.md)",
+            )
+        if store is None and state.owner is not None:  # only tombstones: they are the owner's
+            state = applier.fetch(ids, state.owner)
+        scope = store or state.owner or ""
+        todo = plan(events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
         texts = todo.texts_to_embed
         vectors = self.embedder.embed(texts) if texts else {}
         advanced = batch.position(self.name, int(time.time() * 1000))
         position = advanced if self._position is None else self._position.merged(advanced)
-        applier.write(todo, vectors, position)
+        applier.write(todo, vectors)
+        due = position.sweep_due()
+        if due is not None:  # after this batch's points: it may hold the snapshot's last rows
+            applier.sweep(due)
+            position = replace(position, swept_seq=due)
+        applier.mark(todo.tombstones, position, scope, claim=state.owner is None and store is not None)
         self._position = position
+        mark = position.watermark()
+        if mark is not None and mark.seq > self._collected:  # at most once per watermark step
+            applier.collect_tombstones(scope)
+            self._collected = mark.seq
         self._count(todo, len(texts))
 
     def _count(self, todo: Plan, computed: int) -> None:
@@ -155,12 +215,24 @@ class QdrantDestination:
         CHANGES.labels(self.name, "skipped").inc(todo.skipped)
 
     def read_position(self) -> SinkPosition | None:
-        return read_position(self.client, self.settings.qdrant.collection, self.name)
+        with self._lock:
+            return read_position(self.client, self.settings.qdrant.collection, self.name)
+
+    def export_points(self, offset: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:  # noqa: ANN401 - a point id
+        """One page of the collection for the sink's ``/points`` (rollback's full comparison while this
+        sink holds a local-mode directory): ``[{"id", "payload", "vector"}]`` (vector as base64 float32)
+        and the offset of the next page (None at the end). Any thread. Raises DestinationUnavailable."""
+        with self._lock, qdrant_errors("listing points", self.settings.where):
+            records, next_offset = self.client.scroll(
+                self.settings.qdrant.collection, limit=limit, offset=offset, with_payload=True, with_vectors=True
+            )
+        page = [{"id": r.id, "payload": r.payload or {}, "vector": vector_text(r.vector)} for r in records]
+        return page, next_offset
 
     def describe(self) -> dict[str, int]:
         """What the collection holds: entity points (``_seq`` > 0; a point with only a store vector
         awaiting its entity does not count). Blocks on an exact count. Raises DestinationUnavailable."""
-        with qdrant_errors("counting", self.settings.where):
+        with self._lock, qdrant_errors("counting", self.settings.where):
             counted = self.client.count(
                 self.settings.qdrant.collection,
                 count_filter=models.Filter(must=[models.FieldCondition(key="_seq", range=models.Range(gt=0))]),

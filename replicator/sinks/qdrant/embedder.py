@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from replicator.embedding import load_model, model_version
-from replicator.errors import ConfigError
+from replicator.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,13 +30,26 @@ class Embedder:
         self.batch_size = batch_size
         self.version = version or model_version()  # the label of computed vectors
         self.computed = 0
+        #: The last attempt to load the model failed: the sink's re-check must try it again.
+        self.failed = False
 
     @property
     def model(self) -> SentenceTransformer:
-        """The model, loaded on first use (a few seconds; raises ModelError)."""
+        """The model, loaded on first use (a few seconds, and torch's import: a sink whose changes all
+        come with the store's vectors never pays it). Raises ModelError (fatal for the sink: a model
+        that does not load is never a reason to set an event aside); a later call tries again."""
         if self._model is None:
-            self._model = load_model()
+            try:
+                self._model = load_model()
+            except ModelError:
+                self.failed = True
+                raise
+            self.failed = False
         return self._model
+
+    def load(self) -> None:
+        """Load the model now. Raises ModelError."""
+        _ = self.model
 
     def embed(self, texts: Sequence[str]) -> dict[str, list[float]]:
         """text -> L2-normalised 384-d vector, encoding ``batch_size`` texts per call. Blocks (CPU)."""

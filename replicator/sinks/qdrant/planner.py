@@ -14,18 +14,22 @@ Rules (design §6; per entity id, events in seq order):
   the batch has no entity change for it). When no entity is known yet (it arrived first), the store
   vector is written with its text hash, and the entity change that follows with the same text is a
   payload-only update. Likewise an embedding newer than every entity change known (its entity change
-  is still in flight). An embedding change applies once (seq newer than ``_embedding_seq``).
+  is still in flight); the entity changes older than it that arrive meanwhile (several, when the
+  embeddings partition ran ahead) are payload-only too. An embedding change applies once (seq newer
+  than ``_embedding_seq``).
 * An entity change that keeps the text (confidence, strength, metadata, version ...) is
   payload-only: no embedding, the vector and its labels stay.
 * Embedding deletes are ignored: the point's vector stays valid for its text; the entity's delete
   removes the point.
+* A Kafka tombstone of an entity (its ``d`` event removed by compaction) is that delete, at the seq
+  its ``replicator.seq`` header carries: it applies unless the point is newer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE
 from replicator.events.values import embedding_text
@@ -104,13 +108,25 @@ def _entity_id(event: Event, image: Mapping[str, Any] | None, id_field: str, ind
     raise PoisonEvent(index, f"{event.schema} at {event.where}@{event.offset} names no entity id")
 
 
+_TOMBSTONE_SCHEMA: Final = {"entities": ENTITY_CHANGE, "embeddings": EMBEDDING_CHANGE}
+
+
 def _group(events: Sequence[Event]) -> tuple[dict[int, list[_Change]], dict[int, list[_Change]], int]:
-    """Entity and embedding changes per entity id (batch order), and how many events were ignored."""
+    """Entity and embedding changes per entity id (batch order), and how many events were ignored.
+    A tombstone (what compaction leaves of a deleted key) is a delete at its header's seq."""
     entities: dict[int, list[_Change]] = {}
     embeddings: dict[int, list[_Change]] = {}
     ignored = 0
     for index, event in enumerate(events):
         record = event.record
+        if event.is_tombstone:
+            schema = _TOMBSTONE_SCHEMA.get(event.headers.table or "")
+            if schema is None or event.headers.seq is None or event.key is None:
+                ignored += schema is not None  # no seq: not written by the replicator source
+                continue
+            target = entities if schema == ENTITY_CHANGE else embeddings
+            target.setdefault(event.key, []).append(_Change(index, event.headers.seq, "d", None))
+            continue
         if record is None or event.is_heartbeat:
             continue
         if event.schema not in (ENTITY_CHANGE, EMBEDDING_CHANGE):
@@ -237,7 +253,10 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         result.writes.append(PointWrite(entity_id, base, store_vector=bytes(image["vector"])))
     elif final is None:
         return
-    elif point is not None and point.get(TEXT_SHA256) == target_sha:
+    elif point is not None and (point.get(TEXT_SHA256) == target_sha or seq_of(point, EMBEDDING_SEQ) > final.seq):
+        # Same text, or the point's vector is a store embedding of a LATER text of this entity (the
+        # embeddings partition ran ahead): this older change must not replace it, and the change
+        # carrying that text follows on this partition.
         assert final.image is not None
         result.payload_updates[entity_id] = _entity_payload(final.image, final.seq)
     else:

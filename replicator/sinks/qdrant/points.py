@@ -22,6 +22,7 @@ mode turns inf and NaN into null, which would look like a NULL): ``None``, ``int
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import struct
@@ -56,8 +57,16 @@ def position_point_id(sink: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + sink))
 
 
-def tombstone_point_id(entity_id: int) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replicator:tombstone:{entity_id}"))
+def tombstone_point_id(store: str, entity_id: int) -> str:
+    """A delete's tombstone in ``<collection>_positions`` (payload ``{"tombstone": id, "store",
+    "_seq"}``): scoped to the store, as the collection is to the namespace. Versions before stores
+    were named used ``replicator:tombstone:<id>``; those points are no longer read."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replicator:tombstone:{store}:{entity_id}"))
+
+
+def owner_point_id() -> str:
+    """The point recording which store the collection replicates (payload ``{"owner", "store"}``)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:owner"))
 
 
 def text_sha256(text: str) -> str:
@@ -110,3 +119,23 @@ def entity_values(payload: Payload) -> Payload:
     """The entity fields of a point's payload as the event carried them (tags read back). Pure."""
     return {name: stored_value(payload[name]) if name != "extra" else payload[name] for name in ENTITY_FIELDS
             if name in payload}  # fmt: skip
+
+
+def vector_text(vector: Any) -> str | None:  # noqa: ANN401 - a client's vector, any shape
+    """A point's vector as the sink's ``/points`` lists it: base64 of little-endian float32 (exact for
+    Qdrant's float32 values); the only vector of a named-vector mapping; None without one."""
+    if isinstance(vector, dict):
+        vector = next(iter(vector.values()), None)
+    if not isinstance(vector, list | tuple):
+        return None
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def vector_from_text(text: str | None) -> tuple[float, ...] | None:
+    """Inverse of vector_text. Raises ValueError for text that is not such a vector."""
+    if text is None:
+        return None
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 4:
+        raise ValueError(f"a vector of {len(raw)} bytes is not float32s")
+    return struct.unpack(f"<{len(raw) // 4}f", raw)

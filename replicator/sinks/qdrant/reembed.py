@@ -32,8 +32,8 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.events.values import embedding_text
-from replicator.sinks.qdrant.applier import qdrant_errors
 from replicator.sinks.qdrant.embedder import Embedder
+from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
     COMPUTED,
     EMBEDDING_MODEL,

@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from replicator import __version__
 from replicator.embedding import MODEL_NAME, entity_text
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, HEARTBEAT, Record, codec, decode_any, encode_key
+from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event
 
 T0 = 1_760_000_000_000
+STORE_ID = "sample"  # the store every event built here comes from
 
 
 def _source(table: str, seq: int) -> Record:
-    return {"connector": "caxton-sqlite", "version": __version__, "store": "sample", "table": table,
+    return {"connector": "caxton-sqlite", "version": __version__, "store": STORE_ID, "table": table,
             "seq": seq, "snapshot": "false", "ts_ms": T0 + seq}  # fmt: skip
 
 
@@ -77,6 +79,12 @@ class Stream:
         return to_event(
             self.embeddings, 0, self._next(self.embeddings), entity_id, schema=EMBEDDING_CHANGE, record=record
         )
+
+    def tombstone(self, seq: int | None, entity_id: int, topic: str | None = None) -> Event:
+        """The null-valued record after a delete (all compaction leaves of the key): its seq in a header."""
+        topic = topic or self.entities
+        headers = Parsed(table=topic.rsplit(".", 1)[-1], seq=seq)
+        return Event(topic, 0, self._next(topic), entity_id, None, None, encode_key(entity_id), None, headers)
 
     def heartbeat(self, topic: str, seq: int) -> Event:
         record = {"source": _source(topic.rsplit(".", 1)[-1], seq), "ts_ms": T0 + seq}
