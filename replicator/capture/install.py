@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from replicator import __version__
+from replicator.capture.parked import PARKED, PARKED_DDL, count_parked
 from replicator.capture.triggers import (
     CAPTURE_VERSION,
     CHANGELOG,
@@ -274,7 +275,7 @@ def _refuse_foreign_objects(conn: sqlite3.Connection, path: Path, *, kept_meta: 
     """Before a first install: an object already named like ours was not made by capture; taking it
     over (or dropping it on uninstall) would damage someone else's schema. ``kept_meta``: the meta
     table is the identity an uninstall kept (ours)."""
-    ours = {CHANGELOG, META, *(name for table in TABLES for name in trigger_names(table))}
+    ours = {CHANGELOG, META, PARKED, *(name for table in TABLES for name in trigger_names(table))}
     rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
     clashes = [
         f"{kind} {name}"
@@ -320,6 +321,7 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         for statement in CHANGELOG_DDL.split(";"):
             if statement.strip() and not (kept is not None and META in statement):
                 conn.execute(statement)  # not executescript: it would COMMIT our transaction first
+        conn.execute(PARKED_DDL)
         # The seq this installation starts at is reserved for its snapshot: a snapshot is stamped with
         # the head seq of its read, and a fresh store's head would otherwise be 0, a value sinks may
         # read as "none yet". After an uninstall it continues past the kept head, so every seq this
@@ -371,13 +373,14 @@ def _drop_triggers(conn: sqlite3.Connection) -> None:
 
 
 def uninstall(path: Path, *, timeout_s: float = 5.0, forget: bool = False) -> int:
-    """Remove the triggers and the changelog. The meta table stays with only the store's identity:
-    ``store_id`` and ``head_seq`` (the highest seq ever assigned), so that a later ``install``
-    continues the same store's seq after it and the source re-snapshots what changed meanwhile.
-    ``forget``: remove the meta table too (sqlite_master as before the first install); a later
-    install is then a new store, whose destinations must be new too. Returns the number of
-    unpublished changelog rows discarded. Idempotent: a store without capture (or with only a kept
-    identity, unless ``forget``) is left as is. Raises CaptureError (file untouched) as install does."""
+    """Remove the triggers, the changelog and the parked rows. The meta table stays with only the
+    store's identity: ``store_id`` and ``head_seq`` (the highest seq ever assigned), so that a later
+    ``install`` continues the same store's seq after it and the source re-snapshots what changed
+    meanwhile. ``forget``: remove the meta table too (sqlite_master as before the first install); a
+    later install is then a new store, whose destinations must be new too. Returns the number of
+    unpublished changes (changelog rows and parked rows not yet retried) discarded. Idempotent: a
+    store without capture (or with only a kept identity, unless ``forget``) is left as is. Raises
+    CaptureError (file untouched) as install does."""
     _check_file(path)
     _check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
@@ -390,9 +393,11 @@ def uninstall(path: Path, *, timeout_s: float = 5.0, forget: bool = False) -> in
             return 0  # nothing of ours (objects named like ours without our meta are someone else's)
         with write_transaction(conn, path, timeout_s):
             state = read_state(conn)
+            backlog = state.backlog + count_parked(conn)
             _drop_triggers(conn)
+            conn.execute(f"DROP TABLE IF EXISTS {PARKED}")
             conn.execute(f"DROP TABLE IF EXISTS {CHANGELOG}")
-            conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
+            conn.execute("DELETE FROM sqlite_sequence WHERE name IN (?, ?)", (CHANGELOG, PARKED))
             if forget:
                 conn.execute(f"DROP TABLE IF EXISTS {META}")
             else:
@@ -400,6 +405,6 @@ def uninstall(path: Path, *, timeout_s: float = 5.0, forget: bool = False) -> in
                         "uninstalled_at_ms": str(time.time_ns() // 1_000_000)}  # fmt: skip
                 conn.execute(f"DELETE FROM {META}")
                 conn.executemany(f"INSERT INTO {META} (key, value) VALUES (?, ?)", kept.items())
-        return state.backlog
+        return backlog
     finally:
         conn.close()

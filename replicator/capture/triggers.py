@@ -13,13 +13,16 @@ The image, column by column, by the value's *storage class* (SQLite is dynamical
 column of the writer's may hold any class, whatever its declared type):
 
 * NULL -> ``null``; INTEGER -> a JSON number; REAL -> a JSON number with 17 significant digits
-  (SQLite's printf: an exact round trip for |x| < 1e100, the last digit may differ beyond);
-  +/-Infinity -> ``1e999`` / ``-1e999``, which JSON parsers read as infinities;
+  (SQLite's printf: an exact round trip for |x| < 1e100, measured; beyond it the last digit may
+  differ, so a REAL of magnitude >= 1e100 is ``["real", "<17 digits of x / 2**768>", 768]``: dividing
+  by a power of two is exact, and the source multiplies it back with ``math.ldexp``);
+  +/-Infinity -> ``1e999`` / ``-1e999``, which JSON parsers read as infinities (SQLite stores NaN as
+  NULL, so no image holds one);
 * TEXT -> a JSON string (``observations`` and ``metadata`` stay the writer's JSON *text*: a trigger
   must never fail a writer's statement because of what the writer stored);
 * BLOB -> the declared BLOB column ``embeddings.embedding`` is a hex string (upper case); a BLOB in
   any other known column is ``["blob", "<HEX>"]`` (a writer bug, carried visibly, never refused);
-  ``embeddings.embedding`` holding TEXT is the hex of its UTF-8 bytes.
+  ``embeddings.embedding`` holding anything but a BLOB is ``[typeof, value]`` like a drifted column.
 * columns the writer added after install (drift) are ``[typeof, value]`` pairs under their own
   names, the value as above (BLOB as a hex string).
 * relation images add ``from_entity_name`` / ``to_entity_name`` resolved at capture time (null if
@@ -48,7 +51,8 @@ from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_
 
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
 #: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
-CAPTURE_VERSION: Final = 3
+#: 4: REALs of magnitude >= 1e100 exact; a non-BLOB ``embeddings.embedding`` keeps its type.
+CAPTURE_VERSION: Final = 4
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -111,8 +115,11 @@ def _json_string(value: str) -> str:
     return f"""CASE WHEN instr({value}, char(0)) > 0 THEN '["text","' || hex({value}) || '"]' ELSE {plain} END"""
 
 
+#: ``x / 2**768`` as 24 exact divisions by 2**32 (an INTEGER literal: no decimal parsing involved).
+_SCALED: Final = "{v}" + " / 4294967296" * 24
 _REAL: Final = (
-    "CASE WHEN abs({v}) <= 1.7976931348623157e308 THEN printf('%!.17g', {v}) "
+    "CASE WHEN abs({v}) < 1e100 THEN printf('%!.17g', {v}) "
+    "WHEN abs({v}) <= 1.7976931348623157e308 THEN '[\"real\",\"' || printf('%!.17g', " + _SCALED + ") || '\",768]' "
     "WHEN {v} > 0 THEN '1e999' ELSE '-1e999' END"
 )
 
@@ -159,7 +166,8 @@ def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
         if column == KEY_COLUMN[table]:
             rendered = f"CAST({value} AS TEXT)"  # the rowid alias: always an INTEGER
         elif (table, column) in BLOB_COLUMNS:
-            rendered = f"""'"' || hex({value}) || '"'"""
+            typed = f"""'["' || typeof({value}) || '",' || {json_value_sql(value)} || ']'"""
+            rendered = f"""CASE typeof({value}) WHEN 'blob' THEN '"' || hex({value}) || '"' ELSE {typed} END"""
         elif column in known:
             rendered = json_value_sql(value)
         else:

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
+from replicator.capture import parked
 from replicator.capture.install import open_store, read_state
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.migrate import config, fence, state
@@ -171,6 +172,7 @@ def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
         refusing = fence.refusal_installed(conn)
     finally:
         conn.close()
+    problems += parked_problems(plan.db)
     if not capture.installed or capture.missing_triggers:
         problems.append("capture is not installed (or its triggers are missing): `replicator source install`")
     if refusing:
@@ -194,6 +196,24 @@ def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
         if behind > plan.max_lag:
             problems.append(f"{target.name}: {behind} changes behind the store (--max-lag {plan.max_lag})")
     return problems
+
+
+def parked_problems(db: Path) -> list[str]:
+    """Changes the source parked (capture/parked.py) never reached the destinations: a cutover now would
+    lose them. Checked at preflight and again under the fence (one may be parked in between)."""
+    conn = open_store(db, readonly=True)
+    try:
+        waiting = parked.list_parked(conn)
+    finally:
+        conn.close()
+    if not waiting:
+        return []
+    named = ", ".join(f"{p.table} id {p.row_id} (seq {p.seq})" for p in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return [
+        f"{len(waiting)} change(s) are parked and missing from the destinations: {named}{more}; "
+        "`replicator source parked` says why, `replicator source retry-parked` sends them again"
+    ]
 
 
 class _Cutover:
@@ -300,6 +320,7 @@ class _Cutover:
     def validate(self, held: fence.Fence) -> CutoverReport | None:
         self.step("validate")
         started = time.monotonic()
+        self.report.problems.extend(parked_problems(self.plan.db))
         reserve = min(0.1 * self.plan.max_pause_s, 0.2)  # the refusal's commit
         for target in self.targets:
             budget = self.left(held, reserve)

@@ -41,6 +41,7 @@ class PipelineConfig:
     qdrant_sink: str = "replicator-sink-qdrant"
     qdrant_group: str = "replicator-sink-qdrant"
     schema_registry: str | None = None  # Confluent framing through this registry (source and sinks)
+    max_message_bytes: int | None = None  # the pipeline's size setting for all three (None: their default)
     source_metrics_port: int = 9400
     neo4j_metrics_port: int = 9401
     qdrant_metrics_port: int = 9402
@@ -65,7 +66,8 @@ class PipelineConfig:
         )  # fmt: skip
 
     def _registry(self) -> list[str]:
-        return [] if self.schema_registry is None else ["--schema-registry", self.schema_registry]
+        sizes = [] if self.max_message_bytes is None else ["--max-message-bytes", str(self.max_message_bytes)]
+        return sizes + ([] if self.schema_registry is None else ["--schema-registry", self.schema_registry])
 
     def source_argv(self) -> list[str]:
         return [

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from replicator.embedding import MODEL_NAME, entity_text
+from replicator.embedding import MODEL_NAME
+from replicator.events.values import embedding_text
 from replicator.migrate.model import (
     ENTITY_FIELDS,
     RELATION_FIELDS,
@@ -130,7 +131,7 @@ def compare_embeddings(
             if not vectors_equal(mine.vector, theirs.vector):
                 out.append(Mismatch(target, "embedding", key, "different", ("vector",), "not the store's vector"))
         elif theirs.text_sha256 is not None:
-            text = entity_text(entity.name, entity.entity_type, entity.observations)
+            text = embedding_text(entity.name, entity.entity_type, entity.observations)
             if theirs.text_sha256 != _sha256(text):
                 out.append(
                     Mismatch(target, "embedding", key, "different", ("text_sha256",), "the vector embeds stale text")

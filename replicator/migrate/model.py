@@ -1,9 +1,12 @@
 """The store's content as typed values, the same whichever backend it was read from. Pure.
 
 Every reader (store, Neo4j, Qdrant) returns a :class:`Snapshot` of these, so validation and diff
-compare field by field without knowing where a value came from. Field values follow the store's
-meaning: ``observations`` is the decoded list, ``metadata`` the writer's JSON *text* exactly as stored
-(design §1, §6), times are epoch ms.
+compare field by field without knowing where a value came from. Field values are the store's values
+exactly as SQLite holds them (docs/events.md, "Values"): None, int, float, str or bytes whatever the
+column's declared type; ``observations`` is the decoded list for a JSON array of strings, otherwise
+the exact TEXT or BLOB; ``metadata`` the writer's JSON *text* (design §1, §6); times are epoch ms.
+Equality is exact and keeps the storage class: a value that round-trips compares equal, a value that
+lost its class or its last bit does not.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+from replicator.events.values import observations_value
+from replicator.sinks.qdrant.points import entity_values
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
 # The sink's mapping is the definition (design §6); validation compares against it, never a copy.
@@ -22,25 +27,30 @@ from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 ENTITY_FIELDS: Final = ENTITY_COLUMNS[1:]
 RELATION_FIELDS: Final = RELATION_COLUMNS[1:]
 
-#: Floats that differ by less than this are equal (REAL survives SQLite, Bolt and JSON exactly, but a
-#: destination may have round-tripped through float32 or decimal text).
-FLOAT_REL_TOL: Final = 1e-9
 #: Two unit vectors are "the same embedding" when no component differs by more than this (the store
 #: keeps float32; Qdrant re-normalises cosine vectors on upsert, which moves the last bits).
 VECTOR_ABS_TOL: Final = 1e-5
 
 
-def decode_observations(text: str) -> tuple[str, ...]:
-    """The entity row's observations JSON array as a tuple. A value that is not a JSON array of
-    strings (the writer stored something odd) is kept as one observation holding the raw text, so a
-    reader never fails on it and the comparison still sees it."""
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return (text,)
-    if isinstance(value, list):
+ObservationsValue = tuple[str, ...] | str | bytes
+
+
+def decode_observations(stored: object) -> ObservationsValue:
+    """The store's observations column as the events carry it (``events.values.observations_value``):
+    a tuple for a JSON array of strings, else the TEXT or BLOB exactly as stored. Never raises."""
+    if isinstance(stored, str | bytes):
+        value = observations_value(stored)
+        return tuple(value) if isinstance(value, list) else value
+    return () if stored is None else (json.dumps(stored),)
+
+
+def observations_of(value: object) -> ObservationsValue:
+    """A destination's observations (a list, a string, bytes) in the same shape. Never raises."""
+    if isinstance(value, list | tuple):
         return tuple(str(v) for v in value)
-    return (text,)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return () if value is None else value if isinstance(value, str) else (json.dumps(value),)
 
 
 @dataclass(frozen=True)
@@ -48,22 +58,23 @@ class Entity:
     """One row of ``entities``."""
 
     id: int
-    name: str
-    entity_type: str
-    observations: tuple[str, ...]
-    confidence: float | None = 1.0
-    strength: float | None = 1.0
-    version: int | None = 1
-    created_at: int | None = None
-    updated_at: int | None = None
-    valid_from: int | None = None
-    valid_to: int | None = None
-    metadata: str | None = None
+    name: Any
+    entity_type: Any
+    observations: ObservationsValue
+    confidence: Any = 1.0
+    strength: Any = 1.0
+    version: Any = 1
+    created_at: Any = None
+    updated_at: Any = None
+    valid_from: Any = None
+    valid_to: Any = None
+    metadata: Any = None
 
     def to_row_image(self) -> dict[str, Any]:
         """The row as the changelog images it (observations as JSON text), for resync of a delete."""
-        image = {f.name: getattr(self, f.name) for f in fields(self)}
-        image["observations"] = json.dumps(list(self.observations))
+        image = {f.name: _image_value(getattr(self, f.name)) for f in fields(self)}
+        obs = self.observations
+        image["observations"] = json.dumps(list(obs)) if isinstance(obs, tuple) else _image_value(obs)
         return image
 
 
@@ -75,24 +86,34 @@ class Relation:
     id: int
     from_entity_id: int
     to_entity_id: int
-    relation_type: str
-    strength: float | None = 1.0
-    confidence: float | None = 1.0
-    created_at: int | None = None
-    updated_at: int | None = None
-    valid_from: int | None = None
-    valid_to: int | None = None
-    metadata: str | None = None
-    from_name: str | None = None
-    to_name: str | None = None
+    relation_type: Any
+    strength: Any = 1.0
+    confidence: Any = 1.0
+    created_at: Any = None
+    updated_at: Any = None
+    valid_from: Any = None
+    valid_to: Any = None
+    metadata: Any = None
+    from_name: Any = None
+    to_name: Any = None
     graph_type: str | None = None  # the Neo4j relationship type it is stored under (None elsewhere)
 
     def to_row_image(self) -> dict[str, Any]:
         """The row as the changelog images it (plus endpoint names), for resync of a delete."""
-        image = {name: getattr(self, name) for name in ("id", *RELATION_FIELDS)}
-        image["from_entity_name"] = self.from_name
-        image["to_entity_name"] = self.to_name
+        image = {name: _image_value(getattr(self, name)) for name in ("id", *RELATION_FIELDS)}
+        image["from_entity_name"] = _image_value(self.from_name)
+        image["to_entity_name"] = _image_value(self.to_name)
         return image
+
+
+def _image_value(value: object) -> object:
+    """A value as the trigger renders it in an image (capture/image.py reads it back exactly)."""
+    if isinstance(value, bytes | bytearray):
+        return ["blob", bytes(value).hex().upper()]
+    if isinstance(value, float) and math.isfinite(value) and abs(value) >= 1e100:
+        mantissa = math.ldexp(value, -768)
+        return ["real", repr(mantissa), 768]
+    return value
 
 
 @dataclass(frozen=True)
@@ -122,17 +143,31 @@ class Snapshot:
 
 
 def values_equal(a: object, b: object) -> bool:
-    """Field equality as validation means it: ints and floats compare numerically with a relative
-    tolerance, sequences element-wise (a list equals a tuple), everything else with ``==``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        if isinstance(a, int) and isinstance(b, int):
-            return a == b
-        return math.isclose(float(a), float(b), rel_tol=FLOAT_REL_TOL, abs_tol=1e-12)
+    """Field equality as validation means it: exact, and keeping the storage class. An int equals only
+    an int, a float only the same float (NaN equals NaN, 0.0 is not -0.0), bytes only the same bytes,
+    text only the same text; sequences element-wise (a list equals a tuple)."""
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    kind = _kind(a)
+    if kind != _kind(b):
+        return False  # e.g. an int against a float: the storage class was lost
+    if kind == "real":
+        x, y = float(a), float(b)  # type: ignore[arg-type]
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+    if kind == "blob":
+        return bool(bytes(a) == bytes(b))  # type: ignore[call-overload]
+    return bool(a == b)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, bytes | bytearray):
+        return "blob"
+    names = {int: "integer", float: "real", str: "text", type(None): "null"}
+    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
 
 
 def differing_fields(expected: object, actual: object, names: Iterable[str]) -> tuple[str, ...]:
@@ -150,33 +185,26 @@ def vectors_equal(a: tuple[float, ...], b: tuple[float, ...], tol: float = VECTO
 
 
 def entity_from_mapping(props: Mapping[str, Any]) -> Entity:
-    """An Entity from a destination's property map (Neo4j node, Qdrant payload); raises KeyError or
-    ValueError when ``id``/``name``/``entity_type`` are missing."""
-    observations = props.get("observations")
+    """An Entity from a destination's property map (Neo4j node, Qdrant payload with its tags read back),
+    every value as it is there: nothing coerced, so a value that lost its class shows. Raises KeyError
+    when ``id``/``name``/``entity_type`` are missing."""
     metadata = props.get("metadata")
+    name, entity_type = props["name"], props["entity_type"]
     return Entity(
         id=int(props["id"]),
-        name=str(props["name"]),
-        entity_type=str(props["entity_type"]),
-        observations=tuple(str(o) for o in observations) if isinstance(observations, list | tuple) else (),
-        confidence=_opt_float(props.get("confidence")),
-        strength=_opt_float(props.get("strength")),
-        version=_opt_int(props.get("version")),
-        created_at=_opt_int(props.get("created_at")),
-        updated_at=_opt_int(props.get("updated_at")),
-        valid_from=_opt_int(props.get("valid_from")),
-        valid_to=_opt_int(props.get("valid_to")),
+        name=bytes(name) if isinstance(name, bytearray) else name,
+        entity_type=bytes(entity_type) if isinstance(entity_type, bytearray) else entity_type,
+        observations=observations_of(props.get("observations")),
+        confidence=props.get("confidence"),
+        strength=props.get("strength"),
+        version=props.get("version"),
+        created_at=props.get("created_at"),
+        updated_at=props.get("updated_at"),
+        valid_from=props.get("valid_from"),
+        valid_to=props.get("valid_to"),
         # A destination that decoded the JSON keeps an object: compare it as the writer's text would be.
-        metadata=None if metadata is None else metadata if isinstance(metadata, str) else json.dumps(metadata),
+        metadata=json.dumps(metadata) if isinstance(metadata, dict | list) else metadata,
     )
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) -> None:  # noqa: ANN401
@@ -185,7 +213,7 @@ def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) ->
     mapping)."""
     payload.setdefault("id", pid)
     try:
-        snap.entities[pid] = entity_from_mapping(payload)
+        snap.entities[pid] = entity_from_mapping({**payload, **entity_values(payload)})
     except (KeyError, ValueError, TypeError):
         snap.placeholders.add(pid)
     if isinstance(vector, dict):

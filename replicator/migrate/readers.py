@@ -36,6 +36,7 @@ from replicator.migrate.model import (
     entity_from_mapping,
 )
 from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.qdrant.points import VECTOR_BYTES
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
@@ -66,10 +67,11 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 
 def _entity_row(row: Sequence[Any]) -> Entity:
+    """A row of ``entities`` with every value as SQLite returns it (its storage class kept)."""
     return Entity(
         id=int(row[0]),
-        name=str(row[1]),
-        entity_type=str(row[2]),
+        name=row[1],
+        entity_type=row[2],
         observations=decode_observations(row[3]),
         confidence=row[4],
         strength=row[5],
@@ -87,7 +89,7 @@ def _relation_row(row: Sequence[Any]) -> Relation:
         id=int(row[0]),
         from_entity_id=int(row[1]),
         to_entity_id=int(row[2]),
-        relation_type=str(row[3]),
+        relation_type=row[3],
         strength=row[4],
         confidence=row[5],
         created_at=row[6],
@@ -100,9 +102,19 @@ def _relation_row(row: Sequence[Any]) -> Relation:
     )
 
 
-def unpack_blob(blob: bytes) -> tuple[float, ...]:
-    """The store's embedding BLOB (little-endian float32) as floats."""
+def unpack_blob(blob: object) -> tuple[float, ...] | None:
+    """The store's embedding BLOB (little-endian float32) as floats; None for a value the Qdrant sink
+    does not take as a vector (not a BLOB of VECTOR_BYTES: TEXT, a number, an empty or short BLOB),
+    for which it computes one (then checked by its text hash)."""
+    if not isinstance(blob, bytes) or len(blob) != VECTOR_BYTES:
+        return None
     return struct.unpack(f"<{len(blob) // 4}f", blob)
+
+
+def _lenient_text(data: bytes) -> str:
+    # TEXT that is not UTF-8 (a writer may store it) must not stop validation: it reads as lone
+    # surrogates, which no destination can hold, so it shows as a difference.
+    return data.decode("utf-8", "surrogateescape")
 
 
 class StoreReader:
@@ -117,6 +129,7 @@ class StoreReader:
             )
         try:
             self.conn = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True, timeout=timeout_s, isolation_level=None)
+            self.conn.text_factory = _lenient_text
             self.conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             tables = {str(r[0]) for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
@@ -187,8 +200,7 @@ class StoreReader:
             snap.entities = {int(r[0]): _entity_row(r) for r in rows}
             snap.relations = {int(r[0]): _relation_row(r) for r in self.conn.execute(rel_sql + " ORDER BY r.id")}
             if embeddings:
-                for r in self.conn.execute("SELECT entity_id, embedding, model_version, created_at FROM embeddings"):
-                    snap.embeddings[int(r[0])] = Embedding(int(r[0]), unpack_blob(r[1]), r[2], r[3])
+                self._embeddings(snap, "SELECT entity_id, embedding, model_version, created_at FROM embeddings", [])
             return snap
         ids = sorted(set(entity_ids))
         for chunk in _chunks(ids):
@@ -201,9 +213,14 @@ class StoreReader:
                 snap.relations[int(r[0])] = _relation_row(r)
             if embeddings:
                 sql = "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id IN "
-                for r in self.conn.execute(f"{sql}({marks})", chunk):
-                    snap.embeddings[int(r[0])] = Embedding(int(r[0]), unpack_blob(r[1]), r[2], r[3])
+                self._embeddings(snap, f"{sql}({marks})", chunk)
         return snap
+
+    def _embeddings(self, snap: Snapshot, sql: str, params: Sequence[int]) -> None:
+        for r in self.conn.execute(sql, params):
+            vector = unpack_blob(r[1])
+            if vector is not None:
+                snap.embeddings[int(r[0])] = Embedding(int(r[0]), vector, r[2], r[3])
 
     def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
         """The relations with these ids (absent ids are left out)."""
@@ -336,7 +353,7 @@ def relation_from_record(record: Mapping[str, Any]) -> Relation:
         id=int(props["id"]),
         from_entity_id=int(a),
         to_entity_id=int(b),
-        relation_type=str(props.get("relation_type", "")),
+        relation_type=props.get("relation_type", ""),
         strength=props.get("strength"),
         confidence=props.get("confidence"),
         created_at=props.get("created_at"),
@@ -344,8 +361,8 @@ def relation_from_record(record: Mapping[str, Any]) -> Relation:
         valid_from=props.get("valid_from"),
         valid_to=props.get("valid_to"),
         metadata=props.get("metadata"),
-        from_name=None if a_name is None else str(a_name),
-        to_name=None if b_name is None else str(b_name),
+        from_name=a_name,
+        to_name=b_name,
         graph_type=rel_type,
     )
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from replicator.events.values import embedding_text
 from replicator.migrate.diff import (
     Mismatch,
     compare_embeddings,
@@ -181,7 +182,7 @@ def _validate_target(
 def _search(
     store: StoreReader, qdrant: QdrantReader, opts: ValidationOptions, model: SentenceTransformer | None
 ) -> list[QueryOverlap]:
-    from replicator.embedding import embed, entity_text, load_model  # noqa: PLC0415 - heavy, only here
+    from replicator.embedding import embed, load_model  # noqa: PLC0415 - heavy, only here
 
     model = model or load_model()
     snap = store.read(None, embeddings=True)
@@ -190,7 +191,7 @@ def _search(
     # embedding_source "computed"), so both sides search the same population.
     without = [e for k, e in snap.entities.items() if k not in vectors]
     if without:
-        texts = [entity_text(e.name, e.entity_type, e.observations) for e in without]
+        texts = [embedding_text(e.name, e.entity_type, e.observations) for e in without]
         for entity, vector in zip(without, embed(model, texts), strict=True):
             vectors[entity.id] = vector
     index = StoreIndex({k: v for k, v in vectors.items() if k in snap.entities})

@@ -36,7 +36,13 @@ from replicator.sinks.runner_settings import (
     SinkRunnerSettings,
 )
 from replicator.sinks.settings import NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, Neo4jSettings
-from replicator.transport.settings import DEFAULT_BOOTSTRAP, KafkaSettings
+from replicator.transport.settings import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES_ENV,
+    KafkaSettings,
+    parse_size,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,6 +96,8 @@ def runner_options(f: F) -> F:
         click.option("--batch-size", type=int, default=1000, show_default=True),
         click.option("--batch-age-ms", type=int, default=200, show_default=True),
         click.option("--session-timeout-ms", type=int, default=10_000, show_default=True),
+        click.option("--max-message-bytes", envvar=MAX_MESSAGE_BYTES_ENV, default=str(DEFAULT_MAX_MESSAGE_BYTES),
+                     show_default=True, help="Kafka's record limit, the same for the whole pipeline (e.g. 32MiB)."),
         click.option("--schema-registry", envvar="REPLICATOR_SCHEMA_REGISTRY", default=None,
                      help="Schema Registry URL, for values the source framed with it (Confluent wire format)."),
         click.option("--metrics-port", envvar="REPLICATOR_METRICS_PORT", type=int, default=None,
@@ -111,7 +119,11 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
         raise click.UsageError("Missing option '--group' (the sink's consumer group).")
     return SinkRunnerSettings(
         group=opts["group"],
-        kafka=KafkaSettings(bootstrap_servers=opts["bootstrap_servers"], client_id=f"replicator-sink-{opts['group']}"),
+        kafka=KafkaSettings(
+            bootstrap_servers=opts["bootstrap_servers"],
+            client_id=f"replicator-sink-{opts['group']}",
+            max_message_bytes=parse_size(opts["max_message_bytes"], "--max-message-bytes"),
+        ),
         topic_prefix=opts["topic_prefix"],
         tables=tables,
         sink=opts["sink_name"],

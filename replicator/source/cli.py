@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from replicator.capture.install import install, open_store, read_state, uninstall
+from replicator.capture import parked
+from replicator.capture.install import CaptureError, install, open_store, read_state, uninstall, write_transaction
 from replicator.source.daemon import SourceAborted, SourceDaemon, event
 from replicator.source.settings import SourceSettings, parse_duration
 
@@ -61,6 +62,7 @@ def status_cmd(db: Path, as_json: bool) -> None:
     conn = open_store(db, readonly=True)
     try:
         state = read_state(conn)
+        parked_count = parked.count_parked(conn)
     finally:
         conn.close()
     data: dict[str, Any] = {
@@ -72,6 +74,7 @@ def status_cmd(db: Path, as_json: bool) -> None:
         "head_seq": state.head_seq,
         "capture_from": state.capture_from,
         "missing_triggers": list(state.missing_triggers),
+        "parked": parked_count,
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -81,6 +84,59 @@ def status_cmd(db: Path, as_json: bool) -> None:
             click.echo(f"{key:17} {shown if shown not in ('', None) else '-'}")
     if not state.installed or state.missing_triggers:
         sys.exit(1)
+
+
+@source.command("parked")
+@_DB
+@click.option("--all", "everything", is_flag=True, help="also list parked rows already retried")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def parked_cmd(db: Path, everything: bool, as_json: bool) -> None:
+    """Changes the source parked (too large for max_message_bytes, or a value no event carries), with
+    their reason. Exit 1 while any waits for `source retry-parked`."""
+    conn = open_store(db, readonly=True)
+    try:
+        rows = parked.list_parked(conn, include_retried=everything)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    elif not rows:
+        click.echo(f"no parked rows in {db}")
+    for r in [] if as_json else rows:
+        size = "-" if r.size_bytes is None else f"{r.size_bytes} bytes"
+        state = "waiting" if r.retried_seq is None else f"retried as seq {r.retried_seq}"
+        click.echo(f"#{r.id} seq {r.seq} {r.table} id {r.row_id} op {r.op}: {size}, limit {r.limit_bytes}; {state}")
+        click.echo(f"    {r.reason}")
+    if any(r.retried_seq is None for r in rows):
+        sys.exit(1)
+
+
+@source.command("retry-parked")
+@_DB
+@_TIMEOUT
+@click.option("--id", "ids", type=int, multiple=True, help="a parked row's #id (repeatable) [default: all waiting]")
+def retry_parked_cmd(db: Path, lock_timeout: float, ids: tuple[int, ...]) -> None:
+    """Send parked rows again: each row's CURRENT state becomes a new changelog row (a delete if it is
+    gone), published by the running source. Raise max_message_bytes first if they were too large; one
+    that still does not fit is parked again, named."""
+    conn = open_store(db, timeout_s=lock_timeout)
+    try:
+        state = read_state(conn)
+        if not state.installed:
+            raise CaptureError(f"capture is not installed in {db}", hint="run `replicator source install` first")
+        with write_transaction(conn, db, lock_timeout):
+            done = parked.retry(conn, state.columns, list(ids) or None)
+    finally:
+        conn.close()
+    missing = sorted(set(ids) - {p.id for p, _ in done})
+    for row, seq in done:
+        click.echo(f"#{row.id} {row.table} id {row.row_id}: queued as changelog seq {seq}")
+    click.echo(f"{len(done)} parked row(s) queued for the source")
+    if missing:
+        raise CaptureError(
+            f"no waiting parked row with id {', '.join(map(str, missing))}",
+            hint="`replicator source parked --all` lists them",
+        )
 
 
 def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -115,6 +171,11 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 )
 @click.option("--heartbeat-interval", callback=_duration, help="heartbeat period while idle, e.g. 1s [1s]")
 @click.option("--batch-rows", type=int, help="changelog rows per Kafka transaction [500]")
+@click.option(
+    "--max-message-bytes",
+    help="Kafka's record limit for the whole pipeline, e.g. 32MiB; larger events are parked "
+    "[32MiB; env REPLICATOR_MAX_MESSAGE_BYTES]",
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML settings file")
 @click.option("--log-format", type=click.Choice(["kv", "json"]), default="kv", show_default=True)
 def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float | None, **flags: Any) -> None:  # noqa: ANN401

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from replicator import __version__
+from replicator.capture.image import ImageValueError, Value, sqlite_type, typed_value_of, value_of
 from replicator.capture.triggers import KNOWN_COLUMNS
-from replicator.embedding import entity_text
+from replicator.errors import Poison
 from replicator.events import headers as record_headers
 from replicator.events.avro import (
     EMBEDDING_CHANGE,
@@ -36,6 +37,10 @@ from replicator.events.avro import (
     codec,
     encode_key,
 )
+from replicator.events.values import embedding_text, observations_value, parse_observations
+from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
+
+__all__ = ["parse_observations"]  # re-exported: its home is events/values.py
 
 CONNECTOR: Final = "caxton-sqlite"
 SCHEMA_OF: Final = {"entities": ENTITY_CHANGE, "relations": RELATION_CHANGE, "embeddings": EMBEDDING_CHANGE}
@@ -48,6 +53,11 @@ DERIVED: Final = {
 HEARTBEAT_KEY_ID: Final = -1
 
 Headers = record_headers.Headers
+
+
+class Unfit(Poison):
+    """A row no change event can carry exactly; the message names the table, id, column and value.
+    The source parks such a row (source/parking.py) instead of stopping on it."""
 
 
 @dataclass(frozen=True)
@@ -88,53 +98,31 @@ def topic_of(prefix: str, table: str) -> str:
     return f"{prefix}.{table}"
 
 
-def parse_observations(text: object) -> tuple[list[str], bool]:
-    """The writer's observations JSON text -> (list, True), or the fallback described above -> (list, False)."""
-    text = unmark(text)
-    if text is None:
-        return [], True
-    if not isinstance(text, str):
-        return [json.dumps(text)], False
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return [text], False
-    if not isinstance(value, list):
-        return [text], False
-    items = [item if isinstance(item, str) else json.dumps(item) for item in value]
-    return items, all(isinstance(item, str) for item in value)
+def _record_fields(change: str, record: str) -> dict[str, frozenset[str]]:
+    """Field -> the Avro types its (union) type accepts, from the schema itself: the one definition."""
+    found: dict[str, frozenset[str]] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if node.get("type") == "record" and node.get("name") == record:
+                for f in node["fields"]:
+                    branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
+                    found[f["name"]] = frozenset(b if isinstance(b, str) else str(b.get("type")) for b in branches)
+                return
+            for key in ("fields", "type"):
+                walk(node.get(key))
+
+    walk(codec(change).schema)
+    return found
 
 
-def unmark(value: object) -> object:
-    """Capture marks what JSON text cannot hold: ``["text", HEX]`` (text with a NUL character, exact)
-    and ``["blob", HEX]`` (a BLOB in a text column, carried as its bytes decoded leniently)."""
-    if isinstance(value, list) and len(value) == 2 and value[0] in ("text", "blob") and isinstance(value[1], str):
-        try:
-            raw = bytes.fromhex(value[1])
-        except ValueError:
-            return value
-        return raw.decode("utf-8", "strict" if value[0] == "text" else "backslashreplace")
-    return value
-
-
-def _str(value: object) -> str:
-    value = unmark(value)
-    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
-
-
-def _float(value: object, default: float) -> float:
-    return default if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _int_or_none(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
-
-
-def _text_or_none(value: object) -> str | None:
-    value = unmark(value)
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value)
+_RECORD: Final = {"entities": "caxton.memory.Entity", "relations": "caxton.memory.Relation",
+                  "embeddings": "caxton.memory.Embedding"}  # fmt: skip
+_AVRO_TYPE: Final = {type(None): "null", int: "long", float: "double", str: "string", bytes: "bytes"}
+_FIELD_TYPES: Final = {table: _record_fields(SCHEMA_OF[table], _RECORD[table]) for table in SCHEMA_OF}
 
 
 def _extra(table: str, image: dict[str, Any]) -> dict[str, str] | None:
@@ -143,60 +131,102 @@ def _extra(table: str, image: dict[str, Any]) -> dict[str, str] | None:
     return extra or None
 
 
+class _Row:
+    """Reads one image's columns as the exact values the record's fields accept, or raises Unfit.
+    Union values come as fastavro's ``(branch, value)`` tuples: the branch is named, never guessed
+    (b"" would pass for an empty array), and the writer skips trying each branch in turn."""
+
+    def __init__(self, table: str, image: dict[str, Any], where: str) -> None:
+        self.table, self.image, self.where = table, image, where
+
+    def check(self, column: str, value: Value, field: str | None = None) -> tuple[str, Value]:
+        branch = _AVRO_TYPE[type(value)]
+        if branch not in _FIELD_TYPES[self.table][field or column]:
+            shown = sqlite_type(value).upper() + ("" if value is None else f" {value!r:.60}")
+            raise Unfit(f"{self.where}: {column} holds {shown}, which no {_RECORD[self.table]} event carries")
+        return branch, value
+
+    def value(self, column: str) -> tuple[str, Value]:
+        try:
+            return self.check(column, value_of(self.image.get(column)))
+        except ImageValueError as exc:
+            raise Unfit(f"{self.where}: {column} holds {exc}") from exc
+
+    def key(self, column: str, *, own: bool = True) -> int:
+        try:
+            value = value_of(self.image.get(column))
+        except ImageValueError as exc:
+            raise Unfit(f"{self.where}: {column} holds {exc}") from exc
+        if not isinstance(value, int):  # a relation endpoint: the rowid keys are INTEGER by construction
+            raise Unfit(f"{self.where}: {column} holds {sqlite_type(value).upper()} {value!r:.60}, not an entity id")
+        if own and value == HEARTBEAT_KEY_ID:
+            raise Unfit(
+                f"{self.where}: {column} is {HEARTBEAT_KEY_ID}, the key heartbeats use on the change topics "
+                "(their compaction would drop this row's events)"
+            )
+        return value
+
+    def derived(self, column: str) -> tuple[str, str | bytes | None]:
+        """A field resolved at capture time (an entity's name beside a relation): never parks its row;
+        TEXT that is not UTF-8 comes as its bytes."""
+        rendered = self.image.get(column)
+        try:
+            value = value_of(rendered)
+        except ImageValueError:
+            return "bytes", str(rendered).encode("utf-8", "surrogateescape")
+        if not (isinstance(value, str | bytes) or value is None):
+            value = json.dumps(value)
+        return _AVRO_TYPE[type(value)], value
+
+    def lenient(self, column: str) -> object:
+        try:
+            return value_of(self.image.get(column))
+        except ImageValueError:
+            return str(self.image.get(column)).encode("utf-8", "surrogateescape")
+
+    def fields(self, columns: tuple[str, ...]) -> Record:
+        return {column: self.value(column) for column in columns}
+
+
+_ENTITY_FIELDS: Final = tuple(c for c in ENTITY_COLUMNS[1:] if c != "observations")
+_RELATION_FIELDS: Final = tuple(c for c in RELATION_COLUMNS if c not in ("id", "from_entity_id", "to_entity_id"))
+
+
 def row_record(table: str, image: dict[str, Any], warnings: list[str], where: str) -> Record:
-    """One table row's image -> the Entity / Relation / Embedding record."""
+    """One table row's image -> the Entity / Relation / Embedding record, every value exactly as the
+    store holds it (docs/events.md, "Values"). Raises Unfit for a value no event carries exactly."""
+    row = _Row(table, image, where)
     extra = _extra(table, image)
     if table == "entities":
-        observations, ok = parse_observations(image.get("observations"))
-        if not ok:
-            warnings.append(f"{where}: observations are not a JSON array of strings; carried as {observations!r}")
-        return {
-            "id": int(image["id"]),
-            "name": _str(image.get("name")),
-            "entity_type": _str(image.get("entity_type")),
-            "observations": observations,
-            "confidence": _float(image.get("confidence"), 1.0),
-            "strength": _float(image.get("strength"), 1.0),
-            "version": 1 if image.get("version") is None else int(image["version"]),
-            "created_at": int(image.get("created_at") or 0),
-            "updated_at": int(image.get("updated_at") or 0),
-            "valid_from": _int_or_none(image.get("valid_from")),
-            "valid_to": _int_or_none(image.get("valid_to")),
-            "metadata": _text_or_none(image.get("metadata")),
-            "extra": extra,
-        }
+        try:
+            observations = observations_value(row.value("observations")[1])
+        except TypeError as exc:
+            raise Unfit(f"{where}: {exc}") from exc
+        if not isinstance(observations, list):
+            warnings.append(f"{where}: observations are not a JSON array of strings; carried exactly as stored")
+        branch = "array" if isinstance(observations, list) else _AVRO_TYPE[type(observations)]
+        fields = row.fields(_ENTITY_FIELDS)
+        return {"id": row.key("id"), **fields, "observations": (branch, observations), "extra": extra}
     if table == "relations":
+        fields = row.fields(_RELATION_FIELDS)
         return {
-            "id": int(image["id"]),
-            "from_entity_id": int(image["from_entity_id"]),
-            "to_entity_id": int(image["to_entity_id"]),
-            "from_entity_name": _text_or_none(image.get("from_entity_name")),
-            "to_entity_name": _text_or_none(image.get("to_entity_name")),
-            "relation_type": _str(image.get("relation_type")),
-            "strength": _float(image.get("strength"), 1.0),
-            "confidence": _float(image.get("confidence"), 1.0),
-            "created_at": int(image.get("created_at") or 0),
-            "updated_at": int(image.get("updated_at") or 0),
-            "valid_from": _int_or_none(image.get("valid_from")),
-            "valid_to": _int_or_none(image.get("valid_to")),
-            "metadata": _text_or_none(image.get("metadata")),
-            "extra": extra,
-        }
+            "id": row.key("id"), "from_entity_id": row.key("from_entity_id", own=False),
+            "to_entity_id": row.key("to_entity_id", own=False),
+            "from_entity_name": row.derived("from_entity_name"), "to_entity_name": row.derived("to_entity_name"),
+            **fields, "extra": extra,
+        }  # fmt: skip
     if table == "embeddings":
         text = None
         if image.get("text_name") is not None:
-            observations, ok = parse_observations(image.get("text_observations"))
-            if not ok:
-                warnings.append(f"{where}: the entity's observations are not a JSON array of strings")
-            text = entity_text(_str(image["text_name"]), _str(image.get("text_type")), observations)
+            text = embedding_text(row.lenient("text_name"), row.lenient("text_type"), row.lenient("text_observations"))
+        try:
+            vector = row.check("embedding", typed_value_of(image.get("embedding")), "vector")
+        except ImageValueError as exc:
+            raise Unfit(f"{where}: embedding holds {exc}") from exc
         return {
-            "entity_id": int(image["entity_id"]),
-            "vector": bytes.fromhex(str(image.get("embedding") or "")),
-            "model_version": _str(image.get("model_version")),
-            "created_at": int(image.get("created_at") or 0),
-            "text": text,
-            "extra": extra,
-        }
+            "entity_id": row.key("entity_id"), "vector": vector, **row.fields(("model_version", "created_at")),
+            "text": ("null", None) if text is None else ("string", text), "extra": extra,
+        }  # fmt: skip
     raise ValueError(f"not a captured table: {table!r}")
 
 
@@ -234,8 +264,8 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
     after = _load(row.after, where)
     record: Record = {
         "op": row.op,
-        "before": None if before is None else row_record(row.table, before, out.warnings, where),
-        "after": None if after is None else row_record(row.table, after, out.warnings, where),
+        "before": None if before is None else (_RECORD[row.table], row_record(row.table, before, out.warnings, where)),
+        "after": None if after is None else (_RECORD[row.table], row_record(row.table, after, out.warnings, where)),
         "source": source_record(store_id, row.table, row.seq, row.ts_ms),
         "ts_ms": now_ms() if produced_ms is None else produced_ms,
     }
@@ -267,7 +297,7 @@ def convert_snapshot_row(
     record: Record = {
         "op": "r",
         "before": None,
-        "after": row_record(table, image, out.warnings, f"snapshot {table} id {row_id}"),
+        "after": (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
         "source": source_record(store_id, table, read_seq, ts, "last" if last else "true"),
         "ts_ms": ts,
     }

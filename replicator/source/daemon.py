@@ -26,9 +26,10 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
+from replicator.errors import Retryable
 from replicator.events.registry import Reframer, SchemaRegistryClient
 from replicator.source.convert import (
     ChangelogRow,
@@ -48,7 +49,9 @@ from replicator.source.kafka import (
     transactional_id,
 )
 from replicator.source.metrics import MetricsServer, SourceMetrics
+from replicator.source.parking import SNAPSHOT_PARK_TIMEOUT_MS, Parker, StoreBusy, Verdict, judge, take
 from replicator.source.settings import SourceSettings
+from replicator.source.snapshot import SnapshotCursor, read_chunk
 from replicator.source.store import SourceError, StoreIdentity, StoreReader
 from replicator.store.schema import TABLES
 from replicator.transport.kafka import TransportError
@@ -72,23 +75,6 @@ class SourceAborted(Exception):
     """Raised by the second stop request: leave at once, without draining."""
 
 
-@dataclass
-class _Snapshot:
-    """Where the snapshot is: next table index and the last key published in it."""
-
-    first_seq: int  # W of the first read: the stream starts after it
-    read_seq: int | None  # W of the current read transaction (None: none open)
-    table_index: int
-    after_id: int
-
-    def cursor(self) -> dict[str, Any]:
-        return {
-            "table": TABLES[self.table_index] if self.table_index < len(TABLES) else None,
-            "after": self.after_id,
-            "read_seq": self.read_seq,
-        }
-
-
 class SourceDaemon:
     """Not thread-safe, except ``request_stop`` (any thread or a signal handler)."""
 
@@ -106,7 +92,7 @@ class SourceDaemon:
         #: First read seq of the snapshot the stream follows (heartbeat header ``replicator.snapshot``);
         #: None when the committed position was written by a version that did not record it.
         self.snapshot_seq: int | None = None
-        self.snapshot: _Snapshot | None = None
+        self.snapshot: SnapshotCursor | None = None
         self.deleted_up_to = 0
         self.more_pending = True
         self.last_heartbeat = 0.0  # monotonic
@@ -184,16 +170,16 @@ class SourceDaemon:
                     self._final_heartbeat()
                     event(logging.INFO, "source_stopped", committed_seq=self.committed_seq)
                     return
-            except TransportError as exc:
+            except Retryable as exc:
                 failures += 1
-                self.kafka_ok = False
+                self.kafka_ok = isinstance(exc, StoreBusy)  # the store was busy, Kafka answered
                 self.metrics.txn_failures.inc()
                 self._drop_publisher()
                 now = time.monotonic()
                 if now - last_unreachable_log >= _UNREACHABLE_LOG_EVERY_S:
                     event(
                         logging.WARNING,
-                        "kafka_unavailable",
+                        "kafka_unavailable" if isinstance(exc, TransportError) else "store_busy",
                         failures=failures,
                         committed_seq=self.committed_seq,
                         error=exc.message.replace("\n", " "),
@@ -247,7 +233,7 @@ class SourceDaemon:
             )
             position = None
         if position is None:
-            self.snapshot = _Snapshot(first_seq=-1, read_seq=None, table_index=0, after_id=0)
+            self.snapshot = SnapshotCursor(first_seq=-1, read_seq=None, table_index=0, after_id=None)
             event(logging.INFO, "snapshot_starting", head_seq=head)
             return
         if position.seq > head:
@@ -259,10 +245,14 @@ class SourceDaemon:
         self.committed_seq = position.seq
         self.snapshot_seq = position.snapshot_seq
         self.metrics.last_seq.set(position.seq)
+        # Changes parked after the committed position were never passed: they are decided again.
+        self.reader.unpark_uncommitted(position.seq, SNAPSHOT_PARK_TIMEOUT_MS)
+        self.metrics.parked_rows.set(self.reader.parked_count())
         if position.snapshot is not None:
             cursor = position.snapshot
             index = TABLES.index(cursor["table"]) if cursor.get("table") else len(TABLES)
-            self.snapshot = _Snapshot(position.seq, None, index, int(cursor.get("after", 0)))
+            after = cursor.get("after")
+            self.snapshot = SnapshotCursor(position.seq, None, index, None if after is None else int(after))
             event(
                 logging.INFO,
                 "snapshot_resuming",
@@ -291,39 +281,29 @@ class SourceDaemon:
 
                 self._bar = tqdm(total=sum(self.reader.count_rows().values()), unit="row", desc="snapshot")
             event(logging.INFO, "snapshot_read_opened", read_seq=snap.read_seq, first_seq=snap.first_seq)
-        rows: list[tuple[str, str]] = []
-        while len(rows) < s.snapshot_chunk_rows and snap.table_index < len(TABLES):
-            table = TABLES[snap.table_index]
-            room = s.snapshot_chunk_rows - len(rows)
-            got = self.reader.snapshot_chunk(table, self.identity.columns[table], snap.after_id, room + 1)
-            taken = got[:room]
-            rows.extend((table, image) for _, image in taken)
-            if len(got) > room:
-                snap.after_id = taken[-1][0]
-            else:
-                snap.table_index += 1
-                snap.after_id = 0
-        done = snap.table_index >= len(TABLES)
+        rows = read_chunk(self.reader, self.identity.columns, snap, s.snapshot_chunk_rows, s.max_message_bytes)
+        done = snap.done
         messages: list[Message] = []
-        ts = now_ms()
-        for i, (table, image) in enumerate(rows):
-            conv = convert_snapshot_row(
-                table,
-                image,
-                prefix=s.topic_prefix,
-                store_id=self.identity.store_id,
-                read_seq=snap.read_seq,
-                last=done and i == len(rows) - 1,
-                produced_ms=ts,
-            )
-            self._warn(conv.warnings)
-            messages.extend(conv.messages)
+        ts, limit = now_ms(), s.kafka().event_limit
+        published: list[str] = []
+        for i, (table, key, image) in enumerate(rows):
+            convert = partial(
+                convert_snapshot_row, table, image, prefix=s.topic_prefix, store_id=self.identity.store_id,
+                read_seq=snap.read_seq, last=done and i == len(rows) - 1, produced_ms=ts,
+            )  # fmt: skip
+            verdict = judge(convert, limit, s.max_message_bytes)
+            if verdict.conversion is None:
+                self._parker().snapshot_row(table, self.identity.columns[table], key, snap.read_seq, verdict)
+                continue
+            self._warn(verdict.conversion.warnings)
+            messages.extend(verdict.conversion.messages)
+            published.append(table)
         if done:  # the stream's watermark starts at the first W: everything <= W is in the snapshot
             messages.extend(self._heartbeats(snap.first_seq, ts))
         self.publisher.publish(messages, self._position(snap.first_seq, None if done else snap.cursor()))
         self.metrics.transactions.inc()
         self.metrics.snapshot_rows.inc(len(rows))
-        for table, _ in rows:
+        for table in published:
             self.metrics.events.labels(table, "r").inc()
         if self._bar is not None:
             self._bar.update(len(rows))
@@ -362,17 +342,19 @@ class SourceDaemon:
         # data_version only saves reads; before a heartbeat (a promise about the store) and when
         # draining for a stop, the changelog itself is read.
         if changed or self.more_pending or heartbeat_due or self._stop.is_set():
-            rows = self.reader.changelog_after(self.committed_seq, s.batch_rows)
+            rows = self.reader.changelog_after(self.committed_seq, s.batch_rows, s.max_message_bytes)
             self.metrics.head_seq.set(self.reader.head_seq())
         now = time.monotonic()
         self.metrics.heartbeat_age.set(now - self.last_heartbeat if self.last_heartbeat else 0)
         if rows:
-            drained = len(rows) < s.batch_rows
-            self._publish_rows(
+            held = sum(len(r.before or "") + len(r.after or "") for r in rows)
+            drained = len(rows) < s.batch_rows and held < s.max_message_bytes
+            covered = self._publish_rows(
                 rows, heartbeat=drained and now - self.last_heartbeat >= s.heartbeat_min_gap_s, seen_ms=seen_ms
             )
+            drained = drained and covered == len(rows)
             self.more_pending = not drained
-            if drained:
+            if drained or covered == 0:  # covered 0: a row waits to be parked (the write lock is held)
                 self._stop.wait(s.poll_min_s)
             return drained
         self.more_pending = False
@@ -390,28 +372,44 @@ class SourceDaemon:
             self._stop.wait(min(s.poll_max_s, max(s.poll_min_s, idle / 5)))
         return True
 
-    def _publish_rows(self, rows: list[ChangelogRow], *, heartbeat: bool, seen_ms: int) -> None:
+    def _publish_rows(self, rows: list[ChangelogRow], *, heartbeat: bool, seen_ms: int) -> int:
+        """Publish (or park) a prefix of ``rows`` in one transaction; returns how many it covered."""
         assert self.identity is not None and self.publisher is not None and self.reader is not None
         s = self.settings
-        messages: list[Message] = []
-        ts = now_ms()
-        for row in rows:
-            conv = convert_change(row, prefix=s.topic_prefix, store_id=self.identity.store_id, produced_ms=ts)
-            self._warn(conv.warnings)
-            messages.extend(conv.messages)
-        last = rows[-1].seq
+        ts, store_id, limit = now_ms(), self.identity.store_id, s.kafka().event_limit
+
+        def decide(row: ChangelogRow) -> Verdict:
+            return judge(
+                partial(convert_change, row, prefix=s.topic_prefix, store_id=store_id, produced_ms=ts),
+                limit,
+                s.max_message_bytes,
+            )
+
+        taken = take(rows, decide, self._parker().change, s.max_message_bytes)
+        if not taken.rows:
+            return 0
+        self._warn(taken.warnings)
+        messages = taken.messages
+        last = taken.rows[-1].seq
         if heartbeat:
             messages.extend(self._heartbeats(last, seen_ms))
         self.publisher.publish(messages, self._position(last, None))
         self.committed_seq = last
         self.metrics.transactions.inc()
         self.metrics.last_seq.set(last)
-        for row in rows:
+        for row in taken.rows:
             self.metrics.events.labels(row.table, row.op).inc()
         if heartbeat:
             self._heartbeat_committed(last)
         self.metrics.backlog.set(max(0, self.reader.head_seq() - last))
         self._delete_published(last)
+        return len(taken.rows)
+
+    def _parker(self) -> Parker:
+        assert self.reader is not None
+        s = self.settings
+        log = partial(event, logging.WARNING, "row_parked")
+        return Parker(self.reader, self.metrics, s.kafka().event_limit, s.delete_busy_timeout_ms, log)
 
     def _heartbeats(self, seq: int, seen_ms: int) -> list[Message]:
         assert self.identity is not None
@@ -437,6 +435,8 @@ class SourceDaemon:
         self.last_heartbeat = time.monotonic()
         self.metrics.heartbeat_ts.set(time.time())
         self.metrics.heartbeat_age.set(0)
+        if self.reader is not None:  # `source retry-parked` (another process) lowers it
+            self.metrics.parked_rows.set(self.reader.parked_count())
 
     def _position(self, seq: int, cursor: dict[str, Any] | None) -> tuple[str, bytes, bytes]:
         assert self.identity is not None

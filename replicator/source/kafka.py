@@ -180,11 +180,8 @@ class TransactionalPublisher:
         self.reframe = reframe
         self.producer = Producer(
             {
-                **settings.common(),
+                **settings.producer(),  # idempotent, acks=all, the size limits of max_message_bytes
                 "transactional.id": txn_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
                 "transaction.timeout.ms": int(transaction_timeout_s * 1000),
                 "message.timeout.ms": int(transaction_timeout_s * 1000),
                 "partitioner": "murmur2_random",

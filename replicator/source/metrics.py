@@ -34,6 +34,15 @@ class SourceMetrics:
         )
         self.transactions = Counter("replicator_source_transactions", "Kafka transactions committed", registry=r)
         self.snapshot_rows = Counter("replicator_source_snapshot_rows", "Rows published by the snapshot", registry=r)
+        self.parked = Counter(
+            "replicator_source_rows_parked",
+            "Changes set aside in the store's parked-rows table (too large, or a value no event carries)",
+            ["table"],
+            registry=r,
+        )
+        self.parked_rows = Gauge(
+            "replicator_source_parked_rows", "Parked changes waiting for `replicator source retry-parked`", registry=r
+        )
         self.deletes_skipped = Counter(
             "replicator_source_changelog_deletes_postponed",
             "Deletes postponed: the store's write lock was held",

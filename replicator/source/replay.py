@@ -87,6 +87,7 @@ def read_topics(settings: KafkaSettings, prefix: str, fold: Fold, timeout_s: flo
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            **settings.fetch_limits(),
         }
     )
     try:

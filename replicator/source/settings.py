@@ -21,9 +21,13 @@ from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
+    DEFAULT_MAX_MESSAGE_BYTES,
     ENV_MIN_INSYNC_REPLICAS,
     ENV_REPLICATION_FACTOR,
+    MAX_MESSAGE_BYTES_ENV,
     KafkaSettings,
+    check_max_message_bytes,
+    parse_size,
 )
 
 DEFAULT_PREFIX: Final = "caxton.memory"
@@ -37,6 +41,7 @@ ENV: Final = {
     "metrics_host": "REPLICATOR_SOURCE_METRICS_HOST",
     "schema_registry": "REPLICATOR_SCHEMA_REGISTRY",
     "heartbeat_interval_s": "REPLICATOR_HEARTBEAT_INTERVAL",
+    "max_message_bytes": MAX_MESSAGE_BYTES_ENV,
     "replication_factor": ENV_REPLICATION_FACTOR,
     "min_insync_replicas": ENV_MIN_INSYNC_REPLICAS,
 }
@@ -70,7 +75,8 @@ class SourceSettings:
     schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
-    batch_rows: int = 500  # changelog rows per Kafka transaction
+    batch_rows: int = 500  # changelog rows per Kafka transaction (fewer once they hold max_message_bytes)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # the pipeline's size setting (transport/settings.py)
     snapshot_chunk_rows: int = 2000  # snapshot rows per Kafka transaction
     poll_min_s: float = 0.01  # wait between polls while busy ...
     poll_max_s: float = 0.2  # ... growing to this while idle
@@ -101,6 +107,7 @@ class SourceSettings:
         for name in ("batch_rows", "snapshot_chunk_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1", hint="e.g. 500")
+        check_max_message_bytes(self.max_message_bytes)
         if self.poll_min_s > self.poll_max_s:
             raise ConfigError("poll_min_s exceeds poll_max_s", hint="e.g. 0.01 and 0.2")
         self.kafka()  # validates the servers and the replication settings
@@ -110,6 +117,7 @@ class SourceSettings:
             self.bootstrap_servers,
             client_id="replicator-source",
             timeout_s=self.kafka_timeout_s,
+            max_message_bytes=self.max_message_bytes,
             replication_factor=self.replication_factor,
             min_insync_replicas=self.min_insync_replicas,
         )
@@ -149,6 +157,8 @@ def _coerce(name: str, value: Any) -> Any:  # noqa: ANN401 - values come from YA
             return Path(value)
         if name.endswith("_s"):
             return parse_duration(value, name)
+        if name == "max_message_bytes":
+            return parse_size(value, name)
         if name in {"partitions", "batch_rows", "snapshot_chunk_rows", "delete_busy_timeout_ms", "metrics_port",
                     "replication_factor", "min_insync_replicas"}:  # fmt: skip
             return int(value)

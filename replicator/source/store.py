@@ -8,10 +8,12 @@ Blocking (sqlite3). Raises SourceError (with a hint) for a store that is not ins
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from replicator.capture import parked
 from replicator.capture.install import CaptureError, open_store, read_state, table_columns
 from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, image_sql
 from replicator.errors import ReplicatorError
@@ -19,6 +21,13 @@ from replicator.source.convert import ChangelogRow
 from replicator.store.schema import TABLES
 
 _INSTALL_HINT: Final = "run `replicator source install --db PATH` (it regenerates the triggers), then start again"
+
+
+def lenient_text(data: bytes) -> str:
+    """SQLite TEXT as str, never raising: a writer may store bytes that are not UTF-8 as TEXT, and the
+    triggers copy them into the images. They come out as lone surrogates (``surrogateescape``), which
+    the converter names and parks instead of crashing on the row at every restart."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 class SourceError(ReplicatorError):
@@ -41,6 +50,7 @@ class StoreReader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = open_store(path, timeout_s=5.0)
+        self.conn.text_factory = lenient_text
         self._writer: sqlite3.Connection | None = None
         self._schema_version = -1
         self._data_version = -1
@@ -104,13 +114,25 @@ class StoreReader:
     def backlog(self, after: int) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ?", (after,)).fetchone()[0])
 
-    def changelog_after(self, after: int, limit: int) -> list[ChangelogRow]:
-        """Up to ``limit`` changelog rows with seq > ``after``, in seq order (one implicit read tx)."""
-        rows = self.conn.execute(
+    def changelog_after(self, after: int, limit: int, max_bytes: int | None = None) -> list[ChangelogRow]:
+        """Up to ``limit`` changelog rows with seq > ``after``, in seq order (one implicit read tx), and
+        no more once their images hold ``max_bytes`` (at least one row): memory stays bounded when
+        rows are large."""
+        cursor = self.conn.execute(
             f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
-        ).fetchall()
-        return [ChangelogRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
+        )
+        rows: list[ChangelogRow] = []
+        held = 0
+        try:
+            for r in cursor:
+                rows.append(ChangelogRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), r[5], r[6]))
+                held += len(r[5] or "") + len(r[6] or "")
+                if max_bytes is not None and held >= max_bytes:
+                    break
+        finally:
+            cursor.close()
+        return rows
 
     def min_seq(self) -> int | None:
         row = self.conn.execute(f"SELECT min(seq) FROM {CHANGELOG}").fetchone()
@@ -130,30 +152,75 @@ class StoreReader:
     def count_rows(self) -> dict[str, int]:
         return {t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}
 
-    def snapshot_chunk(self, table: str, columns: tuple[str, ...], after_id: int, limit: int) -> list[tuple[int, str]]:
-        """(key, image JSON) of up to ``limit`` rows of ``table`` with key > ``after_id``, in key order."""
+    def snapshot_chunk(
+        self, table: str, columns: tuple[str, ...], after_id: int | None, limit: int, max_bytes: int | None = None
+    ) -> list[tuple[int, str]]:
+        """(key, image JSON) of up to ``limit`` rows of ``table`` with key > ``after_id`` (None: from the
+        first key; a rowid may be negative, down to -2**63), in key order, and no more once the images
+        hold ``max_bytes`` (at least one row)."""
         key = KEY_COLUMN[table]
-        sql = (
-            f"SELECT t.{key}, {image_sql(table, columns, 't')} FROM {table} AS t "
-            f"WHERE t.{key} > ? ORDER BY t.{key} LIMIT ?"
-        )
-        return [(int(r[0]), str(r[1])) for r in self.conn.execute(sql, (after_id, limit))]
+        where = "" if after_id is None else f"WHERE t.{key} > ?"
+        sql = f"SELECT t.{key}, {image_sql(table, columns, 't')} FROM {table} AS t {where} ORDER BY t.{key} LIMIT ?"
+        cursor = self.conn.execute(sql, (limit,) if after_id is None else (after_id, limit))
+        rows: list[tuple[int, str]] = []
+        held = 0
+        try:
+            for r in cursor:
+                rows.append((int(r[0]), str(r[1])))
+                held += len(r[1])
+                if max_bytes is not None and held >= max_bytes:
+                    break
+        finally:
+            cursor.close()
+        return rows
 
-    # -- the one write ------------------------------------------------------------------------
-    def delete_published(self, up_to: int, busy_timeout_ms: int) -> bool:
-        """Delete changelog rows with seq <= ``up_to`` (already committed to Kafka). Waits at most
-        ``busy_timeout_ms`` for the write lock; returns False (nothing deleted, retry later) when it is
-        held. Never raises for a busy store."""
+    def parked_count(self) -> int:
+        return parked.count_parked(self.conn)
+
+    # -- the writes: deleting published rows, parking rows ------------------------------------------
+    def _write(self, busy_timeout_ms: int, work: Callable[[sqlite3.Connection], object]) -> bool:
+        """Run ``work`` in one write transaction, waiting at most ``busy_timeout_ms`` for the write lock.
+        Returns False (nothing written, retry later) when the lock stays held. Never raises for a busy store."""
         if self._writer is None:
             try:
                 self._writer = open_store(self.path, timeout_s=busy_timeout_ms / 1000)
             except CaptureError:
                 return False
+        conn = self._writer
         try:
-            self._writer.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-            self._writer.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ?", (up_to,))
+            conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return False
             raise
+        try:
+            work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         return True
+
+    def delete_published(self, up_to: int, busy_timeout_ms: int) -> bool:
+        """Delete changelog rows with seq <= ``up_to`` (already committed to Kafka). Waits at most
+        ``busy_timeout_ms`` for the write lock; returns False (nothing deleted, retry later) when it is
+        held. Never raises for a busy store."""
+        return self._write(busy_timeout_ms, lambda c: c.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ?", (up_to,)))
+
+    def park_change(self, seq: int, why: parked.Why, busy_timeout_ms: int) -> bool:
+        """Park changelog row ``seq`` (capture/parked.py) before the transaction that passes it commits.
+        Returns False when the write lock stayed held (publish what precedes it; try again next poll)."""
+        return self._write(busy_timeout_ms, lambda c: parked.park_change(c, seq, why))
+
+    def park_snapshot_row(
+        self, table: str, columns: tuple[str, ...], row_id: int, *, read_seq: int, why: parked.Why, busy_timeout_ms: int
+    ) -> bool:
+        """Park a row the snapshot read (op ``r`` at ``read_seq``). False when the lock stayed held."""
+        return self._write(
+            busy_timeout_ms, lambda c: parked.park_snapshot_row(c, table, columns, row_id, read_seq=read_seq, why=why)
+        )
+
+    def unpark_uncommitted(self, committed_seq: int, busy_timeout_ms: int) -> bool:
+        """Forget changes parked after the committed position (decided again). False when busy."""
+        return self._write(busy_timeout_ms, lambda c: parked.unpark_uncommitted(c, committed_seq))

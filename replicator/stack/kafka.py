@@ -17,7 +17,7 @@ from replicator.stack.process import marker
 from replicator.stack.service import Probe
 from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import Toolchain
-from replicator.transport.settings import KafkaSettings, replication_for
+from replicator.transport.settings import KafkaSettings, broker_limits, replication_for
 
 
 def new_cluster_id() -> str:
@@ -53,6 +53,7 @@ def cluster_properties(settings: StackSettings) -> dict[str, str]:
         "group.initial.rebalance.delay.ms": "0",
         "num.partitions": "3",
         "auto.create.topics.enable": "false",
+        **broker_limits(settings.max_message_bytes),  # the clients' size setting, the same number
     }
 
 

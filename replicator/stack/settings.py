@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from replicator.errors import ConfigError
+from replicator.transport.settings import max_message_bytes_from_env
 
 KAFKA_VERSION: Final = "4.4.0"
 NEO4J_VERSION: Final = "5.26.30"
@@ -47,6 +48,8 @@ class StackSettings:
     neo4j_heap_mb: int = 1024
     neo4j_pagecache_mb: int = 256
     start_timeout_s: float = 180.0
+    # The pipeline's size setting (REPLICATOR_MAX_MESSAGE_BYTES): the broker accepts what the clients send.
+    max_message_bytes: int = field(default_factory=max_message_bytes_from_env)
 
     def __post_init__(self) -> None:
         if not 1 <= self.brokers <= MAX_BROKERS:

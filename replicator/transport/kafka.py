@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from replicator.errors import ConfigError, Fatal, Retryable
 from replicator.transport.settings import KafkaSettings, Replication
@@ -30,6 +36,12 @@ TRANSIENT: Final = frozenset({
 })  # fmt: skip
 #: Errors that say no broker answers at all: waiting again would only repeat the client's timeout.
 UNREACHABLE: Final = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT})
+
+#: Refusals that waiting does not fix: an operator must grant a right or change a broker policy.
+_REFUSALS = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.POLICY_VIOLATION, KafkaError.INVALID_CONFIG,
+})  # fmt: skip
 
 
 class TransportError(Retryable):
@@ -85,16 +97,66 @@ def retrying(settings: KafkaSettings, what: str, call: Callable[[], T], bound_s:
         delay = min(delay * 2, 1.0)
 
 
-def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> None:
-    """Wait for one admin operation; the error code ``already_done`` means the goal already holds."""
+def _await(settings: KafkaSettings, what: str, future: Future[None], already_done: int) -> bool:
+    """Wait for one admin operation; the error code ``already_done`` means the goal already holds
+    (returns False then, True when the operation did it)."""
     try:
         future.result(timeout=settings.timeout_s)
     except KafkaException as exc:
         if exc.args and exc.args[0].code() == already_done:
-            return
+            return False
         raise _unreachable(settings, what, exc) from exc
     except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
         raise _unreachable(settings, what, exc) from exc
+    return True
+
+
+def ensure_message_limit(settings: KafkaSettings, topics: list[str], admin: AdminClient | None = None) -> None:
+    """Raise each topic's ``max.message.bytes`` to ``settings.max_message_bytes`` where it is lower (a topic
+    made by an older version, or by hand, with the broker's 1 MB default); never lowers one. A topic another
+    client has just created may not be described yet (UNKNOWN_TOPIC_OR_PART): that is waited for up to the
+    timeout. Blocks. Raises TransportError, or KafkaRefused when the broker refuses (no ALTER_CONFIGS right)."""
+    admin = admin or AdminClient(settings.common())
+    wanted = settings.max_message_bytes
+    for name in topics:
+        if _message_limit(admin, settings, name) >= wanted:
+            continue
+        entry = ConfigEntry("max.message.bytes", str(wanted), incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[entry])
+        try:
+            next(iter(admin.incremental_alter_configs([resource]).values())).result(timeout=settings.timeout_s)
+        except TimeoutError as exc:
+            raise _unreachable(settings, f"raise max.message.bytes of topic {name}", exc) from exc
+        except KafkaException as exc:
+            if not (exc.args and exc.args[0].code() in _REFUSALS):
+                raise _unreachable(settings, f"raise max.message.bytes of topic {name}", exc) from exc
+            raise KafkaRefused(
+                f"Kafka at {settings.bootstrap_servers} refuses to raise max.message.bytes of topic {name} to "
+                f"{wanted} (max_message_bytes): {exc}",
+                hint=f"grant ALTER_CONFIGS on the topic, or run: kafka-configs --alter --entity-type topics "
+                f"--entity-name {name} --add-config max.message.bytes={wanted}",
+            ) from exc
+
+
+def _message_limit(admin: AdminClient, settings: KafkaSettings, name: str) -> int:
+    """The topic's ``max.message.bytes`` (0 when it shows none), waiting while the broker does not know
+    the topic yet. Raises TransportError."""
+    deadline = time.monotonic() + settings.timeout_s
+    while True:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        future = admin.describe_configs([resource], request_timeout=settings.timeout_s)[resource]
+        try:
+            entries = future.result(timeout=settings.timeout_s)
+        except TimeoutError as exc:
+            raise _unreachable(settings, f"describe the configuration of topic {name}", exc) from exc
+        except KafkaException as exc:
+            unknown = bool(exc.args) and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() > deadline:
+                raise _unreachable(settings, f"describe the configuration of topic {name}", exc) from exc
+            time.sleep(0.1)
+            continue
+        entry = entries.get("max.message.bytes")
+        return 0 if entry is None or entry.value is None else int(entry.value)
 
 
 @dataclass(frozen=True)
@@ -116,9 +178,10 @@ def ensure_topics(
 ) -> EnsuredTopics:
     """Create each absent topic of ``wanted`` (name -> partitions) with ``config``, replicated as
     ``settings.replication`` decides for the cluster's live brokers, ``min.insync.replicas`` set on
-    the topic. Existing topics are left as they are, and reported when they have fewer replicas than
-    that. Blocks. Raises TransportError (unreachable, refused) or ConfigError (a topic to create with
-    a replication the cluster cannot give now)."""
+    the topic and the size limit of ``settings.topic_config()``. Existing topics keep their replicas
+    (reported when fewer than that) and get their size limit raised if lower. Blocks. Raises
+    TransportError (unreachable), KafkaRefused, or ConfigError (a topic to create with a replication
+    the cluster cannot give now)."""
     admin = AdminClient(settings.common())  # held in a variable: a collected client cancels its futures
     try:
         meta = admin.list_topics(timeout=settings.timeout_s)
@@ -132,21 +195,28 @@ def ensure_topics(
             raise
         # Nothing to create: fewer brokers up than an explicit replication factor is an outage the
         # existing replicas ride out (their min.insync.replicas decides), not a reason to stop.
+        ensure_message_limit(settings, list(wanted), admin)
         return EnsuredTopics(brokers, None, ())
     if missing:
-        topic_config = {**(config or {}), "min.insync.replicas": str(replication.min_insync)}
+        topic_config = {**settings.topic_config(), **(config or {}), "min.insync.replicas": str(replication.min_insync)}
         new = [NewTopic(n, num_partitions=wanted[n], replication_factor=replication.factor, config=topic_config)
                for n in missing]  # fmt: skip
         futures = admin.create_topics(new, operation_timeout=settings.timeout_s)
-        for name in missing:
-            _await(settings, f"create topic {name}", futures[name], KafkaError.TOPIC_ALREADY_EXISTS)
+        raced = [
+            n for n in missing if not _await(settings, f"create topic {n}", futures[n], KafkaError.TOPIC_ALREADY_EXISTS)
+        ]
+    else:
+        raced = []
     replicas = {
         name: min(len(p.replicas) for p in meta.topics[name].partitions.values())
         for name in wanted
         if name in meta.topics and meta.topics[name].partitions
     }
     fewer = {name: n for name, n in replicas.items() if n < replication.factor}
-    return EnsuredTopics(brokers, replication, tuple(missing), fewer)
+    # Topics made before (by an older version with the broker's 1 MB default, or by hand): their size
+    # limit raised, never lowered.
+    ensure_message_limit(settings, [name for name in wanted if name in meta.topics] + raced, admin)
+    return EnsuredTopics(brokers, replication, tuple(n for n in missing if n not in raced), fewer)
 
 
 def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:

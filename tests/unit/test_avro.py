@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replicator.errors import SchemaError
-from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec, decode_any, history
+from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, RELATION_CHANGE, codec, decode_any, history
 from replicator.events.registry import (
     RegistryDecoder,
     RegistryEncoder,
@@ -128,9 +128,25 @@ def _v1_entity_change() -> tuple[bytes, dict[str, Any]]:
     return out.getvalue(), event
 
 
-def test_history_holds_the_schemas_shipped_before_the_extra_fields() -> None:
-    names = {c.name: c.fingerprint.hex() for c in history().values()}
-    assert names == {ENTITY_CHANGE: "d5653e7f2659f773", RELATION_CHANGE: "89462cbb3b0352ac"}
+def test_history_holds_every_schema_shipped_before() -> None:
+    versions = {(c.name, c.fingerprint.hex()) for c in history().values()}
+    assert versions == {
+        (ENTITY_CHANGE, "d5653e7f2659f773"), (RELATION_CHANGE, "89462cbb3b0352ac"),  # before the extra fields
+        (ENTITY_CHANGE, "085042ca2e73165a"), (RELATION_CHANGE, "e1e6c8984c0af176"),  # before exact values
+        (EMBEDDING_CHANGE, "dd95256d41b6f940"),
+    }  # fmt: skip
+
+
+def test_a_message_written_before_exact_values_decodes_into_the_current_shape() -> None:
+    old = next(c for c in history().values() if c.fingerprint.hex() == "085042ca2e73165a")
+    after = {"id": 3, "name": "ada", "entity_type": "person", "observations": ["o"], "confidence": 0.5,
+             "strength": 1.0, "version": 2, "created_at": 1, "updated_at": 2, "valid_from": None, "valid_to": 7,
+             "metadata": "{}", "extra": None}  # fmt: skip
+    event = {"op": "c", "before": None, "after": after, "source": _source("entities"), "ts_ms": 9}
+    out = io.BytesIO()
+    out.write(old.header)
+    schemaless_writer(out, old.schema, event)
+    assert decode_any(out.getvalue()) == (ENTITY_CHANGE, event)
 
 
 def test_message_written_with_an_older_schema_decodes_into_the_current_shape() -> None:

@@ -50,20 +50,31 @@ def test_relationship_type_follows_design_6(text: str, expected: str) -> None:
     assert relationship_type(text) == expected
 
 
-def test_values_equal_is_numeric_and_sequence_aware() -> None:
-    assert values_equal(1, 1.0)
-    assert values_equal(0.1 + 0.2, 0.3)
-    assert not values_equal(0.5, 0.6)
+def test_values_equal_is_exact_keeps_the_storage_class_and_is_sequence_aware() -> None:
+    # A value that round-trips compares equal; one that lost its class or its last bit does not.
+    assert values_equal(2**63 - 1, 2**63 - 1)
+    assert not values_equal(2**53 + 1, float(2**53 + 1)), "an INTEGER that became a REAL"
+    assert not values_equal(2, 2.0)
+    assert not values_equal(0.1 + 0.2, 0.3), "one bit off"
+    assert values_equal(float("inf"), float("inf")) and values_equal(float("nan"), float("nan"))
+    assert not values_equal(float("nan"), None), "NaN that became null (a JSON server's doing)"
+    assert not values_equal(float("inf"), None)
+    assert not values_equal(0.0, -0.0)
+    assert values_equal(b"\x00", bytearray(b"\x00")) and not values_equal(b"a", "a")
+    assert not values_equal("2.7", 2.7) and not values_equal(None, 1.0)
     assert values_equal(("a", "b"), ["a", "b"])
     assert not values_equal(("a", "b"), ["b", "a"])  # observation order matters
+    assert not values_equal(("a",), "a")
     assert not values_equal(None, 0)
     assert not values_equal(True, 1)
 
 
-def test_observations_that_are_not_a_json_array_are_kept_raw() -> None:
+def test_observations_that_are_not_a_json_array_of_strings_are_kept_exactly() -> None:
     assert decode_observations('["x", "y"]') == ("x", "y")
-    assert decode_observations("not json") == ("not json",)
-    assert decode_observations('{"a": 1}') == ('{"a": 1}',)
+    assert decode_observations("not json") == "not json"
+    assert decode_observations('{"a": 1}') == '{"a": 1}'
+    assert decode_observations('["a", 3]') == '["a", 3]'
+    assert decode_observations(b"\xff") == b"\xff"
 
 
 def test_entity_from_a_destination_mapping() -> None:

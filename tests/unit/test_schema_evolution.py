@@ -133,26 +133,49 @@ def test_breaking_change_is_detected(rule: str, old: Schema, new: Schema, datum:
         resolve(old, new, datum)
 
 
+_SOURCE = {"connector": "c", "version": "0", "store": "s", "table": "t", "seq": 1, "snapshot": "false", "ts_ms": 1}
+_AFTER = {
+    "EntityChange": entity_change(1, "a", "t", ["o"], 5)["after"],
+    "RelationChange": {"id": 1, "from_entity_id": 1, "to_entity_id": 2, "relation_type": "r", "strength": 1.0,
+                       "confidence": 1.0, "created_at": 1, "updated_at": 1, "valid_from": None, "valid_to": None,
+                       "metadata": None},
+    "EmbeddingChange": {"entity_id": 1, "vector": b"\x00" * 8, "model_version": "m", "created_at": 1, "text": "t"},
+}  # fmt: skip
+
+
+def _roundtrip(writer: Any, reader: Any, datum: dict[str, Any]) -> dict[str, Any]:
+    out = io.BytesIO()
+    schemaless_writer(out, writer, datum)
+    out.seek(0)
+    decoded: dict[str, Any] = schemaless_reader(out, writer, reader)  # type: ignore[assignment]
+    return decoded
+
+
 def test_every_retired_schema_resolves_both_ways_against_the_current_one() -> None:
     retired = list(history().values())
     assert retired, "schemas/history/ is empty"
     for old in retired:
         assert old.name in VALUE_SCHEMAS
         current = codec(old.name)
-        sample = entity_change(1, "a", "t", ["o"], 5) if old.name.endswith("EntityChange") else None
-        if sample is None:
-            sample = {
-                "op": "c", "before": None,
-                "after": {"id": 1, "from_entity_id": 1, "to_entity_id": 2, "relation_type": "r", "strength": 1.0,
-                          "confidence": 1.0, "created_at": 1, "updated_at": 1, "valid_from": None, "valid_to": None,
-                          "metadata": None},
-                "source": {"connector": "c", "version": "0", "store": "s", "table": "relations", "seq": 1,
-                           "snapshot": "false", "ts_ms": 1},
-                "ts_ms": 1,
-            }  # fmt: skip
+        sample = {"op": "c", "before": None, "after": _AFTER[old.name.rsplit(".", 1)[1]], "source": _SOURCE, "ts_ms": 1}
         for writer, reader in ((old.schema, current.schema), (current.schema, old.schema)):
-            out = io.BytesIO()
-            schemaless_writer(out, writer, sample)
-            out.seek(0)
-            decoded: dict[str, Any] = schemaless_reader(out, writer, reader)  # type: ignore[assignment]
-            assert decoded["after"]["id"] == 1
+            decoded = _roundtrip(writer, reader, sample)["after"]
+            assert decoded["id" if "id" in decoded else "entity_id"] == 1
+
+
+def test_an_old_consumer_refuses_only_the_values_its_schema_cannot_hold() -> None:
+    """The fields became unions (docs/events.md, "Values"): an old reader still reads every event whose
+    values its types hold, and refuses (dead-letters) one holding NULL, TEXT or a REAL in a number. A BLOB
+    in a TEXT column reaches it as text (Avro promotes bytes to string)."""
+    old = next(c for c in history().values() if c.fingerprint.hex() == "085042ca2e73165a")
+    current = codec(old.name)
+    after = dict(_AFTER["EntityChange"])
+    sample = {"op": "c", "before": None, "after": after, "source": _SOURCE, "ts_ms": 1}
+    assert _roundtrip(current.schema, old.schema, sample)["after"]["confidence"] == after["confidence"]
+    for column, odd in (("confidence", None), ("version", 2.7), ("created_at", "yesterday"), ("strength", b"\x00")):
+        with pytest.raises(SchemaResolutionError):
+            _roundtrip(current.schema, old.schema, {**sample, "after": {**after, column: odd}})
+        assert (
+            _roundtrip(current.schema, current.schema, {**sample, "after": {**after, column: odd}})["after"][column]
+            == odd
+        )

@@ -13,17 +13,19 @@ from dataclasses import dataclass
 from typing import Final
 
 from replicator.errors import ConfigError
+from replicator.events.values import text_of
 
 _NON_WORD: Final = re.compile(r"[^A-Za-z0-9]+")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def relationship_type(relation_type: str) -> str:
+def relationship_type(relation_type: object) -> str:
     """The Neo4j relationship type for a store ``relation_type`` (design §6): upper-case, every run of
     characters outside ``[A-Za-z0-9]`` becomes ``_``, ``R_`` in front if it would start with a digit,
-    ``RELATED_TO`` if nothing is left. Pure; the exact text is kept in a property, so the mapping may
-    merge several texts into one type without losing anything."""
-    mapped = _NON_WORD.sub("_", relation_type).upper()
+    ``RELATED_TO`` if nothing is left (a BLOB the writer stored is read as UTF-8 with escapes first).
+    Pure; the exact value is kept in a property, so the mapping may merge several values into one type
+    without losing anything."""
+    mapped = _NON_WORD.sub("_", text_of(relation_type)).upper()
     if not mapped.strip("_"):
         return "RELATED_TO"
     return "R_" + mapped if mapped[0].isdigit() else mapped

@@ -195,7 +195,7 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
             continue
         assert event.record is not None
         after = event.record["after"]
-        rel_type = relationship_type(str(after["relation_type"]))
+        rel_type = relationship_type(after["relation_type"])
         result.relation_upserts.setdefault(rel_type, []).append(
             {
                 "id": row_id,
@@ -212,8 +212,9 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
 def _entity_props(event: Event, model: GraphModel) -> Row:
     assert event.record is not None
     after = event.record["after"]
+    # Every value as the event carries it (docs/events.md, "Values"): Neo4j holds each storage class
+    # natively (float inf, byte arrays, a list or a string of observations); None removes the property.
     props: Row = {model.renamed(f): after.get(f) for f in _ENTITY_FIELDS}
-    props["observations"] = list(after.get("observations") or [])
     props["extra"] = _extra(after)
     return props
 

@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from replicator.embedding import entity_text
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE
+from replicator.events.values import embedding_text
 from replicator.sinks.batch import Event
 from replicator.sinks.errors import PoisonEvent
 from replicator.sinks.qdrant.points import (
@@ -47,6 +47,7 @@ from replicator.sinks.qdrant.points import (
     TEXT_SHA256,
     VECTOR_BYTES,
     Payload,
+    payload_value,
     seq_of,
     store_label,
     text_sha256,
@@ -145,14 +146,13 @@ def _group(events: Sequence[Event]) -> tuple[dict[int, list[_Change]], dict[int,
 
 
 def _entity_payload(image: Mapping[str, Any], seq: int) -> Payload:
-    payload: Payload = {name: image.get(name) for name in ENTITY_FIELDS}
-    payload["observations"] = list(image.get("observations") or [])
+    payload: Payload = {name: payload_value(image.get(name)) for name in ENTITY_FIELDS}
     payload[SEQ] = seq
     return payload
 
 
 def _text_of(image: Mapping[str, Any]) -> str:
-    return entity_text(str(image["name"]), str(image["entity_type"]), [str(o) for o in image.get("observations") or []])
+    return embedding_text(image["name"], image["entity_type"], image.get("observations"))
 
 
 def _usable_store_vector(change: _Change, model: str) -> bool:
@@ -245,8 +245,8 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         assert image is not None
         base.update({
             TEXT_SHA256: text_sha256(str(image["text"])),
-            EMBEDDING_MODEL: str(image["model_version"]),
-            EMBEDDING_MODEL_VERSION: store_label(str(image["model_version"])),
+            EMBEDDING_MODEL: image["model_version"],
+            EMBEDDING_MODEL_VERSION: store_label(image["model_version"]),
             EMBEDDING_SOURCE: STORE,
             EMBEDDING_SEQ: chosen.seq,
         })  # fmt: skip

@@ -12,12 +12,19 @@ text, payload = the entity's fields plus
   ``<model>@store`` since the store records only the model name;
 * ``embedding_source``: ``computed`` (by this sink or ``reembed``) or ``store`` (the store's own BLOB);
 * ``_embedding_seq``: seq of the last store embedding change applied (0 if none).
+
+Entity fields hold the event's values (docs/events.md, "Values") in ONE representation that is the
+same in local mode and on a server, whose JSON has no infinity, NaN or bytes (qdrant-client's server
+mode turns inf and NaN into null, which would look like a NULL): ``None``, ``int``, finite ``float``,
+``str`` and lists of ``str`` as themselves; a non-finite float as ``{"$real": "inf" | "-inf" |
+"nan"}``; bytes as ``{"$blob": "<hex>"}``. ``payload_value`` writes it, ``stored_value`` reads it back.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import struct
 import uuid
 from typing import Any, Final
@@ -83,6 +90,35 @@ def blob_from_vector(vector: list[float]) -> bytes:
 
 def seq_of(payload: Payload | None, key: str = SEQ) -> int:
     return 0 if payload is None else int(payload.get(key) or 0)
+
+
+REAL_TAG: Final = "$real"
+BLOB_TAG: Final = "$blob"
+
+
+def payload_value(value: object) -> object:
+    """An event value as the payload holds it (module docstring). Pure."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {REAL_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, bytes | bytearray):
+        return {BLOB_TAG: bytes(value).hex()}
+    return value
+
+
+def stored_value(value: object) -> object:
+    """Inverse of payload_value. Pure."""
+    if isinstance(value, dict) and len(value) == 1:
+        if isinstance(value.get(REAL_TAG), str):
+            return float(value[REAL_TAG])
+        if isinstance(value.get(BLOB_TAG), str):
+            return bytes.fromhex(value[BLOB_TAG])
+    return value
+
+
+def entity_values(payload: Payload) -> Payload:
+    """The entity fields of a point's payload as the event carried them (tags read back). Pure."""
+    return {name: stored_value(payload[name]) if name != "extra" else payload[name] for name in ENTITY_FIELDS
+            if name in payload}  # fmt: skip
 
 
 def vector_text(vector: Any) -> str | None:  # noqa: ANN401 - a client's vector, any shape

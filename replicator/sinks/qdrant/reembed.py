@@ -29,8 +29,9 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from replicator.embedding import MODEL_NAME, entity_text
+from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
+from replicator.events.values import embedding_text
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
@@ -42,6 +43,7 @@ from replicator.sinks.qdrant.points import (
     SEQ,
     TEXT_SHA256,
     Payload,
+    entity_values,
     seq_of,
     text_sha256,
 )
@@ -89,7 +91,8 @@ def _markers(payload: Payload) -> tuple[Any, Any, Any]:
 
 
 def _text(payload: Payload) -> str:
-    return entity_text(str(payload["name"]), str(payload["entity_type"]), [str(o) for o in payload["observations"]])
+    values = entity_values(payload)
+    return embedding_text(values["name"], values["entity_type"], values["observations"])
 
 
 def reembed_page(

@@ -1,0 +1,54 @@
+"""The snapshot's cursor and its chunked read (docs/source.md, "Snapshot and handover"). Blocking
+(sqlite3) through the StoreReader, inside the read transaction the daemon opened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from replicator.source.store import StoreReader
+from replicator.store.schema import TABLES
+
+
+@dataclass
+class SnapshotCursor:
+    """Where the snapshot is: next table index and the last key published in it."""
+
+    first_seq: int  # W of the first read: the stream starts after it
+    read_seq: int | None  # W of the current read transaction (None: none open)
+    table_index: int
+    after_id: int | None  # the last key published in the table; None: from its first key (ids may be < 0)
+
+    @property
+    def done(self) -> bool:
+        return self.table_index >= len(TABLES)
+
+    def cursor(self) -> dict[str, Any]:
+        return {
+            "table": TABLES[self.table_index] if self.table_index < len(TABLES) else None,
+            "after": self.after_id,
+            "read_seq": self.read_seq,
+        }
+
+
+def read_chunk(
+    reader: StoreReader, columns: dict[str, tuple[str, ...]], snap: SnapshotCursor, max_rows: int, max_bytes: int
+) -> list[tuple[str, int, str]]:
+    """The next (table, key, image) rows, at most ``max_rows`` and no more once their images hold
+    ``max_bytes`` (at least one row, so a row of any size goes through or is parked); moves ``snap``
+    past them (to the next table when one is exhausted)."""
+    rows: list[tuple[str, int, str]] = []
+    held = 0
+    while len(rows) < max_rows and not snap.done and held < max_bytes:
+        table = TABLES[snap.table_index]
+        room = max_rows - len(rows)
+        got = reader.snapshot_chunk(table, columns[table], snap.after_id, room + 1, max_bytes - held)
+        taken = got[:room]
+        held += sum(len(image) for _, image in taken)
+        rows.extend((table, key, image) for key, image in taken)
+        if len(got) > room or held >= max_bytes:  # the table may go on
+            snap.after_id = taken[-1][0]
+        else:
+            snap.table_index += 1
+            snap.after_id = None
+    return rows
