@@ -42,6 +42,7 @@ from replicator.transport.settings import (
     MAX_MESSAGE_BYTES_ENV,
     KafkaSettings,
     parse_size,
+    replication_from_env,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,6 +124,7 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
             bootstrap_servers=opts["bootstrap_servers"],
             client_id=f"replicator-sink-{opts['group']}",
             max_message_bytes=parse_size(opts["max_message_bytes"], "--max-message-bytes"),
+            **replication_from_env(),  # for the dead-letter topic, as the source's topics get them
         ),
         topic_prefix=opts["topic_prefix"],
         tables=tables,

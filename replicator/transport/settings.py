@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypedDict
 
 from replicator.errors import ConfigError
 
@@ -126,8 +126,7 @@ class KafkaSettings:
         return cls(
             bootstrap_servers=os.environ.get("REPLICATOR_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
             max_message_bytes=max_message_bytes_from_env(),
-            replication_factor=_env_int(ENV_REPLICATION_FACTOR),
-            min_insync_replicas=_env_int(ENV_MIN_INSYNC_REPLICAS),
+            **replication_from_env(),
         )
 
     @property
@@ -224,6 +223,20 @@ def replication_for(brokers: int) -> Replication:
         raise ValueError(f"a cluster has at least one broker, got {brokers}")
     factor = min(MAX_DEFAULT_REPLICATION, brokers)
     return Replication(factor, min(MAX_DEFAULT_MIN_INSYNC, factor))
+
+
+class ReplicationEnv(TypedDict):
+    replication_factor: int | None
+    min_insync_replicas: int | None
+
+
+def replication_from_env() -> ReplicationEnv:
+    """``replication_factor`` and ``min_insync_replicas`` from their variables (None: unset, decided
+    from the brokers), as keyword arguments of KafkaSettings. Every client that creates topics reads
+    them. Raises ConfigError for a non-number."""
+    return ReplicationEnv(
+        replication_factor=_env_int(ENV_REPLICATION_FACTOR), min_insync_replicas=_env_int(ENV_MIN_INSYNC_REPLICAS)
+    )
 
 
 def _env_int(name: str) -> int | None:

@@ -142,3 +142,19 @@ def test_an_unreachable_broker_is_named_at_once_and_a_refusal_is_fatal() -> None
     with pytest.raises(KafkaRefused, match="refused to read offsets") as caught:
         retrying(settings, "read offsets", refused)
     assert kind_of(caught.value) is Kind.FATAL
+
+
+def test_a_sink_creates_its_dead_letter_topic_with_the_explicit_replication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker/compose.brokers3.yaml gives every service the replication variables: a sink must not
+    decide its dead-letter topic's replication from the brokers up at that moment instead."""
+    from replicator.sinks.cli import runner_settings  # noqa: PLC0415 - the CLI module, only here
+
+    monkeypatch.setenv("REPLICATOR_KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS", "2")
+    opts = {
+        "group": "g", "bootstrap_servers": "127.0.0.1:9092", "max_message_bytes": "32MiB", "topic_prefix": "p",
+        "sink_name": "", "batch_size": 10, "batch_age_ms": 10, "session_timeout_ms": 10_000, "metrics_port": None,
+        "metrics_host": "127.0.0.1", "schema_registry": None, "recheck_s": 30.0,
+    }  # fmt: skip
+    kafka = runner_settings(opts, ("entities",)).kafka
+    assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
