@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from replicator.sinks.batch import Event
 from replicator.transport.kafka import TransportError
-from replicator.transport.settings import KafkaSettings
+from replicator.transport.settings import ClientConfig, KafkaSettings
 
 HEADERS = ("dlq.reason", "dlq.sink", "dlq.topic", "dlq.partition", "dlq.offset", "dlq.ts_ms")
 
@@ -18,11 +20,13 @@ class DeadLetters:
     advances only after, so nothing is lost). At least once: a crash between the send and the
     destination's position write sends it again on restart."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, sink: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, topic: str, sink: str, producer: Callable[[ClientConfig], Any] = Producer
+    ) -> None:
         self.settings = settings
         self.topic = topic
         self.sink = sink
-        self._producer = Producer(settings.producer())
+        self._producer = producer(settings.producer())
 
     def send(self, event: Event, reason: str) -> None:
         """Blocks until acknowledged. Raises TransportError if the broker does not take it."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from replicator.testing.broker_clients import FakeConsumer, FakeProducer, Key, Record, Txn, error
+from replicator.testing.broker_clients import FakeConsumer, FakeMessage, FakeProducer, Key, Record, Txn, error
 from replicator.testing.clock import FakeClock
 
 __all__ = ["FakeBroker", "FakeConsumer", "FakeProducer"]
@@ -63,6 +63,9 @@ class FakeBroker:
         """Create ``name``; an existing topic is kept as it is."""
         self._logs.setdefault(name, [[] for _ in range(partitions)])
 
+    def topics(self) -> list[str]:
+        return sorted(self._logs)
+
     def partitions(self, topic: str) -> int:
         return len(self._logs[topic])
 
@@ -74,6 +77,12 @@ class FakeBroker:
         log = self._log((topic, partition))
         end = self.stable_end((topic, partition)) if committed_only else len(log)
         return [(r.key, r.value) for r in log[:end] if self._visible(r, committed_only)]
+
+    def messages(self, topic: str, partition: int = 0, committed_only: bool = True) -> list[FakeMessage]:
+        """The data records of a partition as a consumer would receive them, in offset order."""
+        log = self._log((topic, partition))
+        end = self.stable_end((topic, partition)) if committed_only else len(log)
+        return [FakeMessage(topic, partition, r) for r in log[:end] if self._visible(r, committed_only)]
 
     def producer(self, config: Mapping[str, Any] | None = None) -> FakeProducer:
         return FakeProducer(self, dict(config or {}))

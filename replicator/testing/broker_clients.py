@@ -293,6 +293,10 @@ class FakeConsumer:
         return [TopicPartition(tp.topic, tp.partition, self._positions.get((tp.topic, tp.partition), OFFSET_INVALID))
                 for tp in partitions]  # fmt: skip
 
+    def paused(self) -> set[Key]:
+        """The assigned partitions now paused (not a confluent_kafka method: for assertions)."""
+        return set(self._paused)
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self._paused |= {(tp.topic, tp.partition) for tp in partitions} & set(self._positions)
 
