@@ -151,7 +151,8 @@ class SinkRunner:
         self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink, self.clients.producer)
         consumer = self.clients.consumer(self.settings.consumer())
         self.assignment = Assignment(consumer, self.settings.topics, self._on_assign, self._on_revoke)
-        self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, self._clock.monotonic)
+        clock = self._clock
+        self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, clock.monotonic, clock.sleep)
 
     def _consume(self) -> None:
         assert self.assignment is not None

@@ -33,7 +33,11 @@ def partition_counts(consumer: KafkaConsumer, settings: SinkRunnerSettings) -> d
 
 
 def wait_for_topics(
-    consumer: KafkaConsumer, settings: SinkRunnerSettings, stopping: Callable[[], bool], clock: Callable[[], float]
+    consumer: KafkaConsumer,
+    settings: SinkRunnerSettings,
+    stopping: Callable[[], bool],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
     """Partition counts of the change topics, waiting (capped backoff, one log line per wait) while
     the source has not created them yet: a sink may start before its source, as a Kafka Connect sink
@@ -52,5 +56,5 @@ def wait_for_topics(
         while clock() < deadline:
             if stopping():
                 return {}
-            time.sleep(0.05)
+            sleep(0.05)
         delay = min(delay * 2, settings.backoff_max_s)

@@ -81,11 +81,13 @@ class Rig:
     """A runner on the in-memory broker: ``publish`` change events, ``run`` until a fake time."""
 
     def __init__(
-        self, destination: FakeDestination, consumer: type[FakeConsumer] = FakeConsumer, **settings: Any
-    ) -> None:
+        self, destination: FakeDestination, consumer: type[FakeConsumer] = FakeConsumer, topics: bool = True,
+        **settings: Any,
+    ) -> None:  # fmt: skip
         self.clock = FakeClock()
         self.broker = FakeBroker(self.clock)
-        self.broker.create_topic(TOPIC, 2)
+        if topics:
+            self.broker.create_topic(TOPIC, 2)
         self.destination = destination
         destination.dead_letters = lambda: self.broker.end((DLQ, 0)) if DLQ in self.broker.topics() else 0
         settings = {"backoff_initial_s": 0.001, "backoff_max_s": 0.002, "recheck_s": 0.01, **settings}
@@ -451,3 +453,18 @@ def test_retries_of_an_unavailable_destination_back_off_exponentially_up_to_the_
     assert waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0])
     assert destination.applied == [0] and rig.committed() == {str(P0): 1}
     assert rig.runner.metrics.retries._value.get() == 8 and rig.runner.metrics.healthy
+
+
+def test_a_sink_started_before_its_source_waits_for_the_change_topics(caplog: pytest.LogCaptureFixture) -> None:
+    destination = FakeDestination(lambda batch: None)
+    rig = Rig(destination, topics=False)
+
+    def source_starts() -> None:
+        rig.broker.create_topic(TOPIC, 2)
+        rig.publish(P0, [1, 2])
+
+    rig.clock.after(3.0, source_starts)
+    with caplog.at_level(logging.WARNING, logger="replicator.sink"):
+        rig.run(seconds=10.0)
+    assert [r.getMessage() for r in caplog.records].count("waiting for the change topics") == 1
+    assert destination.applied_at == [(0, 0), (0, 1)] and rig.committed() == {str(P0): 2}
