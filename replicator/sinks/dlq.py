@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from replicator.sinks.batch import Event
+from replicator.transport.clients import ProducerFactory
 from replicator.transport.kafka import TransportError
-from replicator.transport.settings import ClientConfig, KafkaSettings
+from replicator.transport.settings import KafkaSettings
 
 HEADERS = ("dlq.reason", "dlq.sink", "dlq.topic", "dlq.partition", "dlq.offset", "dlq.ts_ms")
 
@@ -20,9 +19,7 @@ class DeadLetters:
     advances only after, so nothing is lost). At least once: a crash between the send and the
     destination's position write sends it again on restart."""
 
-    def __init__(
-        self, settings: KafkaSettings, topic: str, sink: str, producer: Callable[[ClientConfig], Any] = Producer
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, sink: str, producer: ProducerFactory = Producer) -> None:
         self.settings = settings
         self.topic = topic
         self.sink = sink

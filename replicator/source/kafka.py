@@ -24,8 +24,9 @@ from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
 from replicator.transport import kafka as transport
+from replicator.transport.clients import ConsumerFactory, ProducerFactory
 from replicator.transport.kafka import TransportError
-from replicator.transport.settings import ClientConfig, KafkaSettings
+from replicator.transport.settings import KafkaSettings
 
 POSITIONS_SUFFIX: Final = "source-positions"
 _COMPACT: Final = {"cleanup.policy": "compact"}
@@ -115,7 +116,7 @@ class SourcePosition:
 
 
 def read_position(
-    settings: KafkaSettings, prefix: str, store_id: str, consumer_of: Callable[[ClientConfig], Any] = Consumer
+    settings: KafkaSettings, prefix: str, store_id: str, consumer_of: ConsumerFactory = Consumer
 ) -> SourcePosition | None:
     """The newest committed position of ``store_id`` (read_committed, to the end of the topic).
     Call after ``init_transactions`` so that a fenced predecessor's open transaction is aborted and
@@ -177,7 +178,7 @@ class TransactionalPublisher:
         txn_id: str,
         transaction_timeout_s: float,
         reframe: Callable[[str, bytes], bytes] | None = None,
-        producer_of: Callable[[ClientConfig], Any] = Producer,
+        producer_of: ProducerFactory = Producer,
     ) -> None:
         self.settings = settings
         #: With a Schema Registry: (topic, single-object value) -> Confluent-framed value.
