@@ -468,3 +468,16 @@ def test_a_sink_started_before_its_source_waits_for_the_change_topics(caplog: py
         rig.run(seconds=10.0)
     assert [r.getMessage() for r in caplog.records].count("waiting for the change topics") == 1
     assert destination.applied_at == [(0, 0), (0, 1)] and rig.committed() == {str(P0): 2}
+
+
+def test_a_value_that_does_not_decode_is_dead_lettered_and_the_rest_applies() -> None:
+    destination = FakeDestination(lambda batch: None)
+    rig = Rig(destination)
+    rig.publish(P0, [1])
+    rig.broker.producer().produce(TOPIC, b"not avro", b"k", partition=0)
+    rig.publish(P0, [3])
+    rig.run()
+    assert [o for o, _ in rig.dead()] == [1] and rig.dead()[0][1].startswith("undecodable: ")
+    assert destination.applied_at == [(0, 0), (0, 2)]
+    assert destination.stored is not None and destination.stored.offsets == {P0: 3}
+    assert rig.committed() == {str(P0): 3}
