@@ -15,19 +15,19 @@ import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import neo4j
 import pytest
 
 from replicator.embedding import load_model
-from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.decode import EventDecoder
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination
 from replicator.sinks.neo4j.applier import run_read
 from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE
+from replicator.sinks.runner import Destination
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.source.convert import ChangelogRow, convert_change, heartbeat_messages, topic_of
@@ -36,18 +36,6 @@ from replicator.testing.broker import FakeBroker
 
 PREFIX = "contract.caxton.memory"
 STORE_ID = "contract-store"
-
-
-class Destination(Protocol):
-    name: str
-
-    def start(self) -> SinkPosition | None: ...
-
-    def read_position(self) -> SinkPosition | None: ...
-
-    def apply(self, batch: Batch) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def entity(entity_id: int, name: str) -> dict[str, Any]:
