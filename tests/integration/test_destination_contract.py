@@ -285,3 +285,12 @@ def test_a_destination_opened_again_starts_at_its_stored_position(target: Target
     assert stored is not None
     after = again.read_position()
     assert after is not None and (after.offsets, after.applied_seq) == (stored.offsets, stored.applied_seq)
+
+
+def test_an_older_change_applied_after_a_newer_one_changes_nothing(target: Target) -> None:
+    feed = Feed(target.tables)
+    create = feed.change("entities", "c", 1, 1, entity(1, "Ada"))
+    rename = feed.change("entities", "u", 1, 2, entity(1, "Ada Lovelace"), before=entity(1, "Ada"))
+    target.destination.apply(feed.batch(rename))
+    target.destination.apply(feed.batch(create))
+    assert target.entities() == {1: "Ada Lovelace"}
