@@ -24,6 +24,7 @@ from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
 from replicator.transport import kafka as transport
+from replicator.transport.clients import ConsumerFactory, ProducerFactory
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
 
@@ -114,12 +115,15 @@ class SourcePosition:
     snapshot_seq: int | None = None
 
 
-def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> SourcePosition | None:
+def read_position(
+    settings: KafkaSettings, prefix: str, store_id: str, consumer_of: ConsumerFactory = Consumer
+) -> SourcePosition | None:
     """The newest committed position of ``store_id`` (read_committed, to the end of the topic).
     Call after ``init_transactions`` so that a fenced predecessor's open transaction is aborted and
-    cannot hold the last stable offset back. Raises TransportError."""
+    cannot hold the last stable offset back. ``consumer_of`` builds the consumer (a test passes the
+    in-memory broker's). Raises TransportError."""
     topic = positions_topic(prefix)
-    consumer = Consumer(
+    consumer = consumer_of(
         {
             **settings.common(),
             "group.id": f"replicator-source-position-{store_id}",
@@ -174,11 +178,12 @@ class TransactionalPublisher:
         txn_id: str,
         transaction_timeout_s: float,
         reframe: Callable[[str, bytes], bytes] | None = None,
+        producer_of: ProducerFactory = Producer,
     ) -> None:
         self.settings = settings
         #: With a Schema Registry: (topic, single-object value) -> Confluent-framed value.
         self.reframe = reframe
-        self.producer = Producer(
+        self.producer = producer_of(
             {
                 **settings.producer(),  # idempotent, acks=all, the size limits of max_message_bytes
                 "transactional.id": txn_id,
