@@ -167,6 +167,15 @@ def read_position(
         consumer.close()
 
 
+#: What a producer sees once a newer one with its transactional id has started (librdkafka's local
+#: code, and the broker's two).
+_FENCED_CODES: Final = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
+def _fenced(exc: KafkaException) -> bool:
+    return bool(exc.args) and isinstance(exc.args[0], KafkaError) and exc.args[0].code() in _FENCED_CODES
+
+
 class TransactionalPublisher:
     """One transactional, idempotent producer (acks=all). ``publish`` sends a batch and the position
     in ONE transaction and returns only once it committed; on any failure it aborts (best effort)
@@ -181,6 +190,7 @@ class TransactionalPublisher:
         producer_of: ProducerFactory = Producer,
     ) -> None:
         self.settings = settings
+        self.txn_id = txn_id
         #: With a Schema Registry: (topic, single-object value) -> Confluent-framed value.
         self.reframe = reframe
         self.producer = producer_of(
@@ -219,6 +229,13 @@ class TransactionalPublisher:
             self.producer.commit_transaction(self.settings.timeout_s)
         except (KafkaException, BufferError, RegistryError) as exc:
             self.abort()
+            if isinstance(exc, KafkaException) and _fenced(exc):
+                raise SourceError(
+                    f"another source instance took over transactional id {self.txn_id} (the same store and topic "
+                    "prefix) and fenced this one",
+                    hint="run one source per store and prefix: stop the other instance, or this one. Retrying would "
+                    "fence the other back, and the two would take turns",
+                ) from exc
             raise _unreachable(self.settings, "commit a transaction", exc) from exc
         if self.errors:
             raise _unreachable(self.settings, "deliver a committed transaction", self.errors[0])
