@@ -26,9 +26,9 @@ from replicator.embedding import embed, load_model
 from replicator.errors import StackError
 from replicator.migrate import config, cutover, lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.readers import quote
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.migrate.validate import validate_store
+from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector
 from replicator.store.writer import MemoryWriter

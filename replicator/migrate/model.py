@@ -127,6 +127,15 @@ class Embedding:
     text_sha256: str | None = None  # Qdrant payload: the text the vector embeds (None from the store)
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The ids a backend holds (cheap to read: ids only)."""
+
+    entities: frozenset[int]
+    relations: frozenset[int]
+    placeholders: frozenset[int] = frozenset()
+
+
 @dataclass
 class Snapshot:
     """What one backend holds (all of it, or the part that was asked for), keyed by id.

@@ -3,8 +3,7 @@
 * :class:`StoreReader`: the SQLite file opened read-only (URI ``mode=ro``), queries of one call in
   one deferred read transaction: in WAL mode a reader never blocks the writer and sees one
   consistent state.
-* :class:`Neo4jReader`: nodes of the configured entity label and the relationships between them, as
-  design §6 lays them out (placeholders reported apart, tombstones and positions ignored).
+* The graph is read by the Neo4j sink's own reader (:mod:`replicator.sinks.neo4j.reader`).
 * :class:`QdrantReader`: points of the collection (point id = entity id), payload = entity fields.
 
 All readers block; each raises MigrateError (with a hint) when its backend cannot be read.
@@ -14,14 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import neo4j
-from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from qdrant_client import QdrantClient, models
 
 from replicator.capture.install import sqlite_uri
@@ -29,15 +25,14 @@ from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import (
     Embedding,
     Entity,
+    Keys,
     Relation,
     Snapshot,
     add_point,
     decode_observations,
-    entity_from_mapping,
 )
-from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.qdrant.points import VECTOR_BYTES
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.sinks.settings import QdrantSettings
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
 _ENTITY_COLS = (
@@ -50,15 +45,6 @@ _RELATION_COLS = (
 )
 CHANGELOG = "_replicator_changelog"
 META = "_replicator_meta"
-
-
-@dataclass(frozen=True)
-class Keys:
-    """The ids a backend holds (cheap to read: ids only)."""
-
-    entities: frozenset[int]
-    relations: frozenset[int]
-    placeholders: frozenset[int] = frozenset()
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -238,133 +224,6 @@ class StoreReader:
 
     def embedding_ids(self) -> frozenset[int]:
         return frozenset(int(r[0]) for r in self.conn.execute("SELECT entity_id FROM embeddings"))
-
-
-def quote(label: str) -> str:
-    """A label or relationship type as a Cypher identifier (backticks doubled)."""
-    return "`" + label.replace("`", "``") + "`"
-
-
-class Neo4jReader:
-    """The graph as the Neo4j sink writes it (design §6), under a configurable entity label."""
-
-    def __init__(self, settings: Neo4jSettings, entity_label: str = "Entity") -> None:
-        GraphModel(entity_label=entity_label)  # a label that is not a plain identifier is refused, named
-        self.settings = settings
-        self.label = entity_label
-        # The server's notifications (e.g. "property key does not exist" on a graph the sink has not
-        # filled yet) are not the operator's business: the driver would print each one.
-        self.driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
-        try:
-            self.driver.verify_connectivity()
-        except (Neo4jError, ServiceUnavailable, OSError) as exc:
-            self.driver.close()
-            raise MigrateError(
-                f"Neo4j at {settings.uri} is not answering ({exc})",
-                hint="check --neo4j-uri / --neo4j-user and the password (REPLICATOR_NEO4J_PASSWORD or "
-                "--neo4j-password-file)",
-            ) from exc
-
-    def close(self) -> None:
-        self.driver.close()
-
-    def __enter__(self) -> Neo4jReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _query(self, cypher: str, **params: object) -> list[neo4j.Record]:
-        try:
-            records, _, _ = self.driver.execute_query(
-                cypher,
-                parameters_=params,
-                database_=self.settings.database,
-                routing_=neo4j.RoutingControl.READ,
-            )
-        except (Neo4jError, ServiceUnavailable) as exc:
-            raise MigrateError(f"Neo4j query failed at {self.settings.uri}: {exc}", hint="is the server up?") from exc
-        return records
-
-    def counts(self) -> dict[str, int]:
-        lab = quote(self.label)
-        [row] = self._query(
-            f"MATCH (n:{lab}) RETURN count(CASE WHEN coalesce(n._placeholder, false) THEN null ELSE 1 END) AS e, "
-            "count(CASE WHEN coalesce(n._placeholder, false) THEN 1 END) AS p"
-        )
-        [rel] = self._query(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN count(r) AS r")
-        return {"entities": int(row["e"]), "placeholders": int(row["p"]), "relations": int(rel["r"])}
-
-    def keys(self) -> Keys:
-        lab = quote(self.label)
-        nodes = self._query(f"MATCH (n:{lab}) RETURN n.id AS id, coalesce(n._placeholder, false) AS p")
-        rels = self._query(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN r.id AS id")
-        return Keys(
-            entities=frozenset(int(r["id"]) for r in nodes if not r["p"] and r["id"] is not None),
-            relations=frozenset(int(r["id"]) for r in rels),
-            placeholders=frozenset(int(r["id"]) for r in nodes if r["p"] and r["id"] is not None),
-        )
-
-    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
-        """All entity nodes (or those with the given ids), the relationships touching them, and the
-        ids of placeholder nodes among them."""
-        snap = Snapshot("neo4j")
-        lab = quote(self.label)
-        where = "" if entity_ids is None else "WHERE n.id IN $ids"
-        params: dict[str, Any] = {} if entity_ids is None else {"ids": sorted(set(entity_ids))}
-        for r in self._query(f"MATCH (n:{lab}) {where} RETURN properties(n) AS p", **params):
-            props = r["p"]
-            if props.get("_placeholder"):
-                snap.placeholders.add(int(props["id"]))
-            elif props.get("id") is not None:
-                snap.entities[int(props["id"])] = entity_from_mapping(props)
-        rel_where = "" if entity_ids is None else "AND (a.id IN $ids OR b.id IN $ids)"
-        for r in self._query(
-            f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IS NOT NULL {rel_where} "
-            "RETURN properties(r) AS p, type(r) AS t, a.id AS a, b.id AS b, a.name AS an, b.name AS bn",
-            **params,
-        ):
-            rel = relation_from_record(r)
-            snap.relations[rel.id] = rel
-        return snap
-
-    def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
-        """The relationships (between entity-label nodes) with these ids; absent ids are left out."""
-        ids = sorted(set(relation_ids))
-        if not ids:
-            return {}
-        lab = quote(self.label)
-        found: dict[int, Relation] = {}
-        for r in self._query(
-            f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IN $ids "
-            "RETURN properties(r) AS p, type(r) AS t, a.id AS a, b.id AS b, a.name AS an, b.name AS bn",
-            ids=ids,
-        ):
-            rel = relation_from_record(r)
-            found[rel.id] = rel
-        return found
-
-
-def relation_from_record(record: Mapping[str, Any]) -> Relation:
-    """A Relation from a row ``p`` (relationship properties), ``t`` (its type), ``a``/``b`` (endpoint
-    ids), ``an``/``bn`` (endpoint names)."""
-    props, rel_type, a, b, a_name, b_name = (record[k] for k in ("p", "t", "a", "b", "an", "bn"))
-    return Relation(
-        id=int(props["id"]),
-        from_entity_id=int(a),
-        to_entity_id=int(b),
-        relation_type=props.get("relation_type", ""),
-        strength=props.get("strength"),
-        confidence=props.get("confidence"),
-        created_at=props.get("created_at"),
-        updated_at=props.get("updated_at"),
-        valid_from=props.get("valid_from"),
-        valid_to=props.get("valid_to"),
-        metadata=props.get("metadata"),
-        from_name=a_name,
-        to_name=b_name,
-        graph_type=rel_type,
-    )
 
 
 def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantClient:

@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Snapshot, add_point
-from replicator.migrate.readers import Keys
+from replicator.migrate.model import Keys, Snapshot, add_point
 from replicator.sinks.qdrant.points import vector_from_text
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from replicator.migrate.readers import Neo4jReader, QdrantReader, StoreReader, quote
+from replicator.migrate.readers import QdrantReader, StoreReader
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 
@@ -33,14 +35,10 @@ def store_stats(path: Path) -> dict[str, Any]:
     return out
 
 
-def neo4j_stats(
-    settings: Neo4jSettings, entity_label: str = "Entity", tombstone_label: str = "ReplicatorTombstone"
-) -> dict[str, Any]:
-    with Neo4jReader(settings, entity_label) as graph:
-        out: dict[str, Any] = {"uri": settings.uri, "label": entity_label, **graph.counts()}
-        records = graph._query(f"MATCH (t:{quote(tombstone_label)}) RETURN count(t) AS n")
-        out["tombstones"] = int(records[0]["n"])
-    return out
+def neo4j_stats(settings: Neo4jSettings, model: GraphModel | None = None) -> dict[str, Any]:
+    model = model or GraphModel()
+    with GraphReader.connect(settings, model) as graph:
+        return {"uri": settings.uri, "label": model.entity_label, **graph.counts(), "tombstones": graph.tombstones()}
 
 
 def qdrant_stats(settings: QdrantSettings, api_key: str | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -25,15 +26,15 @@ import neo4j
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import open_store, read_state
-from replicator.clioptions import secret_option
+from replicator.clioptions import graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.migrate.budget import within
-from replicator.migrate.readers import quote
 from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.position import SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.settings import (
     NEO4J_PASSWORD_ENV,
     NEO4J_PASSWORD_FILE_ENV,
@@ -44,6 +45,8 @@ from replicator.sinks.settings import (
 )
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
 
+#: The graph flags lag, cutover and rollback take (what the Neo4j sink writes with that they read).
+_GRAPH: Final = ("entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property")
 #: A read that is not given a budget (lag, tests) waits this long at most.
 DEFAULT_TIMEOUT_S: Final = 10.0
 
@@ -87,11 +90,25 @@ class TargetOptions:
     #: Qdrant's local mode lets one process open the storage, and the running sink holds it, so
     #: lag, cutover and rollback ask the sink for what its destination holds.
     qdrant_endpoint: str | None = None
+    #: The Neo4j sink's renamed properties (its --relation-type-property, ...): the graph is read
+    #: under the names the sink wrote it with.
+    relation_type_property: str = GraphModel.relation_type_property
+    confidence_property: str = GraphModel.confidence_property
+    strength_property: str = GraphModel.strength_property
 
     def __post_init__(self) -> None:
-        GraphModel(entity_label=self.entity_label, position_label=self.position_label)  # validates the labels
+        _ = self.graph_model  # validates the labels and property names
         if self.qdrant_endpoint is not None:
             object.__setattr__(self, "qdrant_endpoint", endpoint_url(self.qdrant_endpoint))
+
+    @property
+    def graph_model(self) -> GraphModel:
+        """The Neo4j sink's graph names, as the sink was given them. Raises ConfigError."""
+        return GraphModel(
+            entity_label=self.entity_label, position_label=self.position_label,
+            relation_type_property=self.relation_type_property, confidence_property=self.confidence_property,
+            strength_property=self.strength_property,
+        )  # fmt: skip
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,8 +123,6 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True),
         click.option("--neo4j-sink", default=None, help="The Neo4j sink's name [default: its group, as the sink's]."),
         click.option("--neo4j-group", default="replicator-sink-neo4j", show_default=True),
-        click.option("--entity-label", default="Entity", show_default=True),
-        click.option("--position-label", default="ReplicatorPosition", show_default=True),
         click.option("--qdrant-url", envvar="REPLICATOR_QDRANT_URL"),
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path)),
         secret_option("--qdrant-api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
@@ -139,12 +154,14 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             qdrant_sink=kwargs.pop("qdrant_sink") or kwargs["qdrant_group"],
             qdrant_group=kwargs.pop("qdrant_group"),
             qdrant_endpoint=kwargs.pop("qdrant_endpoint") or None,
+            relation_type_property=kwargs.pop("relation_type_property"),
+            confidence_property=kwargs.pop("confidence_property"), strength_property=kwargs.pop("strength_property"),
         )  # fmt: skip
         return command(opts=opts, **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
-    return wrapper
+    return graph_options(*_GRAPH)(wrapper)
 
 
 def store_identity(db: Path) -> str | None:
@@ -191,12 +208,17 @@ class Neo4jTarget:
 
         return within(run, timeout_s, f"Neo4j at {self.opts.neo4j.uri}")
 
+    def _reader(self, timeout_s: float) -> GraphReader:
+        """The sink's own reader of its graph, all its queries together bounded by ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+
+        def query(cypher: str, **params: Any) -> list[neo4j.Record]:  # noqa: ANN401
+            return self._query(cypher, deadline - time.monotonic(), **params)
+
+        return GraphReader(self.opts.graph_model, query)
+
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
-        records = self._query(
-            f"MATCH (p:{quote(self.opts.position_label)} {{sink: $sink}}) RETURN p.position AS position",
-            timeout_s, sink=self.name,
-        )  # fmt: skip
-        return SinkPosition.from_json(records[0]["position"]) if records and records[0]["position"] else None
+        return self._reader(timeout_s).position(self.name)
 
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
         """Counts, then ``sample`` entities (and their relations) field by field. Blocks ~100 ms."""
@@ -211,18 +233,12 @@ class Neo4jTarget:
 
     def _count_check(self, store: Path, timeout_s: float) -> list[str]:
         entities, relations = _store_counts(store)
-        label = quote(self.opts.entity_label)
-        records = self._query(
-            f"MATCH (n:{label}) WHERE NOT coalesce(n._placeholder, false) "
-            f"OPTIONAL MATCH (n)-[r]->(:{label}) RETURN count(DISTINCT n) AS nodes, count(r) AS rels",
-            timeout_s,
-        )
-        nodes, rels = int(records[0]["nodes"]), int(records[0]["rels"])
+        counts = self._reader(timeout_s).counts()
         problems = []
-        if nodes != entities:
-            problems.append(f"{self.name}: {nodes} entities, the store has {entities}")
-        if rels != relations:
-            problems.append(f"{self.name}: {rels} relations, the store has {relations}")
+        if counts["entities"] != entities:
+            problems.append(f"{self.name}: {counts['entities']} entities, the store has {entities}")
+        if counts["relations"] != relations:
+            problems.append(f"{self.name}: {counts['relations']} relations, the store has {relations}")
         return problems
 
     def close(self) -> None:
@@ -286,7 +302,7 @@ class QdrantTarget:
         self.close()  # validation opens its own client (local mode: one per storage directory)
         reader = self._endpoint if self.opts.qdrant_endpoint else None
         report = validate(
-            store, ["qdrant"], neo4j=self.opts.neo4j, entity_label=self.opts.entity_label, qdrant=self.opts.qdrant,
+            store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
             qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,
             options=ValidationOptions(full=True, search=False),
         )  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from replicator.clioptions import secret_option
+from replicator.clioptions import graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.migrate.errors import MigrateError
 from replicator.secrets import read_secret
@@ -42,7 +42,6 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default=defaults.user, show_default=True),
         secret_option("--neo4j-password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
         click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default=defaults.database),
-        click.option("--entity-label", default="Entity", show_default=True, help="Label of entity nodes."),
         click.option("--qdrant-url", envvar="REPLICATOR_QDRANT_URL", help="Qdrant server, e.g. http://localhost:6333."),
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path),
                      help="Qdrant local-mode storage directory (not while a sink holds it)."),
@@ -51,7 +50,8 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
-    return command
+    # The Neo4j sink's graph names: the graph is read under the names the sink wrote it with.
+    return graph_options("entity_label", "relation_type_property", "confidence_property", "strength_property")(command)
 
 
 def _neo4j(kw: dict[str, Any]) -> Neo4jSettings:
@@ -127,7 +127,7 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
     if db is not None:
         out["store"] = stats.store_stats(db)
     if neo4j_given:
-        out["neo4j"] = stats.neo4j_stats(_neo4j(kw), kw["entity_label"])
+        out["neo4j"] = stats.neo4j_stats(_neo4j(kw), graph_model(kw))
     if qdrant is not None:
         out["qdrant"] = stats.qdrant_stats(qdrant, _api_key(kw))
     click.echo(json.dumps(out, indent=2) if as_json else stats.format_stats(out))
@@ -141,12 +141,13 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
 def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: ANN401 - click passes the flags
     """Every key that is missing, extra or different between the store and a destination. Exit 1 if any."""
     from replicator.migrate.diff import compare  # noqa: PLC0415
-    from replicator.migrate.readers import Neo4jReader, QdrantReader, StoreReader  # noqa: PLC0415
+    from replicator.migrate.readers import QdrantReader, StoreReader  # noqa: PLC0415
+    from replicator.sinks.neo4j.reader import GraphReader  # noqa: PLC0415
 
     with StoreReader(db) as store, store.transaction():
         mine = store.read(None, embeddings=target == "qdrant")
     if target == "neo4j":
-        with Neo4jReader(_neo4j(kw), kw["entity_label"]) as graph:
+        with GraphReader.connect(_neo4j(kw), graph_model(kw)) as graph:
             theirs = graph.read(None)
     else:
         settings = _qdrant(kw, required=True)
@@ -196,7 +197,7 @@ def validate_cmd(  # noqa: PLR0917 - click passes every option
         query_threshold=query_threshold, search_threshold=search_threshold, seed=seed,
     )  # fmt: skip
     report = validate(
-        db, [target], neo4j=_neo4j(kw), entity_label=kw["entity_label"],
+        db, [target], neo4j=_neo4j(kw), graph_model=graph_model(kw),
         qdrant=_qdrant(kw, required=target != "neo4j"), qdrant_api_key=_api_key(kw), options=options,
     )  # fmt: skip
     repaired: dict[str, Any] | None = None

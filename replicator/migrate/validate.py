@@ -36,9 +36,12 @@ from replicator.migrate.diff import (
     merge,
 )
 from replicator.migrate.errors import MigrateError
-from replicator.migrate.readers import Keys, Neo4jReader, QdrantReader, StoreReader
+from replicator.migrate.model import Keys
+from replicator.migrate.readers import QdrantReader, StoreReader
 from replicator.migrate.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
 from replicator.migrate.sink_reader import SinkEndpointReader
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 if TYPE_CHECKING:
@@ -149,7 +152,7 @@ def _count_problems(target: str, store: dict[str, int], dest: dict[str, int]) ->
 def _validate_target(
     target: str,
     store: StoreReader,
-    dest: Neo4jReader | QdrantReader | SinkEndpointReader,
+    dest: GraphReader | QdrantReader | SinkEndpointReader,
     sample: Sequence[int],
     store_keys_: Keys | None,
 ) -> list[Mismatch]:
@@ -169,7 +172,7 @@ def _validate_target(
     theirs = dest.read(entity_keys)
     found += compare_entities(target, mine, theirs, entity_keys)
     if target == "neo4j":
-        assert isinstance(dest, Neo4jReader)
+        assert isinstance(dest, GraphReader)
         relation_keys |= set(mine.relations) | set(theirs.relations)
         mine.relations.update(store.read_relations(relation_keys - set(mine.relations)))
         theirs.relations.update(dest.read_relations(relation_keys - set(theirs.relations)))
@@ -207,7 +210,7 @@ def validate(
     sample: int = 100,
     *,
     neo4j: Neo4jSettings | None = None,
-    entity_label: str = "Entity",
+    graph_model: GraphModel | None = None,
     qdrant: QdrantSettings | None = None,
     qdrant_api_key: str | None = None,
     qdrant_reader: Callable[[], QdrantReader | SinkEndpointReader] | None = None,
@@ -216,7 +219,8 @@ def validate(
 ) -> ValidationReport:
     """Validate ``targets`` (neo4j, qdrant, hybrid) against the store at ``store_path``.
 
-    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment; Qdrant
+    ``sample`` is used unless ``options`` is given. Neo4j settings default to the environment, and the
+    graph is read with the Neo4j sink's ``graph_model`` (its labels and renamed properties); Qdrant
     needs ``qdrant`` (url or path) or ``qdrant_reader`` (e.g. the sink's endpoint, no search). ``model``
     avoids reloading the model. Blocks; read-only; raises MigrateError (unreachable, missing, bad options)."""
     started = time.monotonic()
@@ -236,8 +240,8 @@ def validate(
         report.counts["store"] = store_counts
         for name in names:
             if name == "neo4j":
-                dest: Neo4jReader | QdrantReader | SinkEndpointReader = Neo4jReader(
-                    neo4j or Neo4jSettings.from_env(), entity_label
+                dest: GraphReader | QdrantReader | SinkEndpointReader = GraphReader.connect(
+                    neo4j or Neo4jSettings.from_env(), graph_model or GraphModel()
                 )
             else:
                 dest = _qdrant_reader(qdrant, qdrant_api_key, qdrant_reader)
@@ -295,7 +299,7 @@ class TargetSettings(Protocol):
     @property
     def neo4j(self) -> Neo4jSettings: ...
     @property
-    def entity_label(self) -> str: ...
+    def graph_model(self) -> GraphModel: ...
     @property
     def qdrant(self) -> QdrantSettings: ...
     @property
@@ -318,7 +322,7 @@ def validate_store(
         db,
         targets,
         neo4j=opts.neo4j,
-        entity_label=opts.entity_label,
+        graph_model=opts.graph_model,
         qdrant=opts.qdrant,
         qdrant_api_key=opts.qdrant_api_key,
         options=ValidationOptions(sample=sample, full=full, fast=fast, search=search),

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from replicator.clioptions import secret_option
+from replicator.clioptions import GRAPH_FLAGS, graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination
+from replicator.sinks.neo4j import Neo4jDestination
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
 from replicator.sinks.qdrant.destination import QdrantDestination
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
@@ -169,25 +169,12 @@ def sink() -> None:
 @click.option("--user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True)
 @secret_option("--password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password")
 @click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True)
-@click.option("--entity-label", default="Entity", show_default=True)
-@click.option("--tombstone-label", default="ReplicatorTombstone", show_default=True)
-@click.option("--position-label", default="ReplicatorPosition", show_default=True)
-@click.option("--relation-type-property", default="relation_type", show_default=True)
-@click.option("--confidence-property", default="confidence", show_default=True)
-@click.option("--strength-property", default="strength", show_default=True)
+@graph_options(*GRAPH_FLAGS)
 @click.option("--audit/--no-audit", default=False, hidden=True, help="Keep _applied seq lists (tests).")
 def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option by name
     """Apply entity and relation changes to Neo4j (design §6)."""
     settings = runner_settings(opts, ("entities", "relations"))
-    model = GraphModel(
-        entity_label=opts["entity_label"],
-        tombstone_label=opts["tombstone_label"],
-        position_label=opts["position_label"],
-        relation_type_property=opts["relation_type_property"],
-        confidence_property=opts["confidence_property"],
-        strength_property=opts["strength_property"],
-        audit=opts["audit"],
-    )
+    model = graph_model(opts, audit=opts["audit"])
     password = read_secret(opts["password"], opts["password_file"], "Neo4j password")
     graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=password, database=opts["database"])
     run_sink(settings, Neo4jDestination(settings.sink, graph, model))
