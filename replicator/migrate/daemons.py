@@ -20,6 +20,7 @@ from pathlib import Path
 
 from replicator.migrate.targets import TargetOptions
 from replicator.sinks.settings import NEO4J_PASSWORD_ENV, Neo4jSettings, QdrantSettings
+from replicator.transport.topics import DEFAULT_PREFIX
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class PipelineConfig:
     db: Path
     workdir: Path  # logs, Qdrant local storage
     bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = "caxton.memory"
+    topic_prefix: str = DEFAULT_PREFIX
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     entity_label: str = "Entity"
     position_label: str = "ReplicatorPosition"

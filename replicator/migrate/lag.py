@@ -4,7 +4,7 @@ Three vantage points, each read where it is the truth:
 * Kafka: per sink group and partition, committed offset vs log end offset (events; transaction
   markers count as offsets too, as in every Kafka lag tool).
 * The store: head seq (highest changelog seq) and backlog (changelog rows not yet published); the
-  positions topic: the last seq the source committed to Kafka.
+  positions topic, read by the source's own reader: the last seq the source committed to Kafka.
 * Each sink's destination: its watermark (SinkPosition.watermark), so lag in seq = head - watermark
   and lag in seconds = now - watermark time; heartbeats keep that meaningful while the store idles.
 A status per sink, in the spirit of Burrow, is judged from two samples (``assess``, pure).
@@ -23,8 +23,10 @@ from confluent_kafka import Consumer, TopicPartition
 from replicator.capture.install import open_store, read_state
 from replicator.migrate.targets import TargetOptions, sinks_for
 from replicator.position import SinkPosition
+from replicator.source.kafka import read_position
 from replicator.transport.kafka import retrying
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import positions_topic
 
 
 @dataclass(frozen=True)
@@ -138,38 +140,20 @@ def _offsets(settings: KafkaSettings, group: str, topics: Sequence[str]) -> list
         consumer.close()
 
 
-def published_seq(settings: KafkaSettings, positions_topic: str, store_id: str | None) -> int | None:
-    """The last seq the source committed to Kafka for ``store_id`` (read_committed), or None. Blocks;
-    raises TransportError or KafkaRefused (transient broker errors are retried for a while)."""
-    return retrying(settings, f"read {positions_topic}", lambda: _published_seq(settings, positions_topic, store_id))
+def published_seq(settings: KafkaSettings, prefix: str, store_id: str | None) -> int | None:
+    """The last seq the source committed to Kafka for ``store_id``, or None (no store id, no positions
+    topic yet, or nothing committed). Read by the source's own reader of its positions topic
+    (read_committed, to the end): never a seq of an aborted or open transaction. Blocks; raises
+    TransportError or KafkaRefused (transient broker errors are retried for a while)."""
+    if store_id is None:
+        return None
+    topic = positions_topic(prefix)
 
+    def read() -> int | None:
+        position = read_position(settings, prefix, store_id)
+        return None if position is None else position.seq
 
-def _published_seq(settings: KafkaSettings, positions_topic: str, store_id: str | None) -> int | None:
-    consumer = Consumer({**settings.consumer("replicator-lag-reader"), "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(positions_topic, timeout=settings.timeout_s)
-        topic = metadata.topics.get(positions_topic)
-        if topic is None or topic.error is not None:
-            return None
-        best: int | None = None
-        for partition in topic.partitions:
-            tp = TopicPartition(positions_topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=settings.timeout_s)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(positions_topic, partition, max(low, high - 200))])
-            while True:
-                msg = consumer.poll(1.0)
-                if msg is None or msg.error() is not None:
-                    break
-                if store_id is None or (msg.key() or b"").decode() == store_id:
-                    seq = int(json.loads(msg.value() or b"{}").get("seq", 0))
-                    best = seq if best is None else max(best, seq)
-                if (msg.offset() or 0) >= high - 1:
-                    break
-        return best
-    finally:
-        consumer.close()
+    return retrying(settings, f"read {topic}", read)
 
 
 def source_lag(db: Path) -> tuple[SourceLag, str | None]:
@@ -243,7 +227,7 @@ def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagR
     """One lag sample of the source and each sink, assessed against ``previous``. Blocks briefly."""
     kafka = KafkaSettings(bootstrap_servers=opts.bootstrap_servers)
     source, store_id = source_lag(db)
-    published = published_seq(kafka, f"{opts.topic_prefix}.source-positions", store_id)
+    published = published_seq(kafka, opts.topic_prefix, store_id)
     source = SourceLag(source.head_seq, published, source.backlog)
     now_ms = time.time_ns() // 1_000_000
     report = LagReport(now_ms, source)

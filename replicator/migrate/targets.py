@@ -44,6 +44,7 @@ from replicator.sinks.settings import (
     QdrantSettings,
 )
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
+from replicator.transport.topics import DEFAULT_PREFIX, change_topics
 
 #: The graph flags lag, cutover and rollback take (what the Neo4j sink writes with that they read).
 _GRAPH: Final = ("entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property")
@@ -116,7 +117,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
-        click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default="caxton.memory", show_default=True),
+        click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),
         click.option("--neo4j-uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True),
         click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True),
         secret_option("--neo4j-password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
@@ -187,7 +188,7 @@ class Neo4jTarget:
 
     def __init__(self, opts: TargetOptions) -> None:
         self.name, self.group = opts.neo4j_sink, opts.neo4j_group
-        self.topics = (f"{opts.topic_prefix}.entities", f"{opts.topic_prefix}.relations")
+        self.topics = tuple(change_topics(opts.topic_prefix, ("entities", "relations")))
         self.opts = opts
         # Short client-side bounds: a dead server is reported in seconds, not after 30 s of retries.
         self.driver = neo4j.GraphDatabase.driver(
@@ -251,7 +252,7 @@ class QdrantTarget:
 
     def __init__(self, opts: TargetOptions, store_id: str | None = None) -> None:
         self.name, self.group = opts.qdrant_sink, opts.qdrant_group
-        self.topics = (f"{opts.topic_prefix}.entities", f"{opts.topic_prefix}.embeddings")
+        self.topics = tuple(change_topics(opts.topic_prefix, ("entities", "embeddings")))
         self.opts = opts
         self.store_id = store_id
         self._client: Any = None

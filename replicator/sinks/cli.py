@@ -31,7 +31,6 @@ from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
 from replicator.sinks.runner import Destination, SinkRunner
 from replicator.sinks.runner_settings import (
     DEFAULT_METRICS_HOST,
-    DEFAULT_PREFIX,
     DEFAULT_RECHECK_S,
     SinkRunnerSettings,
 )
@@ -43,6 +42,7 @@ from replicator.transport.settings import (
     KafkaSettings,
     parse_size,
 )
+from replicator.transport.topics import DEFAULT_PREFIX
 
 F = TypeVar("F", bound=Callable[..., Any])
 

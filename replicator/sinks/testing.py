@@ -17,6 +17,7 @@ from replicator.events import headers
 from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE, codec, decode_any, encode_key
 from replicator.transport.kafka import create_topic
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import change_topic
 
 Row = dict[str, Any]
 Message = tuple[str, int | None, bytes, bytes | None]  # table, partition (None: by key), key, value
@@ -130,7 +131,7 @@ class TransactionalPublisher:
         self.prefix = prefix
         self.partitions = partitions
         for table in ("entities", "relations"):
-            create_topic(kafka, f"{prefix}.{table}", partitions)
+            create_topic(kafka, change_topic(prefix, table), partitions)
         self._producer = Producer(
             {**kafka.producer(), "transactional.id": f"test-source-{uuid.uuid4().hex}", "partitioner": "murmur2_random"}
         )
@@ -150,7 +151,7 @@ class TransactionalPublisher:
                 *headers.make("heartbeat" if key == encode_key(-1) else table, seq)
             ]
             for _ in range(copies):
-                topic = f"{self.prefix}.{table}"
+                topic = change_topic(self.prefix, table)
                 if partition is None:
                     self._producer.produce(topic, key=key, value=value, headers=hdrs)
                 else:
@@ -161,5 +162,5 @@ class TransactionalPublisher:
     def publish_raw(self, table: str, key: bytes | None, value: bytes | None) -> None:
         """A message no source would write (poison tests), in its own transaction."""
         self._producer.begin_transaction()
-        self._producer.produce(f"{self.prefix}.{table}", key=key, value=value)
+        self._producer.produce(change_topic(self.prefix, table), key=key, value=value)
         self._producer.commit_transaction(self.timeout_s)

@@ -39,6 +39,7 @@ from replicator.events.avro import (
 )
 from replicator.events.values import embedding_text, observations_value, parse_observations
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
+from replicator.transport.topics import change_topic
 
 __all__ = ["parse_observations"]  # re-exported: its home is events/values.py
 
@@ -92,10 +93,6 @@ class Conversion:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def topic_of(prefix: str, table: str) -> str:
-    return f"{prefix}.{table}"
 
 
 def _record_fields(change: str, record: str) -> dict[str, frozenset[str]]:
@@ -269,7 +266,7 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
         "source": source_record(store_id, row.table, row.seq, row.ts_ms),
         "ts_ms": now_ms() if produced_ms is None else produced_ms,
     }
-    topic = topic_of(prefix, row.table)
+    topic = change_topic(prefix, row.table)
     key = encode_key(row.row_id)
     hdrs = headers(row.table, row.seq)
     out.messages.append(Message(topic, key, codec(SCHEMA_OF[row.table]).encode(record), hdrs))
@@ -303,7 +300,7 @@ def convert_snapshot_row(
     }
     out.messages.append(
         Message(
-            topic_of(prefix, table),
+            change_topic(prefix, table),
             encode_key(row_id),
             codec(SCHEMA_OF[table]).encode(record),
             headers(table, read_seq),
@@ -330,7 +327,7 @@ def heartbeat_messages(
     for table, count in partitions.items():
         value = codec(HEARTBEAT).encode({"source": source_record(store_id, table, seq, seen_ms), "ts_ms": ts})
         hdrs = headers("heartbeat", seq, snapshot_seq)
-        out.extend(Message(topic_of(prefix, table), key, value, hdrs, partition=p) for p in range(count))
+        out.extend(Message(change_topic(prefix, table), key, value, hdrs, partition=p) for p in range(count))
     return out
 
 

@@ -44,7 +44,6 @@ from replicator.source.kafka import (
     SourcePosition,
     TransactionalPublisher,
     ensure_topics,
-    positions_topic,
     read_position,
     transactional_id,
 )
@@ -55,6 +54,7 @@ from replicator.source.snapshot import SnapshotCursor, read_chunk
 from replicator.source.store import SourceError, StoreIdentity, StoreReader
 from replicator.store.schema import TABLES
 from replicator.transport.kafka import TransportError
+from replicator.transport.topics import positions_topic
 
 log = logging.getLogger("replicator.source")
 _UNREACHABLE_LOG_EVERY_S: Final = 10.0

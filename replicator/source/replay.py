@@ -15,10 +15,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
-from replicator.source.convert import topic_of
 from replicator.store.schema import TABLES
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import change_topic
 
 
 @dataclass
@@ -93,12 +93,12 @@ def read_topics(settings: KafkaSettings, prefix: str, fold: Fold, timeout_s: flo
     try:
         meta = consumer.list_topics(timeout=settings.timeout_s).topics
         parts = [
-            TopicPartition(topic_of(prefix, t), p, 0)
+            TopicPartition(change_topic(prefix, t), p, 0)
             for t in TABLES
-            if topic_of(prefix, t) in meta
-            for p in meta[topic_of(prefix, t)].partitions
+            if change_topic(prefix, t) in meta
+            for p in meta[change_topic(prefix, t)].partitions
         ]
-        table_of = {topic_of(prefix, t): t for t in TABLES}
+        table_of = {change_topic(prefix, t): t for t in TABLES}
         consumer.assign(parts)
         pending = {(tp.topic, tp.partition) for tp in parts}
         deadline = time.monotonic() + timeout_s

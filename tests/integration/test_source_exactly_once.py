@@ -29,7 +29,6 @@ from replicator.capture.triggers import CHANGELOG
 from replicator.endpoint import scrape
 from replicator.migrate.daemons import Daemon, free_port, free_ports
 from replicator.source.daemon import SourceDaemon
-from replicator.source.kafka import positions_topic
 from replicator.source.replay import Replay, replay
 from replicator.source.settings import SourceSettings
 from replicator.stack import control
@@ -40,6 +39,7 @@ from replicator.stack.settings import StackSettings
 from replicator.store.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import positions_topic
 from tests.integration.sink_harness import wait_for
 
 DIM = 8  # short vectors keep the workload light; the source carries any BLOB as is

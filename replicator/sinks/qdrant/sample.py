@@ -11,6 +11,7 @@ from replicator.embedding import MODEL_NAME, entity_text
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, HEARTBEAT, Record, codec, decode_any, encode_key
 from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event
+from replicator.transport.topics import DEFAULT_PREFIX, change_topic
 
 T0 = 1_760_000_000_000
 STORE_ID = "sample"  # the store every event built here comes from
@@ -59,9 +60,9 @@ def to_event(topic: str, partition: int, offset: int, key: int, *, schema: str, 
 class Stream:
     """Appends events to one entities and one embeddings partition with running offsets."""
 
-    def __init__(self, prefix: str = "caxton.memory") -> None:
-        self.entities = f"{prefix}.entities"
-        self.embeddings = f"{prefix}.embeddings"
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.entities = change_topic(prefix, "entities")
+        self.embeddings = change_topic(prefix, "embeddings")
         self.offsets: dict[str, int] = {self.entities: 0, self.embeddings: 0}
 
     def _next(self, topic: str) -> int:
