@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from replicator.events.values import observations_value
-from replicator.sinks.qdrant.points import entity_values
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
 # The sink's mapping is the definition (design §6); validation compares against it, never a copy.
@@ -214,23 +213,3 @@ def entity_from_mapping(props: Mapping[str, Any]) -> Entity:
         # A destination that decoded the JSON keeps an object: compare it as the writer's text would be.
         metadata=json.dumps(metadata) if isinstance(metadata, dict | list) else metadata,
     )
-
-
-def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) -> None:  # noqa: ANN401
-    """One Qdrant point (design §6) into ``snap``: its entity (or a placeholder when the payload has
-    no entity fields yet: a vector awaiting its entity) and its vector (the only one of a named-vector
-    mapping)."""
-    payload.setdefault("id", pid)
-    try:
-        snap.entities[pid] = entity_from_mapping({**payload, **entity_values(payload)})
-    except (KeyError, ValueError, TypeError):
-        snap.placeholders.add(pid)
-    if isinstance(vector, dict):
-        vector = next(iter(vector.values()), None)
-    if isinstance(vector, list | tuple):
-        snap.embeddings[pid] = Embedding(
-            pid,
-            tuple(float(x) for x in vector),
-            model_version=payload.get("embedding_model"),
-            text_sha256=payload.get("text_sha256"),
-        )

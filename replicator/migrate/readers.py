@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient, models
-
 from replicator.capture.install import sqlite_uri
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import (
@@ -28,11 +26,9 @@ from replicator.migrate.model import (
     Keys,
     Relation,
     Snapshot,
-    add_point,
     decode_observations,
 )
 from replicator.sinks.qdrant.points import VECTOR_BYTES
-from replicator.sinks.settings import QdrantSettings
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
 _ENTITY_COLS = (
@@ -224,91 +220,3 @@ class StoreReader:
 
     def embedding_ids(self) -> frozenset[int]:
         return frozenset(int(r[0]) for r in self.conn.execute("SELECT entity_id FROM embeddings"))
-
-
-def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantClient:
-    """A client for a server URL or a local-mode path. Raises MigrateError (a local path is locked
-    while another client, e.g. a running sink, holds it)."""
-    if settings.path is not None and not settings.path.exists():
-        raise MigrateError(f"no Qdrant local storage at {settings.path}", hint="check --qdrant-path")
-    try:
-        if settings.path is not None:
-            return QdrantClient(path=str(settings.path))
-        return QdrantClient(url=settings.url, api_key=api_key)
-    except Exception as exc:
-        raise MigrateError(
-            f"cannot open Qdrant at {settings.url or settings.path} ({exc})",
-            hint="a local path can be open in one process only: stop the sink or use the server URL",
-        ) from exc
-
-
-class QdrantReader:
-    """The points of one collection: entity payloads and their vectors (design §6)."""
-
-    def __init__(
-        self, settings: QdrantSettings, client: QdrantClient | None = None, *, api_key: str | None = None
-    ) -> None:
-        self.settings = settings
-        self.collection = settings.collection
-        self._own = client is None
-        self.client = client or open_qdrant(settings, api_key)
-        try:
-            exists = self.client.collection_exists(self.collection)
-        except Exception as exc:
-            self.close()
-            raise MigrateError(f"Qdrant at {settings.url or settings.path} is not answering ({exc})", hint="") from exc
-        if not exists:
-            self.close()
-            raise MigrateError(
-                f"Qdrant has no collection {self.collection!r} at {settings.url or settings.path}",
-                hint="check --collection, or start the Qdrant sink (it creates the collection)",
-            )
-
-    def close(self) -> None:
-        if self._own:
-            self.client.close()
-
-    def __enter__(self) -> QdrantReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def counts(self) -> dict[str, int]:
-        return {"points": int(self.client.count(self.collection, exact=True).count)}
-
-    def _scroll(self, *, vectors: bool, payload: bool | list[str]) -> Iterator[models.Record]:
-        offset: Any = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, limit=512, offset=offset, with_payload=payload, with_vectors=vectors
-            )
-            yield from points
-            if offset is None:
-                return
-
-    def keys(self) -> Keys:
-        return Keys(
-            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False)), relations=frozenset()
-        )
-
-    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
-        """Points (all, or those with the given ids) as entities and embeddings."""
-        snap = Snapshot("qdrant")
-        if entity_ids is None:
-            points: Iterable[models.Record] = self._scroll(vectors=True, payload=True)
-        else:
-            ids = sorted(set(entity_ids))
-            points = [
-                p
-                for chunk in _chunks(ids)
-                for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
-            ]
-        for point in points:
-            add_point(snap, int(point.id), dict(point.payload or {}), point.vector)
-        return snap
-
-    def search(self, vector: Sequence[float], limit: int) -> list[int]:
-        """Ids of the ``limit`` nearest points (the collection's distance, cosine)."""
-        result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False)
-        return [int(p.id) for p in result.points]

@@ -15,7 +15,6 @@ import json
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +28,12 @@ from replicator.capture.install import open_store, read_state
 from replicator.clioptions import graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.migrate.budget import within
-from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.position import SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.sinks.qdrant.reader import SinkEndpointReader, read_position
 from replicator.sinks.settings import (
     NEO4J_PASSWORD_ENV,
     NEO4J_PASSWORD_FILE_ENV,
@@ -277,14 +276,7 @@ class QdrantTarget:
             raw = doc.get("position")
             # A sink that has applied no event since it started cannot say which store it serves yet.
             return SinkPosition.from_json(json.dumps(raw)) if raw and doc.get("store_id") else None
-        collection = f"{self.opts.collection}_positions"
-        if not self.client.collection_exists(collection):
-            return None
-        point_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + self.name))
-        points = self.client.retrieve(collection, ids=[point_id], with_payload=True)
-        if not points or not points[0].payload:
-            return None
-        return SinkPosition.from_json(points[0].payload["position"])
+        return read_position(self.client, self.opts.collection, self.name)
 
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
         entities, _ = _store_counts(store)

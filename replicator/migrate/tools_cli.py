@@ -141,8 +141,9 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
 def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: ANN401 - click passes the flags
     """Every key that is missing, extra or different between the store and a destination. Exit 1 if any."""
     from replicator.migrate.diff import compare  # noqa: PLC0415
-    from replicator.migrate.readers import QdrantReader, StoreReader  # noqa: PLC0415
+    from replicator.migrate.readers import StoreReader  # noqa: PLC0415
     from replicator.sinks.neo4j.reader import GraphReader  # noqa: PLC0415
+    from replicator.sinks.qdrant.reader import QdrantReader  # noqa: PLC0415
 
     with StoreReader(db) as store, store.transaction():
         mine = store.read(None, embeddings=target == "qdrant")

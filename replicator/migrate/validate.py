@@ -37,11 +37,11 @@ from replicator.migrate.diff import (
 )
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import Keys
-from replicator.migrate.readers import QdrantReader, StoreReader
+from replicator.migrate.readers import StoreReader
 from replicator.migrate.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
-from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 if TYPE_CHECKING:

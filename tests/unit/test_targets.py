@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from replicator.endpoint import EndpointServer
 from replicator.errors import ConfigError
 from replicator.migrate.errors import MigrateError
-from replicator.migrate.sink_reader import SinkEndpointReader
 from replicator.migrate.targets import QdrantTarget, TargetOptions, target_options
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.qdrant.points import vector_from_text, vector_text
+from replicator.sinks.qdrant.reader import SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 
 

@@ -98,3 +98,9 @@ class GraphModel:
         out = {key: value for key, value in props.items() if key not in column_of}
         out.update({column_of[key]: value for key, value in props.items() if key in column_of})
         return out
+
+
+def position_query(model: GraphModel) -> str:
+    """Cypher reading the position a sink (``$sink``) stored with its data (design §5), as ``position``:
+    the one read of it, for the sink at start and for lag, cutover and rollback."""
+    return f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) RETURN p.position AS position"

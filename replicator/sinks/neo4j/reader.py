@@ -22,7 +22,7 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from replicator.migrate.errors import MigrateError
 from replicator.migrate.model import Keys, Relation, Snapshot, entity_from_mapping
 from replicator.position import SinkPosition
-from replicator.sinks.neo4j.model import GraphModel, quote
+from replicator.sinks.neo4j.model import GraphModel, position_query, quote
 from replicator.sinks.settings import Neo4jSettings
 
 #: Runs one read: ``query(cypher, **params)`` -> its records. Raises what the driver raises (or MigrateError).
@@ -83,9 +83,7 @@ class GraphReader:
 
     def position(self, sink: str) -> SinkPosition | None:
         """The position the sink ``sink`` stored with its data (design §5), None before its first batch."""
-        records = self._run(
-            f"MATCH (p:{quote(self.model.position_label)} {{sink: $sink}}) RETURN p.position AS position", sink=sink
-        )
+        records = self._run(position_query(self.model), sink=sink)
         return SinkPosition.from_json(records[0]["position"]) if records and records[0]["position"] else None
 
     def counts(self) -> dict[str, int]:

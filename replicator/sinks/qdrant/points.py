@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import struct
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 from replicator.embedding import DIMENSIONS
+from replicator.position import SinkPosition
 
 ENTITY_FIELDS: Final = (
     "id", "name", "entity_type", "observations", "confidence", "strength", "version",
@@ -55,6 +58,13 @@ def positions_collection(collection: str) -> str:
 
 def position_point_id(sink: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + sink))
+
+
+def position_of(payload: Mapping[str, Any]) -> SinkPosition:
+    """The SinkPosition a position point's payload (``{"sink", "position"}``) holds (as JSON text, or
+    as the object a server's JSON made of it)."""
+    text = payload["position"]
+    return SinkPosition.from_json(text if isinstance(text, str) else json.dumps(text))
 
 
 def tombstone_point_id(store: str, entity_id: int) -> str:
