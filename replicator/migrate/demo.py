@@ -27,12 +27,12 @@ from replicator.errors import StackError
 from replicator.migrate import config, cutover, lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
-from replicator.migrate.validate import validate_store
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 Echo = Callable[[str], None]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from replicator import __version__
-from replicator.migrate.readers import StoreReader
+from replicator.validation.store import StoreReader
 
 FORMAT: Final = "caxton-memory-export"
 FORMAT_VERSION: Final = 1

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from replicator.migrate.errors import MigrateError
 from replicator.migrate.export import FORMAT, FORMAT_VERSION
 from replicator.store.schema import DDL, WRITER_PRAGMAS
+from replicator.validation.errors import MigrateError
 
 _ENTITY_COLUMNS: Final = (
     "id", "name", "entity_type", "observations", "confidence", "strength", "version", "created_at",

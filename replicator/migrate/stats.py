@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from replicator.migrate.readers import StoreReader
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.qdrant.reader import QdrantReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.validation.store import StoreReader
 
 
 def store_stats(path: Path) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from replicator.capture.install import open_store, read_state
 from replicator.clioptions import graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.migrate.budget import within
-from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.position import SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
@@ -44,6 +43,7 @@ from replicator.sinks.settings import (
 )
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
 from replicator.transport.topics import DEFAULT_PREFIX, change_topics
+from replicator.validation.validate import ValidationOptions, validate, validate_store
 
 #: The graph flags lag, cutover and rollback take (what the Neo4j sink writes with that they read).
 _GRAPH: Final = ("entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property")

@@ -16,7 +16,6 @@ import click
 
 from replicator.clioptions import graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
-from replicator.migrate.errors import MigrateError
 from replicator.secrets import read_secret
 from replicator.sinks.settings import (
     NEO4J_PASSWORD_ENV,
@@ -26,6 +25,7 @@ from replicator.sinks.settings import (
     Neo4jSettings,
     QdrantSettings,
 )
+from replicator.validation.errors import MigrateError
 
 _db = click.option(
     "--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -140,10 +140,10 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
 @_json
 def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: ANN401 - click passes the flags
     """Every key that is missing, extra or different between the store and a destination. Exit 1 if any."""
-    from replicator.migrate.diff import compare  # noqa: PLC0415
-    from replicator.migrate.readers import StoreReader  # noqa: PLC0415
     from replicator.sinks.neo4j.reader import GraphReader  # noqa: PLC0415
     from replicator.sinks.qdrant.reader import QdrantReader  # noqa: PLC0415
+    from replicator.validation.diff import compare  # noqa: PLC0415
+    from replicator.validation.store import StoreReader  # noqa: PLC0415
 
     with StoreReader(db) as store, store.transaction():
         mine = store.read(None, embeddings=target == "qdrant")
@@ -189,7 +189,7 @@ def validate_cmd(  # noqa: PLR0917 - click passes every option
     **kw: Any,  # noqa: ANN401 - click passes the flags
 ) -> None:  # fmt: skip
     """Counts, a random sample field by field, search consistency. Exit 1 when invalid."""
-    from replicator.migrate.validate import ValidationOptions, validate  # noqa: PLC0415
+    from replicator.validation.validate import ValidationOptions, validate  # noqa: PLC0415
 
     if full and fast:
         raise ConfigError("--full and --fast contradict each other", hint="pick one")
@@ -218,8 +218,8 @@ def validate_cmd(  # noqa: PLR0917 - click passes every option
 
 
 def _repair(db: Path, mismatches: list[Any]) -> dict[str, Any]:
-    from replicator.migrate.readers import StoreReader  # noqa: PLC0415
-    from replicator.migrate.repair import apply_repair, plan_repair  # noqa: PLC0415
+    from replicator.validation.repair import apply_repair, plan_repair  # noqa: PLC0415
+    from replicator.validation.store import StoreReader  # noqa: PLC0415
 
     with StoreReader(db) as store:
         plan = plan_repair(mismatches, store.embedding_ids())

@@ -33,7 +33,6 @@ from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.replay import replay
 from replicator.stack import control
@@ -43,6 +42,7 @@ from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport import kafka as transport
 from replicator.transport.settings import KafkaSettings, Replication
+from replicator.validation.validate import validate_store
 from tests.integration.test_source_exactly_once import assert_equal_state, assert_exactly_once
 
 REPO = Path(__file__).resolve().parents[2]

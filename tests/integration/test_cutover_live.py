@@ -32,13 +32,13 @@ from replicator.capture.install import install
 from replicator.migrate import config, cutover, fence, state
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.errors import MigrateError
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget, store_identity
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.validate import validate_store
 
 #: How long the live writer waits for the store's lock (the backend guide's busy timeout).
 WRITER_WAIT_MS = 30_000

@@ -20,7 +20,6 @@ from qdrant_client import QdrantClient
 from replicator.capture.install import install
 from replicator.embedding import entity_text
 from replicator.migrate.daemons import Pipeline
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.kafka import ensure_topics
 from replicator.store.schema import TABLES
@@ -28,6 +27,7 @@ from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import MIB, KafkaSettings
+from replicator.validation.validate import validate_store
 from tests.integration.test_pipeline import Stage
 
 

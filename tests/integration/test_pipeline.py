@@ -21,11 +21,11 @@ from replicator.capture.install import install
 from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 
 class Stage:

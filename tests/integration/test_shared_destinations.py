@@ -19,11 +19,11 @@ from replicator.errors import ReplicatorError
 from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 
 def pipeline_config(workdir: Path, kafka: KafkaSettings, graph: Neo4jSettings, **shared: object) -> PipelineConfig:

@@ -24,12 +24,12 @@ from qdrant_client import QdrantClient, models
 
 from replicator.cli import cli
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
-from replicator.migrate.repair import plan_repair
 from replicator.migrate.stats import neo4j_stats, qdrant_stats
-from replicator.migrate.validate import ValidationOptions, validate, validate_store
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.writer import MemoryWriter
+from replicator.validation.repair import plan_repair
+from replicator.validation.validate import ValidationOptions, validate, validate_store
 
 ENTITIES = [
     ("Gradient boosting", "concept", ["a machine learning algorithm", "ensembles of decision trees"]),

@@ -24,8 +24,8 @@ from replicator.capture.install import (
     uninstall,
 )
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
-from replicator.migrate.readers import StoreReader
 from replicator.store.writer import MemoryWriter
+from replicator.validation.store import StoreReader
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from replicator.endpoint import EndpointServer
 from replicator.errors import ConfigError
-from replicator.migrate.errors import MigrateError
 from replicator.migrate.targets import QdrantTarget, TargetOptions, target_options
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.secrets import read_secret
@@ -23,6 +22,7 @@ from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.qdrant.points import vector_from_text, vector_text
 from replicator.sinks.qdrant.reader import SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.validation.errors import MigrateError
 
 
 def _opts(**changes: object) -> TargetOptions:

@@ -19,11 +19,11 @@ from typing import Any
 import neo4j
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Keys, Relation, Snapshot, entity_from_mapping
 from replicator.position import SinkPosition
 from replicator.sinks.neo4j.model import GraphModel, position_query, quote
 from replicator.sinks.settings import Neo4jSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Keys, Relation, Snapshot, entity_from_mapping
 
 #: Runs one read: ``query(cypher, **params)`` -> its records. Raises what the driver raises (or MigrateError).
 Query = Callable[..., list[neo4j.Record]]

@@ -24,8 +24,6 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Embedding, Keys, Snapshot, entity_from_mapping
 from replicator.position import SinkPosition
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
@@ -36,6 +34,8 @@ from replicator.sinks.qdrant.points import (
     vector_from_text,
 )
 from replicator.sinks.settings import QdrantSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Embedding, Keys, Snapshot, entity_from_mapping
 
 _CHUNK = 500  # ids per retrieve call
 

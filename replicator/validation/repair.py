@@ -25,9 +25,9 @@ from typing import Any
 
 from replicator.capture.install import open_store, read_state
 from replicator.capture.resync import resync, resync_deleted
-from replicator.migrate.diff import Mismatch
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Entity, Relation
+from replicator.validation.diff import Mismatch
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Entity, Relation
 
 _TABLE = {"entity": "entities", "relation": "relations"}
 

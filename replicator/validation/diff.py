@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from replicator.embedding import MODEL_NAME
 from replicator.events.values import embedding_text
-from replicator.migrate.model import (
+from replicator.sinks.neo4j.model import relationship_type
+from replicator.validation.model import (
     ENTITY_FIELDS,
     RELATION_FIELDS,
     Entity,
@@ -22,7 +23,6 @@ from replicator.migrate.model import (
     differing_fields,
     vectors_equal,
 )
-from replicator.sinks.neo4j.model import relationship_type
 
 Kind = Literal["entity", "relation", "embedding"]
 Problem = Literal["missing", "extra", "different"]

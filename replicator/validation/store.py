@@ -1,4 +1,4 @@
-"""Read the store, Neo4j and Qdrant into the same :mod:`replicator.migrate.model` values.
+"""Read the store, Neo4j and Qdrant into the same :mod:`replicator.validation.model` values.
 
 * :class:`StoreReader`: the SQLite file opened read-only (URI ``mode=ro``), queries of one call in
   one deferred read transaction: in WAL mode a reader never blocks the writer and sees one
@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import sqlite_uri
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import (
+from replicator.sinks.qdrant.points import VECTOR_BYTES
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import (
     Embedding,
     Entity,
     Keys,
@@ -28,7 +29,6 @@ from replicator.migrate.model import (
     Snapshot,
     decode_observations,
 )
-from replicator.sinks.qdrant.points import VECTOR_BYTES
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
 _ENTITY_COLS = (

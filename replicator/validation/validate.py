@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from replicator.events.values import embedding_text
-from replicator.migrate.diff import (
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
+from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader
+from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.validation.diff import (
     Mismatch,
     compare_embeddings,
     compare_entities,
@@ -35,14 +39,10 @@ from replicator.migrate.diff import (
     compare_relations,
     merge,
 )
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Keys
-from replicator.migrate.readers import StoreReader
-from replicator.migrate.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
-from replicator.sinks.neo4j.model import GraphModel
-from replicator.sinks.neo4j.reader import GraphReader
-from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader
-from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Keys
+from replicator.validation.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
+from replicator.validation.store import StoreReader
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
