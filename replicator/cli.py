@@ -22,8 +22,8 @@ import click
 
 from replicator import __version__
 from replicator.errors import ReplicatorError
+from replicator.guide import cli as guide_cli
 from replicator.migrate import cli as migrate_cli
-from replicator.migrate import tools_cli
 from replicator.sinks.cli import sink
 from replicator.smoke import smoke
 from replicator.source.cli import source
@@ -60,7 +60,7 @@ cli.add_command(stack)
 cli.add_command(smoke)
 cli.add_command(source)
 migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
-tools_cli.register(cli)  # export, import, stats, diff, validate
+guide_cli.register(cli)  # export, import, stats, diff, validate
 cli.add_command(sink)
 
 

@@ -24,7 +24,7 @@ from qdrant_client import QdrantClient, models
 
 from replicator.cli import cli
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
-from replicator.migrate.stats import neo4j_stats, qdrant_stats
+from replicator.guide.stats import neo4j_stats, qdrant_stats
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.writer import MemoryWriter

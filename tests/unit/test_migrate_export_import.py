@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from replicator.capture.install import install
 from replicator.cli import cli
-from replicator.migrate.export import export_document
-from replicator.migrate.importer import import_document, parse_document
+from replicator.guide.export import export_document
+from replicator.guide.importer import import_document, parse_document
 from replicator.store.writer import MemoryWriter
 from replicator.validation.errors import MigrateError
 

@@ -77,7 +77,7 @@ def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
 @click.option("--with-embeddings", is_flag=True, help="Include the vectors (base64 of the store's BLOB).")
 def export_cmd(db: Path, output: str, with_embeddings: bool) -> None:
     """Export the store as JSON: entities, relations, metadata (counts, version, exported_at, store_id)."""
-    from replicator.migrate.export import export_document, write_export  # noqa: PLC0415
+    from replicator.guide.export import export_document, write_export  # noqa: PLC0415
 
     doc = export_document(db, with_embeddings=with_embeddings)
     if output == "-":
@@ -98,7 +98,7 @@ def export_cmd(db: Path, output: str, with_embeddings: bool) -> None:
 @click.option("--merge", is_flag=True, help="Add to a non-empty store (identical rows skipped, conflicts refused).")
 def import_cmd(db: Path, input_path: Path, merge: bool) -> None:
     """Import an export into a store (created if new), in one transaction."""
-    from replicator.migrate.importer import import_document, load_document  # noqa: PLC0415
+    from replicator.guide.importer import import_document, load_document  # noqa: PLC0415
 
     result = import_document(db, load_document(input_path), merge=merge)
     made = "created" if result.created_store else "into"
@@ -114,7 +114,7 @@ def import_cmd(db: Path, input_path: Path, merge: bool) -> None:
 @_json
 def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> None:  # noqa: ANN401 - click passes the flags
     """Counts and sizes per backend: store file and changelog, Neo4j nodes/relationships, Qdrant points."""
-    from replicator.migrate import stats  # noqa: PLC0415
+    from replicator.guide import stats  # noqa: PLC0415
 
     ctx = click.get_current_context()
     neo4j_given = with_neo4j or ctx.get_parameter_source("neo4j_uri") != click.core.ParameterSource.DEFAULT
@@ -183,7 +183,7 @@ def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: 
 @click.option("--repair", is_flag=True, help="Re-emit every mismatched key through the changelog.")
 @_destination_options
 @_json
-def validate_cmd(  # noqa: PLR0917 - click passes every option
+def validate_cmd(
     db: Path, target: str, sample: int, full: bool, fast: bool, no_search: bool, top_k: int,
     query_threshold: float, search_threshold: float, seed: int | None, repair: bool, as_json: bool,
     **kw: Any,  # noqa: ANN401 - click passes the flags

@@ -1,4 +1,4 @@
-"""``replicator import``: load an export (see :mod:`replicator.migrate.export`) into a store.
+"""``replicator import``: load an export (see :mod:`replicator.guide.export`) into a store.
 
 * A path that does not exist becomes a new store with the writer's schema (and its pragmas: WAL).
 * A store that already holds entities or relations is refused unless ``merge``: then rows whose id
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from replicator.migrate.export import FORMAT, FORMAT_VERSION
+from replicator.guide.export import FORMAT, FORMAT_VERSION
 from replicator.store.schema import DDL, WRITER_PRAGMAS
 from replicator.validation.errors import MigrateError
 
