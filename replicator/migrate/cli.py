@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
+from replicator.cutover import cutover as cutover_mod
+from replicator.cutover import rollback as rollback_mod
+from replicator.cutover import state as state_mod
+from replicator.cutover.targets import TargetOptions, divergence, sinks_for, store_identity, target_options
 from replicator.errors import ReplicatorError
-from replicator.migrate import cutover as cutover_mod
 from replicator.migrate import lag as lag_mod
-from replicator.migrate import rollback as rollback_mod
-from replicator.migrate import state as state_mod
-from replicator.migrate.targets import TargetOptions, divergence, sinks_for, store_identity, target_options
 from replicator.source.settings import parse_duration
 
 _db = click.option(

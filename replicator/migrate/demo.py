@@ -22,11 +22,12 @@ from neo4j import GraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
 from replicator.capture.install import install, sqlite_uri
+from replicator.cutover import config, cutover
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.embedding import embed, load_model
 from replicator.errors import StackError
-from replicator.migrate import config, cutover, lag
+from replicator.migrate import lag
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector

@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from replicator.capture.install import open_store, read_state
-from replicator.migrate.targets import TargetOptions, sinks_for
+from replicator.cutover.targets import TargetOptions, sinks_for
 from replicator.position import SinkPosition
 from replicator.source.kafka import read_position
 from replicator.transport.kafka import retrying

@@ -27,12 +27,12 @@ from neo4j import GraphDatabase
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
+from replicator.cutover import fence
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.endpoint import scrape
 from replicator.errors import ConfigError
-from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
 from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.replay import replay
 from replicator.stack import control

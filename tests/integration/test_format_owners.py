@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from replicator.capture.install import table_columns
 from replicator.capture.triggers import KEY_COLUMN, image_sql
 from replicator.cli import cli
+from replicator.cutover.targets import TargetOptions, divergence
 from replicator.events.avro import decode_any, decode_key
-from replicator.migrate.targets import TargetOptions, divergence
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.neo4j.destination import Neo4jDestination
 from replicator.sinks.neo4j.model import GraphModel

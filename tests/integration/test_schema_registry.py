@@ -20,9 +20,9 @@ from confluent_kafka import Consumer
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import fence
+from replicator.cutover import fence
+from replicator.cutover.targets import Neo4jTarget, TargetOptions
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.targets import Neo4jTarget, TargetOptions
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter

@@ -15,10 +15,10 @@ from pathlib import Path
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install, uninstall
+from replicator.cutover import fence
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.errors import ReplicatorError
-from replicator.migrate import fence
 from replicator.migrate.daemons import Pipeline, PipelineConfig, free_ports
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter

@@ -13,7 +13,7 @@ from replicator import __version__
 from replicator import cli as cli_module
 from replicator.capture.install import install
 from replicator.cli import cli
-from replicator.migrate import config, state
+from replicator.cutover import config, state
 from replicator.migrate.daemons import free_port
 from replicator.store.writer import MemoryWriter
 

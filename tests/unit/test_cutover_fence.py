@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, fence, rollback, state
+from replicator.cutover import config, cutover, fence, rollback, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.store.writer import MemoryWriter
 

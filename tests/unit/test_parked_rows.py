@@ -13,7 +13,7 @@ import pytest
 from replicator.capture import parked
 from replicator.capture.install import install, open_store, uninstall, write_transaction
 from replicator.capture.triggers import CHANGELOG
-from replicator.migrate import config, cutover, fence
+from replicator.cutover import config, cutover, fence
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.source.convert import ChangelogRow, Conversion, Message, Unfit
 from replicator.source.parking import Verdict, judge, message_bytes, take

@@ -12,9 +12,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from replicator.cutover.targets import QdrantTarget, TargetOptions, target_options
 from replicator.endpoint import EndpointServer
 from replicator.errors import ConfigError
-from replicator.migrate.targets import QdrantTarget, TargetOptions, target_options
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel

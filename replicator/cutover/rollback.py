@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from replicator.cutover import config, fence, state
 from replicator.errors import ReplicatorError
-from replicator.migrate import config, fence, state
 
 
 class RollbackRefused(ReplicatorError):

@@ -40,9 +40,9 @@ from typing import Final, Protocol
 
 from replicator.capture import parked
 from replicator.capture.install import open_store, read_state
+from replicator.cutover import config, fence, state
+from replicator.cutover.budget import OutOfTime, within
 from replicator.errors import ConfigError, ReplicatorError
-from replicator.migrate import config, fence, state
-from replicator.migrate.budget import OutOfTime, within
 from replicator.position import SinkPosition
 
 #: A pause beyond this is a typo, not a plan: the runtime's writers would fail long before it ends.

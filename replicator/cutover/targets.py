@@ -26,8 +26,8 @@ from qdrant_client import QdrantClient
 
 from replicator.capture.install import open_store, read_state
 from replicator.clioptions import graph_options, secret_option
+from replicator.cutover.budget import within
 from replicator.errors import ConfigError
-from replicator.migrate.budget import within
 from replicator.position import SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
