@@ -29,8 +29,8 @@ from neo4j import GraphDatabase
 from replicator.capture.install import install
 from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, local_stack_neo4j, seed_store
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, local_stack_neo4j, seed_store
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings

@@ -19,7 +19,7 @@ from typing import Any
 
 import neo4j
 
-from replicator.migrate.demo import local_stack_neo4j
+from replicator.demo.demo import local_stack_neo4j
 from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings

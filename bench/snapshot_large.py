@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import install
-from replicator.endpoint import scrape
+from replicator.demo.daemons import Daemon, free_port
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
-from replicator.migrate.daemons import Daemon, free_port
+from replicator.observe.endpoint import scrape
 from replicator.source.replay import read_topics
 from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS
 from replicator.store.writer import pack_vector

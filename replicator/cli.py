@@ -21,9 +21,11 @@ import traceback
 import click
 
 from replicator import __version__
+from replicator.cutover import cli as cutover_cli
+from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
 from replicator.guide import cli as guide_cli
-from replicator.migrate import cli as migrate_cli
+from replicator.observe import cli as observe_cli
 from replicator.sinks.cli import sink
 from replicator.smoke import smoke
 from replicator.source.cli import source
@@ -59,7 +61,9 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(smoke)
 cli.add_command(source)
-migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
+observe_cli.register(cli)  # lag
+cutover_cli.register(cli)  # cutover, rollback, status
+demo_cli.register(cli)  # demo
 guide_cli.register(cli)  # export, import, stats, diff, validate
 cli.add_command(sink)
 

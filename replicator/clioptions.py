@@ -80,3 +80,10 @@ def graph_options(*names: str) -> Callable[[F], F]:
 def graph_model(opts: dict[str, Any], *, audit: bool = False) -> GraphModel:
     """The GraphModel of the graph flags in ``opts`` (removed from it). Raises ConfigError."""
     return GraphModel(**{name: opts.pop(name) for name in GRAPH_FLAGS if name in opts}, audit=audit)
+
+
+#: The store the source captures (lag, cutover, rollback, status).
+source_db_option = click.option(
+    "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
+    show_default=True, help="Caxton's memory store (the source).",
+)  # fmt: skip

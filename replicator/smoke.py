@@ -152,7 +152,7 @@ def smoke(bootstrap: str, qdrant_path: Path) -> None:
     click.echo(f"kafka : {len(k.received)}/{len(k.sent)} Avro EntityChange events back from {k.topic} "
                f"({time.monotonic() - t0:.1f}s)")  # fmt: skip
     t0 = time.monotonic()
-    from replicator.migrate.demo import local_stack_neo4j  # noqa: PLC0415 - like the demo, on the local stack
+    from replicator.demo.demo import local_stack_neo4j  # noqa: PLC0415 - like the demo, on the local stack
 
     neo = local_stack_neo4j()
     props = neo4j_roundtrip(neo)

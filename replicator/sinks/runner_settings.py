@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import DEFAULT_HOST
 from replicator.transport.settings import ClientConfig, KafkaSettings
 from replicator.transport.topics import DEFAULT_PREFIX, change_topics, dlq_topic
 

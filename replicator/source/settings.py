@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import yaml
 
-from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import DEFAULT_HOST
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_MAX_MESSAGE_BYTES,

@@ -29,10 +29,10 @@ from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
 from replicator.cutover import fence
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
-from replicator.endpoint import scrape
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, seed_store
 from replicator.errors import ConfigError
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, seed_store
+from replicator.observe.endpoint import scrape
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.replay import replay
 from replicator.stack import control

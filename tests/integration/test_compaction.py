@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from replicator.capture.install import install
+from replicator.demo.daemons import Pipeline
 from replicator.events.avro import encode_key
-from replicator.migrate.daemons import Pipeline
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter

@@ -31,8 +31,8 @@ from qdrant_client import QdrantClient
 from replicator.capture.install import install
 from replicator.cutover import config, cutover, fence, state
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget, store_identity
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, seed_store
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, seed_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from replicator.migrate import lag
+from replicator.observe import lag
 from replicator.source.convert import position_value
 from replicator.transport import kafka as transport
 from replicator.transport.settings import KafkaSettings

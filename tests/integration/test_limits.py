@@ -18,8 +18,8 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import install
+from replicator.demo.daemons import Pipeline
 from replicator.embedding import entity_text
-from replicator.migrate.daemons import Pipeline
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.kafka import ensure_topics
 from replicator.store.schema import TABLES

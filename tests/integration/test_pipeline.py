@@ -20,7 +20,7 @@ from neo4j import GraphDatabase
 from replicator.capture.install import install
 from replicator.cutover import fence
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Workload, hash_vector
 from replicator.store.writer import MemoryWriter

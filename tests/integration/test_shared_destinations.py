@@ -17,8 +17,8 @@ from neo4j import GraphDatabase
 from replicator.capture.install import install, uninstall
 from replicator.cutover import fence
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.errors import ReplicatorError
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import hash_vector
 from replicator.store.writer import MemoryWriter

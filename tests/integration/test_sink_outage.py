@@ -17,7 +17,7 @@ from pathlib import Path
 import neo4j
 import pytest
 
-from replicator.migrate.daemons import free_ports
+from replicator.demo.daemons import free_ports
 from replicator.sinks.neo4j import GraphModel
 from replicator.sinks.settings import Neo4jSettings
 from replicator.sinks.testing import SimulatedStore, TransactionalPublisher

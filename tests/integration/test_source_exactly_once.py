@@ -26,8 +26,8 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
-from replicator.endpoint import scrape
-from replicator.migrate.daemons import Daemon, free_port, free_ports
+from replicator.demo.daemons import Daemon, free_port, free_ports
+from replicator.observe.endpoint import scrape
 from replicator.source.daemon import SourceDaemon
 from replicator.source.replay import Replay, replay
 from replicator.source.settings import SourceSettings

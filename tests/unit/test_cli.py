@@ -14,7 +14,7 @@ from replicator import cli as cli_module
 from replicator.capture.install import install
 from replicator.cli import cli
 from replicator.cutover import config, state
-from replicator.migrate.daemons import free_port
+from replicator.demo.daemons import free_port
 from replicator.store.writer import MemoryWriter
 
 

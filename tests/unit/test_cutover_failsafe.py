@@ -24,8 +24,8 @@ import pytest
 from replicator.capture.install import CaptureError, install
 from replicator.cutover import config, cutover, fence, rollback, state
 from replicator.cutover.targets import Neo4jTarget
+from replicator.demo.daemons import PipelineConfig
 from replicator.errors import ConfigError
-from replicator.migrate.daemons import PipelineConfig
 from replicator.position import SinkPosition
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.writer import MemoryWriter

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from replicator.cutover.targets import QdrantTarget, TargetOptions, target_options
-from replicator.endpoint import EndpointServer
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import EndpointServer
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel

@@ -1,62 +1,25 @@
-"""``replicator lag | cutover | rollback | status``: observe the pipeline and cut over."""
+"""``replicator cutover | rollback | status``: cut over to the new backend, or back."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
 
+from replicator.clioptions import source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import rollback as rollback_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.targets import TargetOptions, divergence, sinks_for, store_identity, target_options
 from replicator.errors import ReplicatorError
-from replicator.migrate import lag as lag_mod
 from replicator.source.settings import parse_duration
 
-_db = click.option(
-    "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
-    show_default=True, help="Caxton's memory store (the source).",
-)  # fmt: skip
-
-
-def _duration(text: str, flag: str) -> float:
-    """'3s', '500ms', '2m' -> seconds: finite and positive (no 'inf', 'nan', '1e400ms'). Raises ConfigError."""
-    return parse_duration(text, flag)
-
 
 @click.command()
-@_db
-@target_options
-@click.option("--sink", "kinds", multiple=True, type=click.Choice(["neo4j", "qdrant"]), help="Default: both.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--watch", is_flag=True, help="Refresh every --interval until interrupted.")
-@click.option("--interval", default="1s", show_default=True, help="Time between the two samples a status needs.")
-def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, watch: bool, interval: str) -> None:
-    """How far each sink is behind the source: events, seq and seconds, with a status and a drain estimate."""
-    gap = _duration(interval, "--interval")
-    kinds = kinds or ("neo4j", "qdrant")
-    previous = lag_mod.sample(db, opts, kinds, None, elapsed_s=0)
-    while True:
-        time.sleep(gap)
-        report = lag_mod.sample(db, opts, kinds, previous, elapsed_s=gap)
-        if as_json:
-            click.echo(report.to_json())
-        else:
-            if watch and sys.stdout.isatty():
-                click.clear()
-            click.echo(report.table())
-        if not watch:
-            return
-        previous = report
-
-
-@click.command()
-@_db
+@source_db_option
 @target_options
 @click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True, help="Caxton's caxton.yaml.")
@@ -85,8 +48,8 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
     """Fence the store's writers, drain the sinks, validate, then make the store refuse writes and
     switch caxton.yaml -- or change nothing."""
     plan = cutover_mod.CutoverPlan(
-        db=db, config=config_path, target=target, max_pause_s=_duration(max_pause, "--max-pause"), max_lag=max_lag,
-        sample=sample, postpone_flag=postpone_flag, writer_wait_s=_duration(writer_wait, "--writer-wait"),
+        db=db, config=config_path, target=target, max_pause_s=parse_duration(max_pause, "--max-pause"), max_lag=max_lag,
+        sample=sample, postpone_flag=postpone_flag, writer_wait_s=parse_duration(writer_wait, "--writer-wait"),
     )  # fmt: skip
     for warning in plan.warnings():
         click.echo(f"warning: {warning}", err=True)
@@ -103,7 +66,7 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
 
 
 @click.command()
-@_db
+@source_db_option
 @target_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Default: the one the cutover used.")
 @click.option(
@@ -123,7 +86,7 @@ def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_ne
 
 
 @click.command()
-@_db
+@source_db_option
 @click.option("--json", "as_json", is_flag=True)
 def status(db: Path, as_json: bool) -> None:
     """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back."""
@@ -140,29 +103,6 @@ def status(db: Path, as_json: bool) -> None:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
 
 
-@click.command()
-@click.option(
-    "--dir",
-    "workdir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where the demo's store, caxton.yaml, logs and Qdrant data go. Default: ./.demo/<time>.",
-)
-@click.option("--entities", default=200, show_default=True, help="Entities in the sample store.")
-@click.option("--rate", default=50.0, show_default=True, help="Live writer's writes per second.")
-@click.option("--max-pause", default="3s", show_default=True)
-@click.option("--hash-vectors", is_flag=True, help="Skip the model: deterministic stand-in vectors (faster).")
-def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_vectors: bool) -> None:
-    """The main job on the local stack: a live store replicated to Neo4j and Qdrant, lag, then a cutover."""
-    from replicator.migrate.demo import run_demo  # noqa: PLC0415 - keeps `replicator --help` light
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    report = run_demo(workdir or Path(".demo") / stamp, entities=entities, rate_per_s=rate,
-                      max_pause_s=_duration(max_pause, "--max-pause"), real_model=not hash_vectors)  # fmt: skip
-    if not report.ok:
-        sys.exit(1)
-
-
 def register(group: click.Group) -> None:
-    for command in (lag, cutover, rollback, status, demo):
+    for command in (cutover, rollback, status):
         group.add_command(command)

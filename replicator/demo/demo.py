@@ -24,10 +24,10 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from replicator.capture.install import install, sqlite_uri
 from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.embedding import embed, load_model
 from replicator.errors import StackError
-from replicator.migrate import lag
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
+from replicator.observe import lag
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.workload import Vectorize, Workload, hash_vector
