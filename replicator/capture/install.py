@@ -30,6 +30,8 @@ from replicator.capture.triggers import (
     CHANGELOG_DDL,
     META,
     TRIGGER_PREFIX,
+    changelog_rows,
+    head_seq,
     trigger_names,
     trigger_sql,
 )
@@ -230,9 +232,7 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
     )
     backlog = head = 0
     if has_changelog:
-        backlog = int(conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0])
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        head = int(row[0]) if row else 0
+        backlog, head = changelog_rows(conn), head_seq(conn)
     head = max(head, int(meta.get(_KEPT_HEAD, 0)))
     return CaptureState(
         installed=has_changelog and "version" in meta,
@@ -326,8 +326,7 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         # the head seq of its read, and a fresh store's head would otherwise be 0, a value sinks may
         # read as "none yet". After an uninstall it continues past the kept head, so every seq this
         # installation assigns is newer than any the destinations hold (docs/capture.md).
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        start = max(1, int(row[0]) if row else 0, int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
+        start = max(1, head_seq(conn), int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (CHANGELOG, start))
         if kept is not None:

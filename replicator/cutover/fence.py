@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture.install import CaptureError, open_store
-from replicator.capture.triggers import CHANGELOG
+from replicator.capture.triggers import head_seq
 from replicator.store.schema import TABLES
 
 REFUSAL_PREFIX: Final = "_replicator_moved_"
@@ -45,12 +45,6 @@ def refusal_installed(conn: sqlite3.Connection) -> bool:
         "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?", (REFUSAL_PREFIX + "%",)
     ).fetchone()
     return int(row[0]) > 0
-
-
-def head_seq(conn: sqlite3.Connection) -> int:
-    """The changelog's highest seq ever assigned (0 if none)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-    return int(row[0]) if row else 0
 
 
 @dataclass

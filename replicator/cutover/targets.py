@@ -41,6 +41,7 @@ from replicator.sinks.settings import (
     Neo4jSettings,
     QdrantSettings,
 )
+from replicator.store.schema import count_rows
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
 from replicator.transport.topics import DEFAULT_PREFIX, change_topics
 from replicator.validation.validate import ValidationOptions, validate, validate_store
@@ -176,8 +177,8 @@ def store_identity(db: Path) -> str | None:
 def _store_counts(db: Path) -> tuple[int, int]:
     conn = open_store(db, readonly=True)
     try:
-        return (int(conn.execute("SELECT count(*) FROM entities").fetchone()[0]),
-                int(conn.execute("SELECT count(*) FROM relations").fetchone()[0]))  # fmt: skip
+        counts = count_rows(conn, ("entities", "relations"))
+        return counts["entities"], counts["relations"]
     finally:
         conn.close()
 

@@ -30,6 +30,7 @@ from replicator.errors import StackError
 from replicator.observe import lag
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
+from replicator.store.schema import count_rows
 from replicator.store.workload import Vectorize, Workload, hash_vector
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -224,8 +225,8 @@ def run_demo(
 def _store_counts(db: Path) -> tuple[int, int]:
     conn = sqlite3.connect(sqlite_uri(db, mode="ro"), uri=True)
     try:
-        return (int(conn.execute("SELECT count(*) FROM entities").fetchone()[0]),
-                int(conn.execute("SELECT count(*) FROM relations").fetchone()[0]))  # fmt: skip
+        counts = count_rows(conn, ("entities", "relations"))
+        return counts["entities"], counts["relations"]
     finally:
         conn.close()
 

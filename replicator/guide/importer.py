@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from replicator.guide.export import FORMAT, FORMAT_VERSION
-from replicator.store.schema import DDL, WRITER_PRAGMAS
+from replicator.store.schema import DDL, WRITER_PRAGMAS, count_rows
 from replicator.validation.errors import MigrateError
 
 _ENTITY_COLUMNS: Final = (
@@ -283,7 +283,7 @@ def _open(store_path: Path, *, created: bool, timeout_s: float) -> sqlite3.Conne
 
 
 def _refuse_non_empty(conn: sqlite3.Connection, store_path: Path) -> None:
-    held = sum(int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("entities", "relations"))
+    held = sum(count_rows(conn, ("entities", "relations")).values())
     if held:
         raise MigrateError(
             f"{store_path} already holds {held} entities and relations",

@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replicator.store.schema import DDL, WRITER_PRAGMAS
+from replicator.store.schema import DDL, WRITER_PRAGMAS, pack_vector
 
 MODEL_VERSION = "all-MiniLM-L6-v2"
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def pack_vector(values: Sequence[float]) -> bytes:
-    """The store's BLOB format: little-endian float32."""
-    return struct.pack(f"<{len(values)}f", *values)
-
-
-def unpack_vector(blob: bytes) -> list[float]:
-    return list(struct.unpack(f"<{len(blob) // 4}f", blob))
 
 
 @dataclass

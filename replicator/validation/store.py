@@ -12,14 +12,15 @@ All readers block; each raises MigrateError (with a hint) when its backend canno
 from __future__ import annotations
 
 import sqlite3
-import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import sqlite_uri
+from replicator.capture.triggers import CHANGELOG, META, changelog_rows, head_seq
 from replicator.sinks.qdrant.points import VECTOR_BYTES
+from replicator.store.schema import count_rows, unpack_vector
 from replicator.validation.errors import MigrateError
 from replicator.validation.model import (
     Embedding,
@@ -39,8 +40,6 @@ _RELATION_COLS = (
     "r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, r.created_at, "
     "r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name"
 )
-CHANGELOG = "_replicator_changelog"
-META = "_replicator_meta"
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -90,7 +89,7 @@ def unpack_blob(blob: object) -> tuple[float, ...] | None:
     for which it computes one (then checked by its text hash)."""
     if not isinstance(blob, bytes) or len(blob) != VECTOR_BYTES:
         return None
-    return struct.unpack(f"<{len(blob) // 4}f", blob)
+    return tuple(unpack_vector(blob))
 
 
 def _lenient_text(data: bytes) -> str:
@@ -144,10 +143,7 @@ class StoreReader:
             self.conn.execute("COMMIT")
 
     def counts(self) -> dict[str, int]:
-        return {
-            t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-            for t in ("entities", "relations", "embeddings")
-        }
+        return count_rows(self.conn)
 
     def keys(self) -> Keys:
         return Keys(
@@ -165,9 +161,7 @@ class StoreReader:
         """(backlog rows, head seq) of the changelog; (0, 0) when capture is not installed."""
         if not self.capture_installed:
             return 0, 0
-        backlog = int(self.conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0])
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        return backlog, int(row[0]) if row else 0
+        return changelog_rows(self.conn), head_seq(self.conn)
 
     def read(self, entity_ids: Iterable[int] | None = None, *, embeddings: bool = True) -> Snapshot:
         """All entities (``entity_ids`` None) or those given, every relation touching them, and their

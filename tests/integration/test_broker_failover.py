@@ -26,8 +26,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG
-from replicator.cutover import fence
+from replicator.capture.triggers import CHANGELOG, head_seq
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.demo.demo import LiveWriter, seed_store
@@ -99,7 +98,7 @@ def _watermarks(cfg: PipelineConfig) -> list[int]:
 def _head(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
-        return fence.head_seq(conn)
+        return head_seq(conn)
     finally:
         conn.close()
 

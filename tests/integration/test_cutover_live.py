@@ -29,6 +29,7 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import install
+from replicator.capture.triggers import head_seq
 from replicator.cutover import config, cutover, fence, state
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget, store_identity
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
@@ -96,7 +97,7 @@ class Running:
     def wait_drained(self, timeout_s: float = 60) -> None:
         """Every sink's watermark has reached the store's head (call once writes stopped)."""
         conn = sqlite3.connect(self.db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

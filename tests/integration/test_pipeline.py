@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.cutover import fence
+from replicator.capture.triggers import head_seq
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings
@@ -47,7 +47,7 @@ class Stage:
 
     def drain(self, kinds: tuple[str, ...] = ("neo4j", "qdrant")) -> None:
         conn = sqlite3.connect(self.db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

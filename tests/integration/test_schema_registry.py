@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.cutover import fence
+from replicator.capture.triggers import head_seq
 from replicator.cutover.targets import Neo4jTarget, TargetOptions
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
@@ -70,7 +70,7 @@ def test_source_and_sink_speak_the_confluent_wire_format(
         for _ in range(60):
             workload.step()
         conn = sqlite3.connect(db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

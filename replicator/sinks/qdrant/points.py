@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from replicator.embedding import DIMENSIONS
 from replicator.position import SinkPosition
+from replicator.store.schema import pack_vector, unpack_vector
 
 ENTITY_FIELDS: Final = (
     "id", "name", "entity_type", "observations", "confidence", "strength", "version",
@@ -89,13 +90,17 @@ def store_label(model: str) -> str:
 
 
 def vector_from_blob(blob: bytes) -> list[float]:
-    """The store's BLOB (384 little-endian float32) as floats; float32 -> float is exact."""
-    return list(struct.unpack(f"<{DIMENSIONS}f", blob))
+    """The store's BLOB (384 little-endian float32) as floats. Raises struct.error for another size."""
+    if len(blob) != VECTOR_BYTES:
+        raise struct.error(f"a vector BLOB of {len(blob)} bytes, not {VECTOR_BYTES}")
+    return unpack_vector(blob)
 
 
 def blob_from_vector(vector: list[float]) -> bytes:
     """Inverse of vector_from_blob (for comparing a point's vector with the store's bytes)."""
-    return struct.pack(f"<{DIMENSIONS}f", *vector)
+    if len(vector) != DIMENSIONS:
+        raise struct.error(f"a vector of {len(vector)} dimensions, not {DIMENSIONS}")
+    return pack_vector(vector)
 
 
 def seq_of(payload: Payload | None, key: str = SEQ) -> int:
