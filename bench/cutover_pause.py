@@ -31,8 +31,8 @@ from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.demo.demo import LiveWriter, local_stack_neo4j, seed_store
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.validate import validate_store
 

@@ -30,7 +30,7 @@ from replicator.sinks.neo4j.planner import plan
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import Message, SimulatedStore, TransactionalPublisher
+from replicator.testing.fake_source import Message, SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 

@@ -35,8 +35,8 @@ from replicator.capture.install import install
 from replicator.demo.daemons import Daemon, free_port
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
 from replicator.observe.endpoint import scrape
-from replicator.source.replay import read_topics
 from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS, pack_vector
+from replicator.testing.replay import read_topics
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 from replicator.transport.topics import change_topic, positions_topic

@@ -31,7 +31,7 @@ from replicator.source.daemon import SourceDaemon
 from replicator.source.kafka import ensure_topics
 from replicator.source.settings import SourceSettings
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 from replicator.transport.topics import positions_topic

@@ -27,9 +27,9 @@ from replicator.errors import ReplicatorError
 from replicator.guide import cli as guide_cli
 from replicator.observe import cli as observe_cli
 from replicator.sinks.cli import sink
-from replicator.smoke import smoke
 from replicator.source.cli import source
 from replicator.stack.cli import stack
+from replicator.stack.smoke import smoke
 
 #: Exit code of an unexpected exception (a bug), as sysexits.h names it.
 EX_SOFTWARE = 70

@@ -31,8 +31,8 @@ from replicator.observe import lag
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.schema import count_rows
-from replicator.store.workload import Vectorize, Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Vectorize, Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.validate import validate_store
 

@@ -33,12 +33,12 @@ from replicator.demo.demo import LiveWriter, seed_store
 from replicator.errors import ConfigError
 from replicator.observe.endpoint import scrape
 from replicator.sinks.settings import Neo4jSettings
-from replicator.source.replay import replay
 from replicator.stack import control
 from replicator.stack.process import free_port_range
 from replicator.stack.settings import StackSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.replay import replay
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport import kafka as transport
 from replicator.transport.settings import KafkaSettings, Replication
 from replicator.validation.validate import validate_store

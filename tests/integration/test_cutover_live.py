@@ -35,8 +35,8 @@ from replicator.cutover.targets import Neo4jTarget, QdrantTarget, store_identity
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.demo.demo import LiveWriter, seed_store
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.errors import MigrateError
 from replicator.validation.validate import validate_store

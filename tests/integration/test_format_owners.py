@@ -27,7 +27,7 @@ from replicator.sinks.neo4j.destination import Neo4jDestination
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.source.convert import convert_snapshot_row
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 STORE_ID = "format-owners-store"
 

@@ -23,8 +23,8 @@ from replicator.embedding import entity_text
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.kafka import ensure_topics
 from replicator.store.schema import TABLES
-from replicator.store.workload import hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import MIB, KafkaSettings
 from replicator.validation.validate import validate_store

@@ -20,7 +20,7 @@ from replicator.sinks.neo4j.applier import NamespaceTaken, run_read
 from replicator.sinks.neo4j.planner import relation_delete_query, relation_upsert_query
 from replicator.sinks.neo4j.upkeep import BUDGET
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import Message, SimulatedStore
+from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration.test_shared_destinations import drop_labels
 
 PARTITIONS = {"p.entities": 1, "p.relations": 1}

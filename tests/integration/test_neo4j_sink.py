@@ -26,7 +26,7 @@ from replicator.sinks.neo4j.applier import run_read
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
+from replicator.testing.fake_source import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 

@@ -9,7 +9,7 @@ import uuid
 from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec, encode_key
 from replicator.sinks.neo4j import read_position
 from replicator.sinks.runner import SinkRunner
-from replicator.sinks.testing import Message, SimulatedStore
+from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration import test_neo4j_sink
 from tests.integration.test_neo4j_sink import Isolated, Running
 

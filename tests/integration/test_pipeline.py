@@ -22,8 +22,8 @@ from replicator.capture.triggers import head_seq
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.validate import validate_store
 

@@ -28,8 +28,8 @@ from replicator.sinks.qdrant.points import (
     positions_collection,
     tombstone_point_id,
 )
-from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
 from replicator.sinks.settings import QdrantSettings
+from replicator.testing.events import Stream, entity_image, text_of
 
 COLLECTION = "entities_test"
 

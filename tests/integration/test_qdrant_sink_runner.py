@@ -23,8 +23,8 @@ from replicator.embedding import DIMENSIONS
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, HEARTBEAT, codec, encode_key
 from replicator.position import SinkPosition
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE, TEXT_SHA256, text_sha256
-from replicator.sinks.qdrant.sample import STORE_ID, embedding_change, entity_change, entity_image, text_of
-from replicator.sinks.testing import Message, TransactionalPublisher
+from replicator.testing.events import STORE_ID, embedding_change, entity_change, entity_image, text_of
+from replicator.testing.fake_source import Message, TransactionalPublisher
 from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import KafkaSettings
 from tests.integration.sink_harness import http_get, metric, metrics_port, position_document, start_sink, wait_for

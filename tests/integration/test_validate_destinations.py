@@ -27,7 +27,7 @@ from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.guide.stats import neo4j_stats, qdrant_stats
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.validation.repair import plan_repair
 from replicator.validation.validate import ValidationOptions, validate, validate_store
 

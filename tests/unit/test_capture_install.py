@@ -24,7 +24,7 @@ from replicator.capture.install import (
     uninstall,
 )
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.validation.store import StoreReader
 
 

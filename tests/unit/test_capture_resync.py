@@ -12,7 +12,7 @@ import pytest
 from replicator.capture.install import CaptureError, install, open_store
 from replicator.capture.resync import resync, resync_deleted
 from replicator.capture.triggers import CHANGELOG
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 
 @pytest.fixture

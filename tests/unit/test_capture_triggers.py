@@ -16,7 +16,7 @@ from replicator.capture.image import value_of
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, json_value_sql
 from replicator.store.schema import pack_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from replicator.capture.install import install
 from replicator.cli import cli
 from replicator.cutover import config, state
 from replicator.demo.daemons import free_port
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

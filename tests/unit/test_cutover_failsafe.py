@@ -28,7 +28,7 @@ from replicator.demo.daemons import PipelineConfig
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from tests.unit.test_cutover_fence import CAXTON, FakeTarget
 
 # The child: a cutover of ``db`` to neo4j with a caught-up stand-in sink, paused at

@@ -14,7 +14,7 @@ from replicator.capture.install import install
 from replicator.capture.triggers import head_seq
 from replicator.cutover import config, cutover, fence, rollback, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 CAXTON = config.sample_config()
 

@@ -16,7 +16,7 @@ from replicator.capture.install import install
 from replicator.cli import cli
 from replicator.guide.export import export_document
 from replicator.guide.importer import import_document, parse_document
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.validation.errors import MigrateError
 
 

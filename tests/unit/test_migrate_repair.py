@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from replicator.capture import install
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.validation.diff import Mismatch
 from replicator.validation.errors import MigrateError
 from replicator.validation.model import Entity, Relation

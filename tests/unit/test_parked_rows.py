@@ -18,7 +18,7 @@ from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.source.convert import ChangelogRow, Conversion, Message, Unfit
 from replicator.source.parking import Verdict, judge, message_bytes, take
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 WHY = parked.Why("its event is 9 bytes, over the limit of 8 bytes", 9, 8)
 

@@ -67,7 +67,7 @@ class KafkaRoundTrip:
 def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None, cleanup: bool = False) -> KafkaRoundTrip:
     """Publish Avro EntityChange events to a fresh topic and read them back (then delete the topic if
     ``cleanup``). Raises TransportError."""
-    topic = topic or f"replicator.smoke.{uuid.uuid4().hex[:12]}"
+    topic = topic or f"replicator.stack.smoke.{uuid.uuid4().hex[:12]}"
     create_topic(settings, topic)
     entity = codec(ENTITY_CHANGE)
     sent = [entity_change(i, n, t, o, seq=i) for i, (n, t, o) in enumerate(SAMPLE_ENTITIES, start=1)]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from replicator.embedding import entity_text
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 Vectorize = Callable[[str], Sequence[float]]
 
