@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from replicator.capture import parked
-from replicator.capture.install import open_store, read_state
+from replicator.capture.install import read_state
+from replicator.capture.storefile import open_store
 from replicator.cutover import config, fence, state
 from replicator.cutover.budget import OutOfTime, within
 from replicator.errors import ConfigError, ReplicatorError

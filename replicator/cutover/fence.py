@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from replicator.capture.install import CaptureError, open_store
+from replicator.capture.storefile import CaptureError, open_store
 from replicator.capture.triggers import head_seq
 from replicator.store.schema import TABLES
 

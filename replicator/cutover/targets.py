@@ -24,7 +24,8 @@ import click
 import neo4j
 from qdrant_client import QdrantClient
 
-from replicator.capture.install import open_store, read_state
+from replicator.capture.install import read_state
+from replicator.capture.storefile import open_store
 from replicator.clioptions import graph_options, secret_option
 from replicator.cutover.budget import within
 from replicator.errors import ConfigError

@@ -21,7 +21,8 @@ from confluent_kafka.admin import AdminClient
 from neo4j import GraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
-from replicator.capture.install import install, sqlite_uri
+from replicator.capture.install import install
+from replicator.capture.storefile import sqlite_uri
 from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget, TargetOptions
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
@@ -159,21 +160,8 @@ def run_demo(
     kafka = kafka or KafkaSettings.from_env()
     neo4j = neo4j or local_stack_neo4j()
     check_stack(kafka, neo4j)
-    workdir.mkdir(parents=True, exist_ok=True)
-    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    db = workdir / "memory.db"
-    caxton = workdir / "caxton.yaml"
-    caxton.write_text(config.sample_config(str(db)))
-    cfg = PipelineConfig(
-        db=db, workdir=workdir, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"demo-{run_id}.caxton.memory",
-        neo4j=neo4j, entity_label="DemoEntity", position_label="DemoReplicatorPosition",
-        tombstone_label="DemoReplicatorTombstone",
-        neo4j_group=f"demo-{run_id}-neo4j", qdrant_group=f"demo-{run_id}-qdrant",
-        source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
-    )  # fmt: skip
-    # Only the demo's own labels: a user's real graph in the same database is never touched.
-    _clear_demo_graph(neo4j, (cfg.entity_label, cfg.position_label, cfg.tombstone_label))
-
+    cfg = _demo_config(workdir, kafka, neo4j)
+    db, caxton = cfg.db, workdir / "caxton.yaml"
     vectorize = _model_vectorize(echo) if real_model else hash_vector
     echo(f"1/6 sample store {db}: {entities} entities with embeddings, relations, edits")
     workload = seed_store(db, entities, vectorize)
@@ -205,6 +193,32 @@ def run_demo(
     finally:
         writer.stop()
         codes = pipeline.stop()
+    _report(report, writer, db, codes, opts=opts, echo=echo)
+    return report
+
+
+def _demo_config(workdir: Path, kafka: KafkaSettings, neo4j: Neo4jSettings) -> PipelineConfig:
+    """The demo's pipeline in ``workdir`` (created, with a sample caxton.yaml): its own topics, labels
+    and groups, named by the time it starts; the demo's labels emptied first (only those: a user's
+    real graph in the same database is never touched)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    db = workdir / "memory.db"
+    (workdir / "caxton.yaml").write_text(config.sample_config(str(db)))
+    cfg = PipelineConfig(
+        db=db, workdir=workdir, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"demo-{run_id}.caxton.memory",
+        neo4j=neo4j, entity_label="DemoEntity", position_label="DemoReplicatorPosition",
+        tombstone_label="DemoReplicatorTombstone",
+        neo4j_group=f"demo-{run_id}-neo4j", qdrant_group=f"demo-{run_id}-qdrant",
+        source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
+    )  # fmt: skip
+    _clear_demo_graph(neo4j, (cfg.entity_label, cfg.position_label, cfg.tombstone_label))
+    return cfg
+
+
+def _report(report: cutover.CutoverReport, writer: LiveWriter, db: Path, codes: object, *, opts: TargetOptions,
+            echo: Echo) -> None:  # fmt: skip
+    caxton = db.parent / "caxton.yaml"
     echo("6/6 report")
     echo(report.text())
     echo(f"  live writer   {writer.acknowledged} writes acknowledged, {writer.refused} refused after the fence")
@@ -219,7 +233,6 @@ def run_demo(
         verdict = "equal" if not problems else f"{len(problems)} problems: {problems[:3]}"
         echo(f"  validation    store vs Neo4j and Qdrant, {counts[0]} entities and {counts[1]} relations "
              f"field by field: {verdict}")  # fmt: skip
-    return report
 
 
 def _store_counts(db: Path) -> tuple[int, int]:

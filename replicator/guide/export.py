@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -35,64 +36,8 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
     """The export of the store at ``store_path`` as a JSON-ready dict. Read-only; raises MigrateError."""
     with StoreReader(store_path) as store, store.transaction():
         meta = store.meta()
-        entities = [
-            {
-                "id": r[0],
-                "name": r[1],
-                "entity_type": r[2],
-                "observations": _observations(r[3]),
-                "confidence": r[4],
-                "strength": r[5],
-                "version": r[6],
-                "created_at": r[7],
-                "updated_at": r[8],
-                "valid_from": r[9],
-                "valid_to": r[10],
-                "metadata": r[11],
-            }
-            for r in store.conn.execute(
-                "SELECT id, name, entity_type, observations, confidence, strength, version, created_at, "
-                "updated_at, valid_from, valid_to, metadata FROM entities ORDER BY id"
-            )
-        ]
-        relations = [
-            {
-                "id": r[0],
-                "from_entity_id": r[1],
-                "to_entity_id": r[2],
-                "from_name": r[11],
-                "to_name": r[12],
-                "relation_type": r[3],
-                "strength": r[4],
-                "confidence": r[5],
-                "created_at": r[6],
-                "updated_at": r[7],
-                "valid_from": r[8],
-                "valid_to": r[9],
-                "metadata": r[10],
-            }
-            for r in store.conn.execute(
-                "SELECT r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, "
-                "r.created_at, r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name "
-                "FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
-                "LEFT JOIN entities b ON b.id = r.to_entity_id ORDER BY r.id"
-            )
-        ]
-        embeddings = (
-            [
-                {
-                    "entity_id": r[0],
-                    "model_version": r[2],
-                    "created_at": r[3],
-                    "vector_b64": base64.b64encode(r[1]).decode("ascii"),
-                }
-                for r in store.conn.execute(
-                    "SELECT entity_id, embedding, model_version, created_at FROM embeddings ORDER BY entity_id"
-                )
-            ]
-            if with_embeddings
-            else None
-        )
+        entities, relations = _entities(store.conn), _relations(store.conn)
+        embeddings = _embeddings(store.conn) if with_embeddings else None
     doc: dict[str, Any] = {"entities": entities, "relations": relations}
     if embeddings is not None:
         doc["embeddings"] = embeddings
@@ -110,6 +55,69 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
         metadata["store_id"] = meta["store_id"]
     doc["metadata"] = metadata
     return doc
+
+
+def _entities(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r[0],
+            "name": r[1],
+            "entity_type": r[2],
+            "observations": _observations(r[3]),
+            "confidence": r[4],
+            "strength": r[5],
+            "version": r[6],
+            "created_at": r[7],
+            "updated_at": r[8],
+            "valid_from": r[9],
+            "valid_to": r[10],
+            "metadata": r[11],
+        }
+        for r in conn.execute(
+            "SELECT id, name, entity_type, observations, confidence, strength, version, created_at, "
+            "updated_at, valid_from, valid_to, metadata FROM entities ORDER BY id"
+        )
+    ]
+
+
+def _relations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r[0],
+            "from_entity_id": r[1],
+            "to_entity_id": r[2],
+            "from_name": r[11],
+            "to_name": r[12],
+            "relation_type": r[3],
+            "strength": r[4],
+            "confidence": r[5],
+            "created_at": r[6],
+            "updated_at": r[7],
+            "valid_from": r[8],
+            "valid_to": r[9],
+            "metadata": r[10],
+        }
+        for r in conn.execute(
+            "SELECT r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, "
+            "r.created_at, r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name "
+            "FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+            "LEFT JOIN entities b ON b.id = r.to_entity_id ORDER BY r.id"
+        )
+    ]
+
+
+def _embeddings(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [
+        {
+            "entity_id": r[0],
+            "model_version": r[2],
+            "created_at": r[3],
+            "vector_b64": base64.b64encode(r[1]).decode("ascii"),
+        }
+        for r in conn.execute(
+            "SELECT entity_id, embedding, model_version, created_at FROM embeddings ORDER BY entity_id"
+        )
+    ]
 
 
 def _observations(text: str) -> Any:  # noqa: ANN401 - whatever JSON the writer stored

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from replicator.capture.install import open_store, read_state
+from replicator.capture.install import read_state
+from replicator.capture.storefile import open_store
 from replicator.cutover.targets import TargetOptions, sinks_for
 from replicator.position import SinkPosition
 from replicator.source.kafka import read_position

@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from replicator.capture import parked
-from replicator.capture.install import CaptureError, install, open_store, read_state, uninstall, write_transaction
+from replicator.capture.install import install, read_state, uninstall
+from replicator.capture.storefile import CaptureError, open_store, write_transaction
 from replicator.source.daemon import SourceAborted, SourceDaemon, event
 from replicator.source.settings import SourceSettings, parse_duration
 

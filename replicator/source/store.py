@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture import parked
-from replicator.capture.install import CaptureError, open_store, read_state, table_columns
+from replicator.capture.install import read_state
+from replicator.capture.storefile import CaptureError, open_store, table_columns
 from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, changelog_rows, head_seq, image_sql
 from replicator.errors import ReplicatorError
 from replicator.source.convert import ChangelogRow

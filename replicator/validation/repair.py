@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replicator.capture.install import open_store, read_state
+from replicator.capture.install import read_state
 from replicator.capture.resync import resync, resync_deleted
+from replicator.capture.storefile import open_store
 from replicator.validation.diff import Mismatch
 from replicator.validation.errors import MigrateError
 from replicator.validation.model import Entity, Relation

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from replicator.capture.install import sqlite_uri
+from replicator.capture.storefile import sqlite_uri
 from replicator.capture.triggers import CHANGELOG, META, changelog_rows, head_seq
 from replicator.sinks.qdrant.points import VECTOR_BYTES
 from replicator.store.schema import count_rows, unpack_vector

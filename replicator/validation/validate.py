@@ -254,6 +254,13 @@ def validate(
                     assert isinstance(dest, QdrantReader)  # _qdrant_reader refuses search through a sink
                     report.search = _search(store, dest, opts, model)
                     report.search_consistency = consistency(report.search)
+    _conclude(report, mismatches, opts)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _conclude(report: ValidationReport, mismatches: list[Mismatch], opts: ValidationOptions) -> None:
+    """Mismatches merged per key, a problem line for them and for a low search consistency, the verdict."""
     report.mismatches = merge(mismatches)
     if report.mismatches:
         report.problems.append(f"{len(report.mismatches)} mismatched keys")
@@ -264,8 +271,6 @@ def validate(
             f" (queries below {opts.query_threshold:g}: {', '.join(low)})"
         )
     report.ok = not report.problems
-    report.duration_s = time.monotonic() - started
-    return report
 
 
 def _check_qdrant(qdrant: QdrantSettings | None, through_sink: bool, opts: ValidationOptions) -> None:

@@ -17,7 +17,7 @@ import neo4j
 import pytest
 from click.testing import CliRunner
 
-from replicator.capture.install import table_columns
+from replicator.capture.storefile import table_columns
 from replicator.capture.triggers import KEY_COLUMN, image_sql
 from replicator.cli import cli
 from replicator.cutover.targets import TargetOptions, divergence

@@ -14,15 +14,8 @@ import pytest
 
 from replicator.capture import install as install_module
 from replicator.capture import triggers
-from replicator.capture.install import (
-    CaptureError,
-    detect_drift,
-    install,
-    open_store,
-    read_state,
-    sqlite_uri,
-    uninstall,
-)
+from replicator.capture.install import detect_drift, install, read_state, uninstall
+from replicator.capture.storefile import CaptureError, open_store, sqlite_uri
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
 from replicator.testing.writer import MemoryWriter
 from replicator.validation.store import StoreReader

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.capture.install import CaptureError, install
+from replicator.capture.install import install
+from replicator.capture.storefile import CaptureError
 from replicator.cutover import config, cutover, fence, rollback, state
 from replicator.cutover.targets import Neo4jTarget
 from replicator.demo.daemons import PipelineConfig

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from replicator.capture import parked
-from replicator.capture.install import install, open_store, uninstall, write_transaction
+from replicator.capture.install import install, uninstall
+from replicator.capture.storefile import open_store, write_transaction
 from replicator.capture.triggers import CHANGELOG, head_seq
 from replicator.cutover import config, cutover
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
