@@ -20,7 +20,9 @@ from typing import Any
 import neo4j
 
 from replicator.demo.demo import local_stack_neo4j
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
+from replicator.sinks.neo4j.applier import read_position
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.testing.fake_source import SimulatedStore, TransactionalPublisher

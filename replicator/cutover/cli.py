@@ -11,9 +11,8 @@ import click
 
 from replicator.clioptions import source_db_option
 from replicator.cutover import cutover as cutover_mod
-from replicator.cutover import rollback as rollback_mod
 from replicator.cutover import state as state_mod
-from replicator.cutover.targets import TargetOptions, divergence, sinks_for, store_identity, target_options
+from replicator.cutover.options import TargetOptions, target_options
 from replicator.errors import ReplicatorError
 from replicator.source.settings import parse_duration
 
@@ -51,6 +50,8 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
         db=db, config=config_path, target=target, max_pause_s=parse_duration(max_pause, "--max-pause"), max_lag=max_lag,
         sample=sample, postpone_flag=postpone_flag, writer_wait_s=parse_duration(writer_wait, "--writer-wait"),
     )  # fmt: skip
+    from replicator.cutover.targets import sinks_for, store_identity  # noqa: PLC0415 - clients load on use
+
     for warning in plan.warnings():
         click.echo(f"warning: {warning}", err=True)
     kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
@@ -80,6 +81,9 @@ def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_ne
     After a completed cutover, the destinations are first compared with the store in full (pass the
     cutover's connection flags): if the runtime wrote to them since, rollback refuses and names what
     differs, since the store does not have those writes."""
+    from replicator.cutover import rollback as rollback_mod  # noqa: PLC0415 - clients load on use
+    from replicator.cutover.targets import divergence  # noqa: PLC0415
+
     check = None if discard_new_writes else divergence(db, opts)
     for line in rollback_mod.rollback(db, config_path, divergence=check):
         click.echo(line)

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replicator.cutover.targets import TargetOptions
+from replicator.cutover.options import TargetOptions
 from replicator.sinks.settings import NEO4J_PASSWORD_ENV, Neo4jSettings, QdrantSettings
 from replicator.transport.topics import DEFAULT_PREFIX
 

@@ -24,7 +24,8 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from replicator.capture.install import install
 from replicator.capture.storefile import sqlite_uri
 from replicator.cutover import config, cutover
-from replicator.cutover.targets import Neo4jTarget, QdrantTarget, TargetOptions
+from replicator.cutover.options import TargetOptions
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.embedding import embed, load_model
 from replicator.errors import StackError

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 
 from replicator.clioptions import source_db_option
-from replicator.cutover.targets import TargetOptions, target_options
-from replicator.observe import lag as lag_mod
+from replicator.cutover.options import TargetOptions, target_options
 from replicator.source.settings import parse_duration
 
 
@@ -23,6 +22,8 @@ from replicator.source.settings import parse_duration
 @click.option("--interval", default="1s", show_default=True, help="Time between the two samples a status needs.")
 def lag(db: Path, opts: TargetOptions, kinds: tuple[str, ...], as_json: bool, watch: bool, interval: str) -> None:
     """How far each sink is behind the source: events, seq and seconds, with a status and a drain estimate."""
+    from replicator.observe import lag as lag_mod  # noqa: PLC0415 - the Kafka client loads on use
+
     gap = parse_duration(interval, "--interval")
     kinds = kinds or ("neo4j", "qdrant")
     previous = lag_mod.sample(db, opts, kinds, None, elapsed_s=0)

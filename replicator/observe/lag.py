@@ -22,7 +22,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
-from replicator.cutover.targets import TargetOptions, sinks_for
+from replicator.cutover.options import TargetOptions
+from replicator.cutover.targets import sinks_for
 from replicator.position import SinkPosition
 from replicator.source.kafka import read_position
 from replicator.transport.kafka import retrying

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
@@ -24,11 +24,8 @@ import yaml
 from replicator.clioptions import GRAPH_FLAGS, graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
-from replicator.sinks.neo4j import Neo4jDestination
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
-from replicator.sinks.qdrant.destination import QdrantDestination
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
-from replicator.sinks.runner import Destination, SinkRunner
 from replicator.sinks.runner_settings import (
     DEFAULT_METRICS_HOST,
     DEFAULT_RECHECK_S,
@@ -43,6 +40,9 @@ from replicator.transport.settings import (
     parse_size,
 )
 from replicator.transport.topics import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from replicator.sinks.runner import Destination
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,6 +142,8 @@ def run_sink(settings: SinkRunnerSettings, destination: Destination) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    from replicator.sinks.runner import SinkRunner  # noqa: PLC0415 - the Kafka client loads on use
+
     runner = SinkRunner(settings, destination)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -177,6 +179,8 @@ def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option
     model = graph_model(opts, audit=opts["audit"])
     password = read_secret(opts["password"], opts["password_file"], "Neo4j password")
     graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=password, database=opts["database"])
+    from replicator.sinks.neo4j.destination import Neo4jDestination  # noqa: PLC0415 - the driver loads on use
+
     run_sink(settings, Neo4jDestination(settings.sink, graph, model))
 
 
@@ -195,6 +199,8 @@ def qdrant_sink(ctx: click.Context, /, **opts: Any) -> None:  # noqa: ANN401 - c
     api_key = read_secret(opts["api_key"], opts["api_key_file"], "Qdrant API key")
     qdrant = sink_settings(opts["url"], api_key, opts["path"], opts["collection"], settings.sink,
                            opts["encode_batch"])  # fmt: skip
+    from replicator.sinks.qdrant.destination import QdrantDestination  # noqa: PLC0415 - the client loads on use
+
     run_sink(settings, QdrantDestination(qdrant))
 
 

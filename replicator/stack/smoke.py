@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import neo4j
-from qdrant_client import QdrantClient, models
 
 from replicator import __version__
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.events.avro import ENTITY_CHANGE, Record, codec
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.transport.kafka import create_topic, delete_topic, publish, read
 from replicator.transport.settings import KafkaSettings
 
 SAMPLE_ENTITIES: list[tuple[str, str, list[str]]] = [
@@ -67,6 +64,8 @@ class KafkaRoundTrip:
 def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None, cleanup: bool = False) -> KafkaRoundTrip:
     """Publish Avro EntityChange events to a fresh topic and read them back (then delete the topic if
     ``cleanup``). Raises TransportError."""
+    from replicator.transport.kafka import create_topic, delete_topic, publish, read  # noqa: PLC0415 - clients load on use
+
     topic = topic or f"replicator.stack.smoke.{uuid.uuid4().hex[:12]}"
     create_topic(settings, topic)
     entity = codec(ENTITY_CHANGE)
@@ -86,6 +85,8 @@ def kafka_roundtrip(settings: KafkaSettings, topic: str | None = None, cleanup: 
 
 def neo4j_roundtrip(settings: Neo4jSettings, label: str = "SmokeCheck") -> dict[str, Any]:
     """MERGE a node with a unique key over Bolt, read it back in a new session, delete it."""
+    import neo4j  # noqa: PLC0415 - clients load on use
+
     key = uuid.uuid4().hex
     with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF") as driver:
         driver.execute_query(
@@ -113,6 +114,8 @@ class QdrantRoundTrip:
 
 def qdrant_roundtrip(settings: QdrantSettings, query: str = "which database can replicate changes?") -> QdrantRoundTrip:
     """Embed the sample entities with the packaged model, upsert them, and search with ``query``."""
+    from qdrant_client import QdrantClient, models  # noqa: PLC0415 - clients load on use
+
     model = load_model()
     texts = [entity_text(n, t, o) for n, t, o in SAMPLE_ENTITIES]
     vectors = embed(model, texts)

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from replicator.capture.storefile import table_columns
 from replicator.capture.triggers import KEY_COLUMN, image_sql
 from replicator.cli import cli
-from replicator.cutover.targets import TargetOptions, divergence
+from replicator.cutover.options import TargetOptions
+from replicator.cutover.targets import divergence
 from replicator.events.avro import decode_any, decode_key
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.neo4j.destination import Neo4jDestination

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec, encode_key
-from replicator.sinks.neo4j import read_position
+from replicator.sinks.neo4j.applier import read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration import test_neo4j_sink

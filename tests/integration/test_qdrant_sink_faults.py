@@ -28,8 +28,9 @@ from qdrant_client import QdrantClient, models
 
 from replicator.embedding import DIMENSIONS, load_model
 from replicator.position import SinkPosition
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings, read_position
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.points import TEXT_SHA256, positions_collection, text_sha256
+from replicator.sinks.qdrant.reader import read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import QdrantSettings

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from replicator.embedding import load_model
 from replicator.sinks.cli import qdrant_sink
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.points import EMBEDDING_MODEL_VERSION, SEQ
 from replicator.sinks.qdrant.reembed import ReembedReport, reembed, reembed_page

@@ -21,7 +21,8 @@ from neo4j import GraphDatabase
 
 from replicator.capture.install import install
 from replicator.capture.triggers import head_seq
-from replicator.cutover.targets import Neo4jTarget, TargetOptions
+from replicator.cutover.options import TargetOptions
+from replicator.cutover.targets import Neo4jTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.testing.workload import Workload, hash_vector

@@ -18,7 +18,7 @@ import neo4j
 import pytest
 
 from replicator.demo.daemons import free_ports
-from replicator.sinks.neo4j import GraphModel
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.settings import Neo4jSettings
 from replicator.stack.neo4j import Neo4jServer
 from replicator.stack.process import is_alive, spawn, tail, terminate

@@ -12,7 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from replicator.cutover.targets import QdrantTarget, TargetOptions, target_options
+from replicator.cutover.options import TargetOptions, target_options
+from replicator.cutover.targets import QdrantTarget
 from replicator.errors import ConfigError
 from replicator.observe.endpoint import EndpointServer
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
