@@ -32,6 +32,9 @@ from replicator.sinks.settings import (
 from replicator.transport.settings import DEFAULT_BOOTSTRAP
 from replicator.transport.topics import DEFAULT_PREFIX
 
+#: The sinks' consumer groups as the README runs them (each sink is named after its group).
+DEFAULT_NEO4J_GROUP: Final = "replicator-sink-neo4j"
+DEFAULT_QDRANT_GROUP: Final = "replicator-sink-qdrant"
 #: The graph flags lag, cutover and rollback take (what the Neo4j sink writes with that they read).
 _GRAPH: Final = ("entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property")
 
@@ -102,18 +105,19 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
         click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),
-        click.option("--neo4j-uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True),
-        click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True),
+        click.option("--neo4j-uri", envvar="REPLICATOR_NEO4J_URI", default=Neo4jSettings.uri, show_default=True),
+        click.option("--neo4j-user", envvar="REPLICATOR_NEO4J_USER", default=Neo4jSettings.user, show_default=True),
         secret_option("--neo4j-password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password"),
-        click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True),
+        click.option("--neo4j-database", envvar="REPLICATOR_NEO4J_DATABASE", default=Neo4jSettings.database,
+                     show_default=True),
         click.option("--neo4j-sink", default=None, help="The Neo4j sink's name [default: its group, as the sink's]."),
-        click.option("--neo4j-group", default="replicator-sink-neo4j", show_default=True),
+        click.option("--neo4j-group", default=DEFAULT_NEO4J_GROUP, show_default=True),
         click.option("--qdrant-url", envvar="REPLICATOR_QDRANT_URL"),
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path)),
         secret_option("--qdrant-api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
-        click.option("--collection", default="caxton_embeddings", show_default=True),
+        click.option("--collection", default=QdrantSettings.collection, show_default=True),
         click.option("--qdrant-sink", default=None, help="The Qdrant sink's name [default: its group, as the sink's]."),
-        click.option("--qdrant-group", default="replicator-sink-qdrant", show_default=True),
+        click.option("--qdrant-group", default=DEFAULT_QDRANT_GROUP, show_default=True),
         click.option("--qdrant-endpoint", envvar="REPLICATOR_QDRANT_SINK_ENDPOINT",
                      help="The Qdrant sink's endpoint, host:port of its --metrics-port; needed with --qdrant-path."),
     ]  # fmt: skip

@@ -18,8 +18,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replicator.cutover.options import TargetOptions
+from replicator.cutover.options import DEFAULT_NEO4J_GROUP, DEFAULT_QDRANT_GROUP, TargetOptions
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.settings import NEO4J_PASSWORD_ENV, Neo4jSettings, QdrantSettings
+from replicator.transport.settings import DEFAULT_BOOTSTRAP
 from replicator.transport.topics import DEFAULT_PREFIX
 
 
@@ -29,18 +31,18 @@ class PipelineConfig:
 
     db: Path
     workdir: Path  # logs, Qdrant local storage
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
     topic_prefix: str = DEFAULT_PREFIX
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
-    entity_label: str = "Entity"
-    position_label: str = "ReplicatorPosition"
-    tombstone_label: str = "ReplicatorTombstone"
-    neo4j_sink: str = "replicator-sink-neo4j"  # a sink is named after its group unless told otherwise
-    neo4j_group: str = "replicator-sink-neo4j"
+    entity_label: str = GraphModel.entity_label
+    position_label: str = GraphModel.position_label
+    tombstone_label: str = GraphModel.tombstone_label
+    neo4j_sink: str = DEFAULT_NEO4J_GROUP  # a sink is named after its group unless told otherwise
+    neo4j_group: str = DEFAULT_NEO4J_GROUP
     qdrant_path: Path | None = None
-    collection: str = "caxton_embeddings"
-    qdrant_sink: str = "replicator-sink-qdrant"
-    qdrant_group: str = "replicator-sink-qdrant"
+    collection: str = QdrantSettings.collection
+    qdrant_sink: str = DEFAULT_QDRANT_GROUP
+    qdrant_group: str = DEFAULT_QDRANT_GROUP
     schema_registry: str | None = None  # Confluent framing through this registry (source and sinks)
     max_message_bytes: int | None = None  # the pipeline's size setting for all three (None: their default)
     source_metrics_port: int = 9400

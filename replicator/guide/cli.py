@@ -46,7 +46,7 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--qdrant-path", envvar="REPLICATOR_QDRANT_PATH", type=click.Path(path_type=Path),
                      help="Qdrant local-mode storage directory (not while a sink holds it)."),
         secret_option("--qdrant-api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
-        click.option("--collection", default="caxton_embeddings", show_default=True),
+        click.option("--collection", default=QdrantSettings.collection, show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)

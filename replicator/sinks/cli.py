@@ -167,10 +167,10 @@ def sink() -> None:
 
 @sink.command("neo4j")
 @runner_options
-@click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True)
-@click.option("--user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True)
+@click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default=Neo4jSettings.uri, show_default=True)
+@click.option("--user", envvar="REPLICATOR_NEO4J_USER", default=Neo4jSettings.user, show_default=True)
 @secret_option("--password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password")
-@click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True)
+@click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default=Neo4jSettings.database, show_default=True)
 @graph_options(*GRAPH_FLAGS)
 @click.option("--audit/--no-audit", default=False, hidden=True, help="Keep _applied seq lists (tests).")
 def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option by name

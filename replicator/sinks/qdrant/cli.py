@@ -28,7 +28,7 @@ def connection_options(func: F) -> F:
         secret_option("--api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
         click.option("--path", type=click.Path(path_type=Path), envvar="REPLICATOR_QDRANT_PATH",
                      help="Local-mode storage directory instead of a server."),
-        click.option("--collection", default="caxton_embeddings", show_default=True,
+        click.option("--collection", default=QdrantSettings.collection, show_default=True,
                      envvar="REPLICATOR_QDRANT_COLLECTION"),
     ]):  # fmt: skip
         func = option(func)
