@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from replicator import __version__
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.events.avro import ENTITY_CHANGE, Record, codec
+from replicator.events.envelope import change_record, source_record
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
 from replicator.transport.settings import KafkaSettings
 
@@ -35,21 +35,12 @@ SAMPLE_ENTITIES: list[tuple[str, str, list[str]]] = [
 def entity_change(entity_id: int, name: str, entity_type: str, observations: list[str], seq: int) -> Record:
     """An ``op=c`` EntityChange as the capture will emit it (a fixed clock keeps it reproducible)."""
     now = 1_760_000_000_000 + seq
-    return {
-        "op": "c",
-        "before": None,
-        "after": {
-            "id": entity_id, "name": name, "entity_type": entity_type, "observations": observations,
-            "confidence": 0.9, "strength": 1.0, "version": 1, "created_at": now, "updated_at": now,
-            "valid_from": None, "valid_to": None, "metadata": '{"source": "smoke"}',
-            "extra": None,
-        },
-        "source": {
-            "connector": "caxton-sqlite", "version": __version__, "store": "smoke", "table": "entities",
-            "seq": seq, "snapshot": "false", "ts_ms": now,
-        },
-        "ts_ms": now,
+    after = {
+        "id": entity_id, "name": name, "entity_type": entity_type, "observations": observations,
+        "confidence": 0.9, "strength": 1.0, "version": 1, "created_at": now, "updated_at": now,
+        "valid_from": None, "valid_to": None, "metadata": '{"source": "smoke"}', "extra": None,
     }  # fmt: skip
+    return change_record("c", None, after, source_record("smoke", "entities", seq, now), now)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from replicator import __version__
 from replicator.embedding import MODEL_NAME, entity_text
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, HEARTBEAT, Record, codec, decode_any, encode_key
+from replicator.events.envelope import change_record, heartbeat_record, source_record
 from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event
 from replicator.transport.topics import DEFAULT_PREFIX, change_topic
@@ -18,8 +18,7 @@ STORE_ID = "sample"  # the store every event built here comes from
 
 
 def _source(table: str, seq: int) -> Record:
-    return {"connector": "caxton-sqlite", "version": __version__, "store": STORE_ID, "table": table,
-            "seq": seq, "snapshot": "false", "ts_ms": T0 + seq}  # fmt: skip
+    return source_record(STORE_ID, table, seq, T0 + seq)
 
 
 def entity_image(entity_id: int, name: str, entity_type: str = "concept", observations: Sequence[str] = (),
@@ -34,7 +33,7 @@ def entity_image(entity_id: int, name: str, entity_type: str = "concept", observ
 
 def entity_change(op: str, seq: int, image: Record) -> Record:
     before, after = (image, None) if op == "d" else (None, image)
-    return {"op": op, "before": before, "after": after, "source": _source("entities", seq), "ts_ms": T0 + seq}
+    return change_record(op, before, after, _source("entities", seq), T0 + seq)
 
 
 def embedding_change(seq: int, entity_id: int, vector: bytes, text: str | None, *, model: str = MODEL_NAME,
@@ -42,7 +41,7 @@ def embedding_change(seq: int, entity_id: int, vector: bytes, text: str | None, 
     image = {"entity_id": entity_id, "vector": vector, "model_version": model, "created_at": T0 + seq,
              "text": text, "extra": None}  # fmt: skip
     before, after = (image, None) if op == "d" else (None, image)
-    return {"op": op, "before": before, "after": after, "source": _source("embeddings", seq), "ts_ms": T0 + seq}
+    return change_record(op, before, after, _source("embeddings", seq), T0 + seq)
 
 
 def text_of(image: Record) -> str:
@@ -88,7 +87,7 @@ class Stream:
         return Event(topic, 0, self._next(topic), entity_id, None, None, encode_key(entity_id), None, headers)
 
     def heartbeat(self, topic: str, seq: int) -> Event:
-        record = {"source": _source(topic.rsplit(".", 1)[-1], seq), "ts_ms": T0 + seq}
+        record = heartbeat_record(_source(topic.rsplit(".", 1)[-1], seq), T0 + seq)
         return to_event(topic, 0, self._next(topic), -1, schema=HEARTBEAT, record=record)
 
     def batch(self, events: Sequence[Event]) -> Batch:

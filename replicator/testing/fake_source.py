@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 
 from replicator.events import headers
 from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE, codec, decode_any, encode_key
+from replicator.events.envelope import change_record, heartbeat_record, source_record
 from replicator.transport.kafka import create_topic
 from replicator.transport.settings import KafkaSettings
 from replicator.transport.topics import change_topic
@@ -38,16 +39,13 @@ class SimulatedStore:
     _next_id: int = 0
 
     def _source(self, table: str, seq: int, snapshot: str = "false") -> Row:
-        return {"connector": "caxton-sqlite", "version": "test", "store": self.store_id, "table": table,
-                "seq": seq, "snapshot": snapshot, "ts_ms": _now()}  # fmt: skip
+        return source_record(self.store_id, table, seq, _now(), snapshot)
 
     def _change(self, table: str, op: str, before: Row | None, after: Row | None) -> list[Message]:
         self.seq += 1
         name = ENTITY_CHANGE if table == "entities" else RELATION_CHANGE
         row_id = int((after or before or {})["id"])
-        value = codec(name).encode(
-            {"op": op, "before": before, "after": after, "source": self._source(table, self.seq), "ts_ms": _now()}
-        )
+        value = codec(name).encode(change_record(op, before, after, self._source(table, self.seq), _now()))
         out: list[Message] = [(table, None, encode_key(row_id), value)]
         if op == "d":
             out.append((table, None, encode_key(row_id), None))  # tombstone: compaction drops the key
@@ -110,7 +108,7 @@ class SimulatedStore:
         """A heartbeat at the current seq for every partition of every table's topic."""
         out: list[Message] = []
         for table in tables:
-            value = codec(HEARTBEAT).encode({"source": self._source(table, self.seq), "ts_ms": _now()})
+            value = codec(HEARTBEAT).encode(heartbeat_record(self._source(table, self.seq), _now()))
             out += [(table, p, encode_key(-1), value) for p in range(partitions)]
         return out
 
