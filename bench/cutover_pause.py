@@ -27,14 +27,14 @@ from typing import Any
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, local_stack_neo4j, seed_store
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.cutover import config, cutover
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, local_stack_neo4j, seed_store
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 
 def _one(workdir: Path, rate: float, max_pause_s: float) -> dict[str, Any]:

@@ -25,12 +25,14 @@ import neo4j
 
 from replicator.events.avro import decode_any, decode_key
 from replicator.sinks.batch import Batch, Event
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
+from replicator.sinks.neo4j.applier import read_position
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.planner import plan
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import Message, SimulatedStore, TransactionalPublisher
+from replicator.testing.fake_source import Message, SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 

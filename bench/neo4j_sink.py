@@ -19,11 +19,13 @@ from typing import Any
 
 import neo4j
 
-from replicator.migrate.demo import local_stack_neo4j
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
+from replicator.demo.demo import local_stack_neo4j
+from replicator.sinks.neo4j.applier import read_position
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
-from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
+from replicator.testing.fake_source import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 

@@ -24,9 +24,9 @@ from qdrant_client import QdrantClient
 from sentence_transformers import SentenceTransformer
 
 from replicator.embedding import load_model, model_version
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
-from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.settings import QdrantSettings
+from replicator.testing.events import Stream, entity_image, text_of
 
 _WORDS = ["graph", "vector", "replica", "kafka", "store", "agent", "memory", "sink", "change", "event", "batch"]
 

@@ -32,16 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import install
-from replicator.endpoint import scrape
+from replicator.demo.daemons import Daemon, free_port
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
-from replicator.migrate.daemons import Daemon, free_port
-from replicator.source.convert import topic_of
-from replicator.source.kafka import positions_topic
-from replicator.source.replay import read_topics
-from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS
-from replicator.store.writer import pack_vector
+from replicator.observe.endpoint import scrape
+from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS, pack_vector
+from replicator.testing.replay import read_topics
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import change_topic, positions_topic
 
 
 def build_store(path: Path, entities: int, relations: int) -> dict[str, int]:
@@ -179,7 +177,7 @@ def main() -> None:
             read_back = count_snapshot(kafka, prefix)
         finally:
             for table in TABLES:
-                delete_topic(kafka, topic_of(prefix, table))
+                delete_topic(kafka, change_topic(prefix, table))
             delete_topic(kafka, positions_topic(prefix))
     result = {
         "command": " ".join(["bench/snapshot_large.py", *sys.argv[1:]]),

@@ -28,12 +28,13 @@ from confluent_kafka import Producer
 from replicator.capture.install import install
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, codec, encode_key
 from replicator.source.daemon import SourceDaemon
-from replicator.source.kafka import ensure_topics, positions_topic
+from replicator.source.kafka import ensure_topics
 from replicator.source.settings import SourceSettings
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import positions_topic
 
 
 def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float]:

@@ -27,8 +27,7 @@ from typing import Any
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CAPTURE_VERSION
-from replicator.store.schema import DDL, WRITER_PRAGMAS
-from replicator.store.writer import pack_vector
+from replicator.store.schema import DDL, WRITER_PRAGMAS, pack_vector
 
 OPS = ("insert", "update", "delete")
 

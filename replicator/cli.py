@@ -21,13 +21,15 @@ import traceback
 import click
 
 from replicator import __version__
+from replicator.cutover import cli as cutover_cli
+from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
-from replicator.migrate import cli as migrate_cli
-from replicator.migrate import tools_cli
+from replicator.guide import cli as guide_cli
+from replicator.observe import cli as observe_cli
 from replicator.sinks.cli import sink
-from replicator.smoke import smoke
 from replicator.source.cli import source
 from replicator.stack.cli import stack
+from replicator.stack.smoke import smoke
 
 #: Exit code of an unexpected exception (a bug), as sysexits.h names it.
 EX_SOFTWARE = 70
@@ -59,8 +61,10 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(smoke)
 cli.add_command(source)
-migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
-tools_cli.register(cli)  # export, import, stats, diff, validate
+observe_cli.register(cli)  # lag
+cutover_cli.register(cli)  # cutover, rollback, status
+demo_cli.register(cli)  # demo
+guide_cli.register(cli)  # export, import, stats, diff, validate
 cli.add_command(sink)
 
 

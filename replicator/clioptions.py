@@ -1,4 +1,4 @@
-"""Command-line options shared by several commands that are more than a flag: secrets.
+"""Command-line options shared by several commands: secrets, and the Neo4j graph names.
 
 A secret (a password, an API key) is never taken from the command line, where ``ps`` and shell
 history show it to every user of the host. It comes from an environment variable or from a file
@@ -9,13 +9,15 @@ error that says what to do instead of "no such option".
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from replicator.errors import ConfigError
+from replicator.sinks.neo4j.model import GraphModel
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,3 +49,41 @@ def secret_option(flag: str, envvar: str, file_envvar: str, what: str) -> Callab
         )(command)
 
     return decorate
+
+
+#: The Neo4j sink's graph names, one flag each: what the sink writes with, lag, validate, diff, stats,
+#: cutover and rollback read with (their defaults are GraphModel's, declared there once).
+GRAPH_FLAGS: Final = {
+    "entity_label": "Label of entity nodes.",
+    "tombstone_label": "Label of tombstone nodes.",
+    "position_label": "Label of the sinks' position nodes.",
+    "relation_type_property": "Relationship property holding the exact relation_type text.",
+    "confidence_property": "Property holding confidence (nodes and relationships).",
+    "strength_property": "Property holding strength (nodes and relationships).",
+}
+
+
+def graph_options(*names: str) -> Callable[[F], F]:
+    """Flags for the GraphModel fields ``names`` (``--entity-label``, ...), defaults from GraphModel.
+    Build the model with :func:`graph_model`."""
+    defaults = {f.name: f.default for f in fields(GraphModel)}
+
+    def decorate(command: F) -> F:
+        for name in reversed(names):
+            flag = "--" + name.replace("_", "-")
+            command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name])(command)
+        return command
+
+    return decorate
+
+
+def graph_model(opts: dict[str, Any], *, audit: bool = False) -> GraphModel:
+    """The GraphModel of the graph flags in ``opts`` (removed from it). Raises ConfigError."""
+    return GraphModel(**{name: opts.pop(name) for name in GRAPH_FLAGS if name in opts}, audit=audit)
+
+
+#: The store the source captures (lag, cutover, rollback, status).
+source_db_option = click.option(
+    "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
+    show_default=True, help="Caxton's memory store (the source).",
+)  # fmt: skip

@@ -10,36 +10,36 @@ behind. Any error while installing rolls the whole transaction back.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 import time
-import urllib.parse
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
 
 from replicator import __version__
 from replicator.capture.parked import PARKED, PARKED_DDL, count_parked
+from replicator.capture.storefile import (
+    CaptureError,
+    check_file,
+    check_store,
+    check_writable,
+    open_store,
+    table_columns,
+    write_transaction,
+)
 from replicator.capture.triggers import (
     CAPTURE_VERSION,
     CHANGELOG,
     CHANGELOG_DDL,
     META,
     TRIGGER_PREFIX,
+    changelog_rows,
+    head_seq,
     trigger_names,
     trigger_sql,
 )
-from replicator.errors import ReplicatorError
 from replicator.store.schema import TABLES
-
-
-class CaptureError(ReplicatorError):
-    """The store cannot be captured (or released) as asked."""
-
 
 #: Meta keys beside version/store_id/columns: the seq an installation started at, and the head an
 #: uninstall kept so that the next install continues after it (a store's seq never goes backwards).
@@ -74,143 +74,6 @@ class Drift(NamedTuple):
     removed: tuple[str, ...]
 
 
-def sqlite_uri(path: Path, **params: str) -> str:
-    """A ``file:`` URI that opens exactly ``path``: SQLite decodes %XX escapes in a URI and ends the
-    path at ``?`` or ``#``, so a path containing ``?``, ``#`` or ``%`` must be escaped or it opens
-    (and in ``rw`` mode even creates) another file. Pure."""
-    query = urllib.parse.urlencode(params)
-    return f"file:{urllib.parse.quote(str(path))}" + (f"?{query}" if query else "")
-
-
-def _check_file(path: Path) -> None:
-    """Refuse what cannot be a store before SQLite touches it.
-
-    Never open()/close() the file ourselves: closing any descriptor of a file drops every POSIX lock
-    this process holds on it, including those of live SQLite connections (the cutover's fence, a
-    writer in the same process), which can let another process checkpoint and truncate the WAL under
-    them ("disk I/O error"). SQLite tracks its own descriptors; the header is checked through it."""
-    if not path.exists():
-        raise CaptureError(f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)")
-    if path.is_dir():
-        raise CaptureError(f"{path} is a directory, not a store file", hint="pass the memory.db file inside it")
-    if path.stat().st_size == 0:
-        # SQLite would take an empty file for an empty database and write one there: refuse first.
-        raise CaptureError(
-            f"{path} is an empty file, not a Caxton memory store: it lacks the store tables ({', '.join(TABLES)})",
-            hint="point --db at the memory.db that Caxton's runtime writes; the file was not modified",
-        )
-    try:
-        # immutable=1: no locks taken, no -wal/-shm created; only the header and schema are read.
-        probe = sqlite3.connect(sqlite_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None)
-    except sqlite3.DatabaseError as exc:
-        raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
-    try:
-        probe.execute("PRAGMA schema_version").fetchone()  # read-only: reads the header, writes nothing
-    except sqlite3.DatabaseError as exc:
-        # Only "not a database" (the header: magic, page size) is conclusive. An immutable read sees
-        # the main file without its WAL and without locks, so on a live store it can catch the schema
-        # half checkpointed and say "malformed" (measured: ~1 open in 400 under a busy writer).
-        if "not a database" in str(exc):
-            raise CaptureError(
-                f"{path} is not a SQLite database ({exc})",
-                hint="point --db at Caxton's memory store; the file was not modified",
-            ) from exc
-        # malformed, locked, busy, ...: the real connection decides (consistently, with its timeout)
-    finally:
-        probe.close()
-
-
-def open_store(path: Path, *, timeout_s: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
-    """Open an existing store without ever creating or modifying a file (autocommit connection,
-    foreign keys on, busy timeout ``timeout_s``). Raises CaptureError with a hint."""
-    _check_file(path)
-    mode = "ro" if readonly else "rw"
-    try:
-        conn = sqlite3.connect(sqlite_uri(path, mode=mode), uri=True, timeout=timeout_s, isolation_level=None)
-    except sqlite3.DatabaseError as exc:
-        raise CaptureError(f"cannot open {path}: {exc}", hint="check the path and its permissions") from exc
-    try:
-        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails for a foreign file
-        conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise CaptureError(
-                f"{path} stayed locked past {timeout_s:g}s", hint="retry, or raise --lock-timeout"
-            ) from exc
-        raise CaptureError(
-            f"{path} is not a usable SQLite database ({exc})",
-            hint="point --db at Caxton's memory store; the file was not modified",
-        ) from exc
-    return conn
-
-
-def table_columns(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
-    """The table's columns in declaration order (empty if there is no such table). Read-only."""
-    return tuple(str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})"))
-
-
-def _check_store(conn: sqlite3.Connection, path: Path) -> None:
-    try:  # the first read of the schema: a corrupt file (with a sound header) fails here
-        present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        raise CaptureError(
-            f"{path} is not a usable SQLite database ({exc})",
-            hint="restore the store from a backup (`sqlite3 memory.db .recover` may save its rows); "
-            "the file was not modified",
-        ) from exc
-    missing = [t for t in TABLES if t not in present]
-    if missing:
-        raise CaptureError(
-            f"{path} is SQLite but not a Caxton memory store: it lacks the store tables ({', '.join(missing)})",
-            hint="point --db at the memory.db that Caxton's runtime writes; the file was not modified",
-        )
-
-
-def _read_only(target: Path) -> bool:
-    # Root passes os.access on a 0444 file; a file nobody may write is still treated as read-only:
-    # someone marked it so, and capture does not override that.
-    return not os.access(target, os.W_OK) or not (target.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _check_writable(path: Path) -> None:
-    if _read_only(path):
-        raise CaptureError(
-            f"{path} is read-only; capture needs to write its changelog and triggers there",
-            hint="run as the user that owns the store, or make it writable (the file was not modified)",
-        )
-    if _read_only(path.parent):
-        raise CaptureError(
-            f"the directory of {path} is read-only; SQLite needs it for the WAL and journal files",
-            hint="run as the user that owns the store's directory (the file was not modified)",
-        )
-
-
-@contextmanager
-def write_transaction(conn: sqlite3.Connection, path: Path, timeout_s: float) -> Iterator[None]:
-    """BEGIN IMMEDIATE (waits up to the busy timeout for the writer) ... COMMIT, or ROLLBACK on error.
-    Raises CaptureError if the lock is not obtained in time or the store is read-only."""
-    started = time.monotonic()
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise CaptureError(
-                f"{path} stayed locked for {time.monotonic() - started:.1f}s (timeout {timeout_s:g}s)",
-                hint="a long write transaction holds the store; retry, or raise --lock-timeout",
-            ) from exc
-        if "readonly" in str(exc):
-            raise CaptureError(f"{path} is read-only ({exc})", hint="run as the store's owner") from exc
-        raise
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     present = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (META,)).fetchone()
     if present is None:
@@ -230,9 +93,7 @@ def read_state(conn: sqlite3.Connection) -> CaptureState:
     )
     backlog = head = 0
     if has_changelog:
-        backlog = int(conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0])
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        head = int(row[0]) if row else 0
+        backlog, head = changelog_rows(conn), head_seq(conn)
     head = max(head, int(meta.get(_KEPT_HEAD, 0)))
     return CaptureState(
         installed=has_changelog and "version" in meta,
@@ -294,11 +155,11 @@ def install(path: Path, *, timeout_s: float = 5.0) -> CaptureState:
     unless the triggers are older than this version, some are missing, or the tables' columns
     changed (then the triggers are regenerated for the current columns; the changelog is kept).
     The writer's tables are never altered. Raises CaptureError; on any error nothing is changed."""
-    _check_file(path)
-    _check_writable(path)
+    check_file(path)
+    check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
     try:
-        _check_store(conn, path)
+        check_store(conn, path)
         with write_transaction(conn, path, timeout_s):
             try:
                 _install_locked(conn, path)
@@ -326,8 +187,7 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         # the head seq of its read, and a fresh store's head would otherwise be 0, a value sinks may
         # read as "none yet". After an uninstall it continues past the kept head, so every seq this
         # installation assigns is newer than any the destinations hold (docs/capture.md).
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        start = max(1, int(row[0]) if row else 0, int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
+        start = max(1, head_seq(conn), int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (CHANGELOG, start))
         if kept is not None:
@@ -381,8 +241,8 @@ def uninstall(path: Path, *, timeout_s: float = 5.0, forget: bool = False) -> in
     unpublished changes (changelog rows and parked rows not yet retried) discarded. Idempotent: a
     store without capture (or with only a kept identity, unless ``forget``) is left as is. Raises
     CaptureError (file untouched) as install does."""
-    _check_file(path)
-    _check_writable(path)
+    check_file(path)
+    check_writable(path)
     conn = open_store(path, timeout_s=timeout_s)
     try:
         state = read_state(conn)

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from replicator.capture.install import CaptureError, read_state, write_transaction
+from replicator.capture.install import read_state
+from replicator.capture.storefile import CaptureError, write_transaction
 from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, NOW_MS, image_sql, quote_identifier
 from replicator.store.schema import TABLES
 

@@ -44,6 +44,7 @@ Updates that change no column are not recorded (WHEN clause): they change nothin
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
@@ -210,3 +211,14 @@ def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
         f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} BEGIN "
         f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {image_sql(table, columns, 'OLD')}, NULL); END",
     ]
+
+
+def head_seq(conn: sqlite3.Connection) -> int:
+    """The changelog's highest seq ever assigned (``sqlite_sequence``; 0 if none). Read-only."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def changelog_rows(conn: sqlite3.Connection, after: int = 0) -> int:
+    """How many changelog rows with seq > ``after`` wait to be published (deleted once they are). Read-only."""
+    return int(conn.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ?", (after,)).fetchone()[0])

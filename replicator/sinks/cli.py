@@ -16,22 +16,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
 
-from replicator.clioptions import secret_option
+from replicator.clioptions import GRAPH_FLAGS, graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
-from replicator.sinks.qdrant.destination import QdrantDestination
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
-from replicator.sinks.runner import Destination, SinkRunner
 from replicator.sinks.runner_settings import (
     DEFAULT_METRICS_HOST,
-    DEFAULT_PREFIX,
     DEFAULT_RECHECK_S,
     SinkRunnerSettings,
 )
@@ -44,6 +40,10 @@ from replicator.transport.settings import (
     parse_size,
     replication_from_env,
 )
+from replicator.transport.topics import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from replicator.sinks.runner import Destination
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -144,6 +144,8 @@ def run_sink(settings: SinkRunnerSettings, destination: Destination) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    from replicator.sinks.runner import SinkRunner  # noqa: PLC0415 - the Kafka client loads on use
+
     runner = SinkRunner(settings, destination)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -167,31 +169,20 @@ def sink() -> None:
 
 @sink.command("neo4j")
 @runner_options
-@click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default="bolt://127.0.0.1:7687", show_default=True)
-@click.option("--user", envvar="REPLICATOR_NEO4J_USER", default="neo4j", show_default=True)
+@click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default=Neo4jSettings.uri, show_default=True)
+@click.option("--user", envvar="REPLICATOR_NEO4J_USER", default=Neo4jSettings.user, show_default=True)
 @secret_option("--password", NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV, "Neo4j password")
-@click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default="neo4j", show_default=True)
-@click.option("--entity-label", default="Entity", show_default=True)
-@click.option("--tombstone-label", default="ReplicatorTombstone", show_default=True)
-@click.option("--position-label", default="ReplicatorPosition", show_default=True)
-@click.option("--relation-type-property", default="relation_type", show_default=True)
-@click.option("--confidence-property", default="confidence", show_default=True)
-@click.option("--strength-property", default="strength", show_default=True)
+@click.option("--database", envvar="REPLICATOR_NEO4J_DATABASE", default=Neo4jSettings.database, show_default=True)
+@graph_options(*GRAPH_FLAGS)
 @click.option("--audit/--no-audit", default=False, hidden=True, help="Keep _applied seq lists (tests).")
 def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option by name
     """Apply entity and relation changes to Neo4j (design §6)."""
     settings = runner_settings(opts, ("entities", "relations"))
-    model = GraphModel(
-        entity_label=opts["entity_label"],
-        tombstone_label=opts["tombstone_label"],
-        position_label=opts["position_label"],
-        relation_type_property=opts["relation_type_property"],
-        confidence_property=opts["confidence_property"],
-        strength_property=opts["strength_property"],
-        audit=opts["audit"],
-    )
+    model = graph_model(opts, audit=opts["audit"])
     password = read_secret(opts["password"], opts["password_file"], "Neo4j password")
     graph = Neo4jSettings(uri=opts["uri"], user=opts["user"], password=password, database=opts["database"])
+    from replicator.sinks.neo4j.destination import Neo4jDestination  # noqa: PLC0415 - the driver loads on use
+
     run_sink(settings, Neo4jDestination(settings.sink, graph, model))
 
 
@@ -210,6 +201,8 @@ def qdrant_sink(ctx: click.Context, /, **opts: Any) -> None:  # noqa: ANN401 - c
     api_key = read_secret(opts["api_key"], opts["api_key_file"], "Qdrant API key")
     qdrant = sink_settings(opts["url"], api_key, opts["path"], opts["collection"], settings.sink,
                            opts["encode_batch"])  # fmt: skip
+    from replicator.sinks.qdrant.destination import QdrantDestination  # noqa: PLC0415 - the client loads on use
+
     run_sink(settings, QdrantDestination(qdrant))
 
 

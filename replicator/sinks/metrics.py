@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from replicator.endpoint import DEFAULT_HOST, EndpointServer, QueryRoute, health_route, metrics_route
+from replicator.observe.endpoint import DEFAULT_HOST, EndpointServer, QueryRoute, health_route, metrics_route
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Event
 from replicator.sinks.clients import KafkaConsumer

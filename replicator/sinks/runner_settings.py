@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import DEFAULT_HOST
 from replicator.transport.settings import ClientConfig, KafkaSettings
+from replicator.transport.topics import DEFAULT_PREFIX, change_topics, dlq_topic
 
-DEFAULT_PREFIX = "caxton.memory"
 #: While stopped on a fatal error, how often the sink re-checks whether the cause is gone. Long enough
 #: not to trip a server's failed-login limit (Neo4j locks a user after 3 failures), short enough that
 #: a fixed password or a restored collection is picked up within half a minute.
@@ -63,11 +63,11 @@ class SinkRunnerSettings:
 
     @property
     def topics(self) -> list[str]:
-        return [f"{self.topic_prefix}.{table}" for table in self.tables]
+        return change_topics(self.topic_prefix, self.tables)
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.topic_prefix}.dlq"
+        return dlq_topic(self.topic_prefix)
 
     def consumer(self) -> ClientConfig:
         return {

@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from replicator.capture import parked
-from replicator.capture.install import CaptureError, install, open_store, read_state, uninstall, write_transaction
-from replicator.source.daemon import SourceAborted, SourceDaemon, event
+from replicator.capture.install import install, read_state, uninstall
+from replicator.capture.storefile import CaptureError, open_store, write_transaction
 from replicator.source.settings import SourceSettings, parse_duration
 
 _DB = click.option("--db", "db", type=click.Path(path_type=Path), required=True, help="Caxton's memory.db")
@@ -181,6 +181,8 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float | None, **flags: Any) -> None:  # noqa: ANN401
     """Run the source: snapshot on first start, then stream changes. First SIGTERM/SIGINT drains and
     exits 0; a second aborts at once (exit 130)."""
+    from replicator.source.daemon import SourceAborted, SourceDaemon, event  # noqa: PLC0415 - the Kafka client loads on use
+
     _configure_logging(log_format)
     settings = SourceSettings.load({**flags, "heartbeat_interval_s": heartbeat_interval}, config_file=config_file)
     daemon = SourceDaemon(settings)

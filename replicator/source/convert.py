@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from replicator import __version__
 from replicator.capture.image import ImageValueError, Value, sqlite_type, typed_value_of, value_of
 from replicator.capture.triggers import KNOWN_COLUMNS
 from replicator.errors import Poison
@@ -37,12 +36,13 @@ from replicator.events.avro import (
     codec,
     encode_key,
 )
+from replicator.events.envelope import change_record, heartbeat_record, source_record
 from replicator.events.values import embedding_text, observations_value, parse_observations
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
+from replicator.transport.topics import change_topic
 
 __all__ = ["parse_observations"]  # re-exported: its home is events/values.py
 
-CONNECTOR: Final = "caxton-sqlite"
 SCHEMA_OF: Final = {"entities": ENTITY_CHANGE, "relations": RELATION_CHANGE, "embeddings": EMBEDDING_CHANGE}
 #: Fields the images carry beside the table's columns (resolved at capture time).
 DERIVED: Final = {
@@ -92,10 +92,6 @@ class Conversion:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def topic_of(prefix: str, table: str) -> str:
-    return f"{prefix}.{table}"
 
 
 def _record_fields(change: str, record: str) -> dict[str, frozenset[str]]:
@@ -234,18 +230,6 @@ def headers(table: str, seq: int, snapshot_seq: int | None = None) -> Headers:
     return record_headers.make(table, seq, snapshot_seq)
 
 
-def source_record(store_id: str, table: str, seq: int, ts_ms: int, snapshot: str = "false") -> Record:
-    return {
-        "connector": CONNECTOR,
-        "version": __version__,
-        "store": store_id,
-        "table": table,
-        "seq": seq,
-        "snapshot": snapshot,
-        "ts_ms": ts_ms,
-    }
-
-
 def _load(image: str | None, where: str) -> dict[str, Any] | None:
     if image is None:
         return None
@@ -262,14 +246,14 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
     where = f"changelog seq {row.seq} ({row.table} {row.op} id {row.row_id})"
     before = _load(row.before, where)
     after = _load(row.after, where)
-    record: Record = {
-        "op": row.op,
-        "before": None if before is None else (_RECORD[row.table], row_record(row.table, before, out.warnings, where)),
-        "after": None if after is None else (_RECORD[row.table], row_record(row.table, after, out.warnings, where)),
-        "source": source_record(store_id, row.table, row.seq, row.ts_ms),
-        "ts_ms": now_ms() if produced_ms is None else produced_ms,
-    }
-    topic = topic_of(prefix, row.table)
+    record = change_record(
+        row.op,
+        None if before is None else (_RECORD[row.table], row_record(row.table, before, out.warnings, where)),
+        None if after is None else (_RECORD[row.table], row_record(row.table, after, out.warnings, where)),
+        source_record(store_id, row.table, row.seq, row.ts_ms),
+        now_ms() if produced_ms is None else produced_ms,
+    )
+    topic = change_topic(prefix, row.table)
     key = encode_key(row.row_id)
     hdrs = headers(row.table, row.seq)
     out.messages.append(Message(topic, key, codec(SCHEMA_OF[row.table]).encode(record), hdrs))
@@ -294,16 +278,16 @@ def convert_snapshot_row(
     assert image is not None
     row_id = int(image["entity_id" if table == "embeddings" else "id"])
     ts = now_ms() if produced_ms is None else produced_ms
-    record: Record = {
-        "op": "r",
-        "before": None,
-        "after": (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
-        "source": source_record(store_id, table, read_seq, ts, "last" if last else "true"),
-        "ts_ms": ts,
-    }
+    record = change_record(
+        "r",
+        None,
+        (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
+        source_record(store_id, table, read_seq, ts, "last" if last else "true"),
+        ts,
+    )
     out.messages.append(
         Message(
-            topic_of(prefix, table),
+            change_topic(prefix, table),
             encode_key(row_id),
             codec(SCHEMA_OF[table]).encode(record),
             headers(table, read_seq),
@@ -328,9 +312,9 @@ def heartbeat_messages(
     key = encode_key(HEARTBEAT_KEY_ID)
     out: list[Message] = []
     for table, count in partitions.items():
-        value = codec(HEARTBEAT).encode({"source": source_record(store_id, table, seq, seen_ms), "ts_ms": ts})
+        value = codec(HEARTBEAT).encode(heartbeat_record(source_record(store_id, table, seq, seen_ms), ts))
         hdrs = headers("heartbeat", seq, snapshot_seq)
-        out.extend(Message(topic_of(prefix, table), key, value, hdrs, partition=p) for p in range(count))
+        out.extend(Message(change_topic(prefix, table), key, value, hdrs, partition=p) for p in range(count))
     return out
 
 

@@ -20,21 +20,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from replicator.events.registry import RegistryError
-from replicator.source.convert import Message, topic_of
+from replicator.source.convert import Message
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
 from replicator.transport import kafka as transport
 from replicator.transport.clients import ConsumerFactory, ProducerFactory
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import change_topic, positions_topic
 
-POSITIONS_SUFFIX: Final = "source-positions"
 _COMPACT: Final = {"cleanup.policy": "compact"}
 log = logging.getLogger("replicator.source")
-
-
-def positions_topic(prefix: str) -> str:
-    return f"{prefix}.{POSITIONS_SUFFIX}"
 
 
 def transactional_id(prefix: str, store_id: str) -> str:
@@ -56,16 +52,16 @@ def ensure_topics(settings: KafkaSettings, prefix: str, partitions: int) -> dict
     count as the broker has them. Raises SourceError when entities and embeddings differ (the sinks
     pair them by partition number), TransportError, or ConfigError (a replication the cluster cannot
     give). Logs what it created, and existing topics with fewer replicas than it would give them."""
-    wanted = {topic_of(prefix, t): partitions for t in TABLES} | {positions_topic(prefix): 1}
+    wanted = {change_topic(prefix, t): partitions for t in TABLES} | {positions_topic(prefix): 1}
     ensured = transport.ensure_topics(settings, wanted, _COMPACT)
     _log_replication(ensured)
     admin = AdminClient(settings.common())
-    counts = _partition_counts(admin, settings, [topic_of(prefix, t) for t in TABLES])
-    result = {t: counts[topic_of(prefix, t)] for t in TABLES}
+    counts = _partition_counts(admin, settings, [change_topic(prefix, t) for t in TABLES])
+    result = {t: counts[change_topic(prefix, t)] for t in TABLES}
     if result["entities"] != result["embeddings"]:
         raise SourceError(
-            f"{topic_of(prefix, 'entities')} has {result['entities']} partitions but "
-            f"{topic_of(prefix, 'embeddings')} has {result['embeddings']}; an entity and its embedding must "
+            f"{change_topic(prefix, 'entities')} has {result['entities']} partitions but "
+            f"{change_topic(prefix, 'embeddings')} has {result['embeddings']}; an entity and its embedding must "
             "land on the same partition number",
             hint="give both topics the same partition count (kafka-topics --alter), or use a new --topic-prefix",
         )
@@ -118,10 +114,11 @@ class SourcePosition:
 def read_position(
     settings: KafkaSettings, prefix: str, store_id: str, consumer_of: ConsumerFactory = Consumer
 ) -> SourcePosition | None:
-    """The newest committed position of ``store_id`` (read_committed, to the end of the topic).
-    Call after ``init_transactions`` so that a fenced predecessor's open transaction is aborted and
-    cannot hold the last stable offset back. ``consumer_of`` builds the consumer (a test passes the
-    in-memory broker's). Raises TransportError."""
+    """The newest committed position of ``store_id`` (read_committed, to the end of the topic), None
+    when it has none or the topic does not exist. The one reader of the positions topic: lag asks it
+    too. The source calls it after ``init_transactions`` so that a fenced predecessor's open
+    transaction is aborted and cannot hold the last stable offset back. ``consumer_of`` builds the
+    consumer (a test passes the in-memory broker's). Raises TransportError."""
     topic = positions_topic(prefix)
     consumer = consumer_of(
         {
@@ -136,6 +133,9 @@ def read_position(
     found: SourcePosition | None = None
     try:
         try:
+            described = consumer.list_topics(topic, timeout=settings.timeout_s).topics.get(topic)
+            if described is None or described.error is not None:
+                return None  # no source has created it yet (lag may look before the source starts)
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=settings.timeout_s)
         except KafkaException as exc:
             raise _unreachable(settings, f"give the offsets of {topic}", exc) from exc

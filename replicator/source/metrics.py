@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from replicator.endpoint import DEFAULT_HOST, EndpointServer, health_route, metrics_route
+from replicator.observe.endpoint import DEFAULT_HOST, EndpointServer, health_route, metrics_route
 
 
 class SourceMetrics:

@@ -17,11 +17,11 @@ from replicator.source.convert import (
     heartbeat_messages,
     position_value,
 )
-from replicator.source.kafka import positions_topic
 from replicator.source.metrics import SourceMetrics
 from replicator.source.parking import Parker, Taken, Verdict, judge, take
 from replicator.source.settings import SourceSettings
 from replicator.source.store import StoreIdentity, StoreReader
+from replicator.transport.topics import positions_topic
 
 log = logging.getLogger("replicator.source")
 

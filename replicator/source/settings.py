@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import yaml
 
-from replicator.endpoint import DEFAULT_HOST
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import DEFAULT_HOST
 from replicator.transport.settings import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -29,8 +29,8 @@ from replicator.transport.settings import (
     check_max_message_bytes,
     parse_size,
 )
+from replicator.transport.topics import DEFAULT_PREFIX
 
-DEFAULT_PREFIX: Final = "caxton.memory"
 #: Environment variable of each setting (REPLICATOR_KAFKA_BOOTSTRAP is shared with every stage).
 ENV: Final = {
     "db": "REPLICATOR_SOURCE_DB",

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture import parked
-from replicator.capture.install import CaptureError, open_store, read_state, table_columns
-from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, image_sql
+from replicator.capture.install import read_state
+from replicator.capture.storefile import CaptureError, open_store, table_columns
+from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, changelog_rows, head_seq, image_sql
 from replicator.errors import ReplicatorError
 from replicator.source.convert import ChangelogRow
-from replicator.store.schema import TABLES
+from replicator.store.schema import TABLES, count_rows
 
 _INSTALL_HINT: Final = "run `replicator source install --db PATH` (it regenerates the triggers), then start again"
 
@@ -108,11 +109,10 @@ class StoreReader:
 
     # -- reads --------------------------------------------------------------------------------
     def head_seq(self) -> int:
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return head_seq(self.conn)
 
     def backlog(self, after: int) -> int:
-        return int(self.conn.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ?", (after,)).fetchone()[0])
+        return changelog_rows(self.conn, after)
 
     def changelog_after(self, after: int, limit: int, max_bytes: int | None = None) -> list[ChangelogRow]:
         """Up to ``limit`` changelog rows with seq > ``after``, in seq order (one implicit read tx), and
@@ -150,7 +150,7 @@ class StoreReader:
             self.conn.execute("COMMIT")
 
     def count_rows(self) -> dict[str, int]:
-        return {t: int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}
+        return count_rows(self.conn)
 
     def snapshot_chunk(
         self, table: str, columns: tuple[str, ...], after_id: int | None, limit: int, max_bytes: int | None = None

@@ -9,8 +9,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
 from replicator.errors import StackError
 from replicator.stack import maven
 from replicator.stack.process import marker
@@ -166,6 +164,8 @@ class KafkaServer:
     def probe(self, timeout_s: float) -> Probe:
         """A metadata request to this node through librdkafka (what every client does first); it
         answers once the controller quorum registered it as a live broker."""
+        from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - the client loads on a probe, not for --help
+
         client = KafkaSettings(bootstrap_servers=self.endpoint, client_id="replicator-stack", timeout_s=2.0)
         # log_level 0: refused connections while the broker boots are expected, not worth a log line each.
         admin = AdminClient({**client.common(), "log_level": 0})

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import neo4j
-
 from replicator.errors import StackError
 from replicator.stack import maven
 from replicator.stack.process import marker
@@ -99,6 +97,8 @@ class Neo4jServer:
 
     def probe(self, timeout_s: float) -> Probe:
         """``RETURN 1`` over Bolt, with the stack's credentials."""
+        import neo4j  # noqa: PLC0415 - the driver loads when the stack is probed, not for --help
+
         try:
             with neo4j.GraphDatabase.driver(
                 self.endpoint, auth=self.auth(), connection_timeout=timeout_s, max_transaction_retry_time=0

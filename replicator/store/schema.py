@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import struct
+from collections.abc import Sequence
 from typing import Final
 
 TABLES: Final = ("entities", "relations", "embeddings")
@@ -64,3 +67,19 @@ WRITER_PRAGMAS: Final = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
 )
+
+
+def count_rows(conn: sqlite3.Connection, tables: Sequence[str] = TABLES) -> dict[str, int]:
+    """Rows per table (read-only; within the caller's transaction, if any)."""
+    return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+def pack_vector(values: Sequence[float]) -> bytes:
+    """The store's embedding BLOB format: little-endian float32 (STORE.md)."""
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def unpack_vector(blob: bytes) -> list[float]:
+    """Inverse of pack_vector (float32 -> float is exact). Raises struct.error for a length that is
+    not a multiple of 4."""
+    return list(struct.unpack(f"<{len(blob) // 4}f", blob))

@@ -26,23 +26,22 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG
-from replicator.endpoint import scrape
+from replicator.capture.triggers import CHANGELOG, head_seq
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, seed_store
 from replicator.errors import ConfigError
-from replicator.migrate import fence
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
+from replicator.observe.endpoint import scrape
 from replicator.sinks.settings import Neo4jSettings
-from replicator.source.replay import replay
 from replicator.stack import control
 from replicator.stack.process import free_port_range
 from replicator.stack.settings import StackSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.replay import replay
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport import kafka as transport
 from replicator.transport.settings import KafkaSettings, Replication
+from replicator.validation.validate import validate_store
 from tests.integration.test_source_exactly_once import assert_equal_state, assert_exactly_once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +98,7 @@ def _watermarks(cfg: PipelineConfig) -> list[int]:
 def _head(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
-        return fence.head_seq(conn)
+        return head_seq(conn)
     finally:
         conn.close()
 

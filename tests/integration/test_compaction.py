@@ -14,13 +14,13 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from replicator.capture.install import install
+from replicator.demo.daemons import Pipeline
 from replicator.events.avro import encode_key
-from replicator.migrate.daemons import Pipeline
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 from tests.integration.test_shared_destinations import clear_graph, drain, pipeline_config
 
 #: Compaction within seconds: tiny segments, any dirt is worth cleaning, tombstones kept a day.

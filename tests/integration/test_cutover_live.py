@@ -29,16 +29,17 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, fence, state
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.demo import LiveWriter, seed_store
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget, store_identity
-from replicator.migrate.validate import validate_store
+from replicator.capture.triggers import head_seq
+from replicator.cutover import config, cutover, fence, state
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget, store_identity
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
+from replicator.demo.demo import LiveWriter, seed_store
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.validate import validate_store
 
 #: How long the live writer waits for the store's lock (the backend guide's busy timeout).
 WRITER_WAIT_MS = 30_000
@@ -96,7 +97,7 @@ class Running:
     def wait_drained(self, timeout_s: float = 60) -> None:
         """Every sink's watermark has reached the store's head (call once writes stopped)."""
         conn = sqlite3.connect(self.db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

@@ -23,16 +23,18 @@ import pytest
 from replicator.embedding import load_model
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.decode import EventDecoder
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination
 from replicator.sinks.neo4j.applier import run_read
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE
 from replicator.sinks.runner import Destination
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.source.convert import ChangelogRow, convert_change, heartbeat_messages, topic_of
+from replicator.source.convert import ChangelogRow, convert_change, heartbeat_messages
 from replicator.store.schema import TABLES
 from replicator.testing.broker import FakeBroker
+from replicator.transport.topics import change_topic as topic_of
 
 PREFIX = "contract.caxton.memory"
 STORE_ID = "contract-store"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from replicator.events.avro import ENTITY_CHANGE, codec
-from replicator.smoke import SAMPLE_ENTITIES, kafka_roundtrip
+from replicator.stack.smoke import SAMPLE_ENTITIES, kafka_roundtrip
 from replicator.transport.kafka import TransportError, create_topic, delete_topic, publish, read
 from replicator.transport.settings import KafkaSettings
 

@@ -18,16 +18,16 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import install
+from replicator.demo.daemons import Pipeline
 from replicator.embedding import entity_text
-from replicator.migrate.daemons import Pipeline
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
 from replicator.source.kafka import ensure_topics
 from replicator.store.schema import TABLES
-from replicator.store.workload import hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import MIB, KafkaSettings
+from replicator.validation.validate import validate_store
 from tests.integration.test_pipeline import Stage
 
 

@@ -15,12 +15,13 @@ import pytest
 from replicator.events.avro import decode_any, decode_key
 from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event, StoreMismatch
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination
 from replicator.sinks.neo4j.applier import NamespaceTaken, run_read
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.planner import relation_delete_query, relation_upsert_query
 from replicator.sinks.neo4j.upkeep import BUDGET
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import Message, SimulatedStore
+from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration.test_shared_destinations import drop_labels
 
 PARTITIONS = {"p.entities": 1, "p.relations": 1}

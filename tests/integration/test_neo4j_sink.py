@@ -21,12 +21,13 @@ import pytest
 from confluent_kafka import Consumer
 
 from replicator.events.avro import ENTITY_CHANGE, codec, encode_key
-from replicator.sinks.neo4j import GraphModel, Neo4jDestination, read_position
-from replicator.sinks.neo4j.applier import run_read
+from replicator.sinks.neo4j.applier import read_position, run_read
+from replicator.sinks.neo4j.destination import Neo4jDestination
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
+from replicator.testing.fake_source import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import SimulatedStore
+from replicator.testing.fake_source import SimulatedStore
 from replicator.transport.settings import KafkaSettings
 from tests.integration import test_neo4j_sink
 from tests.integration.sink_harness import committed, http_get, metric, metrics_port, neo4j_flags, start_sink, wait_for

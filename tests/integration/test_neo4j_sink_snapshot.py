@@ -7,9 +7,10 @@ import time
 import uuid
 
 from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE, codec, encode_key
-from replicator.sinks.neo4j import read_position
+from replicator.events.envelope import change_record, source_record
+from replicator.sinks.neo4j.applier import read_position
 from replicator.sinks.runner import SinkRunner
-from replicator.sinks.testing import Message, SimulatedStore
+from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration import test_neo4j_sink
 from tests.integration.test_neo4j_sink import Isolated, Running
 
@@ -22,9 +23,8 @@ def _snapshot(store: SimulatedStore) -> list[Message]:
     rows += [("relations", RELATION_CHANGE, r) for r in store.relations.values()]
     out: list[Message] = []
     for n, (table, schema, row) in enumerate(rows):
-        source = {"connector": "caxton-sqlite", "version": "test", "store": store.store_id, "table": table,
-                  "seq": store.seq, "snapshot": "last" if n == len(rows) - 1 else "true", "ts_ms": 1}  # fmt: skip
-        record = {"op": "r", "before": None, "after": dict(row), "source": source, "ts_ms": 1}
+        source = source_record(store.store_id, table, store.seq, 1, "last" if n == len(rows) - 1 else "true")
+        record = change_record("r", None, dict(row), source, 1)
         out.append((table, None, encode_key(int(row["id"])), codec(schema).encode(record)))
     return out
 

@@ -9,7 +9,7 @@ import pytest
 from neo4j.exceptions import AuthError
 
 from replicator.sinks.settings import Neo4jSettings
-from replicator.smoke import neo4j_roundtrip
+from replicator.stack.smoke import neo4j_roundtrip
 
 
 def test_node_written_over_bolt_reads_back(graph: Neo4jSettings) -> None:

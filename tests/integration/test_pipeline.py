@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import fence
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
+from replicator.capture.triggers import head_seq
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 
 class Stage:
@@ -47,7 +47,7 @@ class Stage:
 
     def drain(self, kinds: tuple[str, ...] = ("neo4j", "qdrant")) -> None:
         conn = sqlite3.connect(self.db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

@@ -17,7 +17,7 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME, load_model, model_version
 from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings, read_position
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.points import (
     COMPUTED,
     EMBEDDING_MODEL_VERSION,
@@ -28,8 +28,9 @@ from replicator.sinks.qdrant.points import (
     positions_collection,
     tombstone_point_id,
 )
-from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
+from replicator.sinks.qdrant.reader import read_position
 from replicator.sinks.settings import QdrantSettings
+from replicator.testing.events import Stream, entity_image, text_of
 
 COLLECTION = "entities_test"
 

@@ -28,13 +28,14 @@ from qdrant_client import QdrantClient, models
 
 from replicator.embedding import DIMENSIONS, load_model
 from replicator.position import SinkPosition
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings, read_position
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.points import TEXT_SHA256, positions_collection, text_sha256
-from replicator.sinks.qdrant.sample import text_of
+from replicator.sinks.qdrant.reader import read_position
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import QdrantSettings
-from replicator.sinks.testing import TransactionalPublisher
+from replicator.testing.events import text_of
+from replicator.testing.fake_source import TransactionalPublisher
 from replicator.transport.settings import KafkaSettings
 from tests.integration import test_qdrant_sink_runner
 from tests.integration.sink_harness import REPO, committed, http_get, metric, metrics_port, position_document, wait_for

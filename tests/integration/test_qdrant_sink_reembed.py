@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from replicator.embedding import load_model
 from replicator.sinks.cli import qdrant_sink
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.points import EMBEDDING_MODEL_VERSION, SEQ
 from replicator.sinks.qdrant.reembed import ReembedReport, reembed, reembed_page
-from replicator.sinks.qdrant.sample import Stream, entity_image
 from replicator.sinks.settings import QdrantSettings
+from replicator.testing.events import Stream, entity_image
 
 COLLECTION = "reembed_test"
 NEW = "all-MiniLM-L6-v2@test-next"

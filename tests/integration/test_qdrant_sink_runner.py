@@ -21,10 +21,11 @@ from qdrant_client import QdrantClient
 
 from replicator.embedding import DIMENSIONS
 from replicator.events.avro import EMBEDDING_CHANGE, ENTITY_CHANGE, HEARTBEAT, codec, encode_key
+from replicator.events.envelope import heartbeat_record, source_record
 from replicator.position import SinkPosition
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE, TEXT_SHA256, text_sha256
-from replicator.sinks.qdrant.sample import STORE_ID, embedding_change, entity_change, entity_image, text_of
-from replicator.sinks.testing import Message, TransactionalPublisher
+from replicator.testing.events import STORE_ID, embedding_change, entity_change, entity_image, text_of
+from replicator.testing.fake_source import Message, TransactionalPublisher
 from replicator.transport.kafka import create_topic, delete_topic
 from replicator.transport.settings import KafkaSettings
 from tests.integration.sink_harness import http_get, metric, metrics_port, position_document, start_sink, wait_for
@@ -91,9 +92,8 @@ class EmbeddingStore:
     def heartbeats(self) -> list[Message]:
         out: list[Message] = []
         for table in ("entities", "embeddings"):
-            source = {"connector": "caxton-sqlite", "version": "test", "store": STORE_ID, "table": table,
-                      "seq": self.seq, "snapshot": "false", "ts_ms": int(time.time() * 1000)}  # fmt: skip
-            value = codec(HEARTBEAT).encode({"source": source, "ts_ms": source["ts_ms"]})
+            source = source_record(STORE_ID, table, self.seq, int(time.time() * 1000))
+            value = codec(HEARTBEAT).encode(heartbeat_record(source, source["ts_ms"]))
             out += [(table, p, encode_key(-1), value) for p in range(PARTITIONS)]
         return out
 

@@ -9,7 +9,7 @@ from qdrant_client import QdrantClient
 
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
 from replicator.sinks.settings import QdrantSettings
-from replicator.smoke import SAMPLE_ENTITIES, qdrant_roundtrip
+from replicator.stack.smoke import SAMPLE_ENTITIES, qdrant_roundtrip
 
 
 def test_model_loads_offline_and_gives_unit_384d_vectors() -> None:

@@ -20,14 +20,15 @@ from confluent_kafka import Consumer
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
-from replicator.migrate import fence
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_port
-from replicator.migrate.targets import Neo4jTarget, TargetOptions
-from replicator.migrate.validate import validate_store
+from replicator.capture.triggers import head_seq
+from replicator.cutover.options import TargetOptions
+from replicator.cutover.targets import Neo4jTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.store.workload import Workload, hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 from tests.unit.test_avro import _FakeRegistry
 
 
@@ -70,7 +71,7 @@ def test_source_and_sink_speak_the_confluent_wire_format(
         for _ in range(60):
             workload.step()
         conn = sqlite3.connect(db)
-        head = fence.head_seq(conn)
+        head = head_seq(conn)
         conn.close()
 
         def drained() -> bool:

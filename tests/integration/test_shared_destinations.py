@@ -15,15 +15,15 @@ from pathlib import Path
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install, uninstall
+from replicator.capture.triggers import head_seq
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.errors import ReplicatorError
-from replicator.migrate import fence
-from replicator.migrate.daemons import Pipeline, PipelineConfig, free_ports
-from replicator.migrate.targets import Neo4jTarget, QdrantTarget
-from replicator.migrate.validate import validate_store
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.workload import hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.validate import validate_store
 
 
 def pipeline_config(workdir: Path, kafka: KafkaSettings, graph: Neo4jSettings, **shared: object) -> PipelineConfig:
@@ -45,7 +45,7 @@ def drain(pipeline: Pipeline, kinds: tuple[str, ...] = ("neo4j", "qdrant")) -> N
     """Wait until every sink of ``kinds`` has a watermark at the store's changelog head."""
     cfg = pipeline.config
     conn = sqlite3.connect(cfg.db)
-    head = fence.head_seq(conn)
+    head = head_seq(conn)
     conn.close()
     opts = cfg.target_options()
 
@@ -168,7 +168,7 @@ def test_uninstall_then_install_keeps_the_destinations_equal_to_the_store(
         drain(pipeline)
 
         pipeline.daemons["source"].stop()
-        old_head = fence.head_seq(writer.conn)
+        old_head = head_seq(writer.conn)
         uninstall(cfg.db)
         # The capture gap: nothing of this reaches the changelog.
         writer.add_observations(ids[0], ["written while capture was out"])

@@ -8,7 +8,7 @@ import uuid
 
 from replicator.events.avro import encode_key
 from replicator.position import SinkPosition
-from replicator.sinks.testing import SimulatedStore
+from replicator.testing.fake_source import SimulatedStore
 from tests.integration import test_neo4j_sink
 from tests.integration.sink_harness import (
     http_get,

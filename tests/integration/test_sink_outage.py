@@ -17,15 +17,15 @@ from pathlib import Path
 import neo4j
 import pytest
 
-from replicator.migrate.daemons import free_ports
-from replicator.sinks.neo4j import GraphModel
+from replicator.demo.daemons import free_ports
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.settings import Neo4jSettings
-from replicator.sinks.testing import SimulatedStore, TransactionalPublisher
 from replicator.stack.neo4j import Neo4jServer
 from replicator.stack.process import is_alive, spawn, tail, terminate
 from replicator.stack.service import log_file, pid_file
 from replicator.stack.settings import StackSettings
 from replicator.stack.toolchain import find_toolchain
+from replicator.testing.fake_source import SimulatedStore, TransactionalPublisher
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
 from tests.integration.sink_harness import committed, http_get, metrics_port, neo4j_flags, start_sink, wait_for

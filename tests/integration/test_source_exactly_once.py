@@ -26,20 +26,20 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG
-from replicator.endpoint import scrape
-from replicator.migrate.daemons import Daemon, free_port, free_ports
+from replicator.demo.daemons import Daemon, free_port, free_ports
+from replicator.observe.endpoint import scrape
 from replicator.source.daemon import SourceDaemon
-from replicator.source.kafka import positions_topic
-from replicator.source.replay import Replay, replay
 from replicator.source.settings import SourceSettings
 from replicator.stack import control
 from replicator.stack.kafka import KafkaServer
 from replicator.stack.process import spawn, terminate
 from replicator.stack.service import log_file, pid_file
 from replicator.stack.settings import StackSettings
-from replicator.store.writer import MemoryWriter
+from replicator.testing.replay import Replay, replay
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import positions_topic
 from tests.integration.sink_harness import wait_for
 
 DIM = 8  # short vectors keep the workload light; the source carries any BLOB as is

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from replicator.demo.daemons import free_ports
 from replicator.errors import StackError
-from replicator.migrate.daemons import free_ports
 from replicator.stack import control
 from replicator.stack.maven import is_resolved
 from replicator.stack.process import is_alive

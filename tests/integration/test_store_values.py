@@ -23,14 +23,14 @@ from qdrant_client import QdrantClient
 from replicator.capture.install import install
 from replicator.embedding import MODEL_NAME
 from replicator.events.values import embedding_text
-from replicator.migrate.model import values_equal
-from replicator.migrate.validate import validate_store
 from replicator.sinks.qdrant.points import entity_values
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
-from replicator.store.workload import hash_vector
-from replicator.store.writer import MemoryWriter
+from replicator.testing.workload import hash_vector
+from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
+from replicator.validation.model import values_equal
+from replicator.validation.validate import validate_store
 from tests.integration.test_pipeline import Stage
 
 NOT_NULL = {"name", "entity_type", "observations", "created_at", "updated_at", "relation_type"}

@@ -24,12 +24,12 @@ from qdrant_client import QdrantClient, models
 
 from replicator.cli import cli
 from replicator.embedding import DIMENSIONS, embed, entity_text, load_model
-from replicator.migrate.repair import plan_repair
-from replicator.migrate.stats import neo4j_stats, qdrant_stats
-from replicator.migrate.validate import ValidationOptions, validate, validate_store
-from replicator.sinks.neo4j.model import relationship_type
+from replicator.guide.stats import neo4j_stats, qdrant_stats
+from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
+from replicator.validation.repair import plan_repair
+from replicator.validation.validate import ValidationOptions, validate, validate_store
 
 ENTITIES = [
     ("Gradient boosting", "concept", ["a machine learning algorithm", "ensembles of decision trees"]),
@@ -72,7 +72,7 @@ class World:
 
     def run(self, targets: list[str], **options: Any) -> Any:
         return validate(
-            self.db, targets, neo4j=self.graph, entity_label=self.label, qdrant=self.qdrant,
+            self.db, targets, neo4j=self.graph, graph_model=GraphModel(entity_label=self.label), qdrant=self.qdrant,
             options=ValidationOptions(**options), model=self.model,
         )  # fmt: skip
 
@@ -277,7 +277,7 @@ def test_cli_diff_and_validate_exit_1_and_name_keys(world: World) -> None:
 
 
 def test_stats_per_backend(world: World) -> None:
-    graph = neo4j_stats(world.graph, world.label, tombstone_label=f"{world.label}_Tomb")
+    graph = neo4j_stats(world.graph, GraphModel(entity_label=world.label, tombstone_label=f"{world.label}_Tomb"))
     assert (graph["entities"], graph["placeholders"], graph["relations"], graph["tombstones"]) == (12, 1, 7, 1)
     assert qdrant_stats(world.qdrant)["points"] == 12
     out = CliRunner().invoke(cli, ["stats", *world.flags(), "--neo4j", "--json"])
@@ -290,11 +290,11 @@ def test_cutover_entry_point_returns_one_line_per_problem(world: World) -> None:
     @dataclass
     class Opts:  # what cutover's TargetOptions carries
         neo4j: Neo4jSettings
-        entity_label: str
+        graph_model: GraphModel
         qdrant: QdrantSettings
         qdrant_api_key: str | None = None
 
-    opts = Opts(world.graph, world.label, world.qdrant)
+    opts = Opts(world.graph, GraphModel(entity_label=world.label), world.qdrant)
     assert validate_store(world.db, opts, targets=("neo4j",), full=True) == []
     world.cypher(f"MATCH (n:`{world.label}` {{id: 4}}) DETACH DELETE n")
     problems = validate_store(world.db, opts, targets=("neo4j",), fast=True)

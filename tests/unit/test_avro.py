@@ -26,7 +26,7 @@ from replicator.events.registry import (
     frame,
     unframe,
 )
-from replicator.smoke import entity_change
+from replicator.stack.smoke import entity_change
 
 _long = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _text = st.text(max_size=40)

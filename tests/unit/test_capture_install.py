@@ -14,18 +14,11 @@ import pytest
 
 from replicator.capture import install as install_module
 from replicator.capture import triggers
-from replicator.capture.install import (
-    CaptureError,
-    detect_drift,
-    install,
-    open_store,
-    read_state,
-    sqlite_uri,
-    uninstall,
-)
+from replicator.capture.install import detect_drift, install, read_state, uninstall
+from replicator.capture.storefile import CaptureError, open_store, sqlite_uri
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
-from replicator.migrate.readers import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
+from replicator.validation.store import StoreReader
 
 
 @pytest.fixture

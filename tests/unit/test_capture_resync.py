@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from replicator.capture.install import CaptureError, install, open_store
+from replicator.capture.install import install
 from replicator.capture.resync import resync, resync_deleted
+from replicator.capture.storefile import CaptureError, open_store
 from replicator.capture.triggers import CHANGELOG
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 
 @pytest.fixture

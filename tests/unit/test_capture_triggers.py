@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from replicator.capture.image import value_of
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, json_value_sql
-from replicator.store.writer import MemoryWriter, pack_vector
+from replicator.store.schema import pack_vector
+from replicator.testing.writer import MemoryWriter
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from replicator import __version__
 from replicator import cli as cli_module
 from replicator.capture.install import install
 from replicator.cli import cli
-from replicator.migrate import config, state
-from replicator.migrate.daemons import free_port
-from replicator.store.writer import MemoryWriter
+from replicator.cutover import config, state
+from replicator.demo.daemons import free_port
+from replicator.testing.writer import MemoryWriter
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from replicator.cutover import config
 from replicator.errors import ConfigError
-from replicator.migrate import config
 
 CAXTON = config.sample_config()
 

@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from replicator.capture.install import CaptureError, install
+from replicator.capture.install import install
+from replicator.capture.storefile import CaptureError
+from replicator.cutover import config, cutover, fence, rollback, state
+from replicator.cutover.targets import Neo4jTarget
+from replicator.demo.daemons import PipelineConfig
 from replicator.errors import ConfigError
-from replicator.migrate import config, cutover, fence, rollback, state
-from replicator.migrate.daemons import PipelineConfig
-from replicator.migrate.targets import Neo4jTarget
 from replicator.position import SinkPosition
 from replicator.sinks.settings import Neo4jSettings
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 from tests.unit.test_cutover_fence import CAXTON, FakeTarget
 
 # The child: a cutover of ``db`` to neo4j with a caught-up stand-in sink, paused at
@@ -38,7 +39,7 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from replicator.migrate import cutover
+    from replicator.cutover import cutover
     from tests.unit.test_cutover_fence import FakeTarget
     db = Path(sys.argv[1])
     plan = cutover.CutoverPlan(db=db, config=db.parent / "caxton.yaml", target="neo4j")

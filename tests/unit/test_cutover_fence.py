@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from replicator.capture.install import install
-from replicator.migrate import config, cutover, fence, rollback, state
+from replicator.capture.triggers import head_seq
+from replicator.cutover import config, cutover, fence, rollback, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 CAXTON = config.sample_config()
 
@@ -23,10 +24,10 @@ class FakeTarget:
 
     def __init__(self, name: str, db: Path, *, follows: bool = True, problems: list[str] | None = None) -> None:
         self.name, self.db, self.follows, self.problems = name, db, follows, problems or []
-        self.frozen = fence.head_seq(sqlite3.connect(db))
+        self.frozen = head_seq(sqlite3.connect(db))
 
     def position(self, timeout_s: float = 10.0) -> SinkPosition:
-        seq = fence.head_seq(sqlite3.connect(self.db)) if self.follows else self.frozen
+        seq = head_seq(sqlite3.connect(self.db)) if self.follows else self.frozen
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
 

@@ -20,8 +20,8 @@ from replicator.errors import Kind, ModelError, kind_of
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.errors import DestinationRefused
 from replicator.sinks.neo4j import faults as neo4j_faults
-from replicator.sinks.qdrant import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.applier import Applier
+from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import position_point_id, positions_collection

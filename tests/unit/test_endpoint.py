@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from replicator.cli import cli
-from replicator.endpoint import EndpointServer, metrics_route, scrape
 from replicator.events.avro import HEARTBEAT
+from replicator.observe.endpoint import EndpointServer, metrics_route, scrape
 from replicator.sinks.batch import Event
 from replicator.sinks.metrics import MetricsServer, SinkMetrics
 from replicator.sinks.runner_settings import SinkRunnerSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replicator.migrate.lag import PartitionLag, assess, sink_lag
+from replicator.observe.lag import PartitionLag, assess, sink_lag
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 
 NOW = 1_800_000_000_000

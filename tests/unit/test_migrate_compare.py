@@ -7,9 +7,10 @@ import json
 import pytest
 
 from replicator.embedding import MODEL_NAME
-from replicator.migrate.diff import Mismatch, compare, compare_keys, merge
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import (
+from replicator.sinks.neo4j.model import relationship_type
+from replicator.validation.diff import Mismatch, compare, compare_keys, merge
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import (
     Embedding,
     Entity,
     Relation,
@@ -19,9 +20,8 @@ from replicator.migrate.model import (
     values_equal,
     vectors_equal,
 )
-from replicator.migrate.search import QueryOverlap, StoreIndex, consistency, overlap
-from replicator.migrate.validate import ValidationOptions, ValidationReport, expand_targets
-from replicator.sinks.neo4j.model import relationship_type
+from replicator.validation.search import QueryOverlap, StoreIndex, consistency, overlap
+from replicator.validation.validate import ValidationOptions, ValidationReport, expand_targets
 
 
 def _entity(i: int, **kw: object) -> Entity:

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from replicator.capture.install import install
 from replicator.cli import cli
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.export import export_document
-from replicator.migrate.importer import import_document, parse_document
-from replicator.store.writer import MemoryWriter
+from replicator.guide.export import export_document
+from replicator.guide.importer import import_document, parse_document
+from replicator.testing.writer import MemoryWriter
+from replicator.validation.errors import MigrateError
 
 
 def _store(path: Path) -> Path:

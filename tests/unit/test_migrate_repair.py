@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from replicator.capture import install
-from replicator.migrate.diff import Mismatch
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.model import Entity, Relation
-from replicator.migrate.repair import apply_repair, plan_repair
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
+from replicator.validation.diff import Mismatch
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Entity, Relation
+from replicator.validation.repair import apply_repair, plan_repair
 
 
 def test_missing_and_different_keys_are_resynced_extras_are_re_deleted() -> None:

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from replicator.capture import parked
-from replicator.capture.install import install, open_store, uninstall, write_transaction
-from replicator.capture.triggers import CHANGELOG
-from replicator.migrate import config, cutover, fence
+from replicator.capture.install import install, uninstall
+from replicator.capture.storefile import open_store, write_transaction
+from replicator.capture.triggers import CHANGELOG, head_seq
+from replicator.cutover import config, cutover
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.source.convert import ChangelogRow, Conversion, Message, Unfit
 from replicator.source.parking import Verdict, judge, message_bytes, take
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 WHY = parked.Why("its event is 9 bytes, over the limit of 8 bytes", 9, 8)
 
@@ -212,7 +213,7 @@ class _Target:
         if self.park is not None:
             _park(self.db, self.park)
             self.park = None
-        seq = fence.head_seq(sqlite3.connect(self.db))
+        seq = head_seq(sqlite3.connect(self.db))
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
 

@@ -7,7 +7,7 @@ import pytest
 from replicator.events import headers
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.sinks.batch import Batch, StoreMismatch
-from replicator.sinks.qdrant.sample import Stream, entity_image
+from replicator.testing.events import Stream, entity_image
 
 
 def _position(marks: dict[int, int], snapshot: int, swept: int = 0) -> SinkPosition:

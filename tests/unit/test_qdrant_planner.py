@@ -20,7 +20,7 @@ from replicator.sinks.qdrant.points import (
     Payload,
     text_sha256,
 )
-from replicator.sinks.qdrant.sample import Stream, entity_image, text_of
+from replicator.testing.events import Stream, entity_image, text_of
 
 VERSION = "all-MiniLM-L6-v2@test"
 BLOB = struct.pack("<384f", *([0.05] * 384))

@@ -16,7 +16,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
 from replicator.events.avro import VALUE_SCHEMAS, codec, history
-from replicator.smoke import entity_change
+from replicator.stack.smoke import entity_change
 
 Schema = dict[str, Any]
 

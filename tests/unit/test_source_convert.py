@@ -24,7 +24,7 @@ from replicator.source.convert import (
     position_value,
 )
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 P = "t.caxton.memory"
 

@@ -18,15 +18,16 @@ from replicator.capture.triggers import CHANGELOG
 from replicator.events.avro import HEARTBEAT, decode_any
 from replicator.source.cadence import Backoff, HeartbeatPolicy, SourceAborted
 from replicator.source.clients import SourceClients
-from replicator.source.convert import topic_of
 from replicator.source.daemon import SourceDaemon
-from replicator.source.kafka import TransactionalPublisher, positions_topic, read_position
+from replicator.source.kafka import TransactionalPublisher, read_position
 from replicator.source.settings import SourceSettings
 from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS
 from replicator.testing.broker import FakeBroker
 from replicator.testing.clock import FakeClock
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
+from replicator.transport.topics import change_topic as topic_of
+from replicator.transport.topics import positions_topic
 
 PREFIX = "t.caxton.memory"
 ENTITIES = topic_of(PREFIX, "entities")

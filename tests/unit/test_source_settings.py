@@ -11,7 +11,7 @@ from replicator.capture.install import install
 from replicator.errors import ConfigError
 from replicator.source.settings import SourceSettings, parse_duration
 from replicator.source.store import SourceError, StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:

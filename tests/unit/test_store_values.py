@@ -15,7 +15,7 @@ from replicator.capture.install import install
 from replicator.events.avro import decode_any
 from replicator.source.convert import Unfit, convert_change
 from replicator.source.store import StoreReader
-from replicator.store.writer import MemoryWriter
+from replicator.testing.writer import MemoryWriter
 
 _ENTITY = "INSERT INTO entities (name, entity_type, observations, created_at, updated_at) VALUES ('e', 't', '[]', 1, 1)"
 
@@ -124,7 +124,7 @@ ODD = {
 
 
 def _odd_event() -> Any:
-    from replicator.sinks.qdrant.sample import Stream  # noqa: PLC0415 - the sinks' test helpers
+    from replicator.testing.events import Stream  # noqa: PLC0415 - the sinks' test helpers
 
     return Stream().entity("c", 5, {"id": 7, **ODD, "extra": None})
 

@@ -12,16 +12,18 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from replicator.endpoint import EndpointServer
+from replicator.cutover.options import TargetOptions, target_options
+from replicator.cutover.targets import QdrantTarget
 from replicator.errors import ConfigError
-from replicator.migrate.errors import MigrateError
-from replicator.migrate.readers import Neo4jReader
-from replicator.migrate.sink_reader import SinkEndpointReader
-from replicator.migrate.targets import QdrantTarget, TargetOptions, target_options
+from replicator.observe.endpoint import EndpointServer
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.secrets import read_secret
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.qdrant.points import vector_from_text, vector_text
+from replicator.sinks.qdrant.reader import SinkEndpointReader
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from replicator.validation.errors import MigrateError
 
 
 def _opts(**changes: object) -> TargetOptions:
@@ -136,7 +138,7 @@ def test_labels_that_are_not_plain_identifiers_are_refused(field: str, label: st
 
 def test_the_readers_refuse_a_label_before_connecting() -> None:
     with pytest.raises(ConfigError, match="not a plain identifier"):
-        Neo4jReader(Neo4jSettings(uri="bolt://127.0.0.1:1"), "x`) DETACH DELETE n //")
+        GraphReader.connect(Neo4jSettings(uri="bolt://127.0.0.1:1"), GraphModel(entity_label="x`) DETACH DELETE n //"))
 
 
 def test_no_client_has_a_built_in_password(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,3 @@
-"""Neo4j sink: a pure planner (events -> Cypher rows) and a thin applier (managed transactions)."""
-
-from replicator.sinks.neo4j.applier import read_position
-from replicator.sinks.neo4j.destination import Neo4jDestination
-from replicator.sinks.neo4j.model import GraphModel, relationship_type
-
-__all__ = ["GraphModel", "Neo4jDestination", "read_position", "relationship_type"]
+"""Neo4j sink: a pure planner (events -> Cypher rows) and a thin applier (managed transactions), the
+destination the runner drives, and the reader of what it writes. Import the submodules: this package
+imports nothing, so the graph model is usable without the driver."""

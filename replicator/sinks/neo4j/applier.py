@@ -19,7 +19,7 @@ from replicator.position import SinkPosition
 from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
 from replicator.sinks.neo4j import faults, upkeep
-from replicator.sinks.neo4j.model import GraphModel, quote
+from replicator.sinks.neo4j.model import GraphModel, position_query, quote
 from replicator.sinks.neo4j.planner import Plan
 
 
@@ -117,7 +117,7 @@ def read_position(
     DestinationUnavailable when Neo4j cannot be reached."""
     try:
         return driver.execute_query(
-            _q(f"MATCH (p:{quote((model or GraphModel()).position_label)} {{sink: $sink}}) RETURN p.position AS p"),
+            _q(position_query(model or GraphModel())),
             sink=sink,
             database_=database,
             result_transformer_=lambda r: _parse(r.single()),
@@ -140,7 +140,7 @@ def count_legacy_tombstones(driver: neo4j.Driver, database: str, model: GraphMod
 
 
 def _parse(record: neo4j.Record | None) -> SinkPosition | None:
-    return None if record is None or record["p"] is None else SinkPosition.from_json(str(record["p"]))
+    return None if record is None or record["position"] is None else SinkPosition.from_json(str(record["position"]))
 
 
 def _removed(tx: neo4j.ManagedTransaction, query: str, **params: object) -> int:

@@ -9,8 +9,9 @@ can isolate themselves on a shared server. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from replicator.errors import ConfigError
 from replicator.events.values import text_of
@@ -79,10 +80,27 @@ class GraphModel:
         record (which store the label replicates) and tombstone collection are scoped to it."""
         return self.entity_label
 
-    def renamed(self, prop: str) -> str:
-        """The graph property name for a store column (only the mapped ones change)."""
+    def _mapping(self) -> dict[str, str]:
         return {
             "relation_type": self.relation_type_property,
             "confidence": self.confidence_property,
             "strength": self.strength_property,
-        }.get(prop, prop)
+        }
+
+    def renamed(self, prop: str) -> str:
+        """The graph property name for a store column (only the mapped ones change)."""
+        return self._mapping().get(prop, prop)
+
+    def columns(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """A node's or relationship's properties under the store's column names: the inverse of
+        ``renamed``, for the readers that compare the graph with the store. Pure."""
+        column_of = {graph: column for column, graph in self._mapping().items()}
+        out = {key: value for key, value in props.items() if key not in column_of}
+        out.update({column_of[key]: value for key, value in props.items() if key in column_of})
+        return out
+
+
+def position_query(model: GraphModel) -> str:
+    """Cypher reading the position a sink (``$sink``) stored with its data (design §5), as ``position``:
+    the one read of it, for the sink at start and for lag, cutover and rollback."""
+    return f"MATCH (p:{quote(model.position_label)} {{sink: $sink}}) RETURN p.position AS position"

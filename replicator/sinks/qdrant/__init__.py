@@ -1,6 +1,3 @@
-"""The Qdrant destination: entity changes -> one point per entity (vector of its text, its fields)."""
-
-from replicator.sinks.qdrant.applier import read_position
-from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
-
-__all__ = ["QdrantDestination", "QdrantSinkSettings", "read_position"]
+"""The Qdrant destination: entity changes -> one point per entity (vector of its text, its fields),
+and the reader of what it writes. Import the submodules: this package imports nothing, so a command
+that only declares options does not load the client."""

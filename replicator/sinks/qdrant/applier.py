@@ -7,7 +7,6 @@ something Qdrant refuses).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from replicator.sinks.qdrant.points import (
     SEQ,
     Payload,
     owner_point_id,
+    position_of,
     position_point_id,
     positions_collection,
     tombstone_point_id,
@@ -173,7 +173,7 @@ class Applier:
                 limit=1000,
                 with_payload=True,
             )
-        marks = [_position(p.payload).watermark() for p in found if p.payload]
+        marks = [position_of(p.payload).watermark() for p in found if p.payload]
         if not marks or any(m is None for m in marks):
             return 0
         lowest = min(m.seq for m in marks if m is not None)
@@ -205,20 +205,3 @@ class State:
     points: dict[int, Payload] = field(default_factory=dict)
     tombstones: dict[int, int] = field(default_factory=dict)  # of the batch's store
     owner: str | None = None  # the store the collection replicates (None: not claimed yet)
-
-
-def _position(payload: Mapping[str, Any]) -> SinkPosition:
-    text = payload["position"]
-    return SinkPosition.from_json(text if isinstance(text, str) else json.dumps(text))
-
-
-def read_position(client: QdrantClient, collection: str, sink: str) -> SinkPosition | None:
-    """The position sink ``sink`` stored beside ``collection``; None if it never wrote one (or the
-    positions collection does not exist). Raises DestinationUnavailable."""
-    with qdrant_errors(f"reading the position of sink {sink!r}", collection):
-        if not client.collection_exists(positions_collection(collection)):
-            return None
-        found = client.retrieve(positions_collection(collection), [position_point_id(sink)], with_payload=True)
-    if not found or not found[0].payload:
-        return None
-    return _position(found[0].payload)

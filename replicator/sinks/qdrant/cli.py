@@ -6,17 +6,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from replicator.clioptions import secret_option
 from replicator.secrets import read_secret
-from replicator.sinks.qdrant.destination import QdrantSinkSettings
-from replicator.sinks.qdrant.embedder import Embedder
-from replicator.sinks.qdrant.reembed import count_points
-from replicator.sinks.qdrant.reembed import reembed as reembed_points
 from replicator.sinks.settings import QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, QdrantSettings
+
+if TYPE_CHECKING:
+    from replicator.sinks.qdrant.destination import QdrantSinkSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,7 +28,7 @@ def connection_options(func: F) -> F:
         secret_option("--api-key", QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, "Qdrant API key"),
         click.option("--path", type=click.Path(path_type=Path), envvar="REPLICATOR_QDRANT_PATH",
                      help="Local-mode storage directory instead of a server."),
-        click.option("--collection", default="caxton_embeddings", show_default=True,
+        click.option("--collection", default=QdrantSettings.collection, show_default=True,
                      envvar="REPLICATOR_QDRANT_COLLECTION"),
     ]):  # fmt: skip
         func = option(func)
@@ -39,6 +38,8 @@ def connection_options(func: F) -> F:
 def sink_settings(url: str | None, api_key: str | None, path: Path | None, collection: str, sink: str,
                   encode_batch: int) -> QdrantSinkSettings:  # fmt: skip
     """Validated settings from the flags. Raises ConfigError."""
+    from replicator.sinks.qdrant.destination import QdrantSinkSettings  # noqa: PLC0415 - the client loads on use
+
     return QdrantSinkSettings(QdrantSettings(url=url, path=path, collection=collection), sink=sink,
                               api_key=api_key, encode_batch=encode_batch)  # fmt: skip
 
@@ -52,6 +53,10 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
     """Re-embed every point with the installed model, label it with this model version, while a live
     sink may keep writing: a point the live sink changed meanwhile is left as it wrote it
     (conditional upserts; needs Qdrant >= 1.17)."""
+    from replicator.sinks.qdrant.embedder import Embedder  # noqa: PLC0415 - the model loads on use
+    from replicator.sinks.qdrant.reembed import count_points  # noqa: PLC0415
+    from replicator.sinks.qdrant.reembed import reembed as reembed_points  # noqa: PLC0415
+
     key = read_secret(api_key, api_key_file, "Qdrant API key")
     settings = sink_settings(url, key, path, collection, "reembed", min(batch_size, 64))
     client = settings.connect()

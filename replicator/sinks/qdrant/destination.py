@@ -15,11 +15,12 @@ from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, StoreMismatch
-from replicator.sinks.qdrant.applier import Applier, read_position
+from replicator.sinks.qdrant.applier import Applier
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
 from replicator.sinks.qdrant.points import vector_text
+from replicator.sinks.qdrant.reader import read_position
 from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:

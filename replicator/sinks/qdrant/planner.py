@@ -186,6 +186,44 @@ def plan(
     return result
 
 
+def _target_text(final: _Change | None, point: Payload | None) -> tuple[str | None, str | None]:
+    """The text the vector must embed after this batch and its SHA-256; None while no entity is known
+    (the point's recorded hash then, if it has an entity)."""
+    if final is not None:
+        assert final.image is not None  # _group refuses c/u/r without an after image
+        final_text = _text_of(final.image)
+        return final_text, text_sha256(final_text)
+    known = point is not None and seq_of(point) > 0
+    return None, str(point[TEXT_SHA256]) if known and point is not None and point.get(TEXT_SHA256) else None
+
+
+def _chosen_embedding(  # noqa: PLR0917 - private, called once
+    embedding_changes: list[_Change],
+    point: Payload | None,
+    tombstone: int,
+    final: _Change | None,
+    target_sha: str | None,
+    model: str,
+) -> _Change | None:
+    """The newest store embedding the point may take: newer than what it holds, a usable vector, and of
+    the target text. An embedding's text is the entity's text at the embedding's seq. Newer than every
+    entity change known here, it is the text of an entity change still in flight on the other topic:
+    take it (that change will then be payload-only). Dropping it left a computed vector where the
+    store has one."""
+    embedding_floor = max(seq_of(point, EMBEDDING_SEQ), tombstone)
+    entity_seq = final.seq if final is not None else seq_of(point)
+    candidates = [
+        c
+        for c in embedding_changes
+        if c.seq > embedding_floor
+        and _usable_store_vector(c, model)
+        and (
+            target_sha is None or c.seq > entity_seq or text_sha256(str(c.image["text"])) == target_sha  # type: ignore[index]
+        )
+    ]
+    return max(candidates, key=lambda c: c.seq) if candidates else None
+
+
 def _plan_one(  # noqa: PLR0917 - private, called once
     result: Plan,
     entity_id: int,
@@ -207,32 +245,8 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         result.skipped += len(embedding_changes)
         return
 
-    # The text the vector must embed after this batch; None while no entity is known.
-    if final is not None:
-        assert final.image is not None  # _group refuses c/u/r without an after image
-        final_text = _text_of(final.image)
-        text: str | None = final_text
-        target_sha: str | None = text_sha256(final_text)
-    else:
-        text = None
-        known = point is not None and seq_of(point) > 0
-        target_sha = str(point[TEXT_SHA256]) if known and point is not None and point.get(TEXT_SHA256) else None
-
-    embedding_floor = max(seq_of(point, EMBEDDING_SEQ), tombstone)
-    # An embedding's text is the entity's text at the embedding's seq. Newer than every entity change
-    # known here, it is the text of an entity change still in flight on the other topic: take it (that
-    # change will then be payload-only). Dropping it left a computed vector where the store has one.
-    entity_seq = final.seq if final is not None else seq_of(point)
-    candidates = [
-        c
-        for c in embedding_changes
-        if c.seq > embedding_floor
-        and _usable_store_vector(c, model)
-        and (
-            target_sha is None or c.seq > entity_seq or text_sha256(str(c.image["text"])) == target_sha  # type: ignore[index]
-        )
-    ]
-    chosen = max(candidates, key=lambda c: c.seq) if candidates else None
+    text, target_sha = _target_text(final, point)
+    chosen = _chosen_embedding(embedding_changes, point, tombstone, final, target_sha, model)
     result.skipped += len(embedding_changes) - (1 if chosen else 0)
 
     base: Payload = dict(point) if point is not None else {"id": entity_id, SEQ: 0, EMBEDDING_SEQ: 0}

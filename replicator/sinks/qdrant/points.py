@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import struct
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 from replicator.embedding import DIMENSIONS
+from replicator.position import SinkPosition
+from replicator.store.schema import pack_vector, unpack_vector
 
 ENTITY_FIELDS: Final = (
     "id", "name", "entity_type", "observations", "confidence", "strength", "version",
@@ -57,6 +61,13 @@ def position_point_id(sink: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "replicator:" + sink))
 
 
+def position_of(payload: Mapping[str, Any]) -> SinkPosition:
+    """The SinkPosition a position point's payload (``{"sink", "position"}``) holds (as JSON text, or
+    as the object a server's JSON made of it)."""
+    text = payload["position"]
+    return SinkPosition.from_json(text if isinstance(text, str) else json.dumps(text))
+
+
 def tombstone_point_id(store: str, entity_id: int) -> str:
     """A delete's tombstone in ``<collection>_positions`` (payload ``{"tombstone": id, "store",
     "_seq"}``): scoped to the store, as the collection is to the namespace. Versions before stores
@@ -79,13 +90,17 @@ def store_label(model: str) -> str:
 
 
 def vector_from_blob(blob: bytes) -> list[float]:
-    """The store's BLOB (384 little-endian float32) as floats; float32 -> float is exact."""
-    return list(struct.unpack(f"<{DIMENSIONS}f", blob))
+    """The store's BLOB (384 little-endian float32) as floats. Raises struct.error for another size."""
+    if len(blob) != VECTOR_BYTES:
+        raise struct.error(f"a vector BLOB of {len(blob)} bytes, not {VECTOR_BYTES}")
+    return unpack_vector(blob)
 
 
 def blob_from_vector(vector: list[float]) -> bytes:
     """Inverse of vector_from_blob (for comparing a point's vector with the store's bytes)."""
-    return struct.pack(f"<{DIMENSIONS}f", *vector)
+    if len(vector) != DIMENSIONS:
+        raise struct.error(f"a vector of {len(vector)} dimensions, not {DIMENSIONS}")
+    return pack_vector(vector)
 
 
 def seq_of(payload: Payload | None, key: str = SEQ) -> int:

@@ -1,0 +1,165 @@
+"""Reading back what the Neo4j sink writes (design §5, §6), for lag, validate, cutover and rollback.
+
+The one reader of the graph layout, next to the planner that writes it and built from the same
+:class:`GraphModel`: labels and the renamed properties (``--relation-type-property`` and friends)
+are read under the names the sink wrote them, so a comparison with the store never sees a renamed
+property as a difference. Placeholders are reported apart; tombstones, positions and detaching
+nodes (no longer entity-labelled) are not entities.
+
+A :class:`GraphReader` runs its queries through a ``Query`` callable, so a caller decides how each
+call is bounded: :meth:`GraphReader.connect` (validate, diff, stats) owns a driver; cutover passes
+its own query that gives every call what is left of the pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import neo4j
+from neo4j.exceptions import Neo4jError, ServiceUnavailable
+
+from replicator.position import SinkPosition
+from replicator.sinks.neo4j.model import GraphModel, position_query, quote
+from replicator.sinks.settings import Neo4jSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Keys, Relation, Snapshot, entity_from_mapping
+
+#: Runs one read: ``query(cypher, **params)`` -> its records. Raises what the driver raises (or MigrateError).
+Query = Callable[..., list[neo4j.Record]]
+
+_RELATION_RETURN = "RETURN properties(r) AS p, type(r) AS t, a.id AS a, b.id AS b, a.name AS an, b.name AS bn"
+
+
+class GraphReader:
+    """The graph of one namespace as the Neo4j sink writes it. Blocks; raises what ``query`` raises."""
+
+    def __init__(self, model: GraphModel, query: Query, close: Callable[[], None] | None = None) -> None:
+        self.model = model
+        self._run = query
+        self._close = close
+
+    @classmethod
+    def connect(cls, settings: Neo4jSettings, model: GraphModel) -> GraphReader:
+        """A reader owning a driver for ``settings`` (close() it). Raises MigrateError naming the server
+        and the flags to check when it does not answer."""
+        # The server's notifications (e.g. "property key does not exist" on a graph the sink has not
+        # filled yet) are not the operator's business: the driver would print each one.
+        driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
+        try:
+            driver.verify_connectivity()
+        except (Neo4jError, ServiceUnavailable, OSError) as exc:
+            driver.close()
+            raise MigrateError(
+                f"Neo4j at {settings.uri} is not answering ({exc})",
+                hint="check --neo4j-uri / --neo4j-user and the password (REPLICATOR_NEO4J_PASSWORD or "
+                "--neo4j-password-file)",
+            ) from exc
+
+        def query(cypher: str, **params: object) -> list[neo4j.Record]:
+            try:
+                records, _, _ = driver.execute_query(
+                    cypher, parameters_=params, database_=settings.database, routing_=neo4j.RoutingControl.READ
+                )
+            except (Neo4jError, ServiceUnavailable) as exc:
+                raise MigrateError(f"Neo4j query failed at {settings.uri}: {exc}", hint="is the server up?") from exc
+            return list(records)
+
+        return cls(model, query, driver.close)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> GraphReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, cypher: str, **params: object) -> list[neo4j.Record]:
+        """Records of a read query (for stats of labels beside the entities)."""
+        return self._run(cypher, **params)
+
+    def position(self, sink: str) -> SinkPosition | None:
+        """The position the sink ``sink`` stored with its data (design §5), None before its first batch."""
+        records = self._run(position_query(self.model), sink=sink)
+        return SinkPosition.from_json(records[0]["position"]) if records and records[0]["position"] else None
+
+    def counts(self) -> dict[str, int]:
+        """Entities (placeholders apart) and relationships between entity nodes."""
+        lab = quote(self.model.entity_label)
+        [row] = self._run(
+            f"MATCH (n:{lab}) RETURN count(CASE WHEN coalesce(n._placeholder, false) THEN null ELSE 1 END) AS e, "
+            "count(CASE WHEN coalesce(n._placeholder, false) THEN 1 END) AS p"
+        )
+        [rel] = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN count(r) AS r")
+        return {"entities": int(row["e"]), "placeholders": int(row["p"]), "relations": int(rel["r"])}
+
+    def tombstones(self) -> int:
+        """Tombstone nodes under the model's tombstone label (every namespace's)."""
+        [row] = self._run(f"MATCH (t:{quote(self.model.tombstone_label)}) RETURN count(t) AS n")
+        return int(row["n"])
+
+    def keys(self) -> Keys:
+        lab = quote(self.model.entity_label)
+        nodes = self._run(f"MATCH (n:{lab}) RETURN n.id AS id, coalesce(n._placeholder, false) AS p")
+        rels = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN r.id AS id")
+        return Keys(
+            entities=frozenset(int(r["id"]) for r in nodes if not r["p"] and r["id"] is not None),
+            relations=frozenset(int(r["id"]) for r in rels),
+            placeholders=frozenset(int(r["id"]) for r in nodes if r["p"] and r["id"] is not None),
+        )
+
+    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
+        """All entity nodes (or those with the given ids), the relationships touching them, and the
+        ids of placeholder nodes among them, under the store's column names."""
+        snap = Snapshot("neo4j")
+        lab = quote(self.model.entity_label)
+        where = "" if entity_ids is None else "WHERE n.id IN $ids"
+        params: dict[str, Any] = {} if entity_ids is None else {"ids": sorted(set(entity_ids))}
+        for r in self._run(f"MATCH (n:{lab}) {where} RETURN properties(n) AS p", **params):
+            props = self.model.columns(r["p"])
+            if props.get("_placeholder"):
+                snap.placeholders.add(int(props["id"]))
+            elif props.get("id") is not None:
+                snap.entities[int(props["id"])] = entity_from_mapping(props)
+        rel_where = "" if entity_ids is None else "AND (a.id IN $ids OR b.id IN $ids)"
+        for r in self._run(f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IS NOT NULL {rel_where} {_RELATION_RETURN}",
+                           **params):  # fmt: skip
+            rel = self._relation(r)
+            snap.relations[rel.id] = rel
+        return snap
+
+    def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
+        """The relationships (between entity-label nodes) with these ids; absent ids are left out."""
+        ids = sorted(set(relation_ids))
+        if not ids:
+            return {}
+        lab = quote(self.model.entity_label)
+        found: dict[int, Relation] = {}
+        for r in self._run(f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IN $ids {_RELATION_RETURN}", ids=ids):
+            rel = self._relation(r)
+            found[rel.id] = rel
+        return found
+
+    def _relation(self, record: Mapping[str, Any]) -> Relation:
+        """A Relation from a row ``p`` (relationship properties), ``t`` (its type), ``a``/``b`` (endpoint
+        ids), ``an``/``bn`` (endpoint names)."""
+        props = self.model.columns(record["p"])
+        return Relation(
+            id=int(props["id"]),
+            from_entity_id=int(record["a"]),
+            to_entity_id=int(record["b"]),
+            relation_type=props.get("relation_type", ""),
+            strength=props.get("strength"),
+            confidence=props.get("confidence"),
+            created_at=props.get("created_at"),
+            updated_at=props.get("updated_at"),
+            valid_from=props.get("valid_from"),
+            valid_to=props.get("valid_to"),
+            metadata=props.get("metadata"),
+            from_name=record["an"],
+            to_name=record["bn"],
+            graph_type=record["t"],
+        )

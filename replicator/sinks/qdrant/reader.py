@@ -1,0 +1,249 @@
+"""Reading back what the Qdrant sink writes (design §5, §6), for lag, validate, cutover and rollback.
+
+The one reader of the sink's points, payloads and positions, next to the code that writes them (the
+payload codec in :mod:`replicator.sinks.qdrant.points`):
+
+* :class:`QdrantReader`: the points of a collection through a client (a server URL, or a local-mode
+  path no running sink holds), as entities and embeddings; nearest-neighbour search.
+* :class:`SinkEndpointReader`: the same through a running sink's endpoint (``/position``, ``/points``).
+  Qdrant's local mode lets one process open a storage directory, and the running sink holds it: this
+  is how lag, cutover and rollback see what it holds without stopping it. Each answer names the sink
+  (and the store whose events it applied), and an answer for another sink or store is refused.
+* :func:`read_position`: the position a sink stored beside its collection.
+
+All block; the readers raise MigrateError (with a hint) when the destination cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from replicator.position import SinkPosition
+from replicator.sinks.qdrant.faults import qdrant_errors
+from replicator.sinks.qdrant.points import (
+    entity_values,
+    position_of,
+    position_point_id,
+    positions_collection,
+    vector_from_text,
+)
+from replicator.sinks.settings import QdrantSettings
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import Embedding, Keys, Snapshot, entity_from_mapping
+
+_CHUNK = 500  # ids per retrieve call
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) -> None:  # noqa: ANN401
+    """One Qdrant point (design §6) into ``snap``: its entity (or a placeholder when the payload has
+    no entity fields yet: a vector awaiting its entity) and its vector (the only one of a named-vector
+    mapping)."""
+    payload.setdefault("id", pid)
+    try:
+        snap.entities[pid] = entity_from_mapping({**payload, **entity_values(payload)})
+    except (KeyError, ValueError, TypeError):
+        snap.placeholders.add(pid)
+    if isinstance(vector, dict):
+        vector = next(iter(vector.values()), None)
+    if isinstance(vector, list | tuple):
+        snap.embeddings[pid] = Embedding(
+            pid,
+            tuple(float(x) for x in vector),
+            model_version=payload.get("embedding_model"),
+            text_sha256=payload.get("text_sha256"),
+        )
+
+
+def read_position(client: QdrantClient, collection: str, sink: str) -> SinkPosition | None:
+    """The position sink ``sink`` stored beside ``collection``; None if it never wrote one (or the
+    positions collection does not exist). Raises DestinationUnavailable."""
+    with qdrant_errors(f"reading the position of sink {sink!r}", collection):
+        if not client.collection_exists(positions_collection(collection)):
+            return None
+        found = client.retrieve(positions_collection(collection), [position_point_id(sink)], with_payload=True)
+    if not found or not found[0].payload:
+        return None
+    return position_of(found[0].payload)
+
+
+def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantClient:
+    """A client for a server URL or a local-mode path. Raises MigrateError (a local path is locked
+    while another client, e.g. a running sink, holds it)."""
+    if settings.path is not None and not settings.path.exists():
+        raise MigrateError(f"no Qdrant local storage at {settings.path}", hint="check --qdrant-path")
+    try:
+        if settings.path is not None:
+            return QdrantClient(path=str(settings.path))
+        return QdrantClient(url=settings.url, api_key=api_key)
+    except Exception as exc:
+        raise MigrateError(
+            f"cannot open Qdrant at {settings.url or settings.path} ({exc})",
+            hint="a local path can be open in one process only: stop the sink or use the server URL",
+        ) from exc
+
+
+class QdrantReader:
+    """The points of one collection: entity payloads and their vectors (design §6)."""
+
+    def __init__(
+        self, settings: QdrantSettings, client: QdrantClient | None = None, *, api_key: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.collection = settings.collection
+        self._own = client is None
+        self.client = client or open_qdrant(settings, api_key)
+        try:
+            exists = self.client.collection_exists(self.collection)
+        except Exception as exc:
+            self.close()
+            raise MigrateError(f"Qdrant at {settings.url or settings.path} is not answering ({exc})", hint="") from exc
+        if not exists:
+            self.close()
+            raise MigrateError(
+                f"Qdrant has no collection {self.collection!r} at {settings.url or settings.path}",
+                hint="check --collection, or start the Qdrant sink (it creates the collection)",
+            )
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+    def __enter__(self) -> QdrantReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        return {"points": int(self.client.count(self.collection, exact=True).count)}
+
+    def _scroll(self, *, vectors: bool, payload: bool | list[str]) -> Iterator[models.Record]:
+        offset: Any = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, limit=512, offset=offset, with_payload=payload, with_vectors=vectors
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def keys(self) -> Keys:
+        return Keys(
+            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False)), relations=frozenset()
+        )
+
+    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
+        """Points (all, or those with the given ids) as entities and embeddings."""
+        snap = Snapshot("qdrant")
+        if entity_ids is None:
+            points: Iterable[models.Record] = self._scroll(vectors=True, payload=True)
+        else:
+            ids = sorted(set(entity_ids))
+            points = [
+                p
+                for chunk in _chunks(ids)
+                for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
+            ]
+        for point in points:
+            add_point(snap, int(point.id), dict(point.payload or {}), point.vector)
+        return snap
+
+    def search(self, vector: Sequence[float], limit: int) -> list[int]:
+        """Ids of the ``limit`` nearest points (the collection's distance, cosine)."""
+        result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False)
+        return [int(p.id) for p in result.points]
+
+
+class SinkEndpointReader:
+    """What a running Qdrant sink holds, read through its endpoint (``/position``, ``/points``): the
+    way to compare a local-mode directory the sink has open. Every answer must name ``sink`` (and
+    ``store_id`` when given): an endpoint answering for another sink or store is refused. Reads all
+    points on first use (page by page). Blocks; raises MigrateError."""
+
+    def __init__(self, base_url: str, sink: str, store_id: str | None = None, *, timeout_s: float = 10.0) -> None:
+        self.base_url, self.sink, self.store_id, self.timeout_s = base_url, sink, store_id, timeout_s
+        self._points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] | None = None
+
+    def close(self) -> None:
+        self._points = None
+
+    def __enter__(self) -> SinkEndpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, timeout_s: float) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=max(timeout_s, 0.001)) as response:  # an operator-given URL
+                doc = json.load(response)
+        except (OSError, ValueError) as exc:
+            raise MigrateError(
+                f"the Qdrant sink at {url} did not answer: {exc}",
+                hint="is `replicator sink qdrant` running with this --metrics-port? (--qdrant-endpoint host:port)",
+            ) from exc
+        if not isinstance(doc, dict) or doc.get("sink") != self.sink:
+            found = doc.get("sink") if isinstance(doc, dict) else None
+            raise MigrateError(
+                f"{self.base_url} answers for sink {found!r}, not {self.sink!r}",
+                hint="point --qdrant-endpoint at this sink's --metrics-port, or pass its --qdrant-sink name",
+            )
+        if self.store_id is not None and doc.get("store_id") not in (None, self.store_id):
+            raise MigrateError(
+                f"the sink at {self.base_url} applies the events of store {doc.get('store_id')}, not of this "
+                f"store ({self.store_id})",
+                hint="check --db, --topic-prefix and --qdrant-endpoint: they must name the same pipeline",
+            )
+        return doc
+
+    def position_document(self, timeout_s: float) -> dict[str, Any]:
+        """The sink's ``/position`` document (position, destination counts, sink, store id)."""
+        return self._get("/position", timeout_s)
+
+    def _all(self) -> dict[int, tuple[dict[str, Any], tuple[float, ...] | None]]:
+        if self._points is None:
+            points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] = {}
+            offset: Any = None
+            while True:
+                query = "limit=512" + ("" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset)))
+                page = self._get(f"/points?{query}", self.timeout_s)
+                if page.get("store_id") is None and self.store_id is not None:
+                    raise MigrateError(
+                        f"the sink at {self.base_url} has applied no event since it started: it cannot say "
+                        "which store it serves",
+                        hint="wait a second (the source's heartbeats reach it), then retry",
+                    )
+                for point in page["points"]:
+                    points[int(point["id"])] = (dict(point["payload"]), vector_from_text(point.get("vector")))
+                offset = page.get("next")
+                if offset is None:
+                    break
+            self._points = points
+        return self._points
+
+    def counts(self) -> dict[str, int]:
+        return {"points": len(self._all())}
+
+    def keys(self) -> Keys:
+        return Keys(entities=frozenset(self._all()), relations=frozenset())
+
+    def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
+        """Points (all, or those with the given ids) as entities and embeddings."""
+        snap = Snapshot("qdrant")
+        everything = self._all()
+        for pid in sorted(everything if entity_ids is None else set(entity_ids) & set(everything)):
+            payload, vector = everything[pid]
+            add_point(snap, pid, dict(payload), vector)
+        return snap

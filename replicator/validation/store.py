@@ -1,0 +1,216 @@
+"""Read the store, Neo4j and Qdrant into the same :mod:`replicator.validation.model` values.
+
+* :class:`StoreReader`: the SQLite file opened read-only (URI ``mode=ro``), queries of one call in
+  one deferred read transaction: in WAL mode a reader never blocks the writer and sees one
+  consistent state.
+* The graph is read by the Neo4j sink's own reader (:mod:`replicator.sinks.neo4j.reader`).
+* :class:`QdrantReader`: points of the collection (point id = entity id), payload = entity fields.
+
+All readers block; each raises MigrateError (with a hint) when its backend cannot be read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from replicator.capture.storefile import sqlite_uri
+from replicator.capture.triggers import CHANGELOG, META, changelog_rows, head_seq
+from replicator.sinks.qdrant.points import VECTOR_BYTES
+from replicator.store.schema import count_rows, unpack_vector
+from replicator.validation.errors import MigrateError
+from replicator.validation.model import (
+    Embedding,
+    Entity,
+    Keys,
+    Relation,
+    Snapshot,
+    decode_observations,
+)
+
+_CHUNK = 500  # ids per IN (...) query: far below SQLite's variable limit
+_ENTITY_COLS = (
+    "id, name, entity_type, observations, confidence, strength, version, created_at, updated_at, "
+    "valid_from, valid_to, metadata"
+)
+_RELATION_COLS = (
+    "r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, r.created_at, "
+    "r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name"
+)
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _entity_row(row: Sequence[Any]) -> Entity:
+    """A row of ``entities`` with every value as SQLite returns it (its storage class kept)."""
+    return Entity(
+        id=int(row[0]),
+        name=row[1],
+        entity_type=row[2],
+        observations=decode_observations(row[3]),
+        confidence=row[4],
+        strength=row[5],
+        version=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        valid_from=row[9],
+        valid_to=row[10],
+        metadata=row[11],
+    )
+
+
+def _relation_row(row: Sequence[Any]) -> Relation:
+    return Relation(
+        id=int(row[0]),
+        from_entity_id=int(row[1]),
+        to_entity_id=int(row[2]),
+        relation_type=row[3],
+        strength=row[4],
+        confidence=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        valid_from=row[8],
+        valid_to=row[9],
+        metadata=row[10],
+        from_name=row[11],
+        to_name=row[12],
+    )
+
+
+def unpack_blob(blob: object) -> tuple[float, ...] | None:
+    """The store's embedding BLOB (little-endian float32) as floats; None for a value the Qdrant sink
+    does not take as a vector (not a BLOB of VECTOR_BYTES: TEXT, a number, an empty or short BLOB),
+    for which it computes one (then checked by its text hash)."""
+    if not isinstance(blob, bytes) or len(blob) != VECTOR_BYTES:
+        return None
+    return tuple(unpack_vector(blob))
+
+
+def _lenient_text(data: bytes) -> str:
+    # TEXT that is not UTF-8 (a writer may store it) must not stop validation: it reads as lone
+    # surrogates, which no destination can hold, so it shows as a difference.
+    return data.decode("utf-8", "surrogateescape")
+
+
+class StoreReader:
+    """Read-only access to a store file. Never creates the file, never writes, never takes a write
+    lock. Raises MigrateError for a missing, foreign or unreadable file."""
+
+    def __init__(self, path: Path, *, timeout_s: float = 5.0) -> None:
+        self.path = path
+        if not path.is_file():
+            raise MigrateError(
+                f"no store at {path}", hint="pass the path of Caxton's memory.db (default ./data/memory.db)"
+            )
+        try:
+            self.conn = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True, timeout=timeout_s, isolation_level=None)
+            self.conn.text_factory = _lenient_text
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            tables = {str(r[0]) for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise MigrateError(f"{path} is not a readable SQLite database ({exc})", hint="check --db") from exc
+        missing = [t for t in ("entities", "relations", "embeddings") if t not in tables]
+        if missing:
+            self.conn.close()
+            raise MigrateError(
+                f"{path} is SQLite but not a Caxton memory store: no table {', '.join(missing)}",
+                hint="point --db at the memory.db that Caxton's runtime writes",
+            )
+        self.capture_installed = CHANGELOG in tables and META in tables
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One consistent read: BEGIN (deferred: a read lock on the WAL snapshot only) ... COMMIT."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def counts(self) -> dict[str, int]:
+        return count_rows(self.conn)
+
+    def keys(self) -> Keys:
+        return Keys(
+            entities=frozenset(int(r[0]) for r in self.conn.execute("SELECT id FROM entities")),
+            relations=frozenset(int(r[0]) for r in self.conn.execute("SELECT id FROM relations")),
+        )
+
+    def meta(self) -> dict[str, str]:
+        """The capture's ``_replicator_meta`` (empty when capture is not installed)."""
+        if not self.capture_installed:
+            return {}
+        return {str(k): str(v) for k, v in self.conn.execute(f"SELECT key, value FROM {META}")}
+
+    def changelog(self) -> tuple[int, int]:
+        """(backlog rows, head seq) of the changelog; (0, 0) when capture is not installed."""
+        if not self.capture_installed:
+            return 0, 0
+        return changelog_rows(self.conn), head_seq(self.conn)
+
+    def read(self, entity_ids: Iterable[int] | None = None, *, embeddings: bool = True) -> Snapshot:
+        """All entities (``entity_ids`` None) or those given, every relation touching them, and their
+        embeddings. Ids the store lacks are simply absent from the snapshot."""
+        snap = Snapshot("store")
+        rel_sql = (
+            f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+            "LEFT JOIN entities b ON b.id = r.to_entity_id"
+        )
+        if entity_ids is None:
+            rows = self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities ORDER BY id").fetchall()
+            snap.entities = {int(r[0]): _entity_row(r) for r in rows}
+            snap.relations = {int(r[0]): _relation_row(r) for r in self.conn.execute(rel_sql + " ORDER BY r.id")}
+            if embeddings:
+                self._embeddings(snap, "SELECT entity_id, embedding, model_version, created_at FROM embeddings", [])
+            return snap
+        ids = sorted(set(entity_ids))
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities WHERE id IN ({marks})", chunk):
+                snap.entities[int(r[0])] = _entity_row(r)
+            for r in self.conn.execute(
+                rel_sql + f" WHERE r.from_entity_id IN ({marks}) OR r.to_entity_id IN ({marks})", [*chunk, *chunk]
+            ):
+                snap.relations[int(r[0])] = _relation_row(r)
+            if embeddings:
+                sql = "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id IN "
+                self._embeddings(snap, f"{sql}({marks})", chunk)
+        return snap
+
+    def _embeddings(self, snap: Snapshot, sql: str, params: Sequence[int]) -> None:
+        for r in self.conn.execute(sql, params):
+            vector = unpack_blob(r[1])
+            if vector is not None:
+                snap.embeddings[int(r[0])] = Embedding(int(r[0]), vector, r[2], r[3])
+
+    def read_relations(self, relation_ids: Iterable[int]) -> dict[int, Relation]:
+        """The relations with these ids (absent ids are left out)."""
+        found: dict[int, Relation] = {}
+        ids = sorted(set(relation_ids))
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+                f"LEFT JOIN entities b ON b.id = r.to_entity_id WHERE r.id IN ({marks})",
+                chunk,
+            ):
+                found[int(r[0])] = _relation_row(r)
+        return found
+
+    def embedding_ids(self) -> frozenset[int]:
+        return frozenset(int(r[0]) for r in self.conn.execute("SELECT entity_id FROM embeddings"))
