@@ -22,6 +22,7 @@ import click
 
 from replicator import __version__
 from replicator.errors import ReplicatorError
+from replicator.lifecycle import cli as lifecycle_cli
 from replicator.migrate import cli as migrate_cli
 from replicator.migrate import tools_cli
 from replicator.sinks.cli import sink
@@ -61,6 +62,7 @@ cli.add_command(smoke)
 cli.add_command(source)
 migrate_cli.register(cli)  # lag, cutover, rollback, status, demo
 tools_cli.register(cli)  # export, import, stats, diff, validate
+lifecycle_cli.register(cli)  # assess, tune
 cli.add_command(sink)
 
 

@@ -1,0 +1,188 @@
+"""The seed guide's lifecycle around the move (issue 16): ``assess`` on a live store with its writer
+running, ``tune`` against the real Neo4j and a Qdrant local-mode collection, run as an operator runs
+them (the ``replicator`` command in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import pytest
+from qdrant_client import QdrantClient, models
+
+from replicator.sinks.settings import Neo4jSettings
+from replicator.store.writer import MemoryWriter
+
+
+def _replicator(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "replicator", *args], capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def _store(path: Path, entities: int, seed: int = 1) -> MemoryWriter:
+    writer = MemoryWriter.create(path)
+    rng = random.Random(seed)
+    ids = [
+        writer.create_entity(f"e{i}", "concept", [f"note {i}"], embedding=[rng.gauss(0, 1) for _ in range(384)])
+        for i in range(entities)
+    ]
+    for i in range(entities):
+        writer.create_relation(ids[i], ids[(i + 1) % entities], "relates to")
+    return writer
+
+
+def test_assess_measures_a_live_store_while_its_writer_commits(tmp_path: Path) -> None:
+    db = tmp_path / "memory.db"
+    _store(db, 400).close()
+    stop, commits, errors = threading.Event(), [0], []
+
+    def write() -> None:
+        # A writer with a short busy timeout: a read that held a lock it needs would make it fail.
+        conn = sqlite3.connect(db, timeout=0.2, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        while not stop.is_set():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO entities (name, entity_type, observations, created_at, updated_at) "
+                    "VALUES (?, 't', '[]', 1, 1)",
+                    (uuid.uuid4().hex,),
+                )
+                conn.execute("COMMIT")
+                commits[0] += 1
+            except sqlite3.Error as exc:
+                errors.append(str(exc))
+                conn.execute("ROLLBACK")
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        done = _replicator("assess", "--db", str(db), "--queries", "5", "--json")
+    finally:
+        stop.set()
+        writer.join()
+    assert done.returncode == 0, done.stderr
+    assert errors == [] and commits[0] > 0
+    data: dict[str, Any] = json.loads(done.stdout)
+    assert 400 <= data["counts"]["entities"] <= 400 + commits[0] and data["counts"]["relations"] == 400
+    search = data["search"]
+    assert search["queries"] == 5 and search["vectors"] == 400 and 0 < search["p50_ms"] <= search["p95_ms"]
+    assert {i["name"] for i in data["indicators"]} == {"entities", "file_bytes", "memory_bytes_estimate",
+                                                       "search_p50_ms"}  # fmt: skip
+    assert data["verdict"]["backend"] in ("embedded", "qdrant")  # search time depends on this machine
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_assess_keeps_a_history_and_shows_growth_and_the_matrix(tmp_path: Path) -> None:
+    db, history = tmp_path / "memory.db", tmp_path / "assess" / "history.jsonl"
+    writer = _store(db, 50)
+    first = _replicator("assess", "--db", str(db), "--queries", "0", "--history", str(history), "--need", "graph")
+    assert first.returncode == 0, first.stderr
+    assert "| Complex graph queries | ⚠️ | ✅ | ❌ | ✅ | stated (--need) |" in first.stdout
+    assert "Recommendation: neo4j" in first.stdout and "growth" not in first.stdout
+    for i in range(25):
+        writer.create_entity(f"later{i}", "concept", [])
+    writer.close()
+    second = _replicator("assess", "--db", str(db), "--queries", "0", "--history", str(history), "--json")
+    assert second.returncode == 0, second.stderr
+    growth = json.loads(second.stdout)["growth"]
+    assert growth["entities"] == 25 and growth["relations"] == 0 and growth["days_to_entity_limit"] > 0
+    assert len(history.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--db", "{foreign}"], "not a Caxton memory store"),
+        (["--db", "{missing}"], "no store at"),
+        (["--db", "{store}", "--need", "speed"], "Invalid value for '--need'"),
+    ],
+)
+def test_assess_names_a_mistake_without_a_traceback(tmp_path: Path, args: list[str], said: str) -> None:
+    foreign = tmp_path / "other.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    _store(tmp_path / "memory.db", 2).close()
+    paths = {"foreign": str(foreign), "missing": str(tmp_path / "nope.db"), "store": str(tmp_path / "memory.db")}
+    done = _replicator("assess", *[a.format(**paths) for a in args], "--queries", "0")
+    assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.fixture
+def label(graph: Neo4jSettings) -> Iterator[str]:
+    name = f"Tune{uuid.uuid4().hex[:8]}"
+    yield name
+    with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver, driver.session() as session:
+        session.run(f"MATCH (n:`{name}`) DETACH DELETE n").consume()
+        for record in list(session.run("SHOW INDEXES YIELD name")):
+            if str(record["name"]).startswith(f"replicator_{name}_"):
+                session.run(f"DROP INDEX `{record['name']}`").consume()
+
+
+def _indexes(graph: Neo4jSettings, label: str) -> dict[str, str]:
+    with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver, driver.session() as session:
+        rows = session.run("SHOW INDEXES YIELD name, state")
+        return {str(r["name"]): str(r["state"]) for r in rows if str(r["name"]).startswith(f"replicator_{label}_")}
+
+
+def _tune(
+    graph: Neo4jSettings, label: str, *extra: str, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {"REPLICATOR_NEO4J_PASSWORD": password if password is not None else str(graph.password)}
+    return _replicator("tune", "--neo4j-uri", graph.uri, "--entity-label", label, *extra, env=env)
+
+
+def test_tune_creates_the_guides_indexes_online_once_and_dry_run_changes_nothing(
+    graph: Neo4jSettings, label: str
+) -> None:
+    with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver, driver.session() as session:
+        session.run(
+            f"CREATE (a:`{label}` {{id: 1, name: 'a', entity_type: 't', conf: 0.5}})"
+            f"-[:DEPENDS_ON {{weight: 0.3}}]->(b:`{label}` {{id: 2, name: 'b', entity_type: 't'}}), "
+            f"(b)-[:USES {{weight: 1.0}}]->(a)"
+        ).consume()
+    custom = ("--confidence-property", "conf", "--strength-property", "weight")
+    dry = _tune(graph, label, "--dry-run", *custom)
+    assert dry.returncode == 0, dry.stderr
+    assert "FOR ()-[r:`USES`]-() ON (r.`weight`)" in dry.stdout and _indexes(graph, label) == {}
+    first = _tune(graph, label, *custom, "--json")
+    assert first.returncode == 0, first.stderr
+    outcomes = {s["name"]: s["outcome"] for s in json.loads(first.stdout)["neo4j"]}
+    wanted = {f"replicator_{label}_{w}" for w in ("name", "entity_type", "confidence", "name_type",
+                                                  "DEPENDS_ON_strength", "USES_strength")}  # fmt: skip
+    assert {n for n, o in outcomes.items() if o == "created"} == wanted and outcomes["statistics"] == "refreshed"
+    assert _indexes(graph, label) == dict.fromkeys(wanted, "ONLINE")
+    again = _tune(graph, label, *custom, "--json")
+    assert {s["outcome"] for s in json.loads(again.stdout)["neo4j"] if s["name"] != "statistics"} == {"present"}
+
+
+def test_tune_names_a_wrong_password_without_a_traceback(graph: Neo4jSettings, label: str) -> None:
+    done = _tune(graph, label, password="not-the-password")
+    assert done.returncode == 2 and "tune: Neo4j at" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "password" in done.stderr
+
+
+def test_tune_says_qdrant_local_mode_has_no_payload_indexes_and_names_a_missing_collection(tmp_path: Path) -> None:
+    path = tmp_path / "qdrant"
+    client = QdrantClient(path=str(path))
+    client.create_collection("mem", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    client.close()
+    done = _replicator("tune", "--no-neo4j", "--qdrant-path", str(path), "--collection", "mem", "--json")
+    assert done.returncode == 0, done.stderr
+    assert {s["outcome"] for s in json.loads(done.stdout)["qdrant"]} == {"local-mode"}
+    missing = _replicator("tune", "--no-neo4j", "--qdrant-path", str(path), "--collection", "other")
+    assert missing.returncode == 2 and "no collection 'other'" in missing.stderr, missing.stderr
+    nothing = _replicator("tune", "--no-neo4j")
+    assert nothing.returncode == 2 and "tune has nothing to do" in nothing.stderr
