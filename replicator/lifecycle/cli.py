@@ -181,8 +181,54 @@ def _neo4j_steps(settings: Any, model: Any, dry_run: bool) -> Sequence[Any]:  # 
         driver.close()
 
 
+@click.command("check")
+@_db
+@click.option("--backup", type=click.Path(dir_okay=False, path_type=Path), help="The export taken before starting.")
+@click.option(
+    "--target",
+    type=click.Choice(["neo4j", "qdrant", "hybrid"]),
+    default="hybrid",
+    show_default=True,
+    help="The destinations to check.",
+)
+@click.option(
+    "--bootstrap-servers",
+    envvar="REPLICATOR_KAFKA_BOOTSTRAP",
+    default=None,
+    help="Kafka [default: REPLICATOR_KAFKA_BOOTSTRAP, else the local stack's].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str | None, as_json: bool,
+              **kw: Any) -> None:  # fmt: skip  # noqa: ANN401
+    """Ready to go: the guide's pre-migration checklist as checks that run (schema, backup, disk,
+    destinations and their versions, Kafka, capture's cost to the writer). Exit 1 if one fails."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from replicator.lifecycle import check  # noqa: PLC0415
+    from replicator.migrate.tools_cli import _api_key, _neo4j, _qdrant  # noqa: PLC0415
+    from replicator.transport.settings import KafkaSettings  # noqa: PLC0415
+
+    kafka = KafkaSettings.from_env()
+    if bootstrap_servers:
+        kafka = replace(kafka, bootstrap_servers=bootstrap_servers)
+    checks = [check.check_schema(db), check.check_backup(db, backup), check.check_disk(db, backup)]
+    if target in ("neo4j", "hybrid"):
+        checks.append(check.check_neo4j(_neo4j(kw)))
+    if target in ("qdrant", "hybrid"):
+        qdrant = _qdrant(kw, required=True)
+        checks.append(check.check_qdrant(qdrant, _api_key(kw)))
+    checks += [check.check_kafka(kafka), check.check_overhead(db)]
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        click.echo(check.format_checks(checks))
+    if any(c.status == "fail" for c in checks):
+        raise SystemExit(1)
+
+
 def register(cli_group: click.Group) -> None:
     from replicator.migrate.tools_cli import _destination_options  # noqa: PLC0415
 
     cli_group.add_command(assess_cmd)
+    cli_group.add_command(_destination_options(check_cmd))  # type: ignore[arg-type]
     cli_group.add_command(_destination_options(tune_cmd))  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from qdrant_client import QdrantClient, models
 
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.writer import MemoryWriter
+from replicator.transport.settings import KafkaSettings
 
 
 def _replicator(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,3 +187,60 @@ def test_tune_says_qdrant_local_mode_has_no_payload_indexes_and_names_a_missing_
     assert missing.returncode == 2 and "no collection 'other'" in missing.stderr, missing.stderr
     nothing = _replicator("tune", "--no-neo4j")
     assert nothing.returncode == 2 and "tune has nothing to do" in nothing.stderr
+
+
+def _check(
+    db: Path, graph: Neo4jSettings, *extra: str, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {"REPLICATOR_NEO4J_PASSWORD": password if password is not None else str(graph.password)}
+    qdrant = db.parent / "qdrant"
+    qdrant.mkdir(exist_ok=True)
+    return _replicator("check", "--db", str(db), "--neo4j-uri", graph.uri, "--qdrant-path", str(qdrant), *extra,
+                       "--json", env=env)  # fmt: skip
+
+
+def _statuses(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    assert "Traceback" not in done.stderr, done.stderr
+    return {c["name"]: c for c in json.loads(done.stdout)}
+
+
+def test_check_passes_a_ready_store_and_names_each_gap_with_its_fix(
+    tmp_path: Path, graph: Neo4jSettings, kafka: KafkaSettings
+) -> None:
+    db, backup = tmp_path / "memory.db", tmp_path / "backup.json"
+    writer = _store(db, 30)
+    no_backup = _check(db, graph)
+    assert no_backup.returncode == 1
+    checks = _statuses(no_backup)
+    assert checks["backup"]["status"] == "fail" and "replicator export" in checks["backup"]["fix"]
+    assert {n: c["status"] for n, c in checks.items() if n != "backup"} == dict.fromkeys(
+        ("store schema", "disk", "neo4j", "qdrant", "kafka", "capture overhead"), "pass"
+    )
+    exported = _replicator("export", "--db", str(db), "--with-embeddings", "-o", str(backup))
+    assert exported.returncode == 0, exported.stderr
+    ready = _check(db, graph, "--backup", str(backup))
+    assert ready.returncode == 0 and {c["status"] for c in _statuses(ready).values()} == {"pass"}, ready.stdout
+    writer.create_entity("after the backup", "concept", [])
+    writer.close()
+    stale = _statuses(_check(db, graph, "--backup", str(backup)))["backup"]
+    assert stale["status"] == "warn" and "entities +1" in stale["detail"]
+    backup.write_text('{"entities": [')
+    broken = _statuses(_check(db, graph, "--backup", str(backup)))["backup"]
+    assert broken["status"] == "fail" and "is not valid JSON" in broken["detail"]
+
+
+def test_check_fails_a_wrong_password_an_absent_broker_and_a_store_without_a_column(
+    tmp_path: Path, graph: Neo4jSettings
+) -> None:
+    db = tmp_path / "memory.db"
+    _store(db, 3).close()
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE entities DROP COLUMN metadata")
+    conn.commit()
+    conn.close()
+    done = _check(db, graph, "--bootstrap-servers", "127.0.0.1:1", password="not-the-password")
+    assert done.returncode == 1
+    checks = _statuses(done)
+    assert checks["store schema"]["status"] == "fail" and "entities.metadata" in checks["store schema"]["detail"]
+    assert checks["neo4j"]["status"] == "fail" and "password" in checks["neo4j"]["fix"]
+    assert checks["kafka"]["status"] == "fail" and "127.0.0.1:1" in checks["kafka"]["detail"]

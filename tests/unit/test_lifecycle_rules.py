@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from replicator.lifecycle.cli import format_assessment
@@ -111,3 +113,18 @@ def test_tuning_uses_the_sinks_names_quoted_and_scoped_to_the_label() -> None:
     assert rel.statement == (
         "CREATE INDEX `replicator_Mem_DEPENDS_ON_strength` IF NOT EXISTS FOR ()-[r:`DEPENDS_ON`]-() ON (r.`weight`)"
     )
+
+
+def test_capture_overhead_warns_when_the_writer_would_spend_a_fifth_more_time(tmp_path: Path) -> None:
+    from replicator.lifecycle.check import check_overhead  # noqa: PLC0415
+    from replicator.store.writer import MemoryWriter  # noqa: PLC0415
+
+    db = tmp_path / "memory.db"
+    writer = MemoryWriter.create(db)
+    for i in range(3_000):  # written now: the last day's mean is 3,000 / 86,400 writes/s
+        writer.create_entity(f"e{i}", "t", [])
+    writer.close()
+    quiet = check_overhead(db, measured=(0.1, 0.3))
+    assert quiet.status == "pass" and "+0.20 ms" in quiet.detail and "3.0x" in quiet.detail
+    busy = check_overhead(db, measured=(0.1, 6_000.0))  # 0.0347 writes/s x 6 s = 20.8 % of the time
+    assert busy.status == "warn" and "20.8%" in busy.detail and busy.fix
