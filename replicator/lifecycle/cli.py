@@ -226,9 +226,69 @@ def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str
         raise SystemExit(1)
 
 
+@click.command("watch")
+@_db
+@click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), default="hybrid", show_default=True)
+@click.option(
+    "--duration",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 7 * 86_400),
+    help="Seconds to watch (Ctrl-C ends it earlier, with the report).",
+)
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds between rounds (each round: every read on every backend).",
+)
+@click.option(
+    "--samples",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Entities of the store to read by name, in turn.",
+)
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="Also compare semantic search (loads the packaged model).",
+)
+@click.option("--metrics-port", type=int, default=None, help="Also serve Prometheus /metrics here while watching.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def watch_cmd(db: Path, target: str, duration: float, interval: float, samples: int, search: bool,
+              metrics_port: int | None, as_json: bool, **kw: Any) -> None:  # fmt: skip  # noqa: ANN401
+    """After the switch: the same reads against the old store and the new backend, latency and
+    errors against the guide's lines (1 % errors, 100 ms mean). Exit 1 on an alert."""
+    from replicator.lifecycle.watching import run_watch  # noqa: PLC0415
+
+    report = run_watch(db, target, kw, duration_s=duration, interval_s=interval, count=samples, search=search,
+                       metrics_port=metrics_port)  # fmt: skip
+    data = report.to_dict()
+    click.echo(json.dumps(data, indent=2) if as_json else format_watch(data))
+    if data["alerts"]:
+        raise SystemExit(1)
+
+
+def format_watch(data: dict[str, Any]) -> str:
+    """The monitor's report as an operator reads it. Pure."""
+    lines = [f"{data['rounds']} rounds in {data['seconds']:.1f} s", "backend  read        reads  errors   mean ms"
+             "   p95 ms  slow  differs"]  # fmt: skip
+    for r in data["reads"]:
+        mean = "-" if r["mean_ms"] is None else f"{r['mean_ms']:.1f}"
+        p95 = "-" if r["p95_ms"] is None else f"{r['p95_ms']:.1f}"
+        lines.append(f"{r['backend']:<8} {r['read']:<10} {r['reads']:>6} {r['errors']:>7} {mean:>9} {p95:>8} "
+                     f"{r['slow']:>5} {r['differs_from_store']:>8}")  # fmt: skip
+    lines += [f"ALERT {a}" for a in data["alerts"]] or ["within the guide's lines (errors <= 1 %, mean <= 100 ms)"]
+    return "\n".join(lines)
+
+
 def register(cli_group: click.Group) -> None:
     from replicator.migrate.tools_cli import _destination_options  # noqa: PLC0415
 
     cli_group.add_command(assess_cmd)
     cli_group.add_command(_destination_options(check_cmd))  # type: ignore[arg-type]
     cli_group.add_command(_destination_options(tune_cmd))  # type: ignore[arg-type]
+    cli_group.add_command(_destination_options(watch_cmd))  # type: ignore[arg-type]

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,8 @@ import neo4j
 import pytest
 from qdrant_client import QdrantClient, models
 
+from replicator.endpoint import scrape
+from replicator.migrate.daemons import free_ports
 from replicator.sinks.settings import Neo4jSettings
 from replicator.store.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -244,3 +249,73 @@ def test_check_fails_a_wrong_password_an_absent_broker_and_a_store_without_a_col
     assert checks["store schema"]["status"] == "fail" and "entities.metadata" in checks["store schema"]["detail"]
     assert checks["neo4j"]["status"] == "fail" and "password" in checks["neo4j"]["fix"]
     assert checks["kafka"]["status"] == "fail" and "127.0.0.1:1" in checks["kafka"]["detail"]
+
+
+def _migrated(db: Path, graph: Neo4jSettings, label: str, qdrant: Path) -> None:
+    """What the sinks write for the store's rows (design §6), written here directly: entity nodes with
+    their id and name, a relationship per relation; a point per embedding with its name."""
+    conn = sqlite3.connect(db)
+    entities = conn.execute("SELECT id, name FROM entities").fetchall()
+    relations = conn.execute("SELECT from_entity_id, to_entity_id FROM relations").fetchall()
+    vectors = conn.execute("SELECT entity_id, embedding FROM embeddings").fetchall()
+    conn.close()
+    with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:
+        driver.execute_query(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r[0], name: r[1]}})", rows=entities)
+        driver.execute_query(
+            f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}), (b:`{label}` {{id: r[1]}}) "
+            "CREATE (a)-[:RELATES_TO]->(b)",
+            rows=relations,
+        )
+    names = dict(entities)
+    client = QdrantClient(path=str(qdrant))
+    client.create_collection("mem", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    client.upsert("mem", [
+        models.PointStruct(id=i, vector=list(struct.unpack("<384f", blob)), payload={"id": i, "name": names[i]})
+        for i, blob in vectors
+    ])  # fmt: skip
+    client.close()
+
+
+def test_watch_reads_the_store_and_the_new_backend_alike_and_serves_metrics(
+    tmp_path: Path, graph: Neo4jSettings, label: str
+) -> None:
+    db, qdrant = tmp_path / "memory.db", tmp_path / "qdrant"
+    _store(db, 40).close()
+    _migrated(db, graph, label, qdrant)
+    port = free_ports(1)[0]
+    args = ["watch", "--db", str(db), "--neo4j-uri", graph.uri, "--entity-label", label, "--qdrant-path", str(qdrant),
+            "--collection", "mem", "--duration", "20", "--interval", "0.2", "--samples", "5",
+            "--metrics-port", str(port), "--json"]  # fmt: skip
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "replicator", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "REPLICATOR_NEO4J_PASSWORD": str(graph.password)},
+    )  # fmt: skip
+    scraped: float | None = None
+    deadline = time.monotonic() + 120
+    while not scraped and watcher.poll() is None and time.monotonic() < deadline:  # until a read is counted
+        scraped = scrape(port, "replicator_watch_read_seconds_count")
+        time.sleep(0.2)
+    watcher.send_signal(signal.SIGINT)  # Ctrl-C: the report of what it saw, not a traceback
+    out, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0 and "Traceback" not in err, err
+    assert scraped is not None and scraped > 0
+    report = json.loads(out)
+    rows = {(r["backend"], r["read"]): r for r in report["reads"]}
+    assert set(rows) == {
+        (b, r)
+        for b in ("store", "neo4j", "qdrant")
+        for r in ("by_name", "neighbours", "search")
+        if not (b == "neo4j" and r == "search") and not (b == "qdrant" and r == "neighbours")
+    }
+    assert report["rounds"] >= 1 and report["alerts"] == [] and report["seconds"] < 20
+    for row in rows.values():
+        assert row["reads"] == report["rounds"] and row["errors"] == 0, row
+        assert row["differs_from_store"] == 0, row  # the same data answers the same reads
+
+
+def test_watch_names_a_destination_that_refuses_it_at_the_start(tmp_path: Path, graph: Neo4jSettings) -> None:
+    db = tmp_path / "memory.db"
+    _store(db, 3).close()
+    done = _replicator("watch", "--db", str(db), "--target", "neo4j", "--neo4j-uri", graph.uri, "--no-search",
+                       "--duration", "1", env={"REPLICATOR_NEO4J_PASSWORD": "not-the-password"})  # fmt: skip
+    assert done.returncode == 2 and "watch: Neo4j at" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -128,3 +128,55 @@ def test_capture_overhead_warns_when_the_writer_would_spend_a_fifth_more_time(tm
     assert quiet.status == "pass" and "+0.20 ms" in quiet.detail and "3.0x" in quiet.detail
     busy = check_overhead(db, measured=(0.1, 6_000.0))  # 0.0347 writes/s x 6 s = 20.8 % of the time
     assert busy.status == "warn" and "20.8%" in busy.detail and busy.fix
+
+
+def test_the_monitor_counts_errors_and_differences_and_alerts_on_the_guides_lines() -> None:
+    from replicator.lifecycle.watch import Probe, Sample, watch  # noqa: PLC0415
+
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def store(s: Sample) -> frozenset[int]:
+        now[0] += 0.001
+        return frozenset({1, 2})
+
+    calls = [0]
+
+    def graph(s: Sample) -> frozenset[int]:
+        calls[0] += 1
+        now[0] += 0.150  # slow: over the 100 ms line
+        if calls[0] % 10 == 0:
+            raise RuntimeError("connection reset\nsecond line")
+        return frozenset({1}) if s.name == "b" else frozenset({1, 2})
+
+    probes = [Probe("store", "by_name", store), Probe("neo4j", "by_name", graph)]
+    report = watch(probes, [Sample("a"), Sample("b")], duration_s=10.0, interval_s=0.5, clock=clock, sleep=sleep)
+    rows = {r["backend"]: r for r in report.to_dict()["reads"]}
+    assert report.rounds == 20 and rows["store"]["reads"] == 20 and rows["store"]["errors"] == 0
+    assert rows["neo4j"]["errors"] == 2 and rows["neo4j"]["error_rate"] == 0.1
+    # Every second read is "b" (answered unlike the store), and both failed reads were of "b".
+    assert rows["neo4j"]["slow"] == 18 and rows["neo4j"]["differs_from_store"] == 8
+    assert report.alerts() == [
+        "neo4j by_name: 10.0% of reads failed (line 1 %): RuntimeError: connection reset",
+        "neo4j by_name: mean 150 ms (line 100 ms)",
+    ]
+
+
+def test_a_stopped_monitor_reports_what_it_saw() -> None:
+    import threading  # noqa: PLC0415
+
+    from replicator.lifecycle.watch import Probe, Sample, watch  # noqa: PLC0415
+
+    stop = threading.Event()
+
+    def store(s: Sample) -> frozenset[int]:
+        stop.set()  # a signal arrives during the first round
+        return frozenset()
+
+    report = watch([Probe("store", "by_name", store)], [Sample("a")], duration_s=60, interval_s=0, stop=stop)
+    assert report.rounds == 1 and report.alerts() == []
