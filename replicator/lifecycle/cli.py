@@ -16,6 +16,11 @@ import click
 from replicator.errors import ConfigError, Fatal
 from replicator.lifecycle.decide import NEEDS, SEARCH_LINE_MS, matrix_rows
 
+_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_target = click.option(
+    "--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), default="hybrid", show_default=True,
+    help="The new backend: the destinations to read.",
+)  # fmt: skip
 _db = click.option(
     "--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True,
     envvar="REPLICATOR_STORE", help="The store (Caxton's memory.db).",
@@ -44,7 +49,7 @@ _db = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="JSON-lines file of earlier assessments: growth is shown since the newest, and this one is added.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json
 def assess_cmd(db: Path, queries: int, k: int, needs: tuple[str, ...], history: Path | None, as_json: bool) -> None:
     """When to migrate: the guide's indicators measured on the live store (read-only), its decision
     matrix filled in, and a recommendation with reasons."""
@@ -126,7 +131,7 @@ def _matrix_lines(verdict: dict[str, Any]) -> list[str]:
 @click.option("--relation-type-property", default="relation_type", show_default=True)
 @click.option("--confidence-property", default="confidence", show_default=True)
 @click.option("--strength-property", default="strength", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json
 def tune_cmd(dry_run: bool, with_neo4j: bool, as_json: bool, **kw: Any) -> None:  # noqa: ANN401
     """After the switch: the guide's indexes on Neo4j (entity name, type, confidence, relationship
     strength, name + type) and Qdrant payload indexes, then fresh statistics. Idempotent, safe on a
@@ -184,20 +189,14 @@ def _neo4j_steps(settings: Any, model: Any, dry_run: bool) -> Sequence[Any]:  # 
 @click.command("check")
 @_db
 @click.option("--backup", type=click.Path(dir_okay=False, path_type=Path), help="The export taken before starting.")
-@click.option(
-    "--target",
-    type=click.Choice(["neo4j", "qdrant", "hybrid"]),
-    default="hybrid",
-    show_default=True,
-    help="The destinations to check.",
-)
+@_target
 @click.option(
     "--bootstrap-servers",
     envvar="REPLICATOR_KAFKA_BOOTSTRAP",
     default=None,
     help="Kafka [default: REPLICATOR_KAFKA_BOOTSTRAP, else the local stack's].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json
 def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str | None, as_json: bool,
               **kw: Any) -> None:  # fmt: skip  # noqa: ANN401
     """Ready to go: the guide's pre-migration checklist as checks that run (schema, backup, disk,
@@ -228,7 +227,7 @@ def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str
 
 @click.command("watch")
 @_db
-@click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), default="hybrid", show_default=True)
+@_target
 @click.option(
     "--duration",
     default=60.0,
@@ -257,7 +256,7 @@ def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str
     help="Also compare semantic search (loads the packaged model).",
 )
 @click.option("--metrics-port", type=int, default=None, help="Also serve Prometheus /metrics here while watching.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json
 def watch_cmd(db: Path, target: str, duration: float, interval: float, samples: int, search: bool,
               metrics_port: int | None, as_json: bool, **kw: Any) -> None:  # fmt: skip  # noqa: ANN401
     """After the switch: the same reads against the old store and the new backend, latency and
