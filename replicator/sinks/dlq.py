@@ -7,6 +7,7 @@ import time
 from confluent_kafka import KafkaError, Message, Producer
 
 from replicator.sinks.batch import Event
+from replicator.transport.clients import ProducerFactory
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
 
@@ -18,11 +19,11 @@ class DeadLetters:
     advances only after, so nothing is lost). At least once: a crash between the send and the
     destination's position write sends it again on restart."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, sink: str) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, sink: str, producer: ProducerFactory = Producer) -> None:
         self.settings = settings
         self.topic = topic
         self.sink = sink
-        self._producer = Producer(settings.producer())
+        self._producer = producer(settings.producer())
 
     def send(self, event: Event, reason: str) -> None:
         """Blocks until acknowledged. Raises TransportError if the broker does not take it."""

@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from replicator.endpoint import DEFAULT_HOST, EndpointServer, QueryRoute, health_route, metrics_route
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Event
+from replicator.sinks.clients import KafkaConsumer
 
 #: What a destination that can list its records offers ``/points``: (offset, limit) -> (records,
 #: next offset or None). Called on the endpoint's thread: the destination guards its client.
@@ -94,7 +95,7 @@ class SinkMetrics:
         return float("nan") if self._watermark_ts_ms is None else max(0.0, time.time() - self._watermark_ts_ms / 1000)
 
     def observe_consumer_lag(
-        self, consumer: Consumer, group: str, assigned: Iterable[PartitionKey], position: SinkPosition | None
+        self, consumer: KafkaConsumer, group: str, assigned: Iterable[PartitionKey], position: SinkPosition | None
     ) -> None:
         """Per-partition lag: the log end the consumer last saw (cached by librdkafka on every fetch,
         no broker round trip) minus this sink's next offset."""

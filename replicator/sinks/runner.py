@@ -37,20 +37,28 @@ Guarantees and decisions:
   which ``apply`` made atomic with the data. A batch being retried loses its revoked partitions' events
   too, so two instances never both apply them.
 * Shutdown: ``request_stop`` (first SIGTERM/SIGINT) flushes and commits what is buffered, then returns.
+
+Units: ``Batcher`` (per-partition batches by size and age), ``EventDecoder``, ``apply_isolating`` with
+``DeadLetters`` (set poison aside), ``Assignment`` (partitions owned, pause, rewind, commit). The runner
+composes them; its Kafka clients (``SinkClients``) and its clock (``replicator.clock``) are injected, so
+a unit test drives it on the in-memory broker and a fake clock.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
+from replicator.clock import SYSTEM_CLOCK, Clock
 from replicator.errors import Kind, kind_of
-from replicator.position import PartitionKey, SinkPosition
+from replicator.position import SinkPosition
+from replicator.sinks.assignment import Assignment
 from replicator.sinks.batch import Batch, Event
+from replicator.sinks.batcher import Batcher
+from replicator.sinks.clients import SinkClients
 from replicator.sinks.decode import EventDecoder
 from replicator.sinks.dlq import DeadLetters
 from replicator.sinks.health import HealthReport
@@ -58,7 +66,6 @@ from replicator.sinks.isolate import apply_isolating
 from replicator.sinks.metrics import MetricsServer, SinkMetrics
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.topics import wait_for_topics
-from replicator.transport.kafka import create_topic
 
 log = logging.getLogger("replicator.sink")
 
@@ -77,31 +84,33 @@ class Destination(Protocol):
 
 class SinkRunner:
     """Drives one destination. Not thread-safe: ``run`` on one thread; ``request_stop`` from a signal
-    handler or another thread."""
+    handler or another thread. ``clients`` and ``clock`` default to the real ones."""
 
     def __init__(
-        self, settings: SinkRunnerSettings, destination: Destination, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: SinkRunnerSettings,
+        destination: Destination,
+        clock: Clock = SYSTEM_CLOCK,
+        clients: SinkClients | None = None,
     ) -> None:
         self.settings = settings
         self.destination = destination
         #: The sink's name is the destination's (its stored position's key, the DLQ's dlq.sink).
         self.sink = destination.name
         self.metrics = SinkMetrics(destination.name)
+        self.clients = clients or SinkClients()
         self._clock = clock
         self._stop = False
-        self._consumer: Consumer | None = None
         self._dlq: DeadLetters | None = None
-        self._buffers: dict[PartitionKey, list[Event]] = {}
-        self._oldest: float | None = None
-        self._assigned: set[PartitionKey] = set()
-        self._paused = False
+        self.assignment: Assignment | None = None  # once consuming
+        self.batcher = Batcher(settings.batch_max_events, settings.batch_max_age_ms, clock.monotonic)
         self._partitions: dict[str, int] = {}
         self._position: SinkPosition | None = None
         self.metrics_port: int | None = None
         self._lag_observed = 0.0
         self._weak_unconfirmed = False  # a lone change set aside on a position-only proof, none applied since
-        self._health = HealthReport(self.sink, self.metrics, clock, settings.recheck_s)
-        self._decoder = EventDecoder(settings, lambda: self._stop, clock)
+        self._health = HealthReport(self.sink, self.metrics, clock.monotonic, settings.recheck_s)
+        self._decoder = EventDecoder(settings, lambda: self._stop, clock.monotonic)
 
     # --- lifecycle
 
@@ -121,70 +130,68 @@ class SinkRunner:
             log.info("metrics listening", extra={"port": server.port})
         try:
             self._position = self._start()
-            if self._stop:
-                return
-            self.metrics.observe_position(self._position)
-            self._describe()
-            create_topic(self.settings.kafka, self.settings.dlq_topic)
-            self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink)
-            consumer = Consumer(self.settings.consumer())
-            self._consumer = consumer
-            self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, self._clock)
-            if self._stop:
-                return
-            self._subscribe()
-            log.info("sink started", extra={"sink": self.sink, "topics": self.settings.topics})
-            while not self._stop:
-                self._poll(0.1)
-                if self._due():
-                    self._flush()
-                if self._clock() - self._lag_observed >= 1.0:  # /metrics lag, at most once a second
-                    self._lag_observed = self._clock()
-                    self.metrics.observe_consumer_lag(consumer, self.settings.group, self._assigned, self._position)
-            self._flush()
-            log.info("sink stopped cleanly", extra={"sink": self.sink})
+            if not self._stop:
+                self._connect()
+            if not self._stop:
+                self._consume()
         finally:
-            if self._consumer is not None:
-                self._consumer.close()
+            if self.assignment is not None:
+                self.assignment.consumer.close()
             if self._dlq is not None:
                 self._dlq.close()
             self.destination.close()
             if server is not None:
                 server.close()
 
+    def _connect(self) -> None:
+        """The dead-letter topic and its producer, the consumer, the change topics' partition counts."""
+        self.metrics.observe_position(self._position)
+        self._describe()
+        self.clients.create_topic(self.settings.kafka, self.settings.dlq_topic)
+        self._dlq = DeadLetters(self.settings.kafka, self.settings.dlq_topic, self.sink, self.clients.producer)
+        consumer = self.clients.consumer(self.settings.consumer())
+        self.assignment = Assignment(consumer, self.settings.topics, self._on_assign, self._on_revoke)
+        clock = self._clock
+        self._partitions = wait_for_topics(consumer, self.settings, lambda: self._stop, clock.monotonic, clock.sleep)
+
+    def _consume(self) -> None:
+        assert self.assignment is not None
+        self.assignment.subscribe()
+        log.info("sink started", extra={"sink": self.sink, "topics": self.settings.topics})
+        while not self._stop:
+            self._poll(0.1)
+            if self.batcher.due():
+                self._flush()
+            if self._clock.monotonic() - self._lag_observed >= 1.0:  # /metrics lag, at most once a second
+                self._lag_observed = self._clock.monotonic()
+                self.metrics.observe_consumer_lag(
+                    self.assignment.consumer, self.settings.group, self.assignment.keys, self._position
+                )
+        self._flush()
+        log.info("sink stopped cleanly", extra={"sink": self.sink})
+
     # --- consuming
 
     def _poll(self, timeout: float) -> None:
-        assert self._consumer is not None
-        for msg in self._consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout):
+        assert self.assignment is not None
+        for msg in self.assignment.consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout):
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"error": str(err)})
                 continue
             event = self._decoder.decode(msg)
-            if event.where not in self._assigned:
+            if event.where not in self.assignment.keys:
                 continue  # a message fetched before a revoke: the new owner reads it
-            self._buffers.setdefault(event.where, []).append(event)
-            if self._oldest is None:
-                self._oldest = self._clock()
-
-    def _due(self) -> bool:
-        if self._oldest is None:
-            return False
-        held = sum(len(b) for b in self._buffers.values())
-        return held >= self.settings.batch_max_events or (
-            (self._clock() - self._oldest) * 1000 >= self.settings.batch_max_age_ms
-        )
+            self.batcher.add(event)
 
     # --- applying
 
     def _flush(self) -> None:
-        events = [e for key in sorted(self._buffers) for e in self._buffers[key]]
-        self._buffers.clear()
-        self._oldest = None
+        events = self.batcher.drain()
         if not events:
             return
+        assert self.assignment is not None
         batch = Batch(events, dict(self._partitions))
         started = time.perf_counter()
         applied = self._apply_until_done(batch)
@@ -192,12 +199,12 @@ class SinkRunner:
             return
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.applied.inc(len(applied.changes()))
-        position = applied.position(self.sink, int(time.time() * 1000))
+        position = applied.position(self.sink, int(self._clock.time() * 1000))
         self._position = position if self._position is None else self._position.merged(position)
         self._describe()  # before the position: a reader that sees the position sees counts as new
         self.metrics.observe_source(applied.events)
         self.metrics.observe_position(self._position)
-        self._commit(position)
+        self.assignment.commit(position)
 
     def _describe(self) -> None:
         """Refresh what the destination reports about itself (optional ``describe() -> dict``)."""
@@ -216,7 +223,8 @@ class SinkRunner:
         partitions were re-sought to the destination's stored position)."""
         delay = self.settings.backoff_initial_s
         while True:
-            batch = Batch([e for e in batch.events if e.where in self._assigned], batch.partitions)
+            assert self.assignment is not None
+            batch = Batch([e for e in batch.events if e.where in self.assignment.keys], batch.partitions)
             if not batch.events:
                 return None
             for event in batch.events:  # undecodable bytes: the content is the proof
@@ -263,8 +271,7 @@ class SinkRunner:
                 continue
             self._recovered(stored)
             return True
-        self._buffers.clear()
-        self._oldest = None
+        self.batcher.clear()
         return False
 
     def _recovered(self, stored: SinkPosition | None) -> None:
@@ -272,21 +279,9 @@ class SinkRunner:
         (the beginning without one), resume."""
         self._position = stored
         self.metrics.observe_position(stored)
-        self._buffers.clear()
-        self._oldest = None
-        if self._consumer is not None:
-            try:
-                for key in sorted(self._assigned):
-                    offset = stored.offsets.get(key, OFFSET_BEGINNING) if stored is not None else OFFSET_BEGINNING
-                    self._consumer.seek(TopicPartition(key.topic, key.partition, offset))
-            except KafkaException as exc:  # a partition that never fetched cannot seek yet
-                log.warning("seek failed; joining the group again to re-read from the stored position",
-                            extra={"error": str(exc)})  # fmt: skip
-                self._consumer.unsubscribe()  # revokes all; every partition comes back through _on_assign
-                self._assigned.clear()
-                self._paused = False
-                self._subscribe()
-            self._resume()
+        self.batcher.clear()
+        if self.assignment is not None:
+            self.assignment.rewind(stored)
         offsets = {} if stored is None else {str(k): v for k, v in stored.offsets.items()}
         log.info("destination back; resuming from its stored position", extra={"sink": self.sink, "offsets": offsets})
         self._health.healthy()
@@ -314,20 +309,19 @@ class SinkRunner:
         """Wait ``seconds``: once consuming, polling with every partition paused (group membership
         stays alive), else sleeping. Before consuming, or with ``until_stop``, returns early on
         request_stop; a batch being retried is waited for (the first stop flushes it)."""
-        if self._consumer is not None and not self._paused:
-            self._consumer.pause([TopicPartition(k.topic, k.partition) for k in self._assigned])
-            self._paused = True
-        deadline = self._clock() + seconds
-        while self._clock() < deadline and not (self._stop and (until_stop or self._consumer is None)):
-            if self._consumer is not None:
-                self._poll(min(0.1, max(0.0, deadline - self._clock())))
+        if self.assignment is not None:
+            self.assignment.pause_all()
+        clock = self._clock
+        deadline = clock.monotonic() + seconds
+        while clock.monotonic() < deadline and not (self._stop and (until_stop or self.assignment is None)):
+            if self.assignment is not None:
+                self._poll(min(0.1, max(0.0, deadline - clock.monotonic())))
             else:
-                time.sleep(min(0.05, max(0.0, deadline - self._clock())))
+                clock.sleep(min(0.05, max(0.0, deadline - clock.monotonic())))
 
     def _resume(self) -> None:
-        if self._paused and self._consumer is not None:
-            self._consumer.resume([TopicPartition(k.topic, k.partition) for k in self._assigned])
-        self._paused = False
+        if self.assignment is not None:
+            self.assignment.resume_all()
 
     def _dead_letter(self, event: Event, reason: str) -> None:
         assert self._dlq is not None
@@ -338,54 +332,21 @@ class SinkRunner:
             extra={"topic": event.topic, "partition": event.partition, "offset": event.offset, "reason": reason},
         )
 
-    def _commit(self, position: SinkPosition) -> None:
-        assert self._consumer is not None
-        offsets = [
-            TopicPartition(k.topic, k.partition, off) for k, off in position.offsets.items() if k in self._assigned
-        ]
-        if offsets:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except Exception as exc:  # the mirror may lag; the destination holds the truth
-                log.warning("offset commit failed", extra={"error": str(exc)})
-
-    def _subscribe(self) -> None:
-        assert self._consumer is not None
-        self._consumer.subscribe(
-            self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-        )
-
     # --- rebalance callbacks (run inside consume/poll on this thread)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:  # noqa: ANN401 - a Consumer
         try:
             stored = self.destination.read_position()
         except Exception as exc:  # any kind: Kafka's committed offsets are never ahead of the destination
             log.warning("stored position unreadable; starting from committed offsets", extra={"error": str(exc)})
-            stored = None
-            use_committed = True
+            stored, use_committed = None, True
         else:
             use_committed = False
-        for tp in partitions:
-            key = PartitionKey(tp.topic, tp.partition)
-            if not use_committed:
-                tp.offset = stored.offsets.get(key, OFFSET_BEGINNING) if stored is not None else OFFSET_BEGINNING
-            self._assigned.add(key)
         if stored is not None:
             self._position = stored if self._position is None else self._position.merged(stored)
-        consumer.assign(partitions)
-        if self._paused:
-            consumer.pause(partitions)
-        log.info(
-            "partitions assigned",
-            extra={"partitions": [f"{tp.topic}/{tp.partition}@{tp.offset}" for tp in partitions]},
-        )
+        assert self.assignment is not None
+        self.assignment.assigned(partitions, stored, use_committed)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            key = PartitionKey(tp.topic, tp.partition)
-            self._assigned.discard(key)
-            self._buffers.pop(key, None)
-        if not self._buffers:
-            self._oldest = None
-        log.info("partitions revoked", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in partitions]})
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:  # noqa: ANN401 - a Consumer
+        assert self.assignment is not None
+        self.batcher.drop(self.assignment.revoked(partitions))

@@ -6,8 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer
-
+from replicator.sinks.clients import KafkaConsumer
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.transport.kafka import TransportError
 
@@ -18,7 +17,7 @@ class MissingTopic(TransportError):
     """A change topic does not exist (yet)."""
 
 
-def partition_counts(consumer: Consumer, settings: SinkRunnerSettings) -> dict[str, int]:
+def partition_counts(consumer: KafkaConsumer, settings: SinkRunnerSettings) -> dict[str, int]:
     """Partitions per change topic. Raises MissingTopic, or TransportError when Kafka is unreachable."""
     meta = consumer.list_topics(timeout=settings.kafka.timeout_s)
     counts = {}
@@ -34,7 +33,11 @@ def partition_counts(consumer: Consumer, settings: SinkRunnerSettings) -> dict[s
 
 
 def wait_for_topics(
-    consumer: Consumer, settings: SinkRunnerSettings, stopping: Callable[[], bool], clock: Callable[[], float]
+    consumer: KafkaConsumer,
+    settings: SinkRunnerSettings,
+    stopping: Callable[[], bool],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
     """Partition counts of the change topics, waiting (capped backoff, one log line per wait) while
     the source has not created them yet: a sink may start before its source, as a Kafka Connect sink
@@ -53,5 +56,5 @@ def wait_for_topics(
         while clock() < deadline:
             if stopping():
                 return {}
-            time.sleep(0.05)
+            sleep(0.05)
         delay = min(delay * 2, settings.backoff_max_s)

@@ -18,72 +18,58 @@ Loop (one thread; ``run`` blocks until stopped):
    is only read meanwhile, so the writer never waits for Kafka.
 
 Raises SourceError for what a retry cannot fix (not installed, drift, fenced by another instance).
+
+Units: ``cadence`` (heartbeat policy, backoff, two-signal stop; time from an injected Clock),
+``outbox`` (the messages of a transaction), ``clients`` (how Kafka is reached, injected for tests).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
-import time
-from functools import partial
 from typing import Any, Final
 
+from replicator.clock import SYSTEM_CLOCK, Clock
 from replicator.errors import Retryable
 from replicator.events.registry import Reframer, SchemaRegistryClient
-from replicator.source.convert import (
-    ChangelogRow,
-    Message,
-    convert_change,
-    convert_snapshot_row,
-    heartbeat_messages,
-    now_ms,
-    position_value,
-)
-from replicator.source.kafka import (
-    SourcePosition,
-    TransactionalPublisher,
-    ensure_topics,
-    positions_topic,
-    read_position,
-    transactional_id,
-)
+from replicator.source.cadence import Backoff, HeartbeatPolicy, SourceAborted, StopSignal
+from replicator.source.clients import SourceClients
+from replicator.source.convert import ChangelogRow, Message
+from replicator.source.kafka import SourcePosition, TransactionalPublisher, transactional_id
 from replicator.source.metrics import MetricsServer, SourceMetrics
-from replicator.source.parking import SNAPSHOT_PARK_TIMEOUT_MS, Parker, StoreBusy, Verdict, judge, take
+from replicator.source.outbox import Outbox, event, warn
+from replicator.source.parking import SNAPSHOT_PARK_TIMEOUT_MS, StoreBusy
 from replicator.source.settings import SourceSettings
 from replicator.source.snapshot import SnapshotCursor, read_chunk
 from replicator.source.store import SourceError, StoreIdentity, StoreReader
 from replicator.store.schema import TABLES
 from replicator.transport.kafka import TransportError
 
-log = logging.getLogger("replicator.source")
 _UNREACHABLE_LOG_EVERY_S: Final = 10.0
 
 
-def event(level: int, name: str, **fields: object) -> None:
-    """One structured log line: ``event=<name> key=value ...`` (values with spaces are quoted). The
-    fields also ride on the record (``record.fields``), so the JSON format writes each value whole
-    instead of parsing the text back."""
-    parts = [f"event={name}"]
-    for key, value in fields.items():
-        text = str(value)
-        parts.append(f"{key}={text!r}" if (" " in text or "=" in text or not text) else f"{key}={text}")
-    log.log(level, " ".join(parts), extra={"fields": {"event": name, **fields}})
-
-
-class SourceAborted(Exception):
-    """Raised by the second stop request: leave at once, without draining."""
+__all__ = ["SourceAborted", "SourceDaemon", "event"]
 
 
 class SourceDaemon:
-    """Not thread-safe, except ``request_stop`` (any thread or a signal handler)."""
+    """Not thread-safe, except ``request_stop`` (any thread or a signal handler). ``clock`` and
+    ``clients`` (how it reaches Kafka) default to the real ones."""
 
-    def __init__(self, settings: SourceSettings, *, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        *,
+        progress: bool | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        clients: SourceClients | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = SourceMetrics()
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self._stop = threading.Event()
-        self._stop_requests = 0
+        self._clock = clock
+        self.clients = clients or SourceClients()
+        self._stop = StopSignal(clock)
+        self.heartbeat = HeartbeatPolicy(settings.heartbeat_interval_s, settings.heartbeat_min_gap_s, clock)
         self.reader: StoreReader | None = None
         self.identity: StoreIdentity | None = None
         self.publisher: TransactionalPublisher | None = None
@@ -95,9 +81,7 @@ class SourceDaemon:
         self.snapshot: SnapshotCursor | None = None
         self.deleted_up_to = 0
         self.more_pending = True
-        self.last_heartbeat = 0.0  # monotonic
-        self.heartbeat_seq = -1  # seq of the last committed heartbeat
-        self.last_iteration = time.monotonic()
+        self.last_iteration = clock.monotonic()
         self.kafka_ok = False
         self.server: MetricsServer | None = None
         self._bar: Any = None
@@ -105,14 +89,19 @@ class SourceDaemon:
     # -- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
         """First call: drain (publish what is pending, commit) and return from ``run``. Second: abort."""
-        self._stop_requests += 1
-        self._stop.set()
-        if self._stop_requests > 1:
-            raise SourceAborted
+        self._stop.request()
+
+    @property
+    def heartbeat_seq(self) -> int:
+        """The seq of the last committed heartbeat (-1: none yet)."""
+        return self.heartbeat.seq
 
     def healthy(self) -> bool:
-        recent = time.monotonic() - self.last_iteration < max(5.0, 3 * self.settings.heartbeat_interval_s)
+        recent = self._clock.monotonic() - self.last_iteration < max(5.0, 3 * self.settings.heartbeat_interval_s)
         return recent and self.kafka_ok
+
+    def _now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
 
     # -- main loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -150,15 +139,16 @@ class SourceDaemon:
                 self.server.close()
 
     def _loop(self) -> None:
-        backoff = 0.0
+        backoff = Backoff(self.settings.retry_max_s)
         failures = stop_failures = 0
         last_unreachable_log = 0.0
         while True:
-            self.last_iteration = time.monotonic()
+            self.last_iteration = self._clock.monotonic()
             try:
                 if self.publisher is None:
                     self._connect()
-                    backoff, failures = 0.0, 0
+                    backoff.reset()
+                    failures = 0
                 if self.snapshot is not None:
                     if self._stop.is_set():
                         return  # every committed chunk is recorded; a restart resumes after it
@@ -175,7 +165,7 @@ class SourceDaemon:
                 self.kafka_ok = isinstance(exc, StoreBusy)  # the store was busy, Kafka answered
                 self.metrics.txn_failures.inc()
                 self._drop_publisher()
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 if now - last_unreachable_log >= _UNREACHABLE_LOG_EVERY_S:
                     event(
                         logging.WARNING,
@@ -190,8 +180,7 @@ class SourceDaemon:
                     # Stopping while Kafka stays away: what is unpublished waits in the changelog.
                     event(logging.WARNING, "source_stopped_undrained", committed_seq=self.committed_seq)
                     return
-                backoff = min(self.settings.retry_max_s, max(0.1, backoff * 2))
-                self._stop.wait(backoff)
+                self._stop.wait(backoff.next())
 
     def _drop_publisher(self) -> None:
         if self.publisher is not None:
@@ -208,12 +197,12 @@ class SourceDaemon:
         assert self.reader is not None and self.identity is not None
         s = self.settings
         kafka = s.kafka()
-        self.partitions = ensure_topics(kafka, s.topic_prefix, s.partitions)
+        self.partitions = self.clients.ensure_topics(kafka, s.topic_prefix, s.partitions)
         reframe = None if s.schema_registry is None else Reframer(SchemaRegistryClient(s.schema_registry))
-        self.publisher = TransactionalPublisher(
+        self.publisher = self.clients.publisher(
             kafka, transactional_id(s.topic_prefix, self.identity.store_id), s.transaction_timeout_s, reframe
         )
-        position = read_position(kafka, s.topic_prefix, self.identity.store_id)
+        position = self.clients.read_position(kafka, s.topic_prefix, self.identity.store_id)
         self.kafka_ok = True
         self._resume(position)
 
@@ -282,22 +271,8 @@ class SourceDaemon:
                 self._bar = tqdm(total=sum(self.reader.count_rows().values()), unit="row", desc="snapshot")
             event(logging.INFO, "snapshot_read_opened", read_seq=snap.read_seq, first_seq=snap.first_seq)
         rows = read_chunk(self.reader, self.identity.columns, snap, s.snapshot_chunk_rows, s.max_message_bytes)
-        done = snap.done
-        messages: list[Message] = []
-        ts, limit = now_ms(), s.kafka().event_limit
-        published: list[str] = []
-        for i, (table, key, image) in enumerate(rows):
-            convert = partial(
-                convert_snapshot_row, table, image, prefix=s.topic_prefix, store_id=self.identity.store_id,
-                read_seq=snap.read_seq, last=done and i == len(rows) - 1, produced_ms=ts,
-            )  # fmt: skip
-            verdict = judge(convert, limit, s.max_message_bytes)
-            if verdict.conversion is None:
-                self._parker().snapshot_row(table, self.identity.columns[table], key, snap.read_seq, verdict)
-                continue
-            self._warn(verdict.conversion.warnings)
-            messages.extend(verdict.conversion.messages)
-            published.append(table)
+        done, ts = snap.done, self._now_ms()
+        messages, published = self._outbox().snapshot_chunk(rows, snap.read_seq, done, ts)
         if done:  # the stream's watermark starts at the first W: everything <= W is in the snapshot
             messages.extend(self._heartbeats(snap.first_seq, ts))
         self.publisher.publish(messages, self._position(snap.first_seq, None if done else snap.cursor()))
@@ -330,27 +305,19 @@ class SourceDaemon:
         self.reader.check_drift()
         changed = self.reader.changed()
         rows: list[ChangelogRow] = []
-        seen_ms = now_ms()
-        now = time.monotonic()
-        since = now - self.last_heartbeat
-        # Due every interval while idle, and as soon as the min gap allows when published changes are
-        # not yet covered by one: a batch that drained the backlog inside the gap went out without
-        # a heartbeat, and the sinks' watermarks (a cutover's drain) wait for the next one.
-        heartbeat_due = since >= s.heartbeat_interval_s or (
-            self.heartbeat_seq < self.committed_seq and since >= s.heartbeat_min_gap_s
-        )
+        seen_ms = self._now_ms()
+        heartbeat_due = self.heartbeat.due(self.committed_seq)
         # data_version only saves reads; before a heartbeat (a promise about the store) and when
         # draining for a stop, the changelog itself is read.
         if changed or self.more_pending or heartbeat_due or self._stop.is_set():
             rows = self.reader.changelog_after(self.committed_seq, s.batch_rows, s.max_message_bytes)
             self.metrics.head_seq.set(self.reader.head_seq())
-        now = time.monotonic()
-        self.metrics.heartbeat_age.set(now - self.last_heartbeat if self.last_heartbeat else 0)
+        self.metrics.heartbeat_age.set(self.heartbeat.age())
         if rows:
             held = sum(len(r.before or "") + len(r.after or "") for r in rows)
             drained = len(rows) < s.batch_rows and held < s.max_message_bytes
             covered = self._publish_rows(
-                rows, heartbeat=drained and now - self.last_heartbeat >= s.heartbeat_min_gap_s, seen_ms=seen_ms
+                rows, heartbeat=drained and self.heartbeat.with_drained_batch(), seen_ms=seen_ms
             )
             drained = drained and covered == len(rows)
             self.more_pending = not drained
@@ -368,27 +335,16 @@ class SourceDaemon:
             self._delete_published(self.committed_seq)
         self.metrics.backlog.set(0)
         if not self._stop.is_set():
-            idle = now - self.last_heartbeat
-            self._stop.wait(min(s.poll_max_s, max(s.poll_min_s, idle / 5)))
+            self._stop.wait(self.heartbeat.idle_wait(s.poll_min_s, s.poll_max_s))
         return True
 
     def _publish_rows(self, rows: list[ChangelogRow], *, heartbeat: bool, seen_ms: int) -> int:
         """Publish (or park) a prefix of ``rows`` in one transaction; returns how many it covered."""
         assert self.identity is not None and self.publisher is not None and self.reader is not None
-        s = self.settings
-        ts, store_id, limit = now_ms(), self.identity.store_id, s.kafka().event_limit
-
-        def decide(row: ChangelogRow) -> Verdict:
-            return judge(
-                partial(convert_change, row, prefix=s.topic_prefix, store_id=store_id, produced_ms=ts),
-                limit,
-                s.max_message_bytes,
-            )
-
-        taken = take(rows, decide, self._parker().change, s.max_message_bytes)
+        taken = self._outbox().changes(rows, self._now_ms())
         if not taken.rows:
             return 0
-        self._warn(taken.warnings)
+        warn(taken.warnings)
         messages = taken.messages
         last = taken.rows[-1].seq
         if heartbeat:
@@ -405,46 +361,30 @@ class SourceDaemon:
         self._delete_published(last)
         return len(taken.rows)
 
-    def _parker(self) -> Parker:
-        assert self.reader is not None
-        s = self.settings
-        log = partial(event, logging.WARNING, "row_parked")
-        return Parker(self.reader, self.metrics, s.kafka().event_limit, s.delete_busy_timeout_ms, log)
+    def _outbox(self) -> Outbox:
+        assert self.reader is not None and self.identity is not None
+        return Outbox(self.settings, self.identity, self.reader, self.metrics)
 
     def _heartbeats(self, seq: int, seen_ms: int) -> list[Message]:
-        assert self.identity is not None
-        return heartbeat_messages(
-            prefix=self.settings.topic_prefix,
-            store_id=self.identity.store_id,
-            seq=seq,
-            seen_ms=seen_ms,
-            partitions=self.partitions,
-            snapshot_seq=self.snapshot_seq,
-        )
+        return self._outbox().heartbeats(seq, seen_ms, self.partitions, self.snapshot_seq)
 
     def _final_heartbeat(self) -> None:
         """On a drained stop: a heartbeat at the last seq, so the sinks' watermark reaches it."""
         assert self.publisher is not None
         if self.heartbeat_seq < self.committed_seq:
             seq = self.committed_seq
-            self.publisher.publish(self._heartbeats(seq, now_ms()), self._position(seq, None))
+            self.publisher.publish(self._heartbeats(seq, self._now_ms()), self._position(seq, None))
             self._heartbeat_committed(seq)
 
     def _heartbeat_committed(self, seq: int) -> None:
-        self.heartbeat_seq = seq
-        self.last_heartbeat = time.monotonic()
-        self.metrics.heartbeat_ts.set(time.time())
+        self.heartbeat.committed(seq)
+        self.metrics.heartbeat_ts.set(self._clock.time())
         self.metrics.heartbeat_age.set(0)
         if self.reader is not None:  # `source retry-parked` (another process) lowers it
             self.metrics.parked_rows.set(self.reader.parked_count())
 
     def _position(self, seq: int, cursor: dict[str, Any] | None) -> tuple[str, bytes, bytes]:
-        assert self.identity is not None
-        return (
-            positions_topic(self.settings.topic_prefix),
-            self.identity.store_id.encode(),
-            position_value(seq, cursor, now_ms(), self.snapshot_seq),
-        )
+        return self._outbox().position(seq, cursor, self._now_ms(), self.snapshot_seq)
 
     def _delete_published(self, up_to: int) -> None:
         assert self.reader is not None
@@ -454,7 +394,3 @@ class SourceDaemon:
             self.deleted_up_to = up_to
         else:
             self.metrics.deletes_skipped.inc()
-
-    def _warn(self, warnings: list[str]) -> None:
-        for text in warnings:
-            event(logging.WARNING, "odd_row_carried", detail=text)

@@ -24,6 +24,7 @@ from replicator.source.convert import Message, topic_of
 from replicator.source.store import SourceError
 from replicator.store.schema import TABLES
 from replicator.transport import kafka as transport
+from replicator.transport.clients import ConsumerFactory, ProducerFactory
 from replicator.transport.kafka import TransportError
 from replicator.transport.settings import KafkaSettings
 
@@ -114,12 +115,15 @@ class SourcePosition:
     snapshot_seq: int | None = None
 
 
-def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> SourcePosition | None:
+def read_position(
+    settings: KafkaSettings, prefix: str, store_id: str, consumer_of: ConsumerFactory = Consumer
+) -> SourcePosition | None:
     """The newest committed position of ``store_id`` (read_committed, to the end of the topic).
     Call after ``init_transactions`` so that a fenced predecessor's open transaction is aborted and
-    cannot hold the last stable offset back. Raises TransportError."""
+    cannot hold the last stable offset back. ``consumer_of`` builds the consumer (a test passes the
+    in-memory broker's). Raises TransportError."""
     topic = positions_topic(prefix)
-    consumer = Consumer(
+    consumer = consumer_of(
         {
             **settings.common(),
             "group.id": f"replicator-source-position-{store_id}",
@@ -163,6 +167,15 @@ def read_position(settings: KafkaSettings, prefix: str, store_id: str) -> Source
         consumer.close()
 
 
+#: What a producer sees once a newer one with its transactional id has started (librdkafka's local
+#: code, and the broker's two).
+_FENCED_CODES: Final = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
+def _fenced(exc: KafkaException) -> bool:
+    return bool(exc.args) and isinstance(exc.args[0], KafkaError) and exc.args[0].code() in _FENCED_CODES
+
+
 class TransactionalPublisher:
     """One transactional, idempotent producer (acks=all). ``publish`` sends a batch and the position
     in ONE transaction and returns only once it committed; on any failure it aborts (best effort)
@@ -174,11 +187,13 @@ class TransactionalPublisher:
         txn_id: str,
         transaction_timeout_s: float,
         reframe: Callable[[str, bytes], bytes] | None = None,
+        producer_of: ProducerFactory = Producer,
     ) -> None:
         self.settings = settings
+        self.txn_id = txn_id
         #: With a Schema Registry: (topic, single-object value) -> Confluent-framed value.
         self.reframe = reframe
-        self.producer = Producer(
+        self.producer = producer_of(
             {
                 **settings.producer(),  # idempotent, acks=all, the size limits of max_message_bytes
                 "transactional.id": txn_id,
@@ -214,6 +229,13 @@ class TransactionalPublisher:
             self.producer.commit_transaction(self.settings.timeout_s)
         except (KafkaException, BufferError, RegistryError) as exc:
             self.abort()
+            if isinstance(exc, KafkaException) and _fenced(exc):
+                raise SourceError(
+                    f"another source instance took over transactional id {self.txn_id} (the same store and topic "
+                    "prefix) and fenced this one",
+                    hint="run one source per store and prefix: stop the other instance, or this one. Retrying would "
+                    "fence the other back, and the two would take turns",
+                ) from exc
             raise _unreachable(self.settings, "commit a transaction", exc) from exc
         if self.errors:
             raise _unreachable(self.settings, "deliver a committed transaction", self.errors[0])

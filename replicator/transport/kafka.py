@@ -207,16 +207,30 @@ def ensure_topics(
         ]
     else:
         raced = []
-    replicas = {
-        name: min(len(p.replicas) for p in meta.topics[name].partitions.values())
-        for name in wanted
-        if name in meta.topics and meta.topics[name].partitions
-    }
+    existing = [name for name in wanted if name in meta.topics] + raced
+    replicas = _replicas(admin, settings, existing)
     fewer = {name: n for name, n in replicas.items() if n < replication.factor}
     # Topics made before (by an older version with the broker's 1 MB default, or by hand): their size
     # limit raised, never lowered.
-    ensure_message_limit(settings, [name for name in wanted if name in meta.topics] + raced, admin)
+    ensure_message_limit(settings, existing, admin)
     return EnsuredTopics(brokers, replication, tuple(n for n in missing if n not in raced), fewer)
+
+
+def _replicas(admin: AdminClient, settings: KafkaSettings, names: list[str]) -> dict[str, int]:
+    """The fewest replicas of any partition of each topic of ``names``. A topic just created (here, or
+    by another client a moment ago) may not show in a broker's metadata yet, or show without its
+    partitions: that is waited for, up to the timeout, rather than taken as "nothing to report".
+    Raises TransportError."""
+    deadline = time.monotonic() + settings.timeout_s
+    while True:
+        try:
+            topics = admin.list_topics(timeout=settings.timeout_s).topics
+        except KafkaException as exc:
+            raise _unreachable(settings, "list topics", exc) from exc
+        settled = {n: topics[n] for n in names if n in topics and topics[n].partitions and topics[n].error is None}
+        if len(settled) == len(names) or time.monotonic() > deadline:
+            return {n: min(len(p.replicas) for p in t.partitions.values()) for n, t in settled.items()}
+        time.sleep(0.1)
 
 
 def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:

@@ -123,3 +123,30 @@ def test_a_topic_just_created_by_another_client_is_waited_for_then_raised(monkey
     monkeypatch.setattr(transport_kafka, "AdminClient", lambda *_a, **_k: admin)
     transport_kafka.ensure_message_limit(KafkaSettings(timeout_s=5), ["p.dlq"])
     assert admin.altered == ["p.dlq"]
+
+
+class _LaggingMetadata(_FakeAdmin):
+    """A three-broker cluster whose metadata shows a topic made a moment ago without its partitions at
+    first (seen on the real three-broker stack), and whose limits are already right."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(unknown_for=0)
+        self.name, self.lists = name, 0
+
+    def list_topics(self, **_kw: object) -> Any:
+        self.lists += 1
+        partitions = {} if self.lists <= 2 else {i: SimpleNamespace(replicas=[1]) for i in range(3)}
+        topic = SimpleNamespace(partitions=partitions, error=None)
+        return SimpleNamespace(brokers={1: None, 2: None, 3: None}, topics={self.name: topic})
+
+    def describe_configs(self, resources: list[Any], **_kw: object) -> dict[Any, Future[Any]]:
+        future: Future[Any] = Future()
+        future.set_result({"max.message.bytes": SimpleNamespace(value=str(64 * MIB))})
+        return dict.fromkeys(resources, future)
+
+
+def test_a_topic_with_fewer_replicas_is_reported_even_while_its_metadata_lags(monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = _LaggingMetadata("p.entities")
+    monkeypatch.setattr(transport_kafka, "AdminClient", lambda *_a, **_k: admin)
+    ensured = transport_kafka.ensure_topics(KafkaSettings(timeout_s=5), {"p.entities": 3})
+    assert ensured.created == () and ensured.fewer_replicas == {"p.entities": 1}
