@@ -25,6 +25,7 @@ from replicator.cutover import cli as cutover_cli
 from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
 from replicator.guide import cli as guide_cli
+from replicator.lifecycle import cli as lifecycle_cli
 from replicator.observe import cli as observe_cli
 from replicator.sinks.cli import sink
 from replicator.source.cli import source
@@ -65,6 +66,7 @@ observe_cli.register(cli)  # lag
 cutover_cli.register(cli)  # cutover, rollback, status
 demo_cli.register(cli)  # demo
 guide_cli.register(cli)  # export, import, stats, diff, validate
+lifecycle_cli.register(cli)  # assess, check, tune, watch
 cli.add_command(sink)
 
 
