@@ -78,8 +78,9 @@ class StackError(Fatal):
     """The local Kafka/Neo4j stack cannot be resolved, started, probed or stopped."""
 
 
-class SchemaError(ReplicatorError):
-    """An Avro schema is missing or invalid, or bytes do not decode with the expected schema."""
+class SchemaError(Poison):
+    """Bytes do not decode with the expected schema (an event's content: the sink sets it aside), or
+    an Avro schema is missing or invalid (at start, where the command stops on it like any error)."""
 
 
 class ModelError(Fatal):

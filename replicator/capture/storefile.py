@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal
 from replicator.store.schema import TABLES
 
 
-class CaptureError(ReplicatorError):
+class CaptureError(Fatal):
     """The store cannot be captured (or released) as asked."""
 
 

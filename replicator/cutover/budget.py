@@ -6,12 +6,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Retryable
 
 T = TypeVar("T")
 
 
-class OutOfTime(ReplicatorError):
+class OutOfTime(Retryable):
     """A call did not return within the time it was given (what is left of the pause)."""
 
 

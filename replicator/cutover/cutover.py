@@ -43,7 +43,7 @@ from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
 from replicator.cutover import config, fence, state
 from replicator.cutover.budget import OutOfTime, within
-from replicator.errors import ConfigError, ReplicatorError
+from replicator.errors import ConfigError, Fatal, ReplicatorError
 from replicator.position import SinkPosition
 
 #: A pause beyond this is a typo, not a plan: the runtime's writers would fail long before it ends.
@@ -53,7 +53,7 @@ MAX_PAUSE_S: Final = 60.0
 WRITER_WAIT_S: Final = 5.0
 
 
-class CutoverAborted(ReplicatorError):
+class CutoverAborted(Fatal):
     """Cutover stopped before switching; the store and caxton.yaml are as they were."""
 
 

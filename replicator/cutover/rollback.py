@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Final
 
 from replicator.cutover import config, fence, state
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal, ReplicatorError
 
 
-class RollbackRefused(ReplicatorError):
+class RollbackRefused(Fatal):
     """Rollback would lose writes the new backend took after the cutover (or could not rule it out)."""
 
 

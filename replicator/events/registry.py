@@ -32,7 +32,7 @@ from fastavro import schemaless_reader
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from replicator.errors import ReplicatorError, SchemaError
+from replicator.errors import Fatal, SchemaError
 from replicator.events.avro import VALUE_SCHEMAS, Record, codec, codec_of
 
 MAGIC: Final = 0
@@ -40,7 +40,7 @@ HEADER_LEN: Final = 5
 _CONTENT_TYPE: Final = "application/vnd.schemaregistry.v1+json"
 
 
-class RegistryError(ReplicatorError):
+class RegistryError(Fatal):
     """The schema registry cannot be reached, or refused a request."""
 
 

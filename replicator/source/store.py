@@ -17,7 +17,7 @@ from replicator.capture import parked
 from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store, table_columns
 from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, changelog_rows, head_seq, image_sql
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal
 from replicator.source.convert import ChangelogRow
 from replicator.store.schema import TABLES, count_rows
 
@@ -31,7 +31,7 @@ def lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-class SourceError(ReplicatorError):
+class SourceError(Fatal):
     """The source cannot go on: the store is not captured, has drifted, or the stream is inconsistent."""
 
 

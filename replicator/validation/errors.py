@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replicator.errors import ReplicatorError
+from replicator.errors import Fatal
 
 
-class MigrateError(ReplicatorError):
+class MigrateError(Fatal):
     """A migration tool cannot do what was asked (bad file, unreachable backend, refused import)."""
