@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, LiteralString
+from typing import Any, Final, LiteralString
 
 import neo4j
 
@@ -65,11 +65,26 @@ def is_unavailable(exc: BaseException) -> bool:
     return faults.kind(exc) is Kind.RETRYABLE
 
 
+#: What a concurrent creator's schema rule makes a CREATE ... IF NOT EXISTS answer: the goal holds.
+_ALREADY_EXISTS: Final = frozenset({
+    "Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists",
+    "Neo.ClientError.Schema.IndexAlreadyExists",
+    "Neo.ClientError.Schema.ConstraintAlreadyExists",
+})  # fmt: skip
+
+
 def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> None:
-    """Create constraints and indexes. Idempotent; blocks. Raises DestinationUnavailable when down."""
+    """Create constraints and indexes. Idempotent, also against another instance doing the same at
+    once; blocks. Raises DestinationUnavailable when down."""
     try:
         for statement in schema_statements(model):
-            driver.execute_query(_q(statement), database_=database)
+            try:
+                driver.execute_query(_q(statement), database_=database)
+            except neo4j.exceptions.ClientError as exc:
+                # Another instance of the group created the same rule at the same moment: Neo4j may
+                # answer IF NOT EXISTS with "already exists" while the other's is being committed.
+                if exc.code not in _ALREADY_EXISTS:
+                    raise
     except Exception as exc:
         if is_unavailable(exc):
             raise unavailable(f"database {database}", exc) from exc
