@@ -34,6 +34,7 @@ from replicator.lifecycle.decide import (
     Verdict,
     decide,
 )
+from replicator.lifecycle.watch import p95
 from replicator.validation.store import StoreReader
 
 _CHUNK: Final = 5_000  # vectors per read transaction
@@ -147,14 +148,9 @@ def time_search(store: StoreReader, encode: Encoder, queries: Sequence[str], k: 
         scans.append((t2 - t1) * 1000)
         totals.append((t2 - t0) * 1000)
     return SearchTiming(
-        len(queries), k, statistics.median(totals), _p95(totals), statistics.median(encodes),
+        len(queries), k, statistics.median(totals), p95(totals), statistics.median(encodes),
         statistics.median(scans), scanned,
     )  # fmt: skip
-
-
-def _p95(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def assess(

@@ -185,7 +185,7 @@ def check_neo4j(settings: Any) -> Check:  # noqa: ANN401 - Neo4jSettings
     against: typed relationship indexes, ``IF NOT EXISTS``)."""
     import neo4j  # noqa: PLC0415 - only when Neo4j is a target
 
-    from replicator.sinks.neo4j.faults import translate  # noqa: PLC0415
+    from replicator.sinks.neo4j.faults import describe  # noqa: PLC0415
 
     try:
         with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF") as d:
@@ -193,9 +193,8 @@ def check_neo4j(settings: Any) -> Check:  # noqa: ANN401 - Neo4jSettings
                 "CALL dbms.components() YIELD versions, edition", database_=settings.database
             )
     except Exception as exc:
-        error = translate(exc, settings)
-        said = error.message.replace(" refuses the sink's work", " refused the check")
-        return Check("neo4j", "fail", said, error.hint.split(";")[0])
+        said, fix = describe(exc, settings)
+        return Check("neo4j", "fail", said, fix)
     version, edition = str(records[0]["versions"][0]), str(records[0]["edition"])
     detail = f"{settings.uri} answers as {settings.user!r}: Neo4j {version} {edition}, database {settings.database!r}"
     if not version.startswith("5."):

@@ -170,13 +170,13 @@ def _neo4j_steps(settings: Any, model: Any, dry_run: bool) -> Sequence[Any]:  # 
     import neo4j  # noqa: PLC0415
 
     from replicator.lifecycle.tune import tune_neo4j  # noqa: PLC0415
-    from replicator.sinks.neo4j.faults import translate  # noqa: PLC0415
+    from replicator.sinks.neo4j.faults import describe  # noqa: PLC0415
 
     driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
     try:
         return tune_neo4j(driver, settings.database, model, dry_run=dry_run)
     except Exception as exc:
-        said = translate(exc, settings).message.replace(" refuses the sink's work", " refused")
+        said, _ = describe(exc, settings)
         raise Fatal(
             f"tune: {said}",
             hint="check --neo4j-uri, the user and its password (REPLICATOR_NEO4J_PASSWORD or a file), and that the "

@@ -25,6 +25,12 @@ MEAN_MS_LINE: Final = 100.0
 STORE: Final = "store"
 
 
+def p95(values: Sequence[float]) -> float:
+    """The 95th percentile (nearest rank) of a non-empty sequence. Pure."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
 @dataclass(frozen=True)
 class Sample:
     """One thing to read: an entity's name, and its text's vector for the search (None: no search)."""
@@ -59,7 +65,7 @@ class Tally:
             "errors": self.errors,
             "error_rate": round(self.errors / n, 4) if n else 0.0,
             "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
-            "p95_ms": round(lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))], 2) if lat else None,
+            "p95_ms": round(p95(lat), 2) if lat else None,
             "slow": sum(v > MEAN_MS_LINE for v in lat),
             "differs_from_store": self.differs,
             "last_error": self.last_error,

@@ -22,7 +22,7 @@ def _neo4j(stack: ExitStack, kw: dict[str, Any]) -> list[Probe]:
     import neo4j  # noqa: PLC0415
 
     from replicator.guide.cli import _neo4j as settings_of  # noqa: PLC0415
-    from replicator.sinks.neo4j.faults import translate  # noqa: PLC0415
+    from replicator.sinks.neo4j.faults import describe  # noqa: PLC0415
     from replicator.sinks.neo4j.model import GraphModel  # noqa: PLC0415
 
     settings = settings_of(kw)
@@ -33,7 +33,7 @@ def _neo4j(stack: ExitStack, kw: dict[str, Any]) -> list[Probe]:
         driver.verify_connectivity()
         driver.execute_query("RETURN 1", database_=settings.database)
     except Exception as exc:
-        said = translate(exc, settings).message.replace(" refuses the sink's work", " refused")
+        said, _ = describe(exc, settings)
         raise Fatal(f"watch: {said}", hint="check --neo4j-uri, the user and its password") from exc
     return p.neo4j_probes(driver, settings.database, GraphModel(entity_label=kw["entity_label"]))
 

@@ -74,13 +74,28 @@ def _fix(code: str, settings: Neo4jSettings) -> str:
     return "fix what the server names"
 
 
+def _parts(exc: BaseException, settings: Neo4jSettings) -> tuple[str, str, str]:
+    """Which server (and as whom), the server's code, and what it said."""
+    where = f"Neo4j at {settings.uri} (user {settings.user!r}, database {settings.database!r})"
+    code = exc.code or "" if isinstance(exc, Neo4jError) else ""
+    said = f"{code}: {getattr(exc, 'message', None) or exc}" if code else f"{type(exc).__name__}: {exc}"
+    return where, code, said
+
+
+def describe(exc: BaseException, settings: Neo4jSettings) -> tuple[str, str]:
+    """``exc`` for a command that is not the sink (check, tune, watch): what the server said, naming
+    it, and the operator's fix. Pure."""
+    where, code, said = _parts(exc, settings)
+    if kind(exc) is Kind.RETRYABLE:
+        return f"{where} is unavailable: {said}", "check that the server is up (`replicator stack status`)"
+    return f"{where} refused: {said}", _fix(code, settings)
+
+
 def translate(exc: BaseException, settings: Neo4jSettings) -> ReplicatorError:
     """``exc`` as the sink error of its kind, naming the server, user and database. Pure."""
     if isinstance(exc, ReplicatorError):
         return exc
-    where = f"Neo4j at {settings.uri} (user {settings.user!r}, database {settings.database!r})"
-    code = exc.code or "" if isinstance(exc, Neo4jError) else ""
-    said = f"{code}: {getattr(exc, 'message', None) or exc}" if code else f"{type(exc).__name__}: {exc}"
+    where, code, said = _parts(exc, settings)
     found = kind(exc)
     if found is Kind.RETRYABLE:
         return DestinationUnavailable(
