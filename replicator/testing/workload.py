@@ -70,18 +70,19 @@ class Workload:
     def _relations(self) -> list[int]:
         return [int(r[0]) for r in self.writer.conn.execute("SELECT id FROM relations ORDER BY id")]
 
-    def _text(self, entity_id: int) -> str | None:
+    def _vector_for(
+        self, entity_id: int, name: str | None = None, observations: Sequence[str] | None = None
+    ) -> Sequence[float] | None:
+        """The vector of the entity's text once ``name``/``observations`` replace the current ones
+        (None without a model or entity): written in the same transaction as the text, as the
+        runtime does, so that no committed state (a cutover fence) holds a vector of older text."""
         row = self.writer.conn.execute(
             "SELECT name, entity_type, observations FROM entities WHERE id = ?", (entity_id,)
         ).fetchone()
-        if row is None:
+        if self.vectorize is None or row is None:
             return None
-        return entity_text(str(row[0]), str(row[1]), list(json.loads(row[2])))
-
-    def _reembed(self, entity_id: int) -> None:
-        text = self._text(entity_id)
-        if self.vectorize is not None and text is not None:
-            self.writer.set_embedding(entity_id, self.vectorize(text))
+        obs = list(json.loads(row[2])) if observations is None else list(observations)
+        return self.vectorize(entity_text(str(row[0]) if name is None else name, str(row[1]), obs))
 
     def create(self) -> int:
         self.counter += 1
@@ -104,20 +105,19 @@ class Workload:
             op = "create_entity"
         elif choice < 0.45:
             target = self.rng.choice(entities)
-            self.writer.add_observations(target, [f"{self.rng.choice(WORDS)} seen {self.counter}"])
-            self._reembed(target)
+            observations = [*self.writer.observations(target), f"{self.rng.choice(WORDS)} seen {self.counter}"]
+            self.writer.set_observations(target, observations, self._vector_for(target, observations=observations))
             op = "add_observations"
         elif choice < 0.5:
             target = self.rng.choice(entities)
             kept = self.writer.observations(target)[1:]
-            self.writer.set_observations(target, kept)
-            self._reembed(target)
+            self.writer.set_observations(target, kept, self._vector_for(target, observations=kept))
             op = "delete_observations"
         elif choice < 0.58:
             target = self.rng.choice(entities)
             self.counter += 1
-            self.writer.rename(target, f"renamed {self.counter}-{self.seed} {self.rng.choice(WORDS)}")
-            self._reembed(target)
+            name = f"renamed {self.counter}-{self.seed} {self.rng.choice(WORDS)}"
+            self.writer.rename(target, name, self._vector_for(target, name=name))
             op = "rename"
         elif choice < 0.65:
             self.writer.set_confidence(self.rng.choice(entities), round(self.rng.random(), 3))

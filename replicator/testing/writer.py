@@ -1,6 +1,7 @@
 """A writer that behaves like Caxton's agent runtime: the knowledge-graph memory tools
 (create_entities, add_observations, delete_observations, delete_entities, create_relations,
-delete_relations) plus renames and embeddings, each call its own transaction.
+delete_relations) plus renames and embeddings, each call its own
+transaction (a text change and its new embedding in one).
 
 Used by tests, benchmarks and ``replicator demo`` as the live writer. Blocking (sqlite3).
 Every method raises sqlite3.Error as the real writer would (e.g. a fenced store refuses writes).
@@ -110,27 +111,32 @@ class MemoryWriter:
         row = self.conn.execute("SELECT observations FROM entities WHERE id = ?", (entity_id,)).fetchone()
         return [] if row is None else list(json.loads(row[0]))
 
-    def set_observations(self, entity_id: int, observations: Sequence[str]) -> None:
-        """add_observations / delete_observations: the runtime rewrites the JSON array."""
+    def set_observations(
+        self, entity_id: int, observations: Sequence[str], embedding: Sequence[float] | None = None
+    ) -> None:
+        """add_observations / delete_observations: the runtime rewrites the JSON array (and, given
+        ``embedding``, the entity's vector in the same transaction, as the runtime does)."""
         self._tx(
             [
                 (
                     "UPDATE entities SET observations = ?, updated_at = ?, version = version + 1 WHERE id = ?",
                     (json.dumps(list(observations)), now_ms(), entity_id),
-                )
+                ),
+                *self._embedding_upsert(entity_id, embedding),
             ]
         )
 
     def add_observations(self, entity_id: int, new: Sequence[str]) -> None:
         self.set_observations(entity_id, [*self.observations(entity_id), *new])
 
-    def rename(self, entity_id: int, new_name: str) -> None:
+    def rename(self, entity_id: int, new_name: str, embedding: Sequence[float] | None = None) -> None:
         self._tx(
             [
                 (
                     "UPDATE entities SET name = ?, updated_at = ?, version = version + 1 WHERE id = ?",
                     (new_name, now_ms(), entity_id),
-                )
+                ),
+                *self._embedding_upsert(entity_id, embedding),
             ]
         )
 
@@ -140,16 +146,22 @@ class MemoryWriter:
         )
 
     def set_embedding(self, entity_id: int, vector: Sequence[float], model_version: str = MODEL_VERSION) -> None:
-        self._tx(
-            [
-                (
-                    "INSERT INTO embeddings (entity_id, embedding, model_version, created_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT(entity_id) DO UPDATE SET embedding = excluded.embedding,"
-                    " model_version = excluded.model_version, created_at = excluded.created_at",
-                    (entity_id, pack_vector(vector), model_version, now_ms()),
-                )
-            ]
-        )
+        self._tx(self._embedding_upsert(entity_id, vector, model_version))
+
+    @staticmethod
+    def _embedding_upsert(
+        entity_id: int, vector: Sequence[float] | None, model_version: str = MODEL_VERSION
+    ) -> list[tuple[str, Sequence[Any]]]:
+        if vector is None:
+            return []
+        return [
+            (
+                "INSERT INTO embeddings (entity_id, embedding, model_version, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(entity_id) DO UPDATE SET embedding = excluded.embedding,"
+                " model_version = excluded.model_version, created_at = excluded.created_at",
+                (entity_id, pack_vector(vector), model_version, now_ms()),
+            )
+        ]
 
     def delete_entity(self, entity_id: int) -> None:
         """delete_entities: relations and the embedding go with it (ON DELETE CASCADE)."""
