@@ -24,6 +24,7 @@ from replicator.config.model import (
     Neo4jConfig,
     QdrantConfig,
     Secret,
+    SourceOptions,
     StoreConfig,
     ValidationConfig,
 )
@@ -150,7 +151,7 @@ def _neo4j(values: dict[str, Any], ctx: Context, warnings: list[str]) -> Neo4jCo
     password = _secret("neo4j.password", values.get("password"), ctx, (NEO4J_PASSWORD_ENV, NEO4J_PASSWORD_FILE_ENV),
                        warnings)  # fmt: skip
     return Neo4jConfig(
-        **_pick(values, "uri", "database", "user", "layout", "group"),
+        **_pick(values, "uri", "database", "user", "layout", "group", "metrics_port", "metrics_host"),
         sink=values.get("sink") or "",
         password=password,
         graph=GraphModel(**_pick(values, *graph_keys)),
@@ -162,7 +163,8 @@ def _qdrant(values: dict[str, Any], ctx: Context, warnings: list[str]) -> Qdrant
     key = _secret("qdrant.api_key", values.get("api_key"), ctx, (QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV), warnings)
     url = values.get("url")
     return QdrantConfig(
-        **_pick(values, "url", "collection", "vector_size", "distance", "layout", "group", "encode_batch"),
+        **_pick(values, "url", "collection", "vector_size", "distance", "layout", "group", "encode_batch",
+                "metrics_port", "metrics_host"),
         path=values.get("path", None if url else ctx.base / str(SCHEMA["qdrant"]["path"].default)),
         sink=values.get("sink") or "",
         api_key=key,
@@ -187,6 +189,7 @@ def _build(values: dict[str, dict[str, Any]], data: Mapping[str, Any], ctx: Cont
     return MigrationConfig(
         store=StoreConfig(**values.get("store", {})),
         kafka=KafkaConfig(**kafka),
+        source=SourceOptions(**values.get("source", {})),
         neo4j=_neo4j(values["neo4j"], ctx, warnings) if "neo4j" in data else None,
         qdrant=_qdrant(values["qdrant"], ctx, warnings) if "qdrant" in data else None,
         cutover=CutoverPolicy(**{renamed.get(k, k): v for k, v in cut.items()}),

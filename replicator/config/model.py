@@ -16,6 +16,7 @@ from replicator.cutover.cutover import WRITER_WAIT_S, CutoverPlan
 from replicator.cutover.options import DEFAULT_NEO4J_GROUP, DEFAULT_QDRANT_GROUP
 from replicator.embedding import DIMENSIONS
 from replicator.errors import ConfigError
+from replicator.observe.endpoint import DEFAULT_HOST
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
 from replicator.sinks.runner_settings import SinkRunnerSettings
@@ -74,6 +75,18 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True)
+class SourceOptions:
+    """How the source daemon runs (``replicator source run``); the rest of its settings are the
+    store's and Kafka's."""
+
+    heartbeat_interval_s: float = SourceSettings.heartbeat_interval_s
+    batch_rows: int = SourceSettings.batch_rows
+    snapshot_chunk_rows: int = SourceSettings.snapshot_chunk_rows
+    metrics_port: int | None = None  # None: no HTTP endpoint
+    metrics_host: str = DEFAULT_HOST
+
+
+@dataclass(frozen=True)
 class BatchConfig:
     """How a sink batches (the runner's settings)."""
 
@@ -98,6 +111,8 @@ class Neo4jConfig:
     group: str = DEFAULT_NEO4J_GROUP
     sink: str = ""
     batch: BatchConfig = field(default_factory=BatchConfig)
+    metrics_port: int | None = None  # the sink's /metrics, /healthz, /position; None: none
+    metrics_host: str = DEFAULT_HOST
 
     def __post_init__(self) -> None:
         _check_layout("neo4j", self.layout)
@@ -126,6 +141,10 @@ class QdrantConfig:
     sink: str = ""
     batch: BatchConfig = field(default_factory=BatchConfig)
     encode_batch: int = DEFAULT_ENCODE_BATCH
+    #: The sink's endpoint; with a local ``path`` it is how lag, cutover and rollback read the
+    #: collection the running sink holds open (they ask 127.0.0.1:<metrics_port>).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_HOST
 
     def __post_init__(self) -> None:
         _check_layout("qdrant", self.layout)
@@ -173,21 +192,23 @@ class CutoverPolicy:
 class ValidationConfig:
     """The seed's ``validation:`` section: what to compare before the switch."""
 
-    sample_queries: int = CutoverPlan.sample
+    sample_queries: int | None = None  # None: each command's own (cutover 10, validate 100)
     consistency_checks: bool = True
     performance_comparison: bool = False
 
     def __post_init__(self) -> None:
-        if self.sample_queries < 0:
+        if self.sample_queries is not None and self.sample_queries < 0:
             raise ConfigError("validation.sample_queries must not be negative", hint="e.g. 100")
 
 
 @dataclass(frozen=True)
 class MigrationConfig:
-    """The whole migration: store, transport, the destinations (None: not migrated to), policy."""
+    """The whole migration: store, transport, the destinations (None: not migrated to), policy. A file
+    may name no destination (e.g. one for the source only); ``target`` then raises."""
 
     store: StoreConfig = field(default_factory=StoreConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    source: SourceOptions = field(default_factory=SourceOptions)
     neo4j: Neo4jConfig | None = None
     qdrant: QdrantConfig | None = None
     cutover: CutoverPolicy = field(default_factory=CutoverPolicy)
@@ -197,9 +218,7 @@ class MigrationConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy {self.strategy!r} is unknown", hint="use live or blue-green")
-        if self.neo4j is None and self.qdrant is None:
-            raise ConfigError("the file names no destination", hint="add a neo4j: section, a qdrant: section or both")
-        wanted = self.target
+        wanted = self.cutover.target
         if wanted in ("neo4j", "hybrid") and self.neo4j is None:
             raise ConfigError(f"cutover.target {wanted} needs a neo4j: section", hint="add one, or change the target")
         if wanted in ("qdrant", "hybrid") and self.qdrant is None:
@@ -212,6 +231,8 @@ class MigrationConfig:
             return self.cutover.target
         if self.neo4j is not None and self.qdrant is not None:
             return "hybrid"
+        if self.neo4j is None and self.qdrant is None:
+            raise ConfigError("the configuration names no destination", hint="add a neo4j: section, a qdrant: or both")
         return "neo4j" if self.neo4j is not None else "qdrant"
 
 

@@ -15,6 +15,7 @@ from replicator.config.model import (
     KafkaConfig,
     Neo4jConfig,
     QdrantConfig,
+    SourceOptions,
     StoreConfig,
     ValidationConfig,
 )
@@ -106,6 +107,7 @@ _B = BatchConfig()
 _K = KafkaConfig()
 _C = CutoverPolicy()
 _V = ValidationConfig()
+_S = SourceOptions()
 
 
 def _graph_keys() -> dict[str, Key]:
@@ -125,6 +127,8 @@ def _sink_keys(group: str) -> dict[str, Key]:
         "sink": Key(_optional_text, None, "name of the sink's stored position (default: the group)"),
         "batch_size": Key(_int, _B.size, "events per batch the sink applies"),
         "batch_age_ms": Key(_int, _B.age_ms, "longest a batch waits before it is applied (ms)"),
+        "metrics_port": Key(_optional_int, None, "the sink's /metrics, /healthz, /position port (none: off)"),
+        "metrics_host": Key(_text, _S.metrics_host, "address the sink's endpoint binds (0.0.0.0: every interface)"),
     }
 
 
@@ -146,6 +150,13 @@ SCHEMA: Final[dict[str, dict[str, Key]]] = {
         "min_insync_replicas": Key(_optional_int, None, "in-sync replicas a write needs (none: min(2, replicas))"),
         "max_message_bytes": Key(_size, "32MiB", "Kafka's record limit for the whole pipeline"),
         "partitions": Key(_int, _K.partitions, "partitions of the topics the source creates"),
+    },
+    "source": {
+        "heartbeat_interval_s": Key(_duration, f"{_S.heartbeat_interval_s:g}s", "heartbeat period while idle"),
+        "batch_rows": Key(_int, _S.batch_rows, "changelog rows per Kafka transaction"),
+        "snapshot_chunk_rows": Key(_int, _S.snapshot_chunk_rows, "snapshot rows per Kafka transaction"),
+        "metrics_port": Key(_optional_int, None, "the source's /metrics and /healthz port (none: off)"),
+        "metrics_host": Key(_text, _S.metrics_host, "address the source's endpoint binds"),
     },
     "neo4j": {
         "uri": Key(_text, _N.uri, "Bolt address of Neo4j"),
@@ -176,7 +187,7 @@ SCHEMA: Final[dict[str, dict[str, Key]]] = {
         "confirm": Key(_bool, _C.confirm, "ask for a confirmation before the fence"),
     },
     "validation": {
-        "sample_queries": Key(_int, _V.sample_queries, "entities compared field by field while fenced"),
+        "sample_queries": Key(_optional_int, None, "entities compared field by field (none: cutover 10, validate 100)"),
         "consistency_checks": Key(_bool, _V.consistency_checks, "compare counts and the sample before the switch"),
         "performance_comparison": Key(_bool, _V.performance_comparison, "compare read latency old vs new after"),
     },
