@@ -21,6 +21,7 @@ import traceback
 import click
 
 from replicator import __version__
+from replicator.config.cli import config_group
 from replicator.cutover import cli as cutover_cli
 from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
@@ -68,6 +69,7 @@ demo_cli.register(cli)  # demo
 guide_cli.register(cli)  # export, import, stats, diff, validate
 lifecycle_cli.register(cli)  # assess, check, tune, watch
 cli.add_command(sink)
+cli.add_command(config_group)  # config init, config check
 
 
 def _command_line() -> str:

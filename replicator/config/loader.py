@@ -48,7 +48,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     import os  # noqa: PLC0415 - only for the default
 
     env = os.environ if environ is None else environ
-    data = _read(path)
+    data = read_document(path)
     warnings: list[str] = []
     if seed.is_seed(data):
         data, warnings = seed.translate(data, env)
@@ -62,7 +62,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_document(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``. Raises ConfigError (unreadable, not YAML, not a mapping)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

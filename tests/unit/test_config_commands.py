@@ -17,8 +17,9 @@ from replicator.cutover.config import sample_config
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 
-#: Development-only commands (the local stack, its smoke test, the demo) take no replicator.yaml.
-DEVELOPMENT = {"stack", "smoke", "demo"}
+#: Development-only commands (the local stack, its smoke test, the demo) take no replicator.yaml; the
+#: `config` commands take it as their argument.
+DEVELOPMENT = {"stack", "smoke", "demo", "config"}
 
 CONFIG = """\
 store:
