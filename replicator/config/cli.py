@@ -12,9 +12,6 @@ from pathlib import Path
 
 import click
 
-from replicator.config.loader import load_config, read_document
-from replicator.config.seed import is_seed, translate
-from replicator.config.template import from_seed, render, show
 from replicator.errors import ConfigError
 
 
@@ -35,6 +32,10 @@ def config_group() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def init_cmd(output: Path, seed_file: Path | None, force: bool) -> None:
     """Write a commented starting replicator.yaml: every key, its default and its meaning."""
+    from replicator.config.loader import read_document  # noqa: PLC0415 - loaded on use (fast --help)
+    from replicator.config.seed import is_seed, translate  # noqa: PLC0415
+    from replicator.config.template import from_seed, render  # noqa: PLC0415
+
     if seed_file is None:
         text = render()
     else:
@@ -60,7 +61,9 @@ def init_cmd(output: Path, seed_file: Path | None, force: bool) -> None:
 def check_cmd(file: Path, connect: bool) -> None:
     """Validate a configuration (unknown keys, types, variables, files) and print it as every command
     will use it, secrets masked. Servers are reached only with --connect."""
-    from replicator.config.environment import with_environment  # noqa: PLC0415
+    from replicator.config.environment import with_environment  # noqa: PLC0415 - loaded on use (fast --help)
+    from replicator.config.loader import load_config  # noqa: PLC0415
+    from replicator.config.template import show  # noqa: PLC0415
 
     loaded = load_config(file)
     for warning in loaded.warnings:
