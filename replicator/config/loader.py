@@ -59,6 +59,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
         warnings.append("allow_inline_secrets: passwords written in the file are accepted; prefer ${VAR}")
     values = _read_values(data, ctx)
     config = _build(values, data, ctx, warnings)
+    if config.validation.performance_comparison:
+        warnings.append("validation.performance_comparison: no command compares latency by itself; after the "
+                        f"switch run `replicator watch --config {path}` (old vs new reads, alerts)")  # fmt: skip
     return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
 
 

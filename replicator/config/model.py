@@ -200,6 +200,12 @@ class ValidationConfig:
     performance_comparison: bool = False
 
     def __post_init__(self) -> None:
+        if not self.consistency_checks:
+            raise ConfigError(
+                "validation.consistency_checks: false is refused: every cutover compares the destinations with "
+                "the store before it switches (the promise: no memory lost)",
+                hint="remove the key, or set it to true",
+            )
         if self.sample_queries is not None and self.sample_queries < 0:
             raise ConfigError("validation.sample_queries must not be negative", hint="e.g. 100")
 

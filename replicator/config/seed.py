@@ -75,8 +75,10 @@ SEED_KEYS: Final[dict[str, SeedKey]] = {
         "strength_property")},
     "migration.validation": SeedKey("section"),
     "migration.validation.sample_queries": SeedKey("map", "validation.sample_queries"),
-    "migration.validation.consistency_checks": SeedKey("map", "validation.consistency_checks"),
-    "migration.validation.performance_comparison": SeedKey("map", "validation.performance_comparison"),
+    "migration.validation.consistency_checks": SeedKey("check", "", "every cutover validates; it cannot be turned off",
+                                                       (True,)),
+    "migration.validation.performance_comparison": SeedKey(
+        "map", "validation.performance_comparison", "true: a warning to run `replicator watch` after the switch"),
     "migration.settings": SeedKey("section"),
     "migration.settings.batch_size": SeedKey("map", f"{_SINGLE}.batch_size", "events per batch of the sink"),
     "migration.settings.parallel_uploads": SeedKey(

@@ -158,3 +158,13 @@ def test_a_layout_a_command_cannot_use_is_an_error(tmp_path: Path) -> None:
     path.write_text("neo4j:\n  layout: mcp\n")
     with pytest.raises(ConfigError, match=r"neo4j.layout is mcp"):
         _params(("validate",), ["--config", str(path)])
+
+
+def test_cutover_confirm_in_the_file_asks_before_the_fence(tmp_path: Path) -> None:
+    (tmp_path / "caxton.yaml").write_text(sample_config())
+    path = tmp_path / "replicator.yaml"
+    path.write_text("store: {caxton_config: caxton.yaml}\nneo4j: {}\ncutover: {confirm: true}\n")
+    result = CliRunner().invoke(cli, ["cutover", "--config", str(path)], input="n\n")
+    assert "cut over to neo4j now? [y/N]" in result.output
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1  # click.Abort: nothing started
+    assert not list(tmp_path.glob("*.migration.json"))

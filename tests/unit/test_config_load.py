@@ -3,6 +3,7 @@ key and the fix (docs/config.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,15 @@ def test_defaults_are_the_owners(tmp_path: Path) -> None:
     assert config.neo4j is not None and config.neo4j.graph == GraphModel()
     assert config.neo4j.sink == config.neo4j.group == "replicator-sink-neo4j"
     assert config.target == "neo4j" and config.strategy == "live"
+
+
+def test_docs_config_md_has_a_row_for_every_seed_key() -> None:
+    """docs/config.md's table: a row's first cell is a full key, then leaves under the same parent."""
+    documented = set()
+    for line in (SEED.parents[2] / "docs" / "config.md").read_text().splitlines():
+        if line.startswith("| `migration."):
+            names = re.findall(r"`([^`]+)`", line.split("|")[1])
+            parent = names[0].rpartition(".")[0]
+            documented |= {names[0], *(f"{parent}.{leaf}" for leaf in names[1:])}
+    keys = {key for key, spec in SEED_KEYS.items() if spec.action != "section"}
+    assert documented == keys
