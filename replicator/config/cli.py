@@ -44,7 +44,7 @@ def init_cmd(output: Path, seed_file: Path | None, force: bool) -> None:
             raise ConfigError(f"{seed_file} is not one of the seed guide's files (no migration: section)",
                               hint="pass migration-config.yaml, neo4j-migration.yaml, qdrant-migration.yaml or "
                               "hybrid-migration.yaml; or leave out --from-seed")  # fmt: skip
-        translated, warnings = translate(data, os.environ)
+        translated, warnings, _ = translate(data, os.environ)
         text = from_seed(translated, tuple(warnings))
     if str(output) == "-":
         click.echo(text, nl=False)

@@ -49,11 +49,21 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
 
     env = os.environ if environ is None else environ
     data = read_document(path)
-    warnings: list[str] = []
-    if seed.is_seed(data):
-        data, warnings = seed.translate(data, env)
-    else:
+    if not seed.is_seed(data):
         _refuse_caxton_yaml(data, path)
+        config, warnings = _load(data, path, env, [])
+        return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+    native, seed_warnings, origins = seed.translate(data, env)
+    try:
+        config, warnings = _load(native, path, env, seed_warnings)
+    except ConfigError as exc:
+        raise ConfigError(seed.named_as_in_seed(exc.message, origins), exc.hint) from exc
+    warnings = [seed.named_as_in_seed(w, origins) for w in warnings]
+    return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+
+
+def _load(data: Mapping[str, Any], path: Path, env: Mapping[str, str],
+          warnings: list[str]) -> tuple[MigrationConfig, list[str]]:  # fmt: skip
     ctx = Context(environ=env, base=path.parent, allow_inline=_allow_inline(data, env))
     if ctx.allow_inline:
         warnings.append("allow_inline_secrets: passwords written in the file are accepted; prefer ${VAR}")
@@ -62,7 +72,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     if config.validation.performance_comparison:
         warnings.append("validation.performance_comparison: no command compares latency by itself; after the "
                         f"switch run `replicator watch --config {path}` (old vs new reads, alerts)")  # fmt: skip
-    return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+    return config, warnings
 
 
 def read_document(path: Path) -> dict[str, Any]:
