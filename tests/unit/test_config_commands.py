@@ -168,3 +168,18 @@ def test_cutover_confirm_in_the_file_asks_before_the_fence(tmp_path: Path) -> No
     assert "cut over to neo4j now? [y/N]" in result.output
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1  # click.Abort: nothing started
     assert not list(tmp_path.glob("*.migration.json"))
+
+
+def test_the_sinks_dead_letter_topic_gets_the_files_replication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replicator.sinks.cli import runner_settings  # noqa: PLC0415
+
+    for name in ("REPLICATOR_KAFKA_REPLICATION_FACTOR", "REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "replicator.yaml"
+    path.write_text("kafka: {replication_factor: 3, min_insync_replicas: 2}\nneo4j: {}\n")
+    command = cli.commands["sink"].commands["neo4j"]  # type: ignore[attr-defined]
+    with command.make_context("neo4j", ["--config", str(path)]) as ctx:
+        settings = runner_settings(dict(ctx.params), ("entities", "relations"))
+    assert (settings.kafka.replication_factor, settings.kafka.min_insync_replicas) == (3, 2)
