@@ -8,9 +8,9 @@ and the fix. Blocking file reads; nothing connects.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -38,6 +38,8 @@ from replicator.sinks.settings import (
     QDRANT_API_KEY_ENV,
     QDRANT_API_KEY_FILE_ENV,
 )
+
+T = TypeVar("T")
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -195,18 +197,27 @@ def _batch(values: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
+def _in(section: str, build: Callable[[], T]) -> T:
+    """``build()``, its ConfigError naming ``section`` (the owners' messages name flags or settings)."""
+    try:
+        return build()
+    except ConfigError as exc:
+        if exc.message.startswith(f"{section}.") or exc.message.startswith(f"{section}:"):
+            raise
+        raise ConfigError(f"{section}: {exc.message}", exc.hint) from exc
+
+
 def _build(values: dict[str, dict[str, Any]], data: Mapping[str, Any], ctx: Context,
            warnings: list[str]) -> MigrationConfig:  # fmt: skip
-    kafka = dict(values.get("kafka", {}))
     cut = dict(values.get("cutover", {}))
     renamed = {"max_pause": "max_pause_s", "writer_wait": "writer_wait_s"}
     return MigrationConfig(
-        store=StoreConfig(**values.get("store", {})),
-        kafka=KafkaConfig(**kafka),
-        source=SourceOptions(**values.get("source", {})),
-        neo4j=_neo4j(values["neo4j"], ctx, warnings) if "neo4j" in data else None,
-        qdrant=_qdrant(values["qdrant"], ctx, warnings) if "qdrant" in data else None,
-        cutover=CutoverPolicy(**{renamed.get(k, k): v for k, v in cut.items()}),
+        store=_in("store", lambda: StoreConfig(**values.get("store", {}))),
+        kafka=_in("kafka", lambda: KafkaConfig(**values.get("kafka", {}))),
+        source=_in("source", lambda: SourceOptions(**values.get("source", {}))),
+        neo4j=_in("neo4j", lambda: _neo4j(values["neo4j"], ctx, warnings)) if "neo4j" in data else None,
+        qdrant=_in("qdrant", lambda: _qdrant(values["qdrant"], ctx, warnings)) if "qdrant" in data else None,
+        cutover=_in("cutover", lambda: CutoverPolicy(**{renamed.get(k, k): v for k, v in cut.items()})),
         strategy=values[""].get("strategy", "live"),
-        validation=ValidationConfig(**values.get("validation", {})),
+        validation=_in("validation", lambda: ValidationConfig(**values.get("validation", {}))),
     )
