@@ -57,6 +57,9 @@ def cli() -> None:
 
     Pipeline: capture (changelog triggers, snapshot) -> Avro change events -> Kafka -> sinks
     (Neo4j, Qdrant) -> lag -> cutover.
+
+    Every command reads one replicator.yaml with --config (or REPLICATOR_CONFIG; `replicator config
+    init` writes one). Precedence: flag > REPLICATOR_* variable > --config file > default.
     """
 
 

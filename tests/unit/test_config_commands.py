@@ -183,3 +183,7 @@ def test_the_sinks_dead_letter_topic_gets_the_files_replication(
     with command.make_context("neo4j", ["--config", str(path)]) as ctx:
         settings = runner_settings(dict(ctx.params), ("entities", "relations"))
     assert (settings.kafka.replication_factor, settings.kafka.min_insync_replicas) == (3, 2)
+
+
+def test_the_precedence_is_stated_in_the_root_help() -> None:
+    assert PRECEDENCE in " ".join(CliRunner().invoke(cli, ["--help"]).output.split())
