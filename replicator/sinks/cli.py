@@ -98,7 +98,8 @@ def runner_options(f: F) -> F:
 def _replication() -> ReplicationEnv:
     """The topics' replication: the variables, else ``--config``'s kafka section (as the source reads it)."""
     found = replication_from_env()
-    loaded = click.get_current_context().meta.get(CONFIG_META)
+    ctx = click.get_current_context(silent=True)  # None: called as a function, not by click
+    loaded = ctx.meta.get(CONFIG_META) if ctx is not None else None
     if loaded is not None:
         kafka = loaded.config.kafka
         for key in ("replication_factor", "min_insync_replicas"):
