@@ -1,6 +1,7 @@
-"""One replicator.yaml for the daemons and the commands that inspect them (issue 12): the source and the
-Neo4j sink started with ``--config`` alone, then ``lag`` and ``validate`` run with the same file find
-that sink, its group and its labels, and agree with it. Before, each took its own flags, and one
+"""One replicator.yaml for the daemons and the commands that inspect them (issue 12): the source, the
+Neo4j sink and the Qdrant sink (local mode) started with ``--config`` alone, then ``lag`` and
+``validate`` run with the same file find each sink, its group, its labels and (Qdrant's local storage
+being held by its sink) the sink's endpoint, and agree with them. Before, each took its own flags, and one
 mismatch gave a wrong answer (lag of a group that does not exist, validate against another label)."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _replicator(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _config(tmp_path: Path, tag: str, kafka: KafkaSettings, graph: Neo4jSettings) -> Path:
-    source_port, sink_port = free_ports(2)
+    source_port, sink_port, qdrant_port = free_ports(3)
     path = tmp_path / "replicator.yaml"
     path.write_text(f"""\
 store:
@@ -51,6 +52,11 @@ neo4j:
   position_label: CfgPosition_{tag}
   group: cfg-sink-{tag}
   metrics_port: {sink_port}
+qdrant:
+  path: qdrant
+  collection: cfg_{tag}
+  group: cfg-qdrant-{tag}
+  metrics_port: {qdrant_port}
 """)
     return path
 
@@ -70,7 +76,8 @@ def test_daemons_and_lag_and_validate_started_from_one_file_agree(
     installed = _replicator("source", "install", "--config", str(config))
     assert installed.returncode == 0, installed.stderr
     daemons = [Daemon("source", ["source", "run", "--config", str(config)], tmp_path / "source.log"),
-               Daemon("neo4j", ["sink", "neo4j", "--config", str(config)], tmp_path / "sink.log")]  # fmt: skip
+               Daemon("neo4j", ["sink", "neo4j", "--config", str(config)], tmp_path / "sink.log"),
+               Daemon("qdrant", ["sink", "qdrant", "--config", str(config)], tmp_path / "qdrant.log")]  # fmt: skip
     try:
         for daemon in daemons:
             daemon.start()
@@ -79,11 +86,13 @@ def test_daemons_and_lag_and_validate_started_from_one_file_agree(
             for daemon in daemons:
                 assert daemon.alive(), f"{daemon.name} exited:\n{daemon.tail()}"
             sinks = _lag(config)["sinks"]
-            assert [(s["sink"], s["group"]) for s in sinks] == [(f"cfg-sink-{tag}", f"cfg-sink-{tag}")]
-            return bool(sinks[0]["watermark_seq"] is not None and sinks[0]["lag_seq"] == 0)
+            assert [(s["sink"], s["group"]) for s in sinks] == [
+                (f"cfg-sink-{tag}", f"cfg-sink-{tag}"), (f"cfg-qdrant-{tag}", f"cfg-qdrant-{tag}")]  # fmt: skip
+            return all(s["watermark_seq"] is not None and s["lag_seq"] == 0 for s in sinks)
 
-        wait_for(caught_up, 120, "the sink, as lag reads it from the same file, to catch up")
-        checked = _replicator("validate", "--config", str(config), "--no-search", "--json")
+        wait_for(caught_up, 300, "both sinks, as lag reads them from the same file, to catch up")
+        # The Qdrant sink holds its local storage; validate the graph (a flag over the file's hybrid).
+        checked = _replicator("validate", "--config", str(config), "--target", "neo4j", "--no-search", "--json")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert json.loads(checked.stdout)["ok"] is True
     finally:
