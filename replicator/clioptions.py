@@ -138,20 +138,29 @@ def _fitting(command: click.Command, values: Mapping[str, Any]) -> dict[str, Any
 
 
 def _check_layout(command: click.Command, values: Mapping[str, Any], scope: str | None) -> None:
-    """A layout other than caxton that the command has no parameter for is an error, not a wrong answer."""
+    """The destinations' layouts against what ``command`` can take: one ``--layout`` for every destination
+    it reads (a sink: its own). A layout other than caxton without that parameter, or two different
+    layouts for one ``--layout``, is an error naming the keys, never a wrong answer."""
     names = {str(p.name) for p in command.params}
-    for section in ("neo4j", "qdrant"):
-        layout = values.get(f"{section}_layout", "caxton")
-        if scope is not None and scope.startswith(section):
-            missing = "layout" not in names
-        else:
-            reads = any(n.startswith(f"{section}_") for n in names)
-            missing = reads and f"{section}_layout" not in names
-        if layout != "caxton" and missing:
+    if scope is not None:
+        sections = [s for s in ("neo4j", "qdrant") if scope.startswith(s)]
+    else:
+        sections = [
+            s for s in ("neo4j", "qdrant") if f"{s}_layout" in values and any(n.startswith(f"{s}_") for n in names)
+        ]
+    layouts = {section: values[f"{section}_layout"] for section in sections if f"{section}_layout" in values}
+    for section, layout in layouts.items():
+        if layout != "caxton" and "layout" not in names:
             raise ConfigError(
                 f"{section}.layout is {layout}, which `{command.name}` cannot use in this version",
                 hint=f"remove {section}.layout (the caxton layout), or use a replicator that supports it",
             )
+    if len(set(layouts.values())) > 1 and "layout" in names:
+        raise ConfigError(
+            f"neo4j.layout ({layouts['neo4j']}) and qdrant.layout ({layouts['qdrant']}) differ, and "
+            f"`{command.name}` reads both with one --layout",
+            hint="give both destinations the same layout",
+        )
 
 
 def config_option(scope: str | None = None) -> Callable[[F], F]:

@@ -98,6 +98,9 @@ def param_values(config: MigrationConfig, scope: Scope | None = None) -> dict[st
         out.update(_neo4j(config.neo4j))
     if config.qdrant is not None:
         out.update(_qdrant(config.qdrant))
+    layouts = {config.neo4j.layout if config.neo4j else None, config.qdrant.layout if config.qdrant else None} - {None}
+    if len(layouts) == 1:  # the one --layout of a command reading both (clioptions refuses two)
+        out["layout"] = layouts.pop()
     if scope == "neo4j" and config.neo4j is not None:
         out.update(_neo4j_sink(config.neo4j))
     elif scope == "qdrant" and config.qdrant is not None:

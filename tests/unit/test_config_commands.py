@@ -187,3 +187,21 @@ def test_the_sinks_dead_letter_topic_gets_the_files_replication(
 
 def test_the_precedence_is_stated_in_the_root_help() -> None:
     assert PRECEDENCE in " ".join(CliRunner().invoke(cli, ["--help"]).output.split())
+
+
+def test_a_command_with_layout_takes_the_files_and_two_layouts_for_one_flag_are_refused(tmp_path: Path) -> None:
+    @click.command()
+    @config_option()
+    @click.option("--layout", type=click.Choice(["caxton", "mcp"]), default="caxton")
+    @click.option("--neo4j-uri")
+    @click.option("--qdrant-url")
+    def reader(layout: str, neo4j_uri: str | None, qdrant_url: str | None) -> None:
+        click.echo(layout)
+
+    path = tmp_path / "replicator.yaml"
+    path.write_text("neo4j: {layout: mcp}\nqdrant: {url: 'http://q:6333', layout: mcp}\n")
+    assert CliRunner().invoke(reader, ["--config", str(path)]).output == "mcp\n"
+    path.write_text("neo4j: {layout: mcp}\nqdrant: {url: 'http://q:6333'}\n")
+    result = CliRunner().invoke(reader, ["--config", str(path)])
+    assert isinstance(result.exception, ConfigError)
+    assert "neo4j.layout (mcp) and qdrant.layout (caxton) differ" in str(result.exception)
