@@ -61,7 +61,7 @@ def from_seed(translated: Mapping[str, Any], warnings: tuple[str, ...]) -> str:
             values[section] = dict(content)
         else:
             values[""][section] = content
-    notes = list(warnings)
+    notes = [*warnings, "paths are kept as the seed file writes them: relative to this file's directory"]
     for section, key, env in (("neo4j", "password", "NEO4J_PASSWORD"), ("qdrant", "api_key", "QDRANT_API_KEY")):
         raw = values.get(section, {}).get(key)
         if isinstance(raw, str) and not has_reference(raw):

@@ -152,3 +152,20 @@ def test_a_seed_value_we_do_not_do_is_refused_by_its_key(tmp_path: Path) -> None
     text = (SEED / "qdrant-migration.yaml").read_text().replace("vector_size: 384", "vector_size: 768")
     with pytest.raises(ConfigError, match=r"migration.destination.config.vector_size \(qdrant.vector_size\) 768"):
         load_config(_write(tmp_path, text), ENV)
+
+
+def test_the_environment_overrides_the_file_for_code_without_click(tmp_path: Path) -> None:
+    from replicator.config.environment import with_environment  # noqa: PLC0415
+
+    (tmp_path / "pw").write_text("pw-from-file\n")
+    config = load_config(_write(tmp_path, "neo4j: {password: '${P}'}\nqdrant: {path: q}\n"), {"P": "pw-in-config"})
+    env = {"REPLICATOR_TOPIC_PREFIX": "env.prefix", "REPLICATOR_NEO4J_PASSWORD_FILE": str(tmp_path / "pw"),
+           "REPLICATOR_QDRANT_URL": "http://q:6333"}  # fmt: skip
+    got, overridden = with_environment(config.config, env)
+    assert got.kafka.topic_prefix == "env.prefix"
+    assert got.neo4j is not None and got.neo4j.password is not None and got.neo4j.password.value == "pw-from-file"
+    assert got.qdrant is not None and (got.qdrant.url, got.qdrant.path) == ("http://q:6333", None)
+    assert "REPLICATOR_TOPIC_PREFIX -> kafka.topic_prefix" in overridden
+    assert "REPLICATOR_NEO4J_PASSWORD_FILE -> neo4j.password" in overridden
+    only_source = load_config(_write(tmp_path, "source: {batch_rows: 40}\n", "source.yaml"), {}).config
+    assert with_environment(only_source, {"REPLICATOR_NEO4J_URI": "bolt://x:7687"})[0].neo4j is None
