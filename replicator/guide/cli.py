@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from replicator.clioptions import graph_model, graph_options, secret_option
+from replicator.clioptions import config_option, graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 from replicator.sinks.settings import (
@@ -72,6 +72,7 @@ def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
 
 
 @click.command("export")
+@config_option()
 @_db
 @click.option("--output", "-o", default="-", show_default=True, help="File to write, or - for stdout.")
 @click.option("--with-embeddings", is_flag=True, help="Include the vectors (base64 of the store's BLOB).")
@@ -93,6 +94,7 @@ def export_cmd(db: Path, output: str, with_embeddings: bool) -> None:
 
 
 @click.command("import")
+@config_option()
 @_db
 @click.option("--input", "-i", "input_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--merge", is_flag=True, help="Add to a non-empty store (identical rows skipped, conflicts refused).")
@@ -108,6 +110,7 @@ def import_cmd(db: Path, input_path: Path, merge: bool) -> None:
 
 
 @click.command("stats")
+@config_option()
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="REPLICATOR_STORE")
 @click.option("--neo4j", "with_neo4j", is_flag=True, help="Also count Neo4j (implied by --neo4j-uri).")
 @_destination_options
@@ -134,6 +137,7 @@ def stats_cmd(db: Path | None, with_neo4j: bool, as_json: bool, **kw: Any) -> No
 
 
 @click.command("diff")
+@config_option()
 @_db
 @click.option("--target", type=click.Choice(["neo4j", "qdrant"]), required=True)
 @_destination_options
@@ -170,6 +174,7 @@ def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: 
 
 
 @click.command("validate")
+@config_option()
 @_db
 @click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
 @click.option("--sample", type=int, default=100, show_default=True, help="Entities compared field by field.")
