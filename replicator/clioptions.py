@@ -1,4 +1,9 @@
-"""Command-line options shared by several commands: secrets, and the Neo4j graph names.
+"""Command-line options shared by several commands: ``--config``, secrets, and the Neo4j graph names.
+
+``--config replicator.yaml`` (or ``REPLICATOR_CONFIG``) gives every command its settings from one
+file: flags and ``REPLICATOR_*`` variables override the file, the file overrides the defaults
+(``PRECEDENCE``). It fills click's ``default_map``, which click consults after the command line and
+the environment and before an option's default.
 
 A secret (a password, an API key) is never taken from the command line, where ``ps`` and shell
 history show it to every user of the host. It comes from an environment variable or from a file
@@ -8,7 +13,8 @@ error that says what to do instead of "no such option".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -34,12 +40,33 @@ def _refuse_on_command_line(envvar: str, file_flag: str) -> Callable[[click.Cont
     return check
 
 
+def _prefer_explicit_file(command: F, name: str) -> F:
+    """A secret from ``--config`` gives way to a ``--<name>-file`` (flag or variable): precedence, not a
+    conflict (``read_secret`` refuses a secret given twice at the same level). ``command``: a function,
+    or a click.Command already built (its callback is wrapped)."""
+    inner = command.callback if isinstance(command, click.Command) else command
+    assert inner is not None
+
+    @functools.wraps(inner)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - click passes options through
+        ctx = click.get_current_context()
+        if kwargs.get(f"{name}_file") is not None and ctx.get_parameter_source(name) == ParameterSource.DEFAULT_MAP:
+            kwargs[name] = None
+        return inner(*args, **kwargs)
+
+    if isinstance(command, click.Command):
+        command.callback = wrapper
+        return command
+    return wrapper  # type: ignore[return-value]
+
+
 def secret_option(flag: str, envvar: str, file_envvar: str, what: str) -> Callable[[F], F]:
-    """``flag`` (from ``envvar`` only) and ``flag-file`` (a path, or ``file_envvar``): the command receives
-    both under their names; pass them to ``replicator.secrets.read_secret``."""
+    """``flag`` (from ``envvar`` or ``--config`` only) and ``flag-file`` (a path, or ``file_envvar``): the
+    command receives both under their names; pass them to ``replicator.secrets.read_secret``."""
     file_flag = f"{flag}-file"
 
     def decorate(command: F) -> F:
+        command = _prefer_explicit_file(command, flag.lstrip("-").replace("-", "_"))
         command = click.option(
             file_flag, envvar=file_envvar, type=click.Path(dir_okay=False, path_type=Path),
             help=f"File whose first line is the {what} [or {envvar} in the environment; never on the command line].",
@@ -87,3 +114,68 @@ source_db_option = click.option(
     "--db", "db", type=click.Path(path_type=Path), envvar="REPLICATOR_SOURCE_DB", default="./data/memory.db",
     show_default=True, help="Caxton's memory store (the source).",
 )  # fmt: skip
+
+
+CONFIG_ENV: Final = "REPLICATOR_CONFIG"
+PRECEDENCE: Final = "flag > REPLICATOR_* variable > --config file > default"
+#: ctx.meta key of the LoadedConfig, for a command that needs more than its parameters.
+CONFIG_META: Final = "replicator.config"
+
+
+def _fitting(command: click.Command, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values ``command`` has parameters for (a choice the parameter does not offer is left to it)."""
+    out = {}
+    for param in command.params:
+        name = str(param.name)
+        if name not in values or (isinstance(param, click.Option) and param.is_flag):
+            continue
+        offered = param.type.choices if isinstance(param.type, click.Choice) else None
+        wanted = values[name] if param.multiple else (values[name],)
+        if offered is not None and any(value not in offered for value in wanted):
+            continue
+        out[name] = values[name]
+    return out
+
+
+def _check_layout(command: click.Command, values: Mapping[str, Any], scope: str | None) -> None:
+    """A layout other than caxton that the command has no parameter for is an error, not a wrong answer."""
+    names = {str(p.name) for p in command.params}
+    for section in ("neo4j", "qdrant"):
+        layout = values.get(f"{section}_layout", "caxton")
+        if scope is not None and scope.startswith(section):
+            missing = "layout" not in names
+        else:
+            reads = any(n.startswith(f"{section}_") for n in names)
+            missing = reads and f"{section}_layout" not in names
+        if layout != "caxton" and missing:
+            raise ConfigError(
+                f"{section}.layout is {layout}, which `{command.name}` cannot use in this version",
+                hint=f"remove {section}.layout (the caxton layout), or use a replicator that supports it",
+            )
+
+
+def config_option(scope: str | None = None) -> Callable[[F], F]:
+    """``--config PATH`` (env REPLICATOR_CONFIG): the command's settings from replicator.yaml (or a seed
+    guide file), below flags and variables. ``scope``: the destination a sink command writes
+    (``neo4j``, ``qdrant``, ``qdrant-points``), whose settings it names plainly (``--group``)."""
+
+    def load(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        from replicator.config import load_config  # noqa: PLC0415 - read only when a file is given
+        from replicator.config.params import param_values  # noqa: PLC0415
+
+        loaded = load_config(value)
+        for warning in loaded.warnings:
+            click.echo(f"warning: {value}: {warning}", err=True)
+        values = param_values(loaded.config, scope)  # type: ignore[arg-type]
+        _check_layout(ctx.command, values, scope)
+        ctx.default_map = {**(ctx.default_map or {}), **_fitting(ctx.command, values)}
+        ctx.meta[CONFIG_META] = loaded
+        return value
+
+    return click.option(
+        "--config", envvar=CONFIG_ENV, type=click.Path(dir_okay=False, path_type=Path), is_eager=True,
+        expose_value=False, callback=load,
+        help=f"replicator.yaml with this command's settings [env {CONFIG_ENV}; precedence: {PRECEDENCE}].",
+    )  # fmt: skip

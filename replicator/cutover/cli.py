@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from replicator.clioptions import source_db_option
+from replicator.clioptions import config_option, source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
@@ -21,7 +21,8 @@ from replicator.source.settings import parse_duration
 @source_db_option
 @target_options
 @click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True, help="Caxton's caxton.yaml.")
+@click.option("--caxton-config", "caxton_config", type=click.Path(path_type=Path), required=True,
+              help="Caxton's caxton.yaml, whose memory.backend is switched [or store.caxton_config].")  # fmt: skip
 @click.option(
     "--max-pause",
     default="3s",
@@ -42,13 +43,14 @@ from replicator.source.settings import parse_duration
     help="Check readiness, then wait until this file is gone; the preflight is taken again at the go.",
 )
 @click.option("--json", "as_json", is_flag=True)
-def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, writer_wait: str,
+def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max_pause: str, writer_wait: str,
             max_lag: int, sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
     """Fence the store's writers, drain the sinks, validate, then make the store refuse writes and
     switch caxton.yaml -- or change nothing."""
     plan = cutover_mod.CutoverPlan(
-        db=db, config=config_path, target=target, max_pause_s=parse_duration(max_pause, "--max-pause"), max_lag=max_lag,
-        sample=sample, postpone_flag=postpone_flag, writer_wait_s=parse_duration(writer_wait, "--writer-wait"),
+        db=db, config=caxton_config, target=target, max_pause_s=parse_duration(max_pause, "--max-pause"),
+        max_lag=max_lag, sample=sample, postpone_flag=postpone_flag,
+        writer_wait_s=parse_duration(writer_wait, "--writer-wait"),
     )  # fmt: skip
     from replicator.cutover.targets import sinks_for, store_identity  # noqa: PLC0415 - clients load on use
 
@@ -69,13 +71,14 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
 @click.command()
 @source_db_option
 @target_options
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Default: the one the cutover used.")
+@click.option("--caxton-config", "caxton_config", type=click.Path(path_type=Path),
+              help="Caxton's caxton.yaml [default: the one the cutover used].")  # fmt: skip
 @click.option(
     "--discard-new-writes", is_flag=True,
     help="Roll back without first checking that the new backend took no writes since the cutover "
     "(writes it took are lost).",
 )  # fmt: skip
-def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_new_writes: bool) -> None:
+def rollback(db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool) -> None:
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
     After a completed cutover, the destinations are first compared with the store in full (pass the
@@ -85,11 +88,12 @@ def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_ne
     from replicator.cutover.targets import divergence  # noqa: PLC0415
 
     check = None if discard_new_writes else divergence(db, opts)
-    for line in rollback_mod.rollback(db, config_path, divergence=check):
+    for line in rollback_mod.rollback(db, caxton_config, divergence=check):
         click.echo(line)
 
 
 @click.command()
+@config_option()
 @source_db_option
 @click.option("--json", "as_json", is_flag=True)
 def status(db: Path, as_json: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import click
 
-from replicator.clioptions import graph_options, secret_option
+from replicator.clioptions import config_option, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 from replicator.sinks.neo4j.model import GraphModel
@@ -102,6 +102,7 @@ class TargetOptions:
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Click options shared by lag, cutover and rollback; the command receives ``opts``."""
     options = [
+        config_option(),
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
         click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from replicator.clioptions import graph_model, graph_options, secret_option
+from replicator.clioptions import config_option, graph_model, graph_options, secret_option
 from replicator.errors import ConfigError
 from replicator.guide.addresses import BACKENDS, parse_address
 from replicator.secrets import read_secret
@@ -78,6 +78,7 @@ def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
 
 
 @click.command("export")
+@config_option()
 @_db
 @click.option("--output", "-o", default="-", show_default=True, help="File to write, or - for stdout.")
 @click.option("--with-embeddings", is_flag=True, help="Include the vectors (base64 of the store's BLOB).")
@@ -99,6 +100,7 @@ def export_cmd(db: Path, output: str, with_embeddings: bool) -> None:
 
 
 @click.command("import")
+@config_option()
 @click.option(
     "--db",
     "--database",
@@ -188,6 +190,7 @@ def _destination(backend: str, kw: dict[str, Any]) -> tuple[Any, str]:
 
 
 @click.command("stats")
+@config_option()
 @click.option("--db", "--database", "db", type=click.Path(dir_okay=False, path_type=Path), envvar="REPLICATOR_STORE")
 @click.option(
     "--backend",
@@ -258,6 +261,7 @@ def _diff_inputs(db: Path | None, target: str | None, source: str | None, destin
 
 
 @click.command("diff")
+@config_option()
 @click.option(
     "--db",
     "db",
@@ -314,6 +318,7 @@ def diff_cmd(
 
 
 @click.command("validate")
+@config_option()
 @_db
 @click.option("--target", type=click.Choice(["neo4j", "qdrant", "hybrid"]), required=True)
 @click.option("--sample", type=int, default=100, show_default=True, help="Entities compared field by field.")

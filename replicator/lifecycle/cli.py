@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from replicator.clioptions import config_option
 from replicator.errors import ConfigError, Fatal
 from replicator.lifecycle.decide import NEEDS, SEARCH_LINE_MS, matrix_rows
 
@@ -28,6 +29,7 @@ _db = click.option(
 
 
 @click.command("assess")
+@config_option()
 @_db
 @click.option(
     "--queries",
@@ -126,11 +128,9 @@ def _matrix_lines(verdict: dict[str, Any]) -> list[str]:
 
 
 @click.command("tune")
+@config_option()
 @click.option("--dry-run", is_flag=True, help="Show the statements; change nothing.")
 @click.option("--neo4j/--no-neo4j", "with_neo4j", default=True, show_default=True, help="Tune the graph.")
-@click.option("--relation-type-property", default="relation_type", show_default=True)
-@click.option("--confidence-property", default="confidence", show_default=True)
-@click.option("--strength-property", default="strength", show_default=True)
 @_json
 def tune_cmd(dry_run: bool, with_neo4j: bool, as_json: bool, **kw: Any) -> None:  # noqa: ANN401
     """After the switch: the guide's indexes on Neo4j (entity name, type, confidence, relationship
@@ -187,6 +187,7 @@ def _neo4j_steps(settings: Any, model: Any, dry_run: bool) -> Sequence[Any]:  # 
 
 
 @click.command("check")
+@config_option()
 @_db
 @click.option("--backup", type=click.Path(dir_okay=False, path_type=Path), help="The export taken before starting.")
 @_target
@@ -226,6 +227,7 @@ def check_cmd(db: Path, backup: Path | None, target: str, bootstrap_servers: str
 
 
 @click.command("watch")
+@config_option()
 @_db
 @_target
 @click.option(

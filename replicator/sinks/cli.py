@@ -1,6 +1,6 @@
 """``replicator sink <destination>``: run a sink. Settings come from flags, then environment
-(``REPLICATOR_...``), then a YAML/JSON ``--config`` file, then defaults; they are frozen and
-validated before anything connects.
+(``REPLICATOR_...``), then ``--config replicator.yaml`` (its section of this destination), then
+defaults; they are frozen and validated before anything connects.
 
 Add a destination by writing one more command in this group (``sink qdrant`` goes next to
 ``sink neo4j``): build its Destination and hand it to ``run_sink`` with the shared runner options.
@@ -14,15 +14,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import yaml
 
-from replicator.clioptions import GRAPH_FLAGS, graph_model, graph_options, secret_option
-from replicator.errors import ConfigError
+from replicator.clioptions import GRAPH_FLAGS, config_option, graph_model, graph_options, secret_option
 from replicator.secrets import read_secret
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
@@ -66,27 +63,9 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
-    """Eager: read the file into click's default_map (below flags and environment)."""
-    if value is None:
-        return None
-    try:
-        data = yaml.safe_load(value.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read sink config {value}: {exc}", hint="a YAML or JSON mapping") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"sink config {value} is not a mapping", hint="e.g. `group: replicator-neo4j`")
-    # The seed's neo4j-migration.yaml keeps the graph names under `mapping:`; accept it flat or nested.
-    flat = {**{k: v for k, v in data.items() if k != "mapping"}, **(data.get("mapping") or {})}
-    ctx.default_map = {str(k).replace("-", "_"): v for k, v in flat.items()}
-    return value
-
-
 def runner_options(f: F) -> F:
     """Options every sink shares (consuming, batching, metrics)."""
     options = [
-        click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), is_eager=True,
-                     expose_value=False, callback=_load_config, help="YAML/JSON file with any of these options."),
         click.option("--bootstrap-servers", envvar="REPLICATOR_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP,
                      show_default=True),
         click.option("--topic-prefix", envvar="REPLICATOR_TOPIC_PREFIX", default=DEFAULT_PREFIX, show_default=True),
@@ -168,6 +147,7 @@ def sink() -> None:
 
 
 @sink.command("neo4j")
+@config_option("neo4j")
 @runner_options
 @click.option("--uri", envvar="REPLICATOR_NEO4J_URI", default=Neo4jSettings.uri, show_default=True)
 @click.option("--user", envvar="REPLICATOR_NEO4J_USER", default=Neo4jSettings.user, show_default=True)
@@ -187,6 +167,7 @@ def neo4j_sink(**opts: Any) -> None:  # noqa: ANN401 - click passes every option
 
 
 @sink.group("qdrant", invoke_without_command=True)
+@config_option("qdrant")
 @runner_options
 @connection_options
 @click.option("--encode-batch", default=DEFAULT_ENCODE_BATCH, show_default=True,

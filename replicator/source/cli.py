@@ -15,7 +15,8 @@ import click
 from replicator.capture import parked
 from replicator.capture.install import install, read_state, uninstall
 from replicator.capture.storefile import CaptureError, open_store, write_transaction
-from replicator.source.settings import SourceSettings, parse_duration
+from replicator.clioptions import CONFIG_META, config_option
+from replicator.source.settings import ENV, SourceSettings, parse_duration
 
 _DB = click.option("--db", "db", type=click.Path(path_type=Path), required=True, help="Caxton's memory.db")
 _TIMEOUT = click.option("--lock-timeout", default=5.0, show_default=True, help="seconds to wait for the write lock")
@@ -27,6 +28,7 @@ def source() -> None:
 
 
 @source.command("install")
+@config_option()
 @_DB
 @_TIMEOUT
 def install_cmd(db: Path, lock_timeout: float) -> None:
@@ -36,6 +38,7 @@ def install_cmd(db: Path, lock_timeout: float) -> None:
 
 
 @source.command("uninstall")
+@config_option()
 @_DB
 @_TIMEOUT
 @click.option(
@@ -55,6 +58,7 @@ def uninstall_cmd(db: Path, lock_timeout: float, forget_identity: bool) -> None:
 
 
 @source.command("status")
+@config_option()
 @_DB
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status_cmd(db: Path, as_json: bool) -> None:
@@ -87,6 +91,7 @@ def status_cmd(db: Path, as_json: bool) -> None:
 
 
 @source.command("parked")
+@config_option()
 @_DB
 @click.option("--all", "everything", is_flag=True, help="also list parked rows already retried")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
@@ -112,6 +117,7 @@ def parked_cmd(db: Path, everything: bool, as_json: bool) -> None:
 
 
 @source.command("retry-parked")
+@config_option()
 @_DB
 @_TIMEOUT
 @click.option("--id", "ids", type=int, multiple=True, help="a parked row's #id (repeatable) [default: all waiting]")
@@ -144,47 +150,55 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 @source.command("run")
-@click.option("--db", "db", type=click.Path(path_type=Path), help="Caxton's memory.db [env REPLICATOR_SOURCE_DB]")
-@click.option("--bootstrap-servers", help="Kafka host:port[,...] [env REPLICATOR_KAFKA_BOOTSTRAP]")
-@click.option("--topic-prefix", help="topic name prefix [caxton.memory; env REPLICATOR_TOPIC_PREFIX]")
-@click.option("--partitions", type=int, help="partitions of topics the source creates [3]")
+@config_option("source")
+@click.option("--db", "db", type=click.Path(path_type=Path), envvar=ENV["db"], help="Caxton's memory.db")
+@click.option("--bootstrap-servers", envvar=ENV["bootstrap_servers"], help="Kafka host:port[,...]")
+@click.option("--topic-prefix", envvar=ENV["topic_prefix"], help="topic name prefix [caxton.memory]")
+@click.option("--partitions", type=int, envvar=ENV["partitions"], help="partitions of topics the source creates [3]")
 @click.option(
     "--replication-factor",
     type=int,
-    help="replicas of topics the source creates [min(3, brokers); env REPLICATOR_KAFKA_REPLICATION_FACTOR]",
+    envvar=ENV["replication_factor"],
+    help="replicas of topics the source creates [min(3, brokers)]",
 )
 @click.option(
     "--min-insync-replicas",
     type=int,
-    help="in-sync replicas a commit needs, set on topics the source creates "
-    "[min(2, replication factor); env REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS]",
+    envvar=ENV["min_insync_replicas"],
+    help="in-sync replicas a commit needs, set on topics the source creates [min(2, replication factor)]",
 )
-@click.option("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
-@click.option(
-    "--metrics-host",
-    help="address the endpoint binds [127.0.0.1; 0.0.0.0: every interface; env REPLICATOR_SOURCE_METRICS_HOST]",
-)
+@click.option("--metrics-port", type=int, envvar=ENV["metrics_port"], help="serve /metrics and /healthz on this port")
+@click.option("--metrics-host", envvar=ENV["metrics_host"],
+              help="address the endpoint binds [127.0.0.1; 0.0.0.0: every interface]")  # fmt: skip
 @click.option(
     "--schema-registry",
-    help="Confluent Schema Registry URL: frame values with its schema ids "
-    "[env REPLICATOR_SCHEMA_REGISTRY; default: Avro single-object encoding, no registry]",
+    envvar=ENV["schema_registry"],
+    help="Confluent Schema Registry URL: frame values with its schema ids [default: Avro single-object encoding]",
 )
-@click.option("--heartbeat-interval", callback=_duration, help="heartbeat period while idle, e.g. 1s [1s]")
+@click.option(
+    "--heartbeat-interval",
+    envvar=ENV["heartbeat_interval_s"],
+    callback=_duration,
+    help="heartbeat period while idle, e.g. 1s [1s]",
+)
 @click.option("--batch-rows", type=int, help="changelog rows per Kafka transaction [500]")
 @click.option(
     "--max-message-bytes",
-    help="Kafka's record limit for the whole pipeline, e.g. 32MiB; larger events are parked "
-    "[32MiB; env REPLICATOR_MAX_MESSAGE_BYTES]",
+    envvar=ENV["max_message_bytes"],
+    help="Kafka's record limit for the whole pipeline, e.g. 32MiB; larger events are parked [32MiB]",
 )
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML or TOML settings file")
 @click.option("--log-format", type=click.Choice(["kv", "json"]), default="kv", show_default=True)
-def run_cmd(config_file: Path | None, log_format: str, heartbeat_interval: float | None, **flags: Any) -> None:  # noqa: ANN401
+@click.pass_context
+def run_cmd(ctx: click.Context, /, log_format: str, heartbeat_interval: float | None, **flags: Any) -> None:  # noqa: ANN401
     """Run the source: snapshot on first start, then stream changes. First SIGTERM/SIGINT drains and
     exits 0; a second aborts at once (exit 130)."""
     from replicator.source.daemon import SourceAborted, SourceDaemon, event  # noqa: PLC0415 - the Kafka client loads on use
 
     _configure_logging(log_format)
-    settings = SourceSettings.load({**flags, "heartbeat_interval_s": heartbeat_interval}, config_file=config_file)
+    loaded = ctx.meta.get(CONFIG_META)
+    # What only the file sets (no flag): below every flag, which click resolved as flag > env > file.
+    file_only = {"snapshot_chunk_rows": loaded.config.source.snapshot_chunk_rows} if loaded is not None else {}
+    settings = SourceSettings.load({**file_only, **flags, "heartbeat_interval_s": heartbeat_interval})
     daemon = SourceDaemon(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

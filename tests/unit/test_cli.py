@@ -106,7 +106,7 @@ def test_an_environment_fault_is_named_not_a_bug(
 
 def test_cutover_of_a_store_in_a_missing_directory_is_named(tmp_path: Path) -> None:
     db = tmp_path / "no-such-dir" / "memory.db"
-    proc = _run("cutover", "--db", str(db), "--config", str(tmp_path / "caxton.yaml"), "--target", "neo4j")
+    proc = _run("cutover", "--db", str(db), "--caxton-config", str(tmp_path / "caxton.yaml"), "--target", "neo4j")
     assert proc.returncode == 2, proc.stderr
     assert f"error: no store at {db}" in proc.stderr and "hint:" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -116,7 +116,7 @@ def test_cutover_of_a_store_in_a_missing_directory_is_named(tmp_path: Path) -> N
 @pytest.mark.parametrize("value", ["inf", "nan", "1e400ms", "-3s", "0", "2h"])
 def test_cutover_refuses_a_pause_that_is_not_a_sane_duration(tmp_path: Path, value: str) -> None:
     db = _store(tmp_path)
-    proc = _run("cutover", "--db", str(db), "--config", str(tmp_path / "caxton.yaml"), "--target", "neo4j",
+    proc = _run("cutover", "--db", str(db), "--caxton-config", str(tmp_path / "caxton.yaml"), "--target", "neo4j",
                 "--max-pause", value)  # fmt: skip
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "--max-pause" in proc.stderr and "Traceback" not in proc.stderr

@@ -36,7 +36,7 @@ def test_cli_lists_the_neo4j_sink_and_refuses_a_bad_label(tmp_path: Path) -> Non
     runner = CliRunner()
     assert "neo4j" in runner.invoke(cli, ["sink", "--help"]).output
     config = tmp_path / "sink.yaml"
-    config.write_text("group: g\nmapping:\n  entity_label: 'bad label'\n")
+    config.write_text("neo4j:\n  group: g\n  entity_label: 'bad label'\n")
     result = runner.invoke(cli, ["sink", "neo4j", "--config", str(config)])
     assert isinstance(result.exception, ConfigError)
     assert "bad label" in str(result.exception)

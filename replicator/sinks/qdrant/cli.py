@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from replicator.clioptions import secret_option
+from replicator.clioptions import config_option, secret_option
 from replicator.secrets import read_secret
 from replicator.sinks.settings import QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, QdrantSettings
 
@@ -45,6 +45,7 @@ def sink_settings(url: str | None, api_key: str | None, path: Path | None, colle
 
 
 @click.command("reembed")
+@config_option("qdrant-points")
 @connection_options
 @click.option("--batch-size", default=64, show_default=True, help="Points per page (read, encode, write).")
 @click.option("--stale-only", is_flag=True, help="Skip points already labelled with this model version.")

@@ -1,0 +1,159 @@
+"""Every command reads replicator.yaml with one option, ``--config`` (or REPLICATOR_CONFIG), and resolves
+each setting as flag > REPLICATOR_* variable > file > default: a daemon and the commands that inspect it
+get the same names from the same file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from replicator.cli import cli
+from replicator.clioptions import CONFIG_ENV, PRECEDENCE, config_option, secret_option
+from replicator.cutover.config import sample_config
+from replicator.errors import ConfigError
+from replicator.secrets import read_secret
+
+#: Development-only commands (the local stack, its smoke test, the demo) take no replicator.yaml.
+DEVELOPMENT = {"stack", "smoke", "demo"}
+
+CONFIG = """\
+store:
+  path: ./memory.db
+  caxton_config: ./caxton.yaml
+kafka:
+  topic_prefix: cfg.prefix
+neo4j:
+  password: ${CFG_PW}
+  entity_label: Entity_cfg
+  position_label: Position_cfg
+  group: cfg-neo4j
+  sink: cfg-neo4j-sink
+  batch_size: 7
+qdrant:
+  path: ./qdrant
+  collection: cfg_collection
+  group: cfg-qdrant
+  metrics_port: 9555
+cutover:
+  max_pause: 2s
+  max_lag: 50
+"""
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, command in group.commands.items():
+        if not path and name in DEVELOPMENT:
+            continue
+        if isinstance(command, click.Group):
+            if command.params:  # a group that runs by itself (sink qdrant)
+                out.append(((*path, name), command))
+            out.extend(_commands(command, (*path, name)))
+        else:
+            out.append(((*path, name), command))
+    return out
+
+
+def _params(path: tuple[str, ...], args: list[str]) -> dict[str, Any]:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    with command.make_context(" ".join(path), list(args)) as ctx:  # click consumes the list
+        return dict(ctx.params)
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("REPLICATOR_TOPIC_PREFIX", "REPLICATOR_NEO4J_URI", "REPLICATOR_NEO4J_PASSWORD", CONFIG_ENV,
+                 "REPLICATOR_NEO4J_PASSWORD_FILE", "REPLICATOR_SOURCE_DB", "REPLICATOR_STORE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CFG_PW", "pw-from-variable")
+    path = tmp_path / "replicator.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_every_command_takes_config_with_its_variable() -> None:
+    missing = []
+    for path, command in _commands(cli):
+        options = [p for p in command.params if isinstance(p, click.Option) and "--config" in p.opts]
+        if not options or options[0].envvar != CONFIG_ENV or PRECEDENCE not in (options[0].help or ""):
+            missing.append(" ".join(path))
+    assert missing == []
+
+
+def test_a_daemon_and_the_commands_that_inspect_it_read_the_same_names(config: Path) -> None:
+    args = ["--config", str(config)]
+    sink = _params(("sink", "neo4j"), args)
+    assert (sink["topic_prefix"], sink["group"], sink["sink_name"], sink["entity_label"], sink["batch_size"]) == (
+        "cfg.prefix", "cfg-neo4j", "cfg-neo4j-sink", "Entity_cfg", 7)  # fmt: skip
+    qdrant = _params(("sink", "qdrant"), args)
+    assert (qdrant["group"], qdrant["collection"], qdrant["metrics_port"]) == ("cfg-qdrant", "cfg_collection", 9555)
+    assert qdrant["path"] == config.parent / "qdrant"
+    source = _params(("source", "run"), args)
+    assert (source["db"], source["topic_prefix"]) == (config.parent / "memory.db", "cfg.prefix")
+    for command in (("lag",), ("cutover",), ("rollback",)):
+        seen = _params(command, args)
+        assert (seen["db"], seen["topic_prefix"], seen["neo4j_group"], seen["neo4j_sink"]) == (
+            config.parent / "memory.db", "cfg.prefix", "cfg-neo4j", "cfg-neo4j-sink")  # fmt: skip
+        assert (seen["entity_label"], seen["position_label"], seen["collection"]) == (
+            "Entity_cfg", "Position_cfg", "cfg_collection")  # fmt: skip
+        assert (seen["qdrant_group"], seen["qdrant_endpoint"]) == ("cfg-qdrant", "127.0.0.1:9555")
+        assert seen["caxton_config"] if command != ("lag",) else seen["kinds"] == ("neo4j", "qdrant")
+    for command in (("validate",), ("stats",), ("check",), ("watch",), ("tune",)):
+        seen = _params(command, args)
+        assert (seen["entity_label"], seen["collection"], seen["neo4j_password"]) == (
+            "Entity_cfg", "cfg_collection", "pw-from-variable")  # fmt: skip
+    cut = _params(("cutover",), args)
+    assert (cut["target"], cut["max_pause"], cut["max_lag"], cut["caxton_config"]) == (
+        "hybrid", "2s", 50, config.parent / "caxton.yaml")  # fmt: skip
+
+
+def test_precedence_is_flag_then_variable_then_file_then_default(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _params(("lag",), [])["topic_prefix"] == "caxton.memory"  # default
+    assert _params(("lag",), ["--config", str(config)])["topic_prefix"] == "cfg.prefix"  # file
+    monkeypatch.setenv("REPLICATOR_TOPIC_PREFIX", "env.prefix")
+    for command in (("lag",), ("sink", "neo4j"), ("source", "run")):
+        assert _params(command, ["--config", str(config)])["topic_prefix"] == "env.prefix"  # variable
+        assert _params(command, ["--config", str(config), "--topic-prefix", "flag.prefix"])["topic_prefix"] == (
+            "flag.prefix")  # fmt: skip
+    monkeypatch.setenv(CONFIG_ENV, str(config))  # the file from REPLICATOR_CONFIG
+    assert _params(("lag",), [])["neo4j_group"] == "cfg-neo4j"
+
+
+def test_a_password_file_overrides_the_configured_password(config: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    seen: list[str | None] = []
+
+    @click.command()
+    @config_option()
+    @secret_option("--neo4j-password", "REPLICATOR_NEO4J_PASSWORD", "REPLICATOR_NEO4J_PASSWORD_FILE", "Neo4j password")
+    def probe(neo4j_password: str | None, neo4j_password_file: Path | None) -> None:
+        seen.append(read_secret(neo4j_password, neo4j_password_file, "Neo4j password"))
+
+    (tmp_path / "pw").write_text("pw-from-file\n")
+    runner = CliRunner()
+    assert runner.invoke(probe, ["--config", str(config)], catch_exceptions=False).exit_code == 0
+    monkeypatch.setenv("REPLICATOR_NEO4J_PASSWORD_FILE", str(tmp_path / "pw"))
+    assert runner.invoke(probe, ["--config", str(config)], catch_exceptions=False).exit_code == 0
+    assert seen == ["pw-from-variable", "pw-from-file"]
+
+
+def test_caxton_yaml_given_to_config_names_caxton_config(tmp_path: Path) -> None:
+    caxton = tmp_path / "caxton.yaml"
+    caxton.write_text(sample_config())
+    result = CliRunner().invoke(cli, ["cutover", "--config", str(caxton), "--target", "neo4j"])
+    assert isinstance(result.exception, ConfigError)
+    assert "--caxton-config" in str(result.exception)
+
+
+def test_a_layout_a_command_cannot_use_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "replicator.yaml"
+    path.write_text("neo4j:\n  layout: mcp\n")
+    with pytest.raises(ConfigError, match=r"neo4j.layout is mcp"):
+        _params(("validate",), ["--config", str(path)])
