@@ -36,6 +36,9 @@ from replicator.events.avro import decode_any, decode_key
 from replicator.guide.importer import check_document, import_document
 from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Batch, Event
+from replicator.sinks.errors import DestinationRefused, DestinationUnavailable
+from replicator.sinks.neo4j import faults
+from replicator.sinks.settings import Neo4jSettings
 from replicator.source.convert import Unfit, convert_snapshot_row
 from replicator.source.store import StoreReader
 from replicator.transport.topics import change_topic
@@ -187,3 +190,14 @@ def _event(table: str, image: str, *, topic: str, offset: int, store_id: str, se
     schema, record = decode_any(first.value)
     hdrs = record_headers.parse(first.headers)
     return Event(topic, 0, offset, decode_key(first.key), schema, record, first.key, first.value, hdrs)
+
+
+def named(exc: DestinationUnavailable | DestinationRefused, where: str, neo4j: Neo4jSettings | None) -> MigrateError:
+    """A destination's failure as a command (not the sink) says it: the server's words and the
+    operator's fix, and that a rerun resumes."""
+    said, fix = exc.message, "fix what it names"
+    if isinstance(exc, DestinationUnavailable):
+        fix = "check that the server is up and the address right (`replicator stack status` for the local one)"
+    elif neo4j is not None and exc.__cause__ is not None and exc.__cause__ is not exc:
+        said, fix = faults.describe(exc.__cause__, neo4j)  # the server's words, not the sink's
+    return MigrateError(f"{where}: {said}", hint=f"{fix}; then rerun: it resumes after the last batch written")

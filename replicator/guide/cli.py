@@ -145,9 +145,8 @@ def import_cmd(db: Path | None, input_path: Path, backend: str, batch_size: int,
 
 
 def _import_into(backend: str, doc: dict[str, Any], batch_size: int, kw: dict[str, Any]) -> None:
-    from replicator.guide.backends import load_export  # noqa: PLC0415
+    from replicator.guide.backends import load_export, named  # noqa: PLC0415
     from replicator.sinks.errors import DestinationRefused, DestinationUnavailable  # noqa: PLC0415
-    from replicator.sinks.neo4j import faults  # noqa: PLC0415
 
     destination, where = _destination(backend, kw)
 
@@ -158,13 +157,7 @@ def _import_into(backend: str, doc: dict[str, Any], batch_size: int, kw: dict[st
     try:
         result = load_export(doc, backend, destination, batch_size=batch_size, progress=progress)
     except (DestinationUnavailable, DestinationRefused) as exc:
-        said, fix = exc.message, "fix what it names"
-        if isinstance(exc, DestinationUnavailable):
-            fix = "check that the server is up and the address right (`replicator stack status` for the local one)"
-        elif backend == "neo4j" and exc.__cause__ is not None and exc.__cause__ is not exc:
-            said, fix = faults.describe(exc.__cause__, _neo4j(kw))  # the server's words, not the sink's
-        resume = "then rerun the same import: it resumes after the last batch written"
-        raise MigrateError(f"import into {where}: {said}", hint=f"{fix}; {resume}") from exc
+        raise named(exc, f"import into {where}", _neo4j(kw) if backend == "neo4j" else None) from exc
     parts = ", ".join(f"{n} {t}" for t, n in result.rows.items())
     resumed = sum(result.resumed.values())
     note = f"; resumed after {resumed} rows an earlier run applied" if resumed else ""
