@@ -117,11 +117,13 @@ def test_blue_green_from_the_seeds_hybrid_file(tmp_path: Path, graph: Neo4jSetti
     assert status.returncode == 0 and f"migration {migration.id} (blue-green to hybrid): done" in status.stdout
 
 
-def test_a_migration_killed_during_the_import_resumes_on_the_rerun(
-    tmp_path: Path, graph: Neo4jSettings, label: str
-) -> None:
-    where = _workdir(tmp_path, graph)
-    db = where / "data" / "memory.db"
+def _replicator(where: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "replicator", *args], cwd=where, capture_output=True, text=True,
+                          check=False, timeout=120, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def _killed_in_the_import(where: Path, label: str) -> history.Migration:
+    """Run migrate and SIGKILL it after 3 batches of the import."""
     pause = {"REPLICATOR_MIGRATE_PAUSE_AFTER": "3", "REPLICATOR_MIGRATE_PAUSE_FILE": str(where / "paused")}
     proc = _migrate(where, label, env=pause)
     deadline = time.monotonic() + 120
@@ -130,9 +132,21 @@ def test_a_migration_killed_during_the_import_resumes_on_the_rerun(
     assert (where / "paused").exists(), _done(proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    (killed,) = history.load_all(db).values()
+    (killed,) = history.load_all(where / "data" / "memory.db").values()
+    return killed
+
+
+def test_a_migration_killed_during_the_import_resumes_on_the_rerun(
+    tmp_path: Path, graph: Neo4jSettings, label: str
+) -> None:
+    where = _workdir(tmp_path, graph)
+    db = where / "data" / "memory.db"
+    killed = _killed_in_the_import(where, label)
     assert killed.state == "running" and killed.last_step == "import" and not killed.alive()
-    assert "interrupted at step import" in killed.describe()
+    status = _replicator(where, "status", "--db", "data/memory.db", "--migration-id", killed.id)
+    assert status.returncode == 0, status.stderr
+    assert f"migration {killed.id} (blue-green to hybrid): interrupted at step import" in status.stdout
+    assert "interrupted at step 3 (drain)" in status.stdout  # the cutover's record of the store: rollback resolves
     assert _refuses_writes(db)  # the crash leaves the store fenced, caxton.yaml untouched
     assert read_backend(where / "caxton.yaml") == "embedded"
     code, out, err = _done(_migrate(where, label))
@@ -141,3 +155,41 @@ def test_a_migration_killed_during_the_import_resumes_on_the_rerun(
     assert "resumed after" in out
     assert read_backend(where / "caxton.yaml") == "hybrid"
     assert json.loads(json.dumps([m.state for m in history.load_all(db).values()])) == ["done"]
+
+
+def test_rollback_by_migration_id_gives_the_store_back(tmp_path: Path, graph: Neo4jSettings, label: str) -> None:
+    where = _workdir(tmp_path, graph)
+    db = where / "data" / "memory.db"
+    killed = _killed_in_the_import(where, label)
+    unknown = _replicator(where, "rollback", "--db", "data/memory.db", "--migration-id", "12345", "--reason", "x")
+    assert unknown.returncode == 2 and "no migration '12345'" in unknown.stderr, unknown.stderr
+    done = _replicator(where, "rollback", "--db", "data/memory.db", "--migration-id", killed.id,
+                       "--reason", "validation_failed")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not _refuses_writes(db)
+    (after,) = history.load_all(db).values()
+    assert (after.state, after.reason) == ("rolled_back", "validation_failed")
+
+
+def test_a_wrong_password_a_missing_variable_and_a_wrong_key_stop_it_before_anything_starts(
+    tmp_path: Path, graph: Neo4jSettings, label: str
+) -> None:
+    where = _workdir(tmp_path, graph)
+    db = where / "data" / "memory.db"
+    wrong = _replicator(where, "migrate", "--config", "hybrid-migration.yaml", "--caxton-config", "caxton.yaml",
+                        "--strategy", "blue-green", "--entity-label", label, "--qdrant-path", "qdrant",
+                        env={"REPLICATOR_NEO4J_PASSWORD": "not-the-password"})  # fmt: skip
+    assert wrong.returncode == 2 and "Unauthorized" in wrong.stderr and graph.uri in wrong.stderr, wrong.stderr
+    seed = (SEED / "migration-config.yaml").read_text().replace("bolt://neo4j-new:7687", graph.uri)
+    (where / "migration-config.yaml").write_text(seed)
+    environ = {k: v for k, v in os.environ.items() if k not in ("NEO4J_PASSWORD", "REPLICATOR_NEO4J_PASSWORD")}
+    missing = subprocess.run([sys.executable, "-m", "replicator", "migrate", "--config", "migration-config.yaml",
+                              "--caxton-config", "caxton.yaml"], cwd=where, capture_output=True, text=True,
+                             check=False, env=environ)  # fmt: skip
+    assert missing.returncode == 2 and "NEO4J_PASSWORD is not set" in missing.stderr, missing.stderr
+    (where / "typo.yaml").write_text(seed.replace("sample_queries", "sample_querys"))
+    typo = _replicator(where, "migrate", "--config", "typo.yaml", "--caxton-config", "caxton.yaml",
+                       env={"NEO4J_PASSWORD": "x"})  # fmt: skip
+    assert typo.returncode == 2 and "sample_querys" in typo.stderr, typo.stderr
+    assert not history.history_path(db).exists()  # nothing recorded
+    assert not _refuses_writes(db) and read_backend(where / "caxton.yaml") == "embedded"
