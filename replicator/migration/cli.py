@@ -12,9 +12,10 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from replicator.clioptions import CONFIG_META, config_option
 from replicator.config.model import STRATEGIES
@@ -66,7 +67,7 @@ def migrate(
     interruption resumes the unfinished migration of the store."""
     from replicator.capture.storefile import open_store  # noqa: PLC0415
     from replicator.config import LoadedConfig  # noqa: PLC0415
-    from replicator.migration import bluegreen, history  # noqa: PLC0415
+    from replicator.migration import bluegreen  # noqa: PLC0415
     from replicator.migration.progress import Progress  # noqa: PLC0415
 
     loaded = click.get_current_context().meta.get(CONFIG_META)
@@ -75,12 +76,6 @@ def migrate(
         raise ConfigError("migrate needs its configuration file", hint=hint)
     cfg = _overridden(loaded.config, entity_label, qdrant_path)
     strategy = strategy or cfg.strategy
-    if strategy != "blue-green":
-        raise ConfigError(
-            f"strategy {strategy!r}: migrate runs the blue-green strategy only in this version",
-            hint="set strategy: blue-green (the store stops while it is copied), or migrate live with the "
-            "daemons and `replicator cutover` (README, 'Migrating a real store')",
-        )
     db = db or cfg.store.path
     caxton = caxton_config or cfg.store.caxton_config
     if caxton is None:
@@ -90,23 +85,54 @@ def migrate(
     target = cfg.target
     open_store(db, readonly=True).close()  # a missing or foreign store: named before anything is recorded
     bluegreen.refuse_running(db)
-    migration = history.unfinished(db)
-    if migration is not None and migration.strategy == strategy and migration.target == target:
-        click.echo(f"resuming migration {migration.id} (last step: {migration.last_step})", err=True)
-    else:
-        migration = history.Migration(history.new_id(), strategy, target, str(loaded.source_path),
-                                      started_ms=time.time_ns() // 1_000_000)  # fmt: skip
-        click.echo(f"migration {migration.id}: {strategy} of {db} to {target}", err=True)
+    migration = _resume_or_new(db, strategy, target, loaded.source_path)
+    ask = cfg.cutover.confirm and not yes
+
+    def go() -> bool:
+        return _go(cfg.cutover.postpone_flag, ask, target)
+
+    if strategy == "live":
+        ctx = click.get_current_context()
+        given = [
+            n for n in ("entity_label", "qdrant_path") if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise ConfigError("--entity-label and --qdrant-path apply to blue-green only",
+                              hint="write them in the file: the daemons of the live strategy read it")  # fmt: skip
+        _live(cfg, loaded.source_path, db, caxton, migration, go)
+        return
     progress = Progress()
     plan = bluegreen.BlueGreenPlan(cfg, db, caxton, batch_size=batch_size)
-    ask = cfg.cutover.confirm and not yes
-    run = bluegreen.BlueGreen(plan, migration, log=progress.line, progress=progress.update,
-                              wait_for_go=lambda: _go(cfg.cutover.postpone_flag, ask, target))  # fmt: skip
+    run = bluegreen.BlueGreen(plan, migration, log=progress.line, progress=progress.update, wait_for_go=go)
     try:
         report = run.run()
     finally:
         progress.close()
     click.echo(report.text())
+    if not report.ok:
+        sys.exit(1)
+
+
+def _resume_or_new(db: Path, strategy: str, target: str, config_path: Path) -> Any:  # noqa: ANN401
+    """The store's unfinished migration of this strategy and target (a rerun resumes it), else a new one."""
+    from replicator.migration import history  # noqa: PLC0415
+
+    migration = history.unfinished(db)
+    if migration is not None and migration.strategy == strategy and migration.target == target:
+        click.echo(f"resuming migration {migration.id} (last step: {migration.last_step})", err=True)
+        return migration
+    migration = history.Migration(history.new_id(), strategy, target, str(config_path),
+                                  started_ms=time.time_ns() // 1_000_000)  # fmt: skip
+    click.echo(f"migration {migration.id}: {strategy} of {db} to {target}", err=True)
+    return migration
+
+
+def _live(cfg: MigrationConfig, config_path: Path, db: Path, caxton: Path, migration: Any, go: Any) -> None:  # noqa: ANN401
+    from replicator.migration.live import Live, LivePlan  # noqa: PLC0415
+
+    plan = LivePlan(config_path, cfg, db, caxton)
+    report = Live(plan, migration, log=lambda line: click.echo(line, err=True), wait_for_go=go).run()
+    click.echo(report.text)
     if not report.ok:
         sys.exit(1)
 
