@@ -6,17 +6,21 @@ the same file; then the destinations equal the store. Unique topic prefix, label
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import neo4j
 
+from replicator.config import load_config
 from replicator.cutover.config import read_backend, sample_config
 from replicator.demo.daemons import free_ports
 from replicator.demo.demo import LiveWriter, seed_store
 from replicator.migration import history
+from replicator.migration.supervise import answers
 from replicator.sinks.settings import Neo4jSettings
 from replicator.testing.workload import Workload, hash_vector
 from replicator.testing.writer import MemoryWriter
@@ -87,4 +91,43 @@ def test_live_migrate_with_a_writer_to_a_completed_cutover(
         assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
     finally:
         writer.stop()
+        _clean(graph, tag)
+
+
+def test_ctrl_c_in_the_middle_then_a_rerun_completes(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    where = _deployment(tmp_path, kafka, graph, tag)
+    db = where / "data" / "memory.db"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "replicator", "migrate", "--config", "replicator.yaml", "--yes"],
+                                cwd=where, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [m.last_step for m in history.load_all(db).values()] if history.history_path(db).exists() else []
+            if steps == ["catch-up"]:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (out, err[-2000:])
+        cfg = load_config(where / "replicator.yaml", {"REPLICATOR_NEO4J_PASSWORD": "unused"}).config
+        assert cfg.neo4j is not None and cfg.qdrant is not None
+        for port in (cfg.source.metrics_port, cfg.neo4j.metrics_port, cfg.qdrant.metrics_port):
+            assert not answers(port), f"a daemon still answers on {port} after Ctrl-C"
+        (stopped,) = history.load_all(db).values()
+        assert (stopped.state, stopped.reason, stopped.last_step) == ("failed", "interrupted", "catch-up")
+        status = _replicator(where, "status", "--config", "replicator.yaml", "--migration-id", stopped.id)
+        assert f"migration {stopped.id} (live to hybrid): failed at step catch-up: interrupted" in status.stdout
+        assert read_backend(where / "caxton.yaml") == "embedded"  # nothing switched
+        again = _replicator(where, "migrate", "--config", "replicator.yaml", "--yes")
+        assert again.returncode == 0, (again.stdout, again.stderr[-3000:])
+        assert f"resuming migration {stopped.id}" in again.stderr
+        assert "(live to hybrid): done" in again.stdout and read_backend(where / "caxton.yaml") == "hybrid"
+        equal = _replicator(where, "validate", "--config", "replicator.yaml", "--target", "hybrid", "--full",
+                            "--no-search")  # fmt: skip
+        assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
+    finally:
         _clean(graph, tag)
