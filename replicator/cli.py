@@ -21,6 +21,7 @@ import traceback
 import click
 
 from replicator import __version__
+from replicator.config.cli import config_group
 from replicator.cutover import cli as cutover_cli
 from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
@@ -57,6 +58,9 @@ def cli() -> None:
 
     Pipeline: capture (changelog triggers, snapshot) -> Avro change events -> Kafka -> sinks
     (Neo4j, Qdrant) -> lag -> cutover.
+
+    Every command reads one replicator.yaml with --config (or REPLICATOR_CONFIG; `replicator config
+    init` writes one). Precedence: flag > REPLICATOR_* variable > --config file > default.
     """
 
 
@@ -70,6 +74,7 @@ guide_cli.register(cli)  # export, import, stats, diff, validate
 lifecycle_cli.register(cli)  # assess, check, tune, watch
 migration_cli.register(cli)  # migrate, migration-status
 cli.add_command(sink)
+cli.add_command(config_group)  # config init, config check
 
 
 def _command_line() -> str:

@@ -8,9 +8,9 @@ and the fix. Blocking file reads; nothing connects.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -39,6 +39,8 @@ from replicator.sinks.settings import (
     QDRANT_API_KEY_FILE_ENV,
 )
 
+T = TypeVar("T")
+
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """The configuration in ``path``: our ``replicator.yaml``, or one of the seed guide's files
@@ -48,21 +50,35 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     import os  # noqa: PLC0415 - only for the default
 
     env = os.environ if environ is None else environ
-    data = _read(path)
-    warnings: list[str] = []
-    if seed.is_seed(data):
-        data, warnings = seed.translate(data, env)
-    else:
+    data = read_document(path)
+    if not seed.is_seed(data):
         _refuse_caxton_yaml(data, path)
+        config, warnings = _load(data, path, env, [])
+        return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+    native, seed_warnings, origins = seed.translate(data, env)
+    try:
+        config, warnings = _load(native, path, env, seed_warnings)
+    except ConfigError as exc:
+        raise ConfigError(seed.named_as_in_seed(exc.message, origins), exc.hint) from exc
+    warnings = [seed.named_as_in_seed(w, origins) for w in warnings]
+    return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+
+
+def _load(data: Mapping[str, Any], path: Path, env: Mapping[str, str],
+          warnings: list[str]) -> tuple[MigrationConfig, list[str]]:  # fmt: skip
     ctx = Context(environ=env, base=path.parent, allow_inline=_allow_inline(data, env))
     if ctx.allow_inline:
         warnings.append("allow_inline_secrets: passwords written in the file are accepted; prefer ${VAR}")
     values = _read_values(data, ctx)
     config = _build(values, data, ctx, warnings)
-    return LoadedConfig(config=config, warnings=tuple(warnings), source_path=path)
+    if config.validation.performance_comparison:
+        warnings.append("validation.performance_comparison: no command compares latency by itself; after the "
+                        f"switch run `replicator watch --config {path}` (old vs new reads, alerts)")  # fmt: skip
+    return config, warnings
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_document(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``. Raises ConfigError (unreadable, not YAML, not a mapping)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -181,18 +197,27 @@ def _batch(values: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
+def _in(section: str, build: Callable[[], T]) -> T:
+    """``build()``, its ConfigError naming ``section`` (the owners' messages name flags or settings)."""
+    try:
+        return build()
+    except ConfigError as exc:
+        if exc.message.startswith(f"{section}.") or exc.message.startswith(f"{section}:"):
+            raise
+        raise ConfigError(f"{section}: {exc.message}", exc.hint) from exc
+
+
 def _build(values: dict[str, dict[str, Any]], data: Mapping[str, Any], ctx: Context,
            warnings: list[str]) -> MigrationConfig:  # fmt: skip
-    kafka = dict(values.get("kafka", {}))
     cut = dict(values.get("cutover", {}))
     renamed = {"max_pause": "max_pause_s", "writer_wait": "writer_wait_s"}
     return MigrationConfig(
-        store=StoreConfig(**values.get("store", {})),
-        kafka=KafkaConfig(**kafka),
-        source=SourceOptions(**values.get("source", {})),
-        neo4j=_neo4j(values["neo4j"], ctx, warnings) if "neo4j" in data else None,
-        qdrant=_qdrant(values["qdrant"], ctx, warnings) if "qdrant" in data else None,
-        cutover=CutoverPolicy(**{renamed.get(k, k): v for k, v in cut.items()}),
+        store=_in("store", lambda: StoreConfig(**values.get("store", {}))),
+        kafka=_in("kafka", lambda: KafkaConfig(**values.get("kafka", {}))),
+        source=_in("source", lambda: SourceOptions(**values.get("source", {}))),
+        neo4j=_in("neo4j", lambda: _neo4j(values["neo4j"], ctx, warnings)) if "neo4j" in data else None,
+        qdrant=_in("qdrant", lambda: _qdrant(values["qdrant"], ctx, warnings)) if "qdrant" in data else None,
+        cutover=_in("cutover", lambda: CutoverPolicy(**{renamed.get(k, k): v for k, v in cut.items()})),
         strategy=values[""].get("strategy", "live"),
-        validation=ValidationConfig(**values.get("validation", {})),
+        validation=_in("validation", lambda: ValidationConfig(**values.get("validation", {}))),
     )

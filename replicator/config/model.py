@@ -148,7 +148,10 @@ class QdrantConfig:
 
     def __post_init__(self) -> None:
         _check_layout("qdrant", self.layout)
-        self.settings()  # exactly one of url and path
+        if (self.url is None) == (self.path is None):
+            raise ConfigError("qdrant: give exactly one of url (a server) and path (local mode)",
+                              hint="url: http://localhost:6333, or path: ./data/qdrant; remove the other")  # fmt: skip
+        self.settings()
         if self.vector_size != DIMENSIONS:
             raise ConfigError(
                 f"qdrant.vector_size {self.vector_size} is not the model's: all-MiniLM-L6-v2 gives {DIMENSIONS}-d",
@@ -197,6 +200,12 @@ class ValidationConfig:
     performance_comparison: bool = False
 
     def __post_init__(self) -> None:
+        if not self.consistency_checks:
+            raise ConfigError(
+                "validation.consistency_checks: false is refused: every cutover compares the destinations with "
+                "the store before it switches (the promise: no memory lost)",
+                hint="remove the key, or set it to true",
+            )
         if self.sample_queries is not None and self.sample_queries < 0:
             raise ConfigError("validation.sample_queries must not be negative", hint="e.g. 100")
 

@@ -11,6 +11,7 @@ silently ignored. docs/config.md shows this table. Pure.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -75,8 +76,10 @@ SEED_KEYS: Final[dict[str, SeedKey]] = {
         "strength_property")},
     "migration.validation": SeedKey("section"),
     "migration.validation.sample_queries": SeedKey("map", "validation.sample_queries"),
-    "migration.validation.consistency_checks": SeedKey("map", "validation.consistency_checks"),
-    "migration.validation.performance_comparison": SeedKey("map", "validation.performance_comparison"),
+    "migration.validation.consistency_checks": SeedKey("check", "", "every cutover validates; it cannot be turned off",
+                                                       (True,)),
+    "migration.validation.performance_comparison": SeedKey(
+        "map", "validation.performance_comparison", "true: a warning to run `replicator watch` after the switch"),
     "migration.settings": SeedKey("section"),
     "migration.settings.batch_size": SeedKey("map", f"{_SINGLE}.batch_size", "events per batch of the sink"),
     "migration.settings.parallel_uploads": SeedKey(
@@ -119,9 +122,10 @@ def seed_keys_of(data: Mapping[str, Any]) -> list[str]:
     return [key for key, _ in _walk(data, "")]
 
 
-def translate(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """A seed file as our configuration's sections, and the warnings (each naming its key). Raises
-    ConfigError naming a key that is unknown, in the wrong place, or asks for what we do not do."""
+def translate(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """A seed file as our configuration's sections, the warnings (each naming its key), and which seed
+    key each of our keys came from (to name it in a later error). Raises ConfigError naming a key that
+    is unknown, in the wrong place, or asks for what we do not do."""
     unexpected = sorted(str(k) for k in data if k != "migration")
     if unexpected:
         raise ConfigError(
@@ -133,6 +137,7 @@ def translate(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict
     if backend in ("qdrant", "hybrid"):
         out["qdrant"] = {}
     warnings: list[str] = []
+    origins: dict[str, str] = {}
     for key, value in _walk(data, ""):
         spec = SEED_KEYS.get(key)
         if spec is None:
@@ -144,6 +149,7 @@ def translate(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict
             warnings.append(f"{key}: {spec.why}")
         elif spec.action == "map":
             for target in _targets(spec.target, backend):
+                origins[target] = key
                 section, _, name = target.rpartition(".")
                 _check_destination(key, section, backend)
                 if section:
@@ -153,7 +159,15 @@ def translate(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict
     if not data.get("migration", {}).get("source", {}).get("config", {}).get("database_path"):
         warnings.append("migration.source.config.database_path is not given: the store is ./data/memory.db "
                         "(beside this file); --db overrides it")  # fmt: skip
-    return out, warnings
+    return out, warnings, origins
+
+
+def named_as_in_seed(text: str, origins: Mapping[str, str]) -> str:
+    """``text`` with our key names followed by the seed file's (``neo4j.password`` becomes
+    ``migration.destination.config.password (neo4j.password)``): the operator edits the seed file."""
+    for ours, theirs in origins.items():
+        text = re.sub(rf"(?<![\w.]){re.escape(ours)}(?![\w])", f"{theirs} ({ours})", text, count=1)
+    return text
 
 
 def _destination(data: Mapping[str, Any]) -> str:

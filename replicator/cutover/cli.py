@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from replicator.clioptions import config_option, source_db_option
+from replicator.clioptions import CONFIG_META, config_option, source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
@@ -56,6 +56,9 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
 
     for warning in plan.warnings():
         click.echo(f"warning: {warning}", err=True)
+    loaded = click.get_current_context().meta.get(CONFIG_META)
+    if loaded is not None and loaded.config.cutover.confirm:  # cutover.confirm: true in --config
+        click.confirm(f"fence {db} and cut over to {target} now?", abort=True, err=True)
     kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
     targets = sinks_for(kinds, opts, store_identity(db))
     try:

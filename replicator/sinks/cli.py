@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from replicator.clioptions import GRAPH_FLAGS, config_option, graph_model, graph_options, secret_option
+from replicator.clioptions import CONFIG_META, GRAPH_FLAGS, config_option, graph_model, graph_options, secret_option
 from replicator.secrets import read_secret
 from replicator.sinks.qdrant.cli import connection_options, reembed_command, sink_settings
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH
@@ -34,6 +34,7 @@ from replicator.transport.settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES_ENV,
     KafkaSettings,
+    ReplicationEnv,
     parse_size,
     replication_from_env,
 )
@@ -94,6 +95,18 @@ def runner_options(f: F) -> F:
     return f
 
 
+def _replication() -> ReplicationEnv:
+    """The topics' replication: the variables, else ``--config``'s kafka section (as the source reads it)."""
+    found = replication_from_env()
+    loaded = click.get_current_context().meta.get(CONFIG_META)
+    if loaded is not None:
+        kafka = loaded.config.kafka
+        for key in ("replication_factor", "min_insync_replicas"):
+            if found[key] is None:
+                found[key] = getattr(kafka, key)
+    return found
+
+
 def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunnerSettings:
     if not opts.get("group"):
         raise click.UsageError("Missing option '--group' (the sink's consumer group).")
@@ -103,7 +116,7 @@ def runner_settings(opts: dict[str, Any], tables: tuple[str, ...]) -> SinkRunner
             bootstrap_servers=opts["bootstrap_servers"],
             client_id=f"replicator-sink-{opts['group']}",
             max_message_bytes=parse_size(opts["max_message_bytes"], "--max-message-bytes"),
-            **replication_from_env(),  # for the dead-letter topic, as the source's topics get them
+            **_replication(),  # for the dead-letter topic, as the source's topics get them
         ),
         topic_prefix=opts["topic_prefix"],
         tables=tables,

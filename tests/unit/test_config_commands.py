@@ -17,8 +17,9 @@ from replicator.cutover.config import sample_config
 from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 
-#: Development-only commands (the local stack, its smoke test, the demo) take no replicator.yaml.
-DEVELOPMENT = {"stack", "smoke", "demo"}
+#: Development-only commands (the local stack, its smoke test, the demo) take no replicator.yaml; the
+#: `config` commands take it as their argument.
+DEVELOPMENT = {"stack", "smoke", "demo", "config"}
 
 CONFIG = """\
 store:
@@ -157,3 +158,32 @@ def test_a_layout_a_command_cannot_use_is_an_error(tmp_path: Path) -> None:
     path.write_text("neo4j:\n  layout: mcp\n")
     with pytest.raises(ConfigError, match=r"neo4j.layout is mcp"):
         _params(("validate",), ["--config", str(path)])
+
+
+def test_cutover_confirm_in_the_file_asks_before_the_fence(tmp_path: Path) -> None:
+    (tmp_path / "caxton.yaml").write_text(sample_config())
+    path = tmp_path / "replicator.yaml"
+    path.write_text("store: {caxton_config: caxton.yaml}\nneo4j: {}\ncutover: {confirm: true}\n")
+    result = CliRunner().invoke(cli, ["cutover", "--config", str(path)], input="n\n")
+    assert "cut over to neo4j now? [y/N]" in result.output
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1  # click.Abort: nothing started
+    assert not list(tmp_path.glob("*.migration.json"))
+
+
+def test_the_sinks_dead_letter_topic_gets_the_files_replication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replicator.sinks.cli import runner_settings  # noqa: PLC0415
+
+    for name in ("REPLICATOR_KAFKA_REPLICATION_FACTOR", "REPLICATOR_KAFKA_MIN_INSYNC_REPLICAS"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "replicator.yaml"
+    path.write_text("kafka: {replication_factor: 3, min_insync_replicas: 2}\nneo4j: {}\n")
+    command = cli.commands["sink"].commands["neo4j"]  # type: ignore[attr-defined]
+    with command.make_context("neo4j", ["--config", str(path)]) as ctx:
+        settings = runner_settings(dict(ctx.params), ("entities", "relations"))
+    assert (settings.kafka.replication_factor, settings.kafka.min_insync_replicas) == (3, 2)
+
+
+def test_the_precedence_is_stated_in_the_root_help() -> None:
+    assert PRECEDENCE in " ".join(CliRunner().invoke(cli, ["--help"]).output.split())

@@ -3,6 +3,7 @@ key and the fix (docs/config.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,33 @@ def test_defaults_are_the_owners(tmp_path: Path) -> None:
     assert config.neo4j is not None and config.neo4j.graph == GraphModel()
     assert config.neo4j.sink == config.neo4j.group == "replicator-sink-neo4j"
     assert config.target == "neo4j" and config.strategy == "live"
+
+
+def test_docs_config_md_has_a_row_for_every_seed_key() -> None:
+    """docs/config.md's table: a row's first cell is a full key, then leaves under the same parent."""
+    documented = set()
+    for line in (SEED.parents[2] / "docs" / "config.md").read_text().splitlines():
+        if line.startswith("| `migration."):
+            names = re.findall(r"`([^`]+)`", line.split("|")[1])
+            parent = names[0].rpartition(".")[0]
+            documented |= {names[0], *(f"{parent}.{leaf}" for leaf in names[1:])}
+    keys = {key for key, spec in SEED_KEYS.items() if spec.action != "section"}
+    assert documented == keys
+
+
+def test_a_seed_files_inline_password_is_refused_or_unused_and_named_by_the_seeds_key() -> None:
+    with pytest.raises(ConfigError, match=r"migration.destination.config.password \(neo4j.password\) is written"):
+        load_config(SEED / "neo4j-migration.yaml", {})
+    loaded = load_config(SEED / "neo4j-migration.yaml", {"REPLICATOR_NEO4J_PASSWORD": "from-env"})
+    assert loaded.config.neo4j is not None and loaded.config.neo4j.password is None  # the variable gives it
+    assert any(w.startswith("migration.destination.config.password (neo4j.password) is written in the file and not "
+                            "used: REPLICATOR_NEO4J_PASSWORD overrides it") for w in loaded.warnings)  # fmt: skip
+
+
+def test_a_seed_value_we_do_not_do_is_refused_by_its_key(tmp_path: Path) -> None:
+    text = (SEED / "hybrid-migration.yaml").read_text().replace('relations: "neo4j"', 'relations: "both"')
+    with pytest.raises(ConfigError, match=r"migration.distribution.relations = 'both' is not supported"):
+        load_config(_write(tmp_path, text), ENV)
+    text = (SEED / "qdrant-migration.yaml").read_text().replace("vector_size: 384", "vector_size: 768")
+    with pytest.raises(ConfigError, match=r"migration.destination.config.vector_size \(qdrant.vector_size\) 768"):
+        load_config(_write(tmp_path, text), ENV)
