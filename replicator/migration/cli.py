@@ -138,18 +138,13 @@ def _live(cfg: MigrationConfig, config_path: Path, db: Path, caxton: Path, migra
 
 
 def _overridden(cfg: MigrationConfig, entity_label: str | None, qdrant_path: Path | None) -> MigrationConfig:
-    """The file's configuration with the flags and the secrets' variables (REPLICATOR_NEO4J_PASSWORD[_FILE],
-    REPLICATOR_QDRANT_API_KEY[_FILE]) in place of its values: flag > variable > file."""
-    from replicator.config import Secret  # noqa: PLC0415
-    from replicator.secrets import secret_from_env  # noqa: PLC0415
-    from replicator.sinks import settings as s  # noqa: PLC0415
+    """The file's configuration with the REPLICATOR_* variables (``config.environment``) and the flags
+    in place of its values: flag > variable > file, as for every command."""
+    import os  # noqa: PLC0415
 
-    password = secret_from_env(s.NEO4J_PASSWORD_ENV, s.NEO4J_PASSWORD_FILE_ENV, "Neo4j password")
-    if password is not None and cfg.neo4j is not None:
-        cfg = replace(cfg, neo4j=replace(cfg.neo4j, password=Secret(password, s.NEO4J_PASSWORD_ENV)))
-    api_key = secret_from_env(s.QDRANT_API_KEY_ENV, s.QDRANT_API_KEY_FILE_ENV, "Qdrant API key")
-    if api_key is not None and cfg.qdrant is not None and cfg.qdrant.url is not None:
-        cfg = replace(cfg, qdrant=replace(cfg.qdrant, api_key=Secret(api_key, s.QDRANT_API_KEY_ENV)))
+    from replicator.config.environment import with_environment  # noqa: PLC0415
+
+    cfg, _ = with_environment(cfg, os.environ)
     if entity_label is not None and cfg.neo4j is not None:
         graph = replace(cfg.neo4j.graph, entity_label=entity_label)
         cfg = replace(cfg, neo4j=replace(cfg.neo4j, graph=graph))

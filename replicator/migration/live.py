@@ -33,6 +33,10 @@ from replicator.migration.history import Migration, MigrationError
 from replicator.migration.supervise import Child, run_command
 
 Log = Callable[[str], None]
+#: A cutover that aborted because the sinks were not close enough (its preflight) or did not drain
+#: within max_pause under the fence changed nothing: catch up again and retry, this many times in all.
+ATTEMPTS = 3
+RETRIED = ("preflight", "drain")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Live:
     def __init__(self, plan: LivePlan, migration: Migration, *, log: Log, wait_for_go: Callable[[], bool]) -> None:
         self.plan, self.migration, self.log, self.wait_for_go = plan, migration, log, wait_for_go
         self.children: list[Child] = []
+        self.go_given = False
 
     def step(self, name: str) -> None:
         history.record(self.plan.db, self.migration, name, pid=os.getpid())
@@ -77,18 +82,34 @@ class Live:
         try:
             self.install()
             self.start()
-            self.catch_up()
-            return self.cutover()
+            report = self._attempts()
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             history.record(self.plan.db, self.migration, None, state="failed", reason=reason, pid=None)
             raise
+        else:
+            state = "done" if report.ok else "aborted"
+            history.record(self.plan.db, self.migration, state, state=state, reason=report.cutover.get("reason"),
+                           pid=None)  # fmt: skip
+            return report
         finally:
             for child in reversed(self.children):
                 child.stop()
 
-    def _command(self, argv: list[str], what: str, timeout_s: float = 600.0) -> str:
-        done = run_command([*argv, *self.plan.common(), "--db", str(self.plan.db)], timeout_s)
+    def _attempts(self) -> LiveReport:
+        """Catch up and cut over; again (up to ATTEMPTS) when the cutover aborted for lag, having
+        changed nothing."""
+        for attempt in range(1, ATTEMPTS + 1):
+            self.catch_up()
+            report = self.cutover()
+            if report.ok or report.cutover.get("aborted_at") not in RETRIED or attempt == ATTEMPTS:
+                break
+            self.log(f"  the cutover aborted at {report.cutover.get('aborted_at')} (writers released, nothing "
+                     f"switched): catching up again, attempt {attempt + 1} of {ATTEMPTS}")  # fmt: skip
+        return report
+
+    def _command(self, argv: list[str], what: str, timeout_s: float = 600.0, answer: str = "") -> str:
+        done = run_command([*argv, *self.plan.common(), "--db", str(self.plan.db)], timeout_s, answer)
         if done.returncode not in (0, 1):
             said = (done.stderr.strip().splitlines() or ["(no output)"])[-2:]
             raise MigrationError(f"{what} failed: {' '.join(said)}", hint="fix what it names, then run migrate again")
@@ -122,14 +143,14 @@ class Live:
     def catch_up(self) -> None:
         self.step("catch-up")
         deadline = time.monotonic() + self.plan.catch_up_timeout_s
-        max_lag = self.plan.config.cutover.max_lag
+        max_lag, pause_s = self.plan.config.cutover.max_lag, self.plan.config.cutover.max_pause_s
         while True:
             self._check_children()
             out = self._command(["lag", "--json", "--interval", "1s"], "reading the lag", timeout_s=120)
             report = json.loads(out)
             sinks = report["sinks"]
             self.log(f"  head seq {report['source']['head_seq']:>7} | " + " | ".join(_lag_line(s) for s in sinks))
-            if sinks and all(s["lag_seq"] is not None and s["lag_seq"] <= max_lag for s in sinks):
+            if sinks and all(_caught_up(s, max_lag, pause_s) for s in sinks):
                 return
             if time.monotonic() > deadline:
                 raise MigrationError(f"the sinks did not catch up within {self.plan.catch_up_timeout_s:g}s",
@@ -137,17 +158,28 @@ class Live:
             time.sleep(1.0)
 
     def cutover(self) -> LiveReport:
-        if not self.wait_for_go():
+        if not self.go_given and not self.wait_for_go():  # asked once, at the first time it is ready
             raise MigrationError("the operator did not confirm the cutover", hint="run migrate again when ready")
+        self.go_given = True
         self.step("cutover")
+        # cutover.confirm makes the cutover ask too: the go migrate just got is its answer.
         out = self._command(["cutover", "--caxton-config", str(self.plan.caxton), "--json"], "the cutover",
-                            timeout_s=900)  # fmt: skip
+                            timeout_s=900, answer="y\n")  # fmt: skip
         data = json.loads(out)
         report = LiveReport(self.migration.id, self.migration.target, ok=bool(data.get("ok")), cutover=data)
-        state = "done" if report.ok else "aborted"
-        history.record(self.plan.db, self.migration, state, state=state, reason=data.get("reason"), pid=None)
         report.text = _text(report)
         return report
+
+
+def _caught_up(sink: dict[str, Any], max_lag: int, max_pause_s: float) -> bool:
+    """Close enough for the cutover's drain to fit in its pause: within ``max_lag`` seqs, applying
+    (not stalled or stopped), and a watermark less than half the pause old (seconds behind is how long
+    the drain under the fence would take at the rate it keeps up with)."""
+    seconds = sink.get("lag_seconds")
+    return (
+        sink["lag_seq"] is not None and sink["lag_seq"] <= max_lag and sink["status"] not in ("STALL", "STOP")
+        and seconds is not None and seconds <= max_pause_s / 2
+    )  # fmt: skip
 
 
 def _lag_line(sink: dict[str, Any]) -> str:

@@ -72,7 +72,8 @@ class Child:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run_command(argv: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """``replicator <argv>`` to its end (output captured). Raises subprocess.TimeoutExpired."""
+def run_command(argv: list[str], timeout_s: float, answer: str = "") -> subprocess.CompletedProcess[str]:
+    """``replicator <argv>`` to its end (output captured; ``answer`` is its standard input, e.g. the
+    operator's yes migrate already got). Raises subprocess.TimeoutExpired."""
     return subprocess.run([sys.executable, "-m", "replicator", *argv], capture_output=True, text=True,
-                          timeout=timeout_s, check=False)  # fmt: skip
+                          timeout=timeout_s, check=False, input=answer)  # fmt: skip
