@@ -27,6 +27,7 @@ from replicator.demo import cli as demo_cli
 from replicator.errors import ReplicatorError
 from replicator.guide import cli as guide_cli
 from replicator.lifecycle import cli as lifecycle_cli
+from replicator.migration import cli as migration_cli
 from replicator.observe import cli as observe_cli
 from replicator.sinks.cli import sink
 from replicator.source.cli import source
@@ -71,6 +72,7 @@ cutover_cli.register(cli)  # cutover, rollback, status
 demo_cli.register(cli)  # demo
 guide_cli.register(cli)  # export, import, stats, diff, validate
 lifecycle_cli.register(cli)  # assess, check, tune, watch
+migration_cli.register(cli)  # migrate, migration-status
 cli.add_command(sink)
 cli.add_command(config_group)  # config init, config check
 

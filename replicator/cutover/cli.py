@@ -81,7 +81,12 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
     help="Roll back without first checking that the new backend took no writes since the cutover "
     "(writes it took are lost).",
 )  # fmt: skip
-def rollback(db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool) -> None:
+@click.option("--migration-id", help="The migration (`replicator migrate`) to roll back; recorded in its history.")
+@click.option("--reason", help="Why, kept in the migration's history (the seed's rollback --reason).")
+def rollback(
+    db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool,
+    migration_id: str | None, reason: str | None,
+) -> None:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
     After a completed cutover, the destinations are first compared with the store in full (pass the
@@ -89,20 +94,32 @@ def rollback(db: Path, opts: TargetOptions, caxton_config: Path | None, discard_
     differs, since the store does not have those writes."""
     from replicator.cutover import rollback as rollback_mod  # noqa: PLC0415 - clients load on use
     from replicator.cutover.targets import divergence  # noqa: PLC0415
+    from replicator.migration import history  # noqa: PLC0415
 
+    migration = None if migration_id is None else history.find(db, migration_id)  # an unknown id: named
+    if migration is not None and migration.state == "running" and migration.alive():
+        raise ReplicatorError(f"migration {migration.id} is running (pid {migration.pid})", hint="stop it first")
     check = None if discard_new_writes else divergence(db, opts)
     for line in rollback_mod.rollback(db, caxton_config, divergence=check):
         click.echo(line)
+    if migration is not None:
+        history.record(db, migration, "rolled_back", state="rolled_back", reason=reason or "rollback", pid=None)
+        click.echo(f"migration {migration.id}: rolled back ({reason or 'no reason given'})")
 
 
 @click.command()
 @config_option()
 @source_db_option
+@click.option("--migration-id", help="Also the history of this migration (`replicator migrate`).")
 @click.option("--json", "as_json", is_flag=True)
-def status(db: Path, as_json: bool) -> None:
+def status(db: Path, migration_id: str | None, as_json: bool) -> None:
     """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back."""
     if not db.exists():
         raise ReplicatorError(f"no store at {db}", hint="pass --db")
+    if migration_id is not None:
+        from replicator.migration import history  # noqa: PLC0415
+
+        click.echo(history.find(db, migration_id).describe())
     st = state_mod.load(db)
     if as_json:
         click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),

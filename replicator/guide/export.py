@@ -8,7 +8,7 @@ Format (``FORMAT_VERSION`` 1)::
                     confidence, created_at, updated_at, valid_from, valid_to, metadata}, ...],
      "embeddings": [{entity_id, model_version, created_at, vector_b64}, ...],   # --with-embeddings
      "metadata": {"format": "caxton-memory-export", "version": 1, "replicator_version": ...,
-                  "exported_at": ISO-8601, "counts": {...}, "store_id": ... (capture installed)}}
+                  "exported_at": ISO-8601, "counts": {...}, "store_id", "head_seq" (capture installed)}}
 
 ``metadata`` stays the writer's JSON *text* and ``observations`` keep their order, so an import
 reproduces the rows exactly; ``vector_b64`` is the store's BLOB (384 little-endian float32) in base64.
@@ -36,6 +36,7 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
     """The export of the store at ``store_path`` as a JSON-ready dict. Read-only; raises MigrateError."""
     with StoreReader(store_path) as store, store.transaction():
         meta = store.meta()
+        head = store.changelog()[1] if store.capture_installed else None
         entities, relations = _entities(store.conn), _relations(store.conn)
         embeddings = _embeddings(store.conn) if with_embeddings else None
     doc: dict[str, Any] = {"entities": entities, "relations": relations}
@@ -53,6 +54,8 @@ def export_document(store_path: Path, *, with_embeddings: bool = False) -> dict[
     }
     if "store_id" in meta:
         metadata["store_id"] = meta["store_id"]
+    if head is not None:  # the changelog head the rows were read at: an import writes them at this seq
+        metadata["head_seq"] = head
     doc["metadata"] = metadata
     return doc
 

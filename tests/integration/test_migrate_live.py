@@ -1,0 +1,133 @@
+"""``replicator migrate --config replicator.yaml`` with the live strategy (issue 12, item 3) against the
+real Kafka, Neo4j and Qdrant local mode, while a writer writes: capture installed, the source and
+both sinks started as daemons with the same file, lag shown until they caught up, the cutover run with
+the same file; then the destinations equal the store. Unique topic prefix, labels, groups, ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import neo4j
+
+from replicator.config import load_config
+from replicator.cutover.config import read_backend, sample_config
+from replicator.demo.daemons import free_ports
+from replicator.demo.demo import LiveWriter, seed_store
+from replicator.migration import history
+from replicator.migration.supervise import answers
+from replicator.sinks.settings import Neo4jSettings
+from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.writer import MemoryWriter
+from replicator.transport.settings import KafkaSettings
+
+
+def _deployment(tmp: Path, kafka: KafkaSettings, graph: Neo4jSettings, tag: str) -> Path:
+    (tmp / "data").mkdir()
+    seed_store(tmp / "data" / "memory.db", 40, hash_vector).writer.close()
+    (tmp / "caxton.yaml").write_text(sample_config("./data/memory.db"))
+    source, sink_neo4j, sink_qdrant = free_ports(3)
+    (tmp / "replicator.yaml").write_text(f"""\
+strategy: live
+store: {{path: ./data/memory.db, caxton_config: ./caxton.yaml}}
+kafka: {{bootstrap: "{kafka.bootstrap_servers}", topic_prefix: "t{tag}.caxton.memory"}}
+source: {{metrics_port: {source}}}
+neo4j:
+  uri: "{graph.uri}"
+  password: ${{REPLICATOR_NEO4J_PASSWORD}}
+  entity_label: Entity_{tag}
+  position_label: Position_{tag}
+  tombstone_label: Tombstone_{tag}
+  group: g{tag}-neo4j
+  metrics_port: {sink_neo4j}
+qdrant:
+  path: ./qdrant
+  collection: c_{tag}
+  group: g{tag}-qdrant
+  metrics_port: {sink_qdrant}
+cutover: {{max_pause: 10s}}
+""")
+    return tmp
+
+
+def _clean(graph: Neo4jSettings, tag: str) -> None:
+    with neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver:
+        for label in (f"Entity_{tag}", f"Position_{tag}", f"Tombstone_{tag}"):
+            driver.execute_query(f"MATCH (n:`{label}`) DETACH DELETE n", database_=graph.database)
+
+
+def _replicator(where: Path, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "replicator", *args], cwd=where, capture_output=True, text=True,
+                          timeout=timeout_s, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+
+
+def test_live_migrate_with_a_writer_to_a_completed_cutover(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    where = _deployment(tmp_path, kafka, graph, tag)
+    db = where / "data" / "memory.db"
+    writer = LiveWriter(Workload(MemoryWriter(db, busy_timeout_ms=30_000), seed=5, vectorize=hash_vector), 20)
+    writer.workload.counter = 10_000_000
+    try:
+        writer.start()
+        done = _replicator(where, "migrate", "--config", "replicator.yaml", "--yes")
+        writer.stop()
+        assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+        assert "(live to hybrid): done" in done.stdout
+        assert "head seq" in done.stderr  # the lag was shown while the sinks caught up
+        assert read_backend(where / "caxton.yaml") == "hybrid"
+        assert writer.acknowledged > 0 and writer.refused > 0, (writer.acknowledged, writer.refused)
+        assert not writer.other_errors, writer.other_errors[:3]
+        (migration,) = history.load_all(db).values()
+        assert migration.state == "done"
+        equal = _replicator(where, "validate", "--config", "replicator.yaml", "--target", "hybrid", "--full",
+                            "--no-search")  # fmt: skip
+        assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
+    finally:
+        writer.stop()
+        _clean(graph, tag)
+
+
+def test_ctrl_c_in_the_middle_then_a_rerun_completes(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    where = _deployment(tmp_path, kafka, graph, tag)
+    db = where / "data" / "memory.db"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "replicator", "migrate", "--config", "replicator.yaml", "--yes"],
+                                cwd=where, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [m.last_step for m in history.load_all(db).values()] if history.history_path(db).exists() else []
+            if steps == ["catch-up"]:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (out, err[-2000:])
+        cfg = load_config(where / "replicator.yaml", {"REPLICATOR_NEO4J_PASSWORD": "unused"}).config
+        assert cfg.neo4j is not None and cfg.qdrant is not None
+        for port in (cfg.source.metrics_port, cfg.neo4j.metrics_port, cfg.qdrant.metrics_port):
+            assert not answers(port), f"a daemon still answers on {port} after Ctrl-C"
+        (stopped,) = history.load_all(db).values()
+        assert (stopped.state, stopped.reason, stopped.last_step) == ("failed", "interrupted", "catch-up")
+        status = _replicator(where, "status", "--config", "replicator.yaml", "--migration-id", stopped.id)
+        assert f"migration {stopped.id} (live to hybrid): failed at step catch-up: interrupted" in status.stdout
+        assert read_backend(where / "caxton.yaml") == "embedded"  # nothing switched
+        again = _replicator(where, "migrate", "--config", "replicator.yaml", "--yes")
+        assert again.returncode == 0, (again.stdout, again.stderr[-3000:])
+        assert f"resuming migration {stopped.id}" in again.stderr
+        assert "(live to hybrid): done" in again.stdout and read_backend(where / "caxton.yaml") == "hybrid"
+        equal = _replicator(where, "validate", "--config", "replicator.yaml", "--target", "hybrid", "--full",
+                            "--no-search")  # fmt: skip
+        assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
+    finally:
+        _clean(graph, tag)
