@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sqlite3
 import sys
@@ -42,7 +43,7 @@ from replicator.transport.settings import KafkaSettings
 from replicator.transport.topics import positions_topic
 
 
-def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float]:
+def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float, float]:
     """Read each changelog row and the state of the row it names (plain columns, in one read
     transaction per page, as capture v5 needs), Avro-encode a minimal record, produce, flush."""
     conn = sqlite3.connect(db, isolation_level=None)
@@ -52,7 +53,7 @@ def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float]:
         "entities": "SELECT id, name, entity_type, observations, created_at, updated_at FROM entities WHERE id = ?",
         "embeddings": "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id = ?",
     }
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     count, after = 0, 0
     while True:
         conn.execute("BEGIN")
@@ -82,26 +83,27 @@ def _raw(db: Path, kafka: KafkaSettings, topic: str) -> tuple[int, float]:
             break
         after = rows[-1][0]
     producer.flush(60)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     conn.close()
-    return count, elapsed
+    return count, elapsed, cpu
 
 
-def _run_until(daemon: SourceDaemon, target: int) -> float:
-    """Run ``daemon`` until it committed ``target`` with no snapshot pending; seconds it took."""
+def _run_until(daemon: SourceDaemon, target: int) -> tuple[float, float]:
+    """Run ``daemon`` until it committed ``target`` with no snapshot pending; seconds it took, and
+    the process's CPU seconds meanwhile."""
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     while not daemon.kafka_ok:  # connected and its position read: the stream starts now
         time.sleep(0.001)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while daemon.committed_seq < target or daemon.snapshot is not None:
         time.sleep(0.005)
         if not thread.is_alive():
             sys.exit("source stopped early")
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     daemon.request_stop()
     thread.join(60)
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -131,8 +133,8 @@ def main() -> None:
         head = reader.head_seq()
         reader.close()
         ensure_topics(kafka, prefix + ".raw", 3)
-        raw_count, raw_s = _raw(db, kafka, prefix + ".raw.entities")
-        source_s = _run_until(SourceDaemon(settings, progress=False), head)
+        raw_count, raw_s, raw_cpu = _raw(db, kafka, prefix + ".raw.entities")
+        source_s, source_cpu = _run_until(SourceDaemon(settings, progress=False), head)
     for name in ("entities", "relations", "embeddings"):
         delete_topic(kafka, f"{prefix}.{name}")
         delete_topic(kafka, f"{prefix}.raw.{name}")
@@ -145,6 +147,10 @@ def main() -> None:
         "raw_bound_events_per_s": round(raw_count / raw_s),
         "source_events_per_s": round(raw_count / source_s),
         "source_vs_raw": round(raw_s / source_s, 3),
+        "source_vs_raw_cpu": round(raw_cpu / source_cpu, 3),
+        "raw_cpu_s": round(raw_cpu, 3),
+        "source_cpu_s": round(source_cpu, 3),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "raw_s": round(raw_s, 3),
         "source_s": round(source_s, 3),
         "machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
