@@ -4,10 +4,13 @@ The store is configured like Caxton's writer (STORE.md): WAL, synchronous=NORMAL
 Raw sqlite3, one connection, statements as the runtime issues them (an entity row with a JSON
 observations array and metadata; an update rewrites observations; a delete cascades to relations
 and the embedding). Two shapes: one row per commit (BEGIN IMMEDIATE .. COMMIT around each
-statement) and batches of ``--batch`` rows per commit. Each (shape, capture) pair is measured
-``--reps`` times, interleaved, on fresh stores in a temp dir; medians and ratios are reported.
+statement) and ``--batch`` rows per commit (default: all ``--rows`` in one transaction). Three
+writers, measured in the same run: ``plain`` (no triggers), ``floor`` (a trigger that only records
+(table, op, row id) into the changelog: the least any trigger-based capture can cost) and
+``captured`` (``replicator source install``). Each (shape, writer) pair is measured ``--reps``
+times, interleaved, on fresh stores in a temp dir; medians and time ratios are reported.
 
-Usage: PYTHONPATH=. .venv/bin/python bench/writer_overhead.py [--rows 2000] [--batch 100] [--reps 5]
+Usage: PYTHONPATH=. .venv/bin/python bench/writer_overhead.py [--rows 2000] [--batch 0] [--reps 5]
        [--out bench/results/writer_overhead.json]
 """
 
@@ -26,19 +29,35 @@ from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CAPTURE_VERSION
+from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, KEY_COLUMN, trigger_names
 from replicator.store.schema import DDL, WRITER_PRAGMAS, pack_vector
 
 OPS = ("insert", "update", "delete")
+WRITERS = ("plain", "floor", "captured")
 
 
-def _store(path: Path, captured: bool) -> sqlite3.Connection:
+def _floor_triggers(conn: sqlite3.Connection) -> None:
+    """Replace capture's triggers by ones that record only (table, op, row id): the floor."""
+    for table, key in KEY_COLUMN.items():
+        for name, (event, op, ref) in zip(
+            trigger_names(table), (("INSERT", "c", "NEW"), ("UPDATE", "u", "NEW"), ("DELETE", "d", "OLD")), strict=True
+        ):
+            conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute(
+                f'CREATE TRIGGER "{name}" AFTER {event} ON {table} BEGIN INSERT INTO {CHANGELOG} '
+                f"(tbl, op, row_id, ts_ms) VALUES ('{table}', '{op}', {ref}.{key}, 0); END"
+            )
+
+
+def _store(path: Path, writer: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in WRITER_PRAGMAS:
         conn.execute(pragma)
     conn.executescript(DDL)
-    if captured:
+    if writer != "plain":
         install(path)
+    if writer == "floor":
+        _floor_triggers(conn)
     return conn
 
 
@@ -68,43 +87,53 @@ def _run(conn: sqlite3.Connection, rows: int, batch: int) -> dict[str, float]:
         "delete": lambda i: conn.execute("DELETE FROM entities WHERE name = ?", (f"entity {i}",)),
     }
     for op in OPS:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for first in range(0, rows, batch):
             conn.execute("BEGIN IMMEDIATE")
             for i in range(first, min(first + batch, rows)):
                 work[op](i)
             conn.execute("COMMIT")
         rates[op] = rows / (time.perf_counter() - started)
+        rates[f"cpu/{op}"] = rows / max(time.process_time() - cpu, 1e-9)
     return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=0, help="rows per commit in the batch shape (0: all --rows)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/writer_overhead.json"))
     args = parser.parse_args()
+    batch_rows = args.batch or args.rows
 
     samples: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            for shape, batch in (("single", 1), ("batch", args.batch)):
-                for captured in (False, True):
-                    path = Path(tmp) / f"{shape}-{captured}-{rep}.db"
-                    conn = _store(path, captured)
+            for shape, batch in (("single", 1), ("batch", batch_rows)):
+                for writer in WRITERS:
+                    path = Path(tmp) / f"{shape}-{writer}-{rep}.db"
+                    conn = _store(path, writer)
                     rates = _run(conn, args.rows, batch)
                     conn.close()
-                    key = f"{shape}/{'captured' if captured else 'plain'}"
+                    key = f"{shape}/{writer}"
                     for op, rate in rates.items():
                         samples.setdefault(key, {}).setdefault(op, []).append(rate)
 
     medians = {key: {op: round(statistics.median(v)) for op, v in ops.items()} for key, ops in samples.items()}
-    # ratio = time per row with capture / time per row without (1.0 = free; the goal is <= 1.5 single-row)
-    ratios = {
-        shape: {op: round(medians[f"{shape}/plain"][op] / medians[f"{shape}/captured"][op], 2) for op in OPS}
-        for shape in ("single", "batch")
-    }
+
+    # ratio = time per row of one writer / time per row of another (1.0 = free; the goal is <= 1.5).
+    # ``cpu``: from the process's CPU time, which other load on a shared machine does not inflate (the
+    # writer's work is in-process: with synchronous=NORMAL a WAL commit does not fsync).
+    def ratio(over: str, under: str, prefix: str = "") -> dict[str, dict[str, float]]:
+        return {
+            shape: {
+                op: round(medians[f"{shape}/{under}"][prefix + op] / medians[f"{shape}/{over}"][prefix + op], 2)
+                for op in OPS
+            }
+            for shape in ("single", "batch")
+        }
+
     result = {
         "command": "PYTHONPATH=. .venv/bin/python bench/writer_overhead.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
@@ -112,11 +141,18 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}",
         "capture_version": CAPTURE_VERSION,
         "rows_per_op": args.rows,
-        "batch": args.batch,
+        "batch": batch_rows,
         "reps": args.reps,
         "rows_per_second_median": medians,
-        "time_ratio_captured_over_plain": ratios,
-        "note": "insert = an entity row (+ its embedding for every other row); delete cascades to the embedding",
+        "time_ratio_captured_over_plain": ratio("captured", "plain"),
+        "time_ratio_floor_over_plain": ratio("floor", "plain"),
+        "time_ratio_captured_over_floor": ratio("captured", "floor"),
+        "cpu_time_ratio_captured_over_plain": ratio("captured", "plain", "cpu/"),
+        "cpu_time_ratio_floor_over_plain": ratio("floor", "plain", "cpu/"),
+        "cpu_time_ratio_captured_over_floor": ratio("captured", "floor", "cpu/"),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+        "note": "insert = an entity row (+ its embedding for every other row); delete cascades to the embedding; "
+        "floor = a trigger recording only (table, op, row id)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

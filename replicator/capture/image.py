@@ -41,8 +41,9 @@ def _text(value: str) -> str:
 
 
 def value_of(rendered: object) -> Value:
-    """One column's value from its rendering in the image. Raises ImageValueError."""
-    if rendered is None or isinstance(rendered, float):
+    """One column's value from its rendering in the image (or the value itself, read by columns: a
+    BLOB comes as bytes, which no JSON image holds). Raises ImageValueError."""
+    if rendered is None or isinstance(rendered, float | bytes):
         return rendered
     if isinstance(rendered, int) and not isinstance(rendered, bool):
         return rendered
@@ -66,7 +67,9 @@ def value_of(rendered: object) -> Value:
 
 def typed_value_of(rendered: object) -> Value:
     """A ``[typeof, value]`` pair (drifted columns, a non-BLOB ``embeddings.embedding``), or the hex
-    string of a BLOB column, as its value. Raises ImageValueError."""
+    string of a BLOB column (or the BLOB itself, read by columns), as its value. Raises ImageValueError."""
+    if isinstance(rendered, bytes):
+        return rendered
     if isinstance(rendered, str):
         try:
             return bytes.fromhex(rendered)

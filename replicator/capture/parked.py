@@ -99,14 +99,21 @@ def ensure_table(conn: sqlite3.Connection) -> None:
         conn.execute(PARKED_DDL)
 
 
-def park_change(conn: sqlite3.Connection, seq: int, why: Why) -> None:
+def park_change(conn: sqlite3.Connection, seq: int, why: Why, state: tuple[str, tuple[str, ...]] | None = None) -> None:
     """Copy changelog row ``seq`` into the parked table with its reason (idempotent: parked once).
-    The caller holds a write transaction."""
+    ``state``: (table, columns) when the changelog row holds no image (the triggers record the key
+    only): the parked row keeps the row's current image, built in SQL (a Python copy could not carry
+    TEXT that is not UTF-8). The caller holds a write transaction."""
     ensure_table(conn)
+    after = "c.after"
+    if state is not None:
+        table, columns = state
+        image = image_sql(table, columns, "t")
+        after = f"coalesce(c.after, (SELECT {image} FROM {table} AS t WHERE t.{KEY_COLUMN[table]} = c.row_id))"
     conn.execute(
         f"INSERT OR IGNORE INTO {PARKED} (seq, tbl, op, row_id, ts_ms, before, after, reason, size_bytes, "
-        f"limit_bytes, parked_ms) SELECT seq, tbl, op, row_id, ts_ms, before, after, ?, ?, ?, ? "
-        f"FROM {CHANGELOG} WHERE seq = ?",
+        f"limit_bytes, parked_ms) SELECT c.seq, c.tbl, c.op, c.row_id, c.ts_ms, c.before, {after}, ?, ?, ?, ? "
+        f"FROM {CHANGELOG} AS c WHERE c.seq = ?",
         (why.reason, why.size, why.limit, _now_ms(), seq),
     )
 

@@ -7,10 +7,16 @@ A changelog row is ``(seq, tbl, op, row_id, ts_ms, before, after)``:
 * ``op``: ``c`` insert, ``u`` update, ``d`` delete (Debezium's letters).
 * ``row_id``: the stable key (entities.id, relations.id, embeddings.entity_id).
 * ``ts_ms``: epoch ms when the writer's statement ran (its commit follows within the transaction).
-* ``before`` / ``after``: the row image, a JSON object text (``before`` for u/d, ``after`` for c/u).
+* ``before`` / ``after``: since CAPTURE_VERSION 5 the triggers record only the key: ``after`` is NULL
+  and the source reads the row's state while publishing, in the read transaction of the changelog
+  page (docs/capture.md, "What a changelog row holds"). ``before`` is NULL too, except where a sink
+  needs the old row to find what it replaces: a relation's delete, and a relation update that moves
+  its endpoints, record the relation's old image (``image_sql`` without the names it would look up).
+  Rows written by older versions, by ``resync`` and by ``source retry-parked`` carry whole images
+  (``after`` for c/u); the source publishes those as they are.
 
-The image, column by column, by the value's *storage class* (SQLite is dynamically typed: any
-column of the writer's may hold any class, whatever its declared type):
+The image (``image_sql``), column by column, by the value's *storage class* (SQLite is dynamically
+typed: any column of the writer's may hold any class, whatever its declared type):
 
 * NULL -> ``null``; INTEGER -> a JSON number; REAL -> a JSON number with 17 significant digits
   (SQLite's printf: an exact round trip for |x| < 1e100, measured; beyond it the last digit may
@@ -25,9 +31,8 @@ column of the writer's may hold any class, whatever its declared type):
   ``embeddings.embedding`` holding anything but a BLOB is ``[typeof, value]`` like a drifted column.
 * columns the writer added after install (drift) are ``[typeof, value]`` pairs under their own
   names, the value as above (BLOB as a hex string).
-* relation images add ``from_entity_name`` / ``to_entity_name`` resolved at capture time (null if
-  the entity is gone, e.g. a cascaded delete); embedding images add ``text_name``, ``text_type``,
-  ``text_observations`` (the entity at capture time, null if gone).
+* relation images add ``from_entity_name`` / ``to_entity_name`` (null if the entity is gone);
+  embedding images add ``text_name``, ``text_type``, ``text_observations`` (the entity, null if gone).
 
 Why not json_object(): SQLite (3.40.1 here, tested) does not flag its JSON functions SQLITE_INNOCUOUS, so a
 writer that runs ``PRAGMA trusted_schema=OFF`` (a common hardening) would get "unsafe use of
@@ -35,10 +40,12 @@ json_object()" on every INSERT/UPDATE/DELETE -- capture would break the writer. 
 raises "JSON cannot hold BLOB values" for a BLOB in a text column. The image is therefore built
 with core scalar functions only (typeof, hex, replace, printf, glob, char, coalesce), each of which
 is innocuous, cannot fail on any value, and accepts every storage class. ``image_sql`` is the one
-generator: the triggers and ``resync`` use it, and the source's snapshot must too, so that
-every image of a row is byte-identical whichever path built it.
+generator: the relation triggers, the source's state reads, the snapshot and ``resync`` use it, so
+that every image of a row is byte-identical whichever path built it.
 
 Updates that change no column are not recorded (WHEN clause): they change nothing downstream.
+``trigger_sql`` is the one place that decides when a trigger records (a condition added there, e.g.
+for writes that must not be captured, applies to every table and op).
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
 #: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
 #: 4: REALs of magnitude >= 1e100 exact; a non-BLOB ``embeddings.embedding`` keeps its type.
-CAPTURE_VERSION: Final = 4
+#: 5: the triggers record the key only; the source reads the row's state while publishing.
+CAPTURE_VERSION: Final = 5
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -157,9 +165,11 @@ def _object(fields: Sequence[tuple[str, str]], tail: str | None = None) -> str:
     return "('{' || " + " || ',' || ".join(parts) + " || '}')"
 
 
-def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
-    """SQL for the JSON image of the row ``ref`` (``NEW``/``OLD`` in a trigger, or a table alias in a
-    SELECT over ``table``). ``columns``: the table's columns the image is generated for. Pure."""
+def image_sql(table: str, columns: Sequence[str], ref: str, *, lookups: bool = True) -> str:
+    """SQL for the JSON image of the row ``ref`` (``OLD`` in a trigger, or a table alias in a SELECT
+    over ``table``). ``columns``: the table's columns the image is generated for. ``lookups``: add the
+    fields read from the row's entities (relation endpoint names, embedding text); without them those
+    fields are absent (a trigger never reads other rows: it would tax every write). Pure."""
     known = KNOWN_COLUMNS[table]
     fields: list[tuple[str, str]] = []
     for column in columns:
@@ -175,11 +185,11 @@ def image_sql(table: str, columns: Sequence[str], ref: str) -> str:
             rendered = f"""'["' || typeof({value}) || '",' || {json_value_sql(value, blob="hex")} || ']'"""
         fields.append((column, rendered))
     tail = None
-    if table == "relations":
+    if lookups and table == "relations":
         for key, column in (("from_entity_name", "from_entity_id"), ("to_entity_name", "to_entity_id")):
             lookup = f"(SELECT {json_value_sql('e.name')} FROM entities AS e WHERE e.id = {ref}.{column})"
             fields.append((key, f"coalesce({lookup}, 'null')"))
-    if table == "embeddings":
+    if lookups and table == "embeddings":
         # One lookup for the three fields: the subquery yields them as one fragment of members.
         text_fields = (("text_name", "name"), ("text_type", "entity_type"), ("text_observations", "observations"))
         values = ", ".join(json_value_sql("e." + column) for _, column in text_fields)
@@ -196,20 +206,38 @@ def trigger_names(table: str) -> tuple[str, str, str]:
     return (f"{TRIGGER_PREFIX}{table}_c", f"{TRIGGER_PREFIX}{table}_u", f"{TRIGGER_PREFIX}{table}_d")
 
 
+#: The endpoints of a relation: when an update moves them, the trigger keeps the old image, so the
+#: sinks can find the relationship it replaces.
+_ENDPOINTS: Final = ("from_entity_id", "to_entity_id")
+
+
+def _before_sql(table: str, columns: Sequence[str], op: str) -> str:
+    """What the trigger records as ``before``: NULL, except the old image of a relation that is
+    deleted or whose endpoints move (without lookups: names are read by the source)."""
+    if table != "relations" or op == "c":
+        return "NULL"
+    image = image_sql(table, columns, "OLD", lookups=False)
+    if op == "d":
+        return image
+    moved = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _ENDPOINTS if c in columns)
+    return f"CASE WHEN {moved} THEN {image} END" if moved else "NULL"
+
+
 def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
-    """CREATE TRIGGER statements (insert, update, delete) for ``table`` with these columns."""
+    """CREATE TRIGGER statements (insert, update, delete) for ``table`` with these columns. The one
+    place that decides when a change is recorded: the update trigger's WHEN skips updates that change
+    no column; a condition for every op belongs here too."""
     insert_name, update_name, delete_name = trigger_names(table)
     key = quote_identifier(KEY_COLUMN[table])
-    target = f"INSERT INTO {CHANGELOG} (tbl, op, row_id, ts_ms, before, after)"
+    target = f"INSERT INTO {CHANGELOG} (tbl, op, row_id, ts_ms, before)"
     changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in columns)
     return [
         f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} BEGIN "
-        f"{target} VALUES ('{table}', 'c', NEW.{key}, {NOW_MS}, NULL, {image_sql(table, columns, 'NEW')}); END",
+        f"{target} VALUES ('{table}', 'c', NEW.{key}, {NOW_MS}, NULL); END",
         f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN {changed} BEGIN "
-        f"{target} VALUES ('{table}', 'u', NEW.{key}, {NOW_MS}, {image_sql(table, columns, 'OLD')}, "
-        f"{image_sql(table, columns, 'NEW')}); END",
+        f"{target} VALUES ('{table}', 'u', NEW.{key}, {NOW_MS}, {_before_sql(table, columns, 'u')}); END",
         f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} BEGIN "
-        f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {image_sql(table, columns, 'OLD')}, NULL); END",
+        f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {_before_sql(table, columns, 'd')}); END",
     ]
 
 

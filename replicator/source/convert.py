@@ -71,6 +71,12 @@ class Message:
     partition: int | None = None
 
 
+#: A row's state as the source read it by columns (``store.StoreReader``): column -> the SQLite value
+#: (None, int, float, str, bytes), the embedding a BLOB or a ``[typeof, value]`` pair, plus the looked-up
+#: fields. ``capture.image.value_of`` reads these as it reads an image's renderings.
+State = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ChangelogRow:
     seq: int
@@ -79,7 +85,7 @@ class ChangelogRow:
     row_id: int
     ts_ms: int
     before: str | None  # JSON image
-    after: str | None
+    after: str | State | None  # JSON image, or the state read by columns
 
 
 @dataclass
@@ -230,9 +236,9 @@ def headers(table: str, seq: int, snapshot_seq: int | None = None) -> Headers:
     return record_headers.make(table, seq, snapshot_seq)
 
 
-def _load(image: str | None, where: str) -> dict[str, Any] | None:
-    if image is None:
-        return None
+def _load(image: str | State | None, where: str) -> dict[str, Any] | None:
+    if image is None or isinstance(image, dict):
+        return image
     value = json.loads(image)
     if not isinstance(value, dict):
         raise TypeError(f"{where}: image is not a JSON object")

@@ -34,6 +34,7 @@ from replicator.errors import Retryable
 from replicator.events.registry import Reframer, SchemaRegistryClient
 from replicator.source.cadence import Backoff, HeartbeatPolicy, SourceAborted, StopSignal
 from replicator.source.clients import SourceClients
+from replicator.source.coalesce import is_gone
 from replicator.source.convert import ChangelogRow, Message
 from replicator.source.kafka import SourcePosition, TransactionalPublisher, transactional_id
 from replicator.source.metrics import MetricsServer, SourceMetrics
@@ -305,17 +306,18 @@ class SourceDaemon:
         self.reader.check_drift()
         changed = self.reader.changed()
         rows: list[ChangelogRow] = []
+        complete = True
         seen_ms = self._now_ms()
         heartbeat_due = self.heartbeat.due(self.committed_seq)
         # data_version only saves reads; before a heartbeat (a promise about the store) and when
         # draining for a stop, the changelog itself is read.
         if changed or self.more_pending or heartbeat_due or self._stop.is_set():
-            rows = self.reader.changelog_after(self.committed_seq, s.batch_rows, s.max_message_bytes)
+            page = self.reader.page_after(self.committed_seq, s.batch_rows, s.max_message_bytes)
+            rows, complete = page.rows, page.complete
             self.metrics.head_seq.set(self.reader.head_seq())
         self.metrics.heartbeat_age.set(self.heartbeat.age())
         if rows:
-            held = sum(len(r.before or "") + len(r.after or "") for r in rows)
-            drained = len(rows) < s.batch_rows and held < s.max_message_bytes
+            drained = complete
             covered = self._publish_rows(
                 rows, heartbeat=drained and self.heartbeat.with_drained_batch(), seen_ms=seen_ms
             )
@@ -354,7 +356,8 @@ class SourceDaemon:
         self.metrics.transactions.inc()
         self.metrics.last_seq.set(last)
         for row in taken.rows:
-            self.metrics.events.labels(row.table, row.op).inc()
+            if not is_gone(row):  # a row gone by the read published nothing (its delete follows)
+                self.metrics.events.labels(row.table, row.op).inc()
         if heartbeat:
             self._heartbeat_committed(last)
         self.metrics.backlog.set(max(0, self.reader.head_seq() - last))

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from replicator.source.coalesce import is_gone
 from replicator.source.convert import (
     ChangelogRow,
+    Conversion,
     Message,
     convert_change,
     convert_snapshot_row,
@@ -80,6 +82,8 @@ class Outbox:
         s = self.settings
 
         def decide(row: ChangelogRow) -> Verdict:
+            if is_gone(row):  # covered without an event: its delete follows in the changelog
+                return Verdict(Conversion(), 0, None)
             convert = partial(convert_change, row, prefix=s.topic_prefix, store_id=self.identity.store_id,
                               produced_ms=ts_ms)  # fmt: skip
             return judge(convert, self.limit, s.max_message_bytes)

@@ -125,7 +125,7 @@ class Parker:
 
     def change(self, row: ChangelogRow, verdict: Verdict) -> bool:
         """Park a changelog row before the transaction passing it commits; False if the lock is held."""
-        if not self.reader.park_change(row.seq, self._why(verdict), self.busy_timeout_ms):
+        if not self.reader.park_change(row.seq, self._why(verdict), self.busy_timeout_ms, row.table):
             return False
         self._parked(row.table, row.row_id, row.seq, row.op, verdict)
         return True

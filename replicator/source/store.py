@@ -7,6 +7,7 @@ Blocking (sqlite3). Raises SourceError (with a hint) for a store that is not ins
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,11 +15,21 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture import parked
+from replicator.capture.image import sqlite_type
 from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store, table_columns
-from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, changelog_rows, head_seq, image_sql
+from replicator.capture.triggers import (
+    CHANGELOG,
+    KEY_COLUMN,
+    KNOWN_COLUMNS,
+    changelog_rows,
+    head_seq,
+    image_sql,
+    quote_identifier,
+)
 from replicator.errors import Fatal
-from replicator.source.convert import ChangelogRow
+from replicator.source import coalesce
+from replicator.source.convert import ChangelogRow, State
 from replicator.store.schema import TABLES, count_rows
 
 _INSTALL_HINT: Final = "run `replicator source install --db PATH` (it regenerates the triggers), then start again"
@@ -29,6 +40,44 @@ def lenient_text(data: bytes) -> str:
     triggers copy them into the images. They come out as lone surrogates (``surrogateescape``), which
     the converter names and parks instead of crashing on the row at every restart."""
     return data.decode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=16)
+def _columns_sql(table: str, columns: tuple[str, ...]) -> str:
+    """The SELECT of one row's columns by key, with the fields looked up from its entities (relation
+    endpoint names; the embedding's entity name, type and observations) in ``image_sql``'s order."""
+    cols = ", ".join(f"t.{quote_identifier(c)}" for c in columns)
+    if table == "relations":
+        return (f"SELECT {cols}, f.name, o.name FROM relations AS t LEFT JOIN entities AS f ON f.id = "
+                "t.from_entity_id LEFT JOIN entities AS o ON o.id = t.to_entity_id WHERE t.id = ?")  # fmt: skip
+    if table == "embeddings":
+        return (f"SELECT {cols}, e.name, e.entity_type, e.observations FROM embeddings AS t "
+                "LEFT JOIN entities AS e ON e.id = t.entity_id WHERE t.entity_id = ?")  # fmt: skip
+    return f"SELECT {cols} FROM {table} AS t WHERE t.{KEY_COLUMN[table]} = ?"
+
+
+_LOOKED_UP: Final = {
+    "entities": (),
+    "relations": ("from_entity_name", "to_entity_name"),
+    "embeddings": ("text_name", "text_type", "text_observations"),
+}
+
+
+def state_size(state: str | State | None) -> int:
+    """About how many bytes a state holds (the bound on what one read keeps in memory)."""
+    if state is None or isinstance(state, str):
+        return len(state or "")
+    total = 8 * len(state)
+    for value in state.values():
+        if value.__class__ is str or value.__class__ is bytes:
+            total += len(value)
+    return total
+
+
+@functools.lru_cache(maxsize=16)
+def _state_sql(table: str, columns: tuple[str, ...]) -> str:
+    """The SELECT of one row's image by key (generated once: building it costs more than running it)."""
+    return f"SELECT {image_sql(table, columns, 't')} FROM {table} AS t WHERE t.{KEY_COLUMN[table]} = ?"
 
 
 class SourceError(Fatal):
@@ -44,6 +93,16 @@ class StoreIdentity:
     capture_from: int = 0
 
 
+@dataclass(frozen=True)
+class Page:
+    """One read of the changelog: the rows to convert (coalesced, state filled in, seq order) and
+    whether it reached the end of what waited (fewer rows than asked, byte budget not reached)."""
+
+    rows: list[ChangelogRow]
+    complete: bool
+    held: int  # bytes of images the page holds
+
+
 class StoreReader:
     """A read connection (WAL reader: never blocks the writer) plus a separate connection for the
     short-timeout deletes. Not thread-safe: one daemon loop owns it."""
@@ -55,6 +114,7 @@ class StoreReader:
         self._writer: sqlite3.Connection | None = None
         self._schema_version = -1
         self._data_version = -1
+        self._columns: dict[str, tuple[str, ...]] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -90,6 +150,7 @@ class StoreReader:
                     hint=_INSTALL_HINT,
                 )
         self._schema_version = self.schema_version()
+        self._columns = dict(state.columns)
         return StoreIdentity(state.store_id, dict(state.columns), state.capture_from)
 
     def schema_version(self) -> int:
@@ -115,9 +176,34 @@ class StoreReader:
         return changelog_rows(self.conn, after)
 
     def changelog_after(self, after: int, limit: int, max_bytes: int | None = None) -> list[ChangelogRow]:
-        """Up to ``limit`` changelog rows with seq > ``after``, in seq order (one implicit read tx), and
-        no more once their images hold ``max_bytes`` (at least one row): memory stays bounded when
-        rows are large."""
+        """The rows ``page_after`` publishes (see there)."""
+        return self.page_after(after, limit, max_bytes).rows
+
+    def page_after(self, after: int, limit: int, max_bytes: int | None = None) -> Page:
+        """Up to ``limit`` changelog rows with seq > ``after`` and the state of the rows they name, read
+        in ONE read transaction (the state is as of that read), coalesced (``source/coalesce.py``):
+        the rows to publish, in seq order. Stops once the images hold ``max_bytes`` (at least one row):
+        memory stays bounded when rows are large. Needs ``check`` first (the columns to image)."""
+        self.conn.execute("BEGIN")
+        try:
+            raw, held = self._changelog(after, limit, max_bytes)
+            found = coalesce.units(raw)
+            rows: list[ChangelogRow] = []
+            for unit in found:
+                if max_bytes is not None and rows and held >= max_bytes:
+                    break
+                if unit.needs_state:
+                    row = coalesce.with_state(unit.row, self._state(unit))
+                    held += state_size(row.after)
+                else:
+                    row = unit.row
+                rows.append(row)
+        finally:
+            self.conn.execute("COMMIT")
+        complete = len(raw) < limit and len(rows) == len(found) and (max_bytes is None or held < max_bytes)
+        return Page(rows, complete, held)
+
+    def _changelog(self, after: int, limit: int, max_bytes: int | None) -> tuple[list[ChangelogRow], int]:
         cursor = self.conn.execute(
             f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
@@ -132,7 +218,33 @@ class StoreReader:
                     break
         finally:
             cursor.close()
-        return rows
+        return rows, held
+
+    def _state(self, unit: coalesce.Unit) -> str | State | None:
+        """``unit``'s row as it is now (None when gone): its values read by columns, each exactly as
+        SQLite holds it (no image to build and parse), or, for a table with columns capture does not
+        know (drift), its image built by the triggers' SQL."""
+        table, columns = unit.row.table, self.columns(unit.row.table)
+        if set(columns) != set(KNOWN_COLUMNS[table]):
+            return self.image_of(table, unit.row.row_id)
+        found = self.conn.execute(_columns_sql(table, columns), (unit.row.row_id,)).fetchone()
+        if found is None:
+            return None
+        state: State = dict(zip((*columns, *_LOOKED_UP[table]), found, strict=True))
+        if table == "embeddings" and not isinstance(state["embedding"], bytes):
+            state["embedding"] = [sqlite_type(state["embedding"]), state["embedding"]]  # as the image has it
+        return state
+
+    def columns(self, table: str) -> tuple[str, ...]:
+        """The columns the installed triggers were generated for (read once)."""
+        if not self._columns:  # read without check()
+            self._columns = dict(read_state(self.conn).columns)
+        return self._columns[table]
+
+    def image_of(self, table: str, row_id: int) -> str | None:
+        """The row's image as it is now (the triggers' SQL), None when it is gone."""
+        found = self.conn.execute(_state_sql(table, self.columns(table)), (row_id,)).fetchone()
+        return None if found is None else str(found[0])
 
     def min_seq(self) -> int | None:
         row = self.conn.execute(f"SELECT min(seq) FROM {CHANGELOG}").fetchone()
@@ -208,10 +320,13 @@ class StoreReader:
         held. Never raises for a busy store."""
         return self._write(busy_timeout_ms, lambda c: c.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ?", (up_to,)))
 
-    def park_change(self, seq: int, why: parked.Why, busy_timeout_ms: int) -> bool:
-        """Park changelog row ``seq`` (capture/parked.py) before the transaction that passes it commits.
-        Returns False when the write lock stayed held (publish what precedes it; try again next poll)."""
-        return self._write(busy_timeout_ms, lambda c: parked.park_change(c, seq, why))
+    def park_change(self, seq: int, why: parked.Why, busy_timeout_ms: int, table: str | None = None) -> bool:
+        """Park changelog row ``seq`` (capture/parked.py) before the transaction that passes it commits;
+        ``table``: the row's table, whose current image the parked row keeps when the changelog row
+        holds none. Returns False when the write lock stayed held (publish what precedes it; try again
+        next poll)."""
+        state = None if table is None else (table, self.columns(table))
+        return self._write(busy_timeout_ms, lambda c: parked.park_change(c, seq, why, state))
 
     def park_snapshot_row(
         self, table: str, columns: tuple[str, ...], row_id: int, *, read_seq: int, why: parked.Why, busy_timeout_ms: int

@@ -30,6 +30,9 @@ class Replay:
     snapshot_seqs: set[int] = field(default_factory=set)
     snapshot_events: int = 0
     snapshot_keys: Counter[tuple[str, int]] = field(default_factory=Counter)  # (table, row id) -> op=r events
+    #: (table, row id) -> seqs of its events, stream and snapshot alike (coalescing: an event covers
+    #: the lower seqs of its row in its page, docs/capture.md)
+    key_seqs: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     last_markers: int = 0
     heartbeats: int = 0
     tombstones: int = 0
@@ -58,6 +61,7 @@ class Replay:
             self.snapshot_seqs.add(seq)
             self.last_markers += record["source"]["snapshot"] == "last"
         row_id = decode_key(key)
+        self.key_seqs.setdefault((table, row_id), []).append(seq)
         if record["op"] == "r":
             self.snapshot_keys[(table, row_id)] += 1
         current = self.rows[table].get(row_id)

@@ -45,7 +45,8 @@ def big_observations(total_bytes: int, item_bytes: int = 10_000) -> list[str]:
 def test_a_10_mib_observation_list_reaches_both_destinations(
     tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
 ) -> None:
-    """The store contract allows 10 MiB of observations; an update carries them twice (before and after)."""
+    """The store contract allows 10 MiB of observations; an update carries them (no before image since
+    capture v5), the embedding event the 10 MiB text beside the vector."""
     stage = Stage(tmp_path, kafka, graph)
     writer = MemoryWriter.create(stage.db)
     install(stage.db)
@@ -54,7 +55,7 @@ def test_a_10_mib_observation_list_reaches_both_destinations(
         stage.pipeline.start()
         stage.pipeline.wait_ready()
         big = writer.create_entity("big", "concept", observations[:-1])
-        writer.set_observations(big, observations)  # an update: before and after, ~20 MiB of event
+        writer.set_observations(big, observations)  # an update: ~10 MiB of event
         # and the store's own vector of that text: an embedding event carrying the 10 MiB text
         writer.set_embedding(big, hash_vector(entity_text("big", "concept", observations)))
         small = writer.create_entity("after the big one", "concept", ["still flows"])
@@ -97,9 +98,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_row_over_the_limit_is_parked_and_named_while_the_rest_flows_and_a_retry_delivers_it(
     tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
 ) -> None:
-    """With max_message_bytes 1 MiB an update of 600 KB -> 650 KB observations (before + after) does not
-    fit. It is parked; a later change of the same row that fits, and every other row, still arrive.
-    Raised to the default, `source retry-parked` delivers the row's current state."""
+    """With max_message_bytes 1 MiB a row of 1.1 MB observations does not fit (an insert of x, an update
+    of y). It is parked; a later change of the same row that fits, and every other row, still arrive.
+    Raised to the default, `source retry-parked` delivers the row's current state. (The source reads a
+    row's state while publishing: each write is drained before the next, so no two coalesce.)"""
     stage = Stage(tmp_path, kafka, graph)
     stage.cfg = replace(stage.cfg, max_message_bytes=MIB)
     stage.pipeline = Pipeline(stage.cfg)
@@ -110,11 +112,11 @@ def test_a_row_over_the_limit_is_parked_and_named_while_the_rest_flows_and_a_ret
         stage.pipeline.wait_ready()
         writer.create_entity("first", "concept", [])
         stage.drain()  # the snapshot is done: what follows is streamed, change by change
-        x = writer.create_entity("x", "concept", big_observations(600_000))
-        writer.set_observations(x, big_observations(650_000))  # parked: ~1.25 MB of event
-        writer.set_observations(x, ["small again"])  # a later change of x that fits: it flows
+        x = writer.create_entity("x", "concept", big_observations(1_100_000))  # parked: ~1.1 MB of event
         y = writer.create_entity("y", "concept", big_observations(600_000))
-        writer.set_observations(y, big_observations(700_000))  # parked, and y stays so
+        stage.drain()
+        writer.set_observations(x, ["small again"])  # a later change of x that fits: it flows
+        writer.set_observations(y, big_observations(1_100_000))  # parked, and y stays so
         z = writer.create_entity("z, after both", "concept", ["flows"])
         stage.drain()
         graph_now = _graph_observations(graph, stage.cfg.entity_label)
@@ -123,8 +125,8 @@ def test_a_row_over_the_limit_is_parked_and_named_while_the_rest_flows_and_a_ret
         assert graph_now[z] == ["flows"]
         listed = _cli("source", "parked", "--db", str(stage.db))
         assert listed.returncode == 1, listed.stdout + listed.stderr
-        for row_id in (x, y):
-            assert f"entities id {row_id} op u" in listed.stdout, listed.stdout
+        for row_id, op in ((x, "c"), (y, "u")):
+            assert f"entities id {row_id} op {op}" in listed.stdout, listed.stdout
         assert "over the limit of 983040 bytes" in listed.stdout, listed.stdout
         log = stage.pipeline.daemons["source"].log.read_text()
         assert log.count("event=row_parked table=entities") == 2, log[-2000:]
@@ -145,7 +147,7 @@ def test_a_row_over_the_limit_is_parked_and_named_while_the_rest_flows_and_a_ret
         stage.pipeline.stop()
         graph_now = _graph_observations(graph, stage.cfg.entity_label)
         assert graph_now[x] == ["small again"], "a retry never brings back an older state"
-        assert graph_now[y] == big_observations(700_000)
+        assert graph_now[y] == big_observations(1_100_000)
         assert _cli("source", "parked", "--db", str(stage.db)).returncode == 0
         assert validate_store(stage.db, stage.opts, full=True, search=False) == []
     finally:

@@ -17,6 +17,7 @@ from replicator.capture import triggers
 from replicator.capture.install import detect_drift, install, read_state, uninstall
 from replicator.capture.storefile import CaptureError, open_store, sqlite_uri
 from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, META, TRIGGER_PREFIX, trigger_names
+from replicator.source.store import StoreReader as SourceReader
 from replicator.testing.writer import MemoryWriter
 from replicator.validation.store import StoreReader
 
@@ -170,11 +171,14 @@ def test_added_column_is_drift_then_install_regenerates_and_carries_it(store: Pa
         "INSERT INTO entities (name, entity_type, observations, created_at, updated_at, importance)"
         " VALUES ('n', 't', '[]', 1, 1, x'00ff')"
     )
+    with closing(SourceReader(store)) as reader:  # the state as the source reads it while publishing
+        created = reader.changelog_after(0, 10)[-1].after
     w.conn.execute("UPDATE entities SET importance = 2.5 WHERE name = 'n'")
-    rows = w.conn.execute(f"SELECT after FROM {CHANGELOG} ORDER BY seq").fetchall()
+    with closing(SourceReader(store)) as reader:
+        updated = reader.changelog_after(0, 10)[-1].after
     w.close()
-    assert '"importance":["blob","00FF"]' in rows[0][0]
-    assert '"importance":["real",2.5]' in rows[1][0]
+    assert created is not None and '"importance":["blob","00FF"]' in created
+    assert updated is not None and '"importance":["real",2.5]' in updated
 
 
 def test_removed_column_is_reported_as_drift(store: Path) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from replicator.capture.image import value_of
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, json_value_sql
+from replicator.source.store import StoreReader
 from replicator.store.schema import pack_vector
 from replicator.testing.writer import MemoryWriter
 
@@ -41,22 +42,32 @@ def changelog(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def test_insert_update_delete_of_an_entity_with_a_rename_visible(writer: MemoryWriter) -> None:
+def state(writer: MemoryWriter) -> list[dict[str, Any]]:
+    """The images (``image_sql``: the snapshot's and parking's rendering) of the rows the source
+    publishes for the changelog as it is now; the page itself reads them by columns (the values are
+    checked through the converter in test_value_classes.py)."""
+    reader = StoreReader(Path(str(writer.conn.execute("PRAGMA database_list").fetchone()[2])))
+    try:
+        rows = reader.changelog_after(0, 1000)
+        return [json.loads(reader.image_of(r.table, r.row_id) or "{}") if r.after else {} for r in rows]
+    finally:
+        reader.close()
+
+
+def test_insert_update_delete_of_an_entity_record_its_key_only(writer: MemoryWriter) -> None:
     eid = writer.create_entity("alice", "person", ["likes tea", 'says "hi"\n'], metadata={"k": [1, 2]})
+    created = state(writer)[0]
     writer.rename(eid, "alicia")
     writer.delete_entity(eid)
 
     rows = changelog(writer.conn)
     assert [(r["tbl"], r["op"], r["row_id"]) for r in rows] == [("entities", op, eid) for op in "cud"]
     assert [r["seq"] for r in rows] == sorted({r["seq"] for r in rows})
-    created = rows[0]["after"]
+    assert all(r["before"] is None and r["after"] is None for r in rows)  # the writer pays for the key only
     assert created["name"] == "alice"
     assert json.loads(created["observations"]) == ["likes tea", 'says "hi"\n']  # the writer's JSON text
     assert json.loads(created["metadata"]) == {"k": [1, 2]}
     assert created["confidence"] == 1.0 and created["version"] == 1
-    assert rows[0]["before"] is None
-    assert (rows[1]["before"]["name"], rows[1]["after"]["name"]) == ("alice", "alicia")
-    assert rows[2]["before"]["name"] == "alicia" and rows[2]["after"] is None
     assert all(abs(r["ts_ms"] - created["created_at"]) < 60_000 for r in rows)
 
 
@@ -71,16 +82,32 @@ def test_relation_images_carry_endpoint_names_and_cascaded_deletes_are_captured(
     a = writer.create_entity("a", "t", embedding=[0.5] * 4)
     b = writer.create_entity("b", "t")
     rid = writer.create_relation(a, b, "depends on")
+    published = state(writer)
     writer.delete_entity(a)
 
     rows = changelog(writer.conn)
-    created = next(r for r in rows if r["tbl"] == "relations" and r["op"] == "c")["after"]
-    assert (created["from_entity_name"], created["to_entity_name"]) == ("a", "b")
+    created = next(i for i in published if i.get("relation_type") == "depends on")
+    assert (created["from_entity_name"], created["to_entity_name"]) == ("a", "b")  # read while publishing
     deletes = [(r["tbl"], r["row_id"]) for r in rows if r["op"] == "d"]
     assert sorted(deletes) == sorted([("embeddings", a), ("relations", rid), ("entities", a)])
-    embedding = next(r for r in rows if r["tbl"] == "embeddings" and r["op"] == "c")["after"]
+    # A relation's delete keeps its old image (the graph sink finds the relationship by its endpoints).
+    before = next(r for r in rows if r["tbl"] == "relations" and r["op"] == "d")["before"]
+    assert (before["id"], before["from_entity_id"], before["to_entity_id"]) == (rid, a, b)
+    assert "from_entity_name" not in before  # a trigger never reads other rows
+    embedding = next(i for i in published if "embedding" in i)
     assert bytes.fromhex(embedding["embedding"]) == pack_vector([0.5] * 4)
     assert (embedding["text_name"], embedding["text_type"]) == ("a", "t")
+
+
+def test_a_relation_update_keeps_the_old_image_only_when_its_endpoints_move(writer: MemoryWriter) -> None:
+    a, b, c = (writer.create_entity(n, "t") for n in "abc")
+    rid = writer.create_relation(a, b, "r")
+    writer.set_relation_strength(rid, 0.5)
+    writer.conn.execute("UPDATE relations SET to_entity_id = ? WHERE id = ?", (c, rid))
+
+    updates = [r for r in changelog(writer.conn) if r["tbl"] == "relations" and r["op"] == "u"]
+    assert updates[0]["before"] is None
+    assert (updates[1]["before"]["to_entity_id"], updates[1]["before"]["strength"]) == (b, 0.5)
 
 
 def test_blob_in_a_text_column_never_fails_the_writer(writer: MemoryWriter) -> None:
@@ -89,10 +116,10 @@ def test_blob_in_a_text_column_never_fails_the_writer(writer: MemoryWriter) -> N
         " VALUES (?, ?, ?, 1, 1, ?, ?)",
         (b"\x00bin", "t", b"\xff", b"{}", b"\x01"),
     )
+    after = state(writer)[0]
     writer.conn.execute("UPDATE entities SET metadata = x'00'")
     writer.conn.execute("DELETE FROM entities")
 
-    after = changelog(writer.conn)[0]["after"]
     assert after["name"] == ["blob", "0062696E"]
     assert after["confidence"] == ["blob", "01"]
     assert [r["op"] for r in changelog(writer.conn)] == ["c", "u", "d"]
@@ -110,7 +137,7 @@ def test_relation_endpoint_name_stored_as_blob_is_carried(writer: MemoryWriter) 
         " VALUES (1, 2, 'r', 1, 1)"
     )
 
-    after = changelog(writer.conn)[-1]["after"]
+    after = state(writer)[-1]
     assert after["from_entity_name"] == ["blob", "41"] and after["to_entity_name"] == "b"
 
 
@@ -159,7 +186,7 @@ def test_any_entity_name_gives_a_parseable_image(tmp_path_factory: pytest.TempPa
     w = MemoryWriter(path)
     try:
         w.create_entity(name, "t", [name])
-        after = changelog(w.conn)[0]["after"]
+        after = state(w)[0]
         assert after["name"] == name and json.loads(after["observations"]) == [name]
     finally:
         w.close()

@@ -156,11 +156,13 @@ def _collect(batch: Batch) -> _Rows:
         op = event.record.get("op")
         if op not in ("c", "u", "d", "r"):
             raise _poison(index, event, f"unknown op {op!r}")
-        images = [_image(index, event, "before")] if op == "d" else [_image(index, event, "after")]
-        if op == "u":
+        # A d names its row by the key when it has no before image, a u may have none (capture v5,
+        # docs/events.md): the before image, where present, only adds the endpoints to look at.
+        images = [] if op == "d" else [_image(index, event, "after")]
+        if op in ("u", "d") and (event.record.get("before") is not None or (op == "d" and event.key is None)):
             images.append(_image(index, event, "before"))
         kind = _KIND_OF_SCHEMA[str(event.schema)]
-        row_id = int(images[0]["id"])
+        row_id = int(images[0]["id"]) if images else int(event.key or 0)
         if kind == "relation":
             found = rows.pairs.setdefault(row_id, set())
             found.update((int(i["from_entity_id"]), int(i["to_entity_id"])) for i in images)
