@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from replicator.errors import ConfigError
+from replicator.sinks.layouts import LAYOUT_ENV, LAYOUTS
 from replicator.sinks.neo4j.model import GraphModel
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,6 +61,8 @@ GRAPH_FLAGS: Final = {
     "relation_type_property": "Relationship property holding the exact relation_type text.",
     "confidence_property": "Property holding confidence (nodes and relationships).",
     "strength_property": "Property holding strength (nodes and relationships).",
+    "layout": "Destination layout: caxton (design §6) or mcp (also what the MCP memory servers read; "
+    "docs/layouts.md). Readers must name the layout the sink wrote.",
 }
 
 
@@ -71,7 +74,9 @@ def graph_options(*names: str) -> Callable[[F], F]:
     def decorate(command: F) -> F:
         for name in reversed(names):
             flag = "--" + name.replace("_", "-")
-            command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name])(command)
+            extra: dict[str, Any] = {"type": click.Choice(LAYOUTS), "envvar": LAYOUT_ENV} if name == "layout" else {}
+            command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name],
+                                   **extra)(command)  # fmt: skip
         return command
 
     return decorate

@@ -51,7 +51,9 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     # The Neo4j sink's graph names: the graph is read under the names the sink wrote it with.
-    return graph_options("entity_label", "relation_type_property", "confidence_property", "strength_property")(command)
+    return graph_options(
+        "entity_label", "relation_type_property", "confidence_property", "strength_property", "layout"
+    )(command)
 
 
 def _neo4j(kw: dict[str, Any]) -> Neo4jSettings:
@@ -147,9 +149,12 @@ def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: 
 
     with StoreReader(db) as store, store.transaction():
         mine = store.read(None, embeddings=target == "qdrant")
+    foreign: list[str] = []  # what an MCP client wrote beside the sink (mcp layout; docs/layouts.md)
     if target == "neo4j":
         with GraphReader.connect(_neo4j(kw), graph_model(kw)) as graph:
+            graph.check_layout()
             theirs = graph.read(None)
+            foreign = graph.foreign_writes()
     else:
         settings = _qdrant(kw, required=True)
         assert settings is not None
@@ -158,14 +163,13 @@ def diff_cmd(db: Path, target: str, as_json: bool, **kw: Any) -> None:  # noqa: 
     found = compare(target, mine, theirs, relations=target == "neo4j", embeddings=target == "qdrant")
     if as_json:
         summary = {p: sum(m.problem == p for m in found) for p in ("missing", "extra", "different")}
-        click.echo(
-            json.dumps({"target": target, "summary": summary, "differences": [m.to_dict() for m in found]}, indent=2)
-        )
+        report = {"target": target, "summary": summary, "differences": [m.to_dict() for m in found], "foreign": foreign}
+        click.echo(json.dumps(report, indent=2))
     else:
-        for m in found:
-            click.echo(str(m))
-        click.echo(f"{len(found)} differences between the store and {target}")
-    if found:
+        for line in [*(str(m) for m in found), *foreign]:
+            click.echo(line)
+        click.echo(f"{len(found) + len(foreign)} differences between the store and {target}")
+    if found or foreign:
         sys.exit(1)
 
 

@@ -108,16 +108,22 @@ class Target:
 class Neo4jTarget(Target):
     tables = ("entities", "relations")
 
-    def __init__(self, graph: Neo4jSettings) -> None:
+    def __init__(self, graph: Neo4jSettings, layout: str = "caxton") -> None:
         h = uuid.uuid4().hex[:8]
         self.graph = graph
-        self.model = GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}")
+        self.model = GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}", layout=layout)
         self.driver = neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth(), notifications_min_severity="OFF")
         self.destination = Neo4jDestination("contract", graph, self.model)
 
     def entities(self) -> dict[int, str]:
-        rows = run_read(self.driver, self.graph.database, f"MATCH (n:`{self.model.entity_label}`) RETURN n")
-        return {r["n"]["id"]: r["n"]["name"] for r in rows if not r["n"].get("_placeholder")}
+        rows = run_read(self.driver, self.graph.database,
+                        f"MATCH (n:`{self.model.entity_label}`) RETURN n, n:Memory AS memory")  # fmt: skip
+        found = {r["n"]["id"]: r["n"]["name"] for r in rows if not r["n"].get("_placeholder")}
+        # The mcp layout: every entity (and nothing else) is also a memory node with a list of observations.
+        mcp = self.model.layout == "mcp"
+        assert all(r["memory"] == (mcp and not r["n"].get("_placeholder")) for r in rows)
+        assert not mcp or all(isinstance(r["n"]["observations"], list) for r in rows if r["memory"])
+        return found
 
     def second_topic(self, feed: Feed, seq: int) -> list[Event]:
         image = {"id": 7, "from_entity_id": 1, "to_entity_id": 2, "relation_type": "knows", "strength": 1.0,
@@ -194,11 +200,11 @@ def model() -> Any:
     return load_model()
 
 
-@pytest.fixture(params=["neo4j", "qdrant"])
+@pytest.fixture(params=["neo4j", "neo4j-mcp", "qdrant"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     made: Neo4jTarget | QdrantTarget
-    if request.param == "neo4j":
-        made = Neo4jTarget(request.getfixturevalue("graph"))
+    if request.param.startswith("neo4j"):
+        made = Neo4jTarget(request.getfixturevalue("graph"), "mcp" if request.param.endswith("mcp") else "caxton")
     else:
         made = QdrantTarget(tmp_path / "qdrant", request.getfixturevalue("model"))
     assert made.destination.start() is None
