@@ -66,6 +66,12 @@ GRAPH_FLAGS: Final = {
 }
 
 
+def layout_option(default: str = "caxton") -> Callable[[F], F]:
+    """``--layout caxton|mcp`` (REPLICATOR_LAYOUT): the one declaration, for the Neo4j and Qdrant flags."""
+    return click.option("--layout", type=click.Choice(LAYOUTS), envvar=LAYOUT_ENV, default=default,
+                        show_default=True, help=GRAPH_FLAGS["layout"])  # fmt: skip
+
+
 def graph_options(*names: str) -> Callable[[F], F]:
     """Flags for the GraphModel fields ``names`` (``--entity-label``, ...), defaults from GraphModel.
     Build the model with :func:`graph_model`."""
@@ -73,10 +79,11 @@ def graph_options(*names: str) -> Callable[[F], F]:
 
     def decorate(command: F) -> F:
         for name in reversed(names):
+            if name == "layout":
+                command = layout_option(str(defaults[name]))(command)
+                continue
             flag = "--" + name.replace("_", "-")
-            extra: dict[str, Any] = {"type": click.Choice(LAYOUTS), "envvar": LAYOUT_ENV} if name == "layout" else {}
-            command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name],
-                                   **extra)(command)  # fmt: skip
+            command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name])(command)
         return command
 
     return decorate

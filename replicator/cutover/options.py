@@ -141,7 +141,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             entity_label=kwargs.pop("entity_label"),
             position_label=kwargs.pop("position_label"),
             qdrant=QdrantSettings(url=qdrant_url, path=qdrant_path or (None if qdrant_url else Path("./data/qdrant")),
-                                  collection=kwargs["collection"]),
+                                  collection=kwargs["collection"], layout=kwargs["layout"]),
             qdrant_api_key=api_key,
             collection=kwargs.pop("collection"),
             qdrant_sink=kwargs.pop("qdrant_sink") or kwargs["qdrant_group"],

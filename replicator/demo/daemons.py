@@ -64,7 +64,8 @@ class PipelineConfig:
             bootstrap_servers=self.bootstrap_servers, topic_prefix=self.topic_prefix, neo4j=self.neo4j,
             neo4j_sink=self.neo4j_sink, neo4j_group=self.neo4j_group, entity_label=self.entity_label,
             position_label=self.position_label,
-            qdrant=QdrantSettings(path=self.qdrant_dir, collection=self.collection), qdrant_api_key=None,
+            qdrant=QdrantSettings(path=self.qdrant_dir, collection=self.collection, layout=self.layout),
+            qdrant_api_key=None,
             collection=self.collection, qdrant_sink=self.qdrant_sink, qdrant_group=self.qdrant_group,
             qdrant_endpoint=self.qdrant_endpoint, layout=self.layout,
         )  # fmt: skip
@@ -97,7 +98,8 @@ class PipelineConfig:
         return [
             "sink", "qdrant", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
             "--group", self.qdrant_group, "--sink-name", self.qdrant_sink, "--path", str(self.qdrant_dir),
-            "--collection", self.collection, "--metrics-port", str(self.qdrant_metrics_port), *self._registry(),
+            "--collection", self.collection, "--layout", self.layout, "--metrics-port", str(self.qdrant_metrics_port),
+            *self._registry(),
         ]  # fmt: skip
 
 

@@ -70,7 +70,8 @@ def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
         if required:
             raise ConfigError("Qdrant needs a location", hint="--qdrant-url http://host:6333 or --qdrant-path DIR")
         return None
-    return QdrantSettings(url=kw["qdrant_url"], path=kw["qdrant_path"], collection=kw["collection"])
+    return QdrantSettings(url=kw["qdrant_url"], path=kw["qdrant_path"], collection=kw["collection"],
+                          layout=kw.get("layout", "caxton"))  # fmt: skip
 
 
 @click.command("export")
@@ -201,9 +202,10 @@ def validate_cmd(
         sample=sample, full=full, fast=fast, search=not no_search, top_k=top_k,
         query_threshold=query_threshold, search_threshold=search_threshold, seed=seed,
     )  # fmt: skip
+    qdrant = _qdrant(kw, required=target != "neo4j")  # before graph_model() takes the layout out of kw
     report = validate(
         db, [target], neo4j=_neo4j(kw), graph_model=graph_model(kw),
-        qdrant=_qdrant(kw, required=target != "neo4j"), qdrant_api_key=_api_key(kw), options=options,
+        qdrant=qdrant, qdrant_api_key=_api_key(kw), options=options,
     )  # fmt: skip
     repaired: dict[str, Any] | None = None
     if repair and report.mismatches:

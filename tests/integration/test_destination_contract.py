@@ -27,6 +27,7 @@ from replicator.sinks.neo4j.applier import run_read
 from replicator.sinks.neo4j.destination import Neo4jDestination
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.qdrant.layout import from_payload
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE
 from replicator.sinks.runner import Destination
 from replicator.sinks.runner_settings import SinkRunnerSettings
@@ -164,15 +165,20 @@ class Neo4jTarget(Target):
 class QdrantTarget(Target):
     tables = ("entities", "embeddings")
 
-    def __init__(self, path: Path, model: Any) -> None:
+    def __init__(self, path: Path, model: Any, layout: str = "caxton") -> None:
         self.model = model
-        self.settings = QdrantSinkSettings(QdrantSettings(path=path, collection="contract"), sink="contract")
+        self.settings = QdrantSinkSettings(QdrantSettings(path=path, collection="contract", layout=layout),
+                                           sink="contract")  # fmt: skip
         self.destination = QdrantDestination(self.settings, model=model)
 
     def _points(self) -> dict[int, dict[str, Any]]:
         assert isinstance(self.destination, QdrantDestination)
-        points, _ = self.destination.client.scroll("contract", limit=1000, with_payload=True)
-        return {int(p.id): dict(p.payload or {}) for p in points}
+        points, _ = self.destination.client.scroll("contract", limit=1000, with_payload=True, with_vectors=True)
+        if self.settings.qdrant.layout == "mcp":  # what mcp-server-qdrant reads: a named vector, document, metadata
+            for p in points:
+                assert isinstance(p.vector, dict) and set(p.vector) == {"fast-all-minilm-l6-v2"}
+                assert p.payload and isinstance(p.payload["document"], str) and isinstance(p.payload["metadata"], dict)
+        return {int(p.id): from_payload(self.settings.qdrant.layout, p.payload or {}) for p in points}
 
     def entities(self) -> dict[int, str]:
         return {i: str(p["name"]) for i, p in self._points().items()}
@@ -200,13 +206,14 @@ def model() -> Any:
     return load_model()
 
 
-@pytest.fixture(params=["neo4j", "neo4j-mcp", "qdrant"])
+@pytest.fixture(params=["neo4j", "neo4j-mcp", "qdrant", "qdrant-mcp"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     made: Neo4jTarget | QdrantTarget
     if request.param.startswith("neo4j"):
         made = Neo4jTarget(request.getfixturevalue("graph"), "mcp" if request.param.endswith("mcp") else "caxton")
     else:
-        made = QdrantTarget(tmp_path / "qdrant", request.getfixturevalue("model"))
+        layout = "mcp" if request.param.endswith("mcp") else "caxton"
+        made = QdrantTarget(tmp_path / "qdrant", request.getfixturevalue("model"), layout)
     assert made.destination.start() is None
     try:
         yield made

@@ -22,13 +22,14 @@ from neo4j import GraphDatabase
 
 from replicator.capture.install import install
 from replicator.cutover import config, cutover
-from replicator.cutover.targets import Neo4jTarget
+from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
-from replicator.demo.demo import LiveWriter, seed_store
+from replicator.demo.demo import LiveWriter
+from replicator.events.values import embedding_text
 from replicator.sinks.neo4j.layout import memory_type
 from replicator.sinks.neo4j.model import relationship_type
 from replicator.sinks.settings import Neo4jSettings
-from replicator.testing.workload import Workload, hash_vector
+from replicator.testing.workload import Workload
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.errors import MigrateError
@@ -64,13 +65,18 @@ class McpPipeline:
             neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
         )  # fmt: skip
         self.opts = self.cfg.target_options()
-        workload = seed_store(self.db, 30, hash_vector)
+        # No store vectors: the Qdrant sink embeds with the real model, which the MCP server's queries use too.
+        workload = Workload(MemoryWriter.create(self.db), seed=7, vectorize=None)
+        for _ in range(30):
+            workload.create()
+        for _ in range(30):
+            workload.step()
         odd = [workload.writer.create_entity(f"odd {t} {tag}", t, [f"typed {t}"]) for t in ODD_TYPES]
         workload.writer.create_relation(odd[0], odd[1], "depends on")
         install(self.db)
         self.pipeline = Pipeline(self.cfg)
         self.writer = LiveWriter(Workload(MemoryWriter(self.db, busy_timeout_ms=30_000), seed=int(tag, 16),
-                                          vectorize=hash_vector), rate_per_s=20)  # fmt: skip
+                                          vectorize=None), rate_per_s=20)  # fmt: skip
         self.writer.workload.counter = 10_000_000
         self.agent_names: list[str] = []
 
@@ -89,6 +95,26 @@ class McpPipeline:
             self.writer.stop()
         assert report.ok, report.reason
         assert self.writer.acknowledged > 0
+
+    def wait_qdrant_drained(self) -> None:
+        """The Qdrant sink (still running after a cutover to Neo4j) has applied up to the store's head."""
+        with StoreReader(self.db) as store:
+            head = int(store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = '_replicator_changelog'")
+                       .fetchone()[0])  # fmt: skip
+        target = QdrantTarget(self.opts)
+
+        def drained() -> bool:
+            try:
+                position = target.position()
+            except MigrateError:
+                return False
+            watermark = position.watermark() if position else None
+            return watermark is not None and watermark.seq >= head
+
+        try:
+            assert self.pipeline.wait_for(drained, 180), f"the Qdrant sink did not reach seq {head}"
+        finally:
+            target.close()
 
     def cleanup(self) -> None:
         self.writer.stop()
@@ -137,7 +163,8 @@ def _rollback(p: McpPipeline, layout: str) -> subprocess.CompletedProcess[str]:
 def test_mcp_neo4j_memory_reads_the_cut_over_graph_and_rollback_names_its_writes(mcp_pipeline: McpPipeline) -> None:
     p = mcp_pipeline
     p.cut_over_live()
-    p.pipeline.stop()
+    p.wait_qdrant_drained()
+    p.pipeline.stop()  # local mode: the sink's client must let go of the storage before anyone reads it
     with StoreReader(p.db) as store, store.transaction():
         snap = store.read(None)
     names = {e.name for e in snap.entities.values()}
@@ -159,6 +186,8 @@ def test_mcp_neo4j_memory_reads_the_cut_over_graph_and_rollback_names_its_writes
     assert some[-1].name in {e["name"] for e in _ok(searched)["entities"]}
     # Every type as the layout sanitises it (the live writer may have renamed or deleted an odd one).
     assert {e["name"]: e["type"] for e in ours} == {e.name: memory_type(e.entity_type) for e in some}
+
+    _search_finds_each_entity_by_its_own_text(p)
 
     # A layout other than the one the sink wrote is an error naming both, not "everything differs".
     with pytest.raises(MigrateError, match="holds the mcp layout, not caxton"):
@@ -187,3 +216,21 @@ def test_mcp_neo4j_memory_reads_the_cut_over_graph_and_rollback_names_its_writes
     wrong = _rollback(p, "caxton")
     assert wrong.returncode == 2 and "holds the mcp layout, not caxton" in wrong.stderr, wrong.stderr
     assert config.read_backend(p.caxton) == "neo4j"  # nothing changed
+
+
+def _search_finds_each_entity_by_its_own_text(p: McpPipeline) -> None:
+    """mcp-server-qdrant's QdrantConnector.search against the migrated collection (local mode)."""
+    with StoreReader(p.db) as store, store.transaction():
+        entities = sorted(store.read(None).entities.values(), key=lambda e: e.id)
+    chosen = [entities[0], entities[len(entities) // 2], entities[-1]]
+    texts = [embedding_text(e.name, e.entity_type, e.observations) for e in chosen]
+    answers = run.qdrant_search(p.cfg.collection, texts, path=p.cfg.qdrant_dir)
+    for entity, text, answer in zip(chosen, texts, answers, strict=True):
+        [first, *_] = _ok(answer)
+        assert first["content"] == text and first["metadata"]["entity_id"] == entity.id, (entity, first)
+    with pytest.raises(MigrateError, match="holds the mcp layout, not caxton"):
+        validate_store(p.db, dataclasses.replace(p.opts, qdrant=dataclasses.replace(p.opts.qdrant, layout="caxton")),
+                       targets=("qdrant",), full=True, search=False)  # fmt: skip
+    problems = validate_store(p.db, dataclasses.replace(p.opts, qdrant_endpoint=None), targets=("qdrant",),
+                              full=True, search=False)  # fmt: skip
+    assert problems == []
