@@ -17,7 +17,7 @@ from mcp_neo4j_memory.neo4j_memory import Entity, Neo4jMemory, ObservationAdditi
 from neo4j import AsyncGraphDatabase
 
 
-async def _call(memory: Neo4jMemory, tool: str, args: dict[str, Any]) -> Any:  # noqa: PLR0911 - one per tool
+async def _call(memory: Neo4jMemory, tool: str, args: dict[str, Any]) -> Any:  # noqa: PLR0911, ANN401 - one return per tool; JSON out
     if tool == "read_graph":
         return (await memory.read_graph()).model_dump()
     if tool == "search_memories":
