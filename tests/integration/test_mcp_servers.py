@@ -66,7 +66,8 @@ class McpPipeline:
         )  # fmt: skip
         self.opts = self.cfg.target_options()
         # No store vectors: the Qdrant sink embeds with the real model, which the MCP server's queries use too.
-        workload = Workload(MemoryWriter.create(self.db), seed=7, vectorize=None)
+        # Names carry the seed: unique to this run, whatever other memory nodes the database holds.
+        workload = Workload(MemoryWriter.create(self.db), seed=int(tag[:7], 16), vectorize=None)
         for _ in range(30):
             workload.create()
         for _ in range(30):
@@ -75,7 +76,7 @@ class McpPipeline:
         workload.writer.create_relation(odd[0], odd[1], "depends on")
         install(self.db)
         self.pipeline = Pipeline(self.cfg)
-        self.writer = LiveWriter(Workload(MemoryWriter(self.db, busy_timeout_ms=30_000), seed=int(tag, 16),
+        self.writer = LiveWriter(Workload(MemoryWriter(self.db, busy_timeout_ms=30_000), seed=int(tag[:7], 16) + 1,
                                           vectorize=None), rate_per_s=20)  # fmt: skip
         self.writer.workload.counter = 10_000_000
         self.agent_names: list[str] = []
