@@ -232,6 +232,7 @@ def _search_finds_each_entity_by_its_own_text(p: McpPipeline) -> None:
     with pytest.raises(MigrateError, match="holds the mcp layout, not caxton"):
         validate_store(p.db, dataclasses.replace(p.opts, qdrant=dataclasses.replace(p.opts.qdrant, layout="caxton")),
                        targets=("qdrant",), full=True, search=False)  # fmt: skip
+    # Full, with validation's search consistency (queries through the named vector).
     problems = validate_store(p.db, dataclasses.replace(p.opts, qdrant_endpoint=None), targets=("qdrant",),
-                              full=True, search=False)  # fmt: skip
+                              full=True, search=True)  # fmt: skip
     assert problems == []
