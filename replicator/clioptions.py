@@ -23,6 +23,7 @@ import click
 from click.core import ParameterSource
 
 from replicator.errors import ConfigError
+from replicator.sinks.layouts import LAYOUT_ENV, LAYOUTS
 from replicator.sinks.neo4j.model import GraphModel
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,7 +88,15 @@ GRAPH_FLAGS: Final = {
     "relation_type_property": "Relationship property holding the exact relation_type text.",
     "confidence_property": "Property holding confidence (nodes and relationships).",
     "strength_property": "Property holding strength (nodes and relationships).",
+    "layout": "Destination layout: caxton (design §6) or mcp (also what the MCP memory servers read; "
+    "docs/layouts.md). Readers must name the layout the sink wrote.",
 }
+
+
+def layout_option(default: str = "caxton") -> Callable[[F], F]:
+    """``--layout caxton|mcp`` (REPLICATOR_LAYOUT): the one declaration, for the Neo4j and Qdrant flags."""
+    return click.option("--layout", type=click.Choice(LAYOUTS), envvar=LAYOUT_ENV, default=default,
+                        show_default=True, help=GRAPH_FLAGS["layout"])  # fmt: skip
 
 
 def graph_options(*names: str) -> Callable[[F], F]:
@@ -97,6 +106,9 @@ def graph_options(*names: str) -> Callable[[F], F]:
 
     def decorate(command: F) -> F:
         for name in reversed(names):
+            if name == "layout":
+                command = layout_option(str(defaults[name]))(command)
+                continue
             flag = "--" + name.replace("_", "-")
             command = click.option(flag, default=defaults[name], show_default=True, help=GRAPH_FLAGS[name])(command)
         return command

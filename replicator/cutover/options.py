@@ -36,7 +36,9 @@ from replicator.transport.topics import DEFAULT_PREFIX
 DEFAULT_NEO4J_GROUP: Final = "replicator-sink-neo4j"
 DEFAULT_QDRANT_GROUP: Final = "replicator-sink-qdrant"
 #: The graph flags lag, cutover and rollback take (what the Neo4j sink writes with that they read).
-_GRAPH: Final = ("entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property")
+_GRAPH: Final = (
+    "entity_label", "position_label", "relation_type_property", "confidence_property", "strength_property", "layout",
+)  # fmt: skip
 
 
 def endpoint_url(value: str) -> str:
@@ -83,6 +85,8 @@ class TargetOptions:
     relation_type_property: str = GraphModel.relation_type_property
     confidence_property: str = GraphModel.confidence_property
     strength_property: str = GraphModel.strength_property
+    #: The layout the sinks write (docs/layouts.md).
+    layout: str = GraphModel.layout
 
     def __post_init__(self) -> None:
         _ = self.graph_model  # validates the labels and property names
@@ -95,7 +99,7 @@ class TargetOptions:
         return GraphModel(
             entity_label=self.entity_label, position_label=self.position_label,
             relation_type_property=self.relation_type_property, confidence_property=self.confidence_property,
-            strength_property=self.strength_property,
+            strength_property=self.strength_property, layout=self.layout,
         )  # fmt: skip
 
 
@@ -138,7 +142,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             entity_label=kwargs.pop("entity_label"),
             position_label=kwargs.pop("position_label"),
             qdrant=QdrantSettings(url=qdrant_url, path=qdrant_path or (None if qdrant_url else Path("./data/qdrant")),
-                                  collection=kwargs["collection"]),
+                                  collection=kwargs["collection"], layout=kwargs["layout"]),
             qdrant_api_key=api_key,
             collection=kwargs.pop("collection"),
             qdrant_sink=kwargs.pop("qdrant_sink") or kwargs["qdrant_group"],
@@ -146,6 +150,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             qdrant_endpoint=kwargs.pop("qdrant_endpoint") or None,
             relation_type_property=kwargs.pop("relation_type_property"),
             confidence_property=kwargs.pop("confidence_property"), strength_property=kwargs.pop("strength_property"),
+            layout=kwargs.pop("layout"),
         )  # fmt: skip
         return command(opts=opts, **kwargs)
 

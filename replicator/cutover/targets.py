@@ -137,7 +137,7 @@ class QdrantTarget:
 
     def _endpoint(self) -> SinkEndpointReader:
         assert self.opts.qdrant_endpoint is not None
-        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id)
+        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id, layout=self.opts.qdrant.layout)
 
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         if self.opts.qdrant_endpoint:

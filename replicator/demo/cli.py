@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from replicator.clioptions import layout_option
 from replicator.source.settings import parse_duration
 
 
@@ -23,13 +24,15 @@ from replicator.source.settings import parse_duration
 @click.option("--rate", default=50.0, show_default=True, help="Live writer's writes per second.")
 @click.option("--max-pause", default="3s", show_default=True)
 @click.option("--hash-vectors", is_flag=True, help="Skip the model: deterministic stand-in vectors (faster).")
-def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_vectors: bool) -> None:
+@layout_option()
+def demo(workdir: Path | None, entities: int, rate: float, max_pause: str, hash_vectors: bool, layout: str) -> None:
     """The main job on the local stack: a live store replicated to Neo4j and Qdrant, lag, then a cutover."""
     from replicator.demo.demo import run_demo  # noqa: PLC0415 - keeps `replicator --help` light
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report = run_demo(workdir or Path(".demo") / stamp, entities=entities, rate_per_s=rate,
-                      max_pause_s=parse_duration(max_pause, "--max-pause"), real_model=not hash_vectors)  # fmt: skip
+                      max_pause_s=parse_duration(max_pause, "--max-pause"), real_model=not hash_vectors,
+                      layout=layout)  # fmt: skip
     if not report.ok:
         sys.exit(1)
 

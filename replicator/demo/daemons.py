@@ -37,6 +37,7 @@ class PipelineConfig:
     entity_label: str = GraphModel.entity_label
     position_label: str = GraphModel.position_label
     tombstone_label: str = GraphModel.tombstone_label
+    layout: str = GraphModel.layout  # the destination layout the sinks write (docs/layouts.md)
     neo4j_sink: str = DEFAULT_NEO4J_GROUP  # a sink is named after its group unless told otherwise
     neo4j_group: str = DEFAULT_NEO4J_GROUP
     qdrant_path: Path | None = None
@@ -63,9 +64,10 @@ class PipelineConfig:
             bootstrap_servers=self.bootstrap_servers, topic_prefix=self.topic_prefix, neo4j=self.neo4j,
             neo4j_sink=self.neo4j_sink, neo4j_group=self.neo4j_group, entity_label=self.entity_label,
             position_label=self.position_label,
-            qdrant=QdrantSettings(path=self.qdrant_dir, collection=self.collection), qdrant_api_key=None,
+            qdrant=QdrantSettings(path=self.qdrant_dir, collection=self.collection, layout=self.layout),
+            qdrant_api_key=None,
             collection=self.collection, qdrant_sink=self.qdrant_sink, qdrant_group=self.qdrant_group,
-            qdrant_endpoint=self.qdrant_endpoint,
+            qdrant_endpoint=self.qdrant_endpoint, layout=self.layout,
         )  # fmt: skip
 
     def _registry(self) -> list[str]:
@@ -84,7 +86,7 @@ class PipelineConfig:
             "--group", self.neo4j_group, "--sink-name", self.neo4j_sink, "--uri", self.neo4j.uri,
             "--user", self.neo4j.user, "--database", self.neo4j.database,
             "--entity-label", self.entity_label, "--position-label", self.position_label,
-            "--tombstone-label", self.tombstone_label,
+            "--tombstone-label", self.tombstone_label, "--layout", self.layout,
             "--metrics-port", str(self.neo4j_metrics_port), *self._registry(),
         ]  # fmt: skip
 
@@ -96,7 +98,8 @@ class PipelineConfig:
         return [
             "sink", "qdrant", "--bootstrap-servers", self.bootstrap_servers, "--topic-prefix", self.topic_prefix,
             "--group", self.qdrant_group, "--sink-name", self.qdrant_sink, "--path", str(self.qdrant_dir),
-            "--collection", self.collection, "--metrics-port", str(self.qdrant_metrics_port), *self._registry(),
+            "--collection", self.collection, "--layout", self.layout, "--metrics-port", str(self.qdrant_metrics_port),
+            *self._registry(),
         ]  # fmt: skip
 
 

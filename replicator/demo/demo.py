@@ -26,9 +26,11 @@ from replicator.capture.storefile import sqlite_uri
 from replicator.cutover import config, cutover
 from replicator.cutover.options import TargetOptions
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
+from replicator.demo import mcp_ask
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
 from replicator.embedding import embed, load_model
 from replicator.errors import StackError
+from replicator.events.values import embedding_text
 from replicator.observe import lag
 from replicator.sinks.neo4j.model import quote
 from replicator.sinks.settings import Neo4jSettings
@@ -156,12 +158,18 @@ def run_demo(
     echo: Echo = click.echo,
     kafka: KafkaSettings | None = None,
     neo4j: Neo4jSettings | None = None,
+    layout: str = "caxton",
 ) -> cutover.CutoverReport:
-    """Run the demo in ``workdir`` (created). Returns the cutover report. Raises ReplicatorError."""
+    """Run the demo in ``workdir`` (created), the sinks writing ``layout`` (docs/layouts.md; with mcp
+    it ends by asking both MCP servers about the migrated memory). Returns the cutover report.
+    Raises ReplicatorError (McpUnavailable: an MCP server's environment is missing)."""
+    if layout == "mcp":
+        for env in ("neo4j-memory", "server-qdrant"):  # refused before a minute of work, not after
+            mcp_ask.python_of(env)
     kafka = kafka or KafkaSettings.from_env()
     neo4j = neo4j or local_stack_neo4j()
     check_stack(kafka, neo4j)
-    cfg = _demo_config(workdir, kafka, neo4j)
+    cfg = _demo_config(workdir, kafka, neo4j, layout)
     db, caxton = cfg.db, workdir / "caxton.yaml"
     vectorize = _model_vectorize(echo) if real_model else hash_vector
     echo(f"1/6 sample store {db}: {entities} entities with embeddings, relations, edits")
@@ -195,10 +203,42 @@ def run_demo(
         writer.stop()
         codes = pipeline.stop()
     _report(report, writer, db, codes, opts=opts, echo=echo)
+    if report.ok and layout == "mcp":
+        ask_the_mcp_servers(cfg, echo)
     return report
 
 
-def _demo_config(workdir: Path, kafka: KafkaSettings, neo4j: Neo4jSettings) -> PipelineConfig:
+def ask_the_mcp_servers(cfg: PipelineConfig, echo: Echo) -> None:
+    """The migrated memory through the MCP servers' own code: an entity's name to mcp-neo4j-memory,
+    a question with its words to mcp-server-qdrant (the sinks have stopped: local mode is free)."""
+    conn = sqlite3.connect(sqlite_uri(cfg.db, mode="ro"), uri=True)
+    try:
+        name, entity_type, observations = conn.execute(
+            "SELECT name, entity_type, observations FROM entities ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    echo(f"mcp: what do the servers know about {name!r}?")
+    by_name, whole = mcp_ask.neo4j_memory(cfg.neo4j, [
+        {"tool": "find_memories_by_name", "args": {"names": [name]}}, {"tool": "read_graph"},
+    ])  # fmt: skip
+    for tool, answer in (("find_memories_by_name", by_name), ("read_graph", whole)):
+        if "error" in answer:
+            echo(f"  mcp-neo4j-memory {tool}: FAILED {answer['error']}")
+            continue
+        ok = answer["ok"]
+        echo(f"  mcp-neo4j-memory {tool}: {len(ok['entities'])} memories, {len(ok['relations'])} relations"
+             + (f"; {ok['entities'][0]}" if tool == "find_memories_by_name" and ok["entities"] else ""))  # fmt: skip
+    question = embedding_text(name, entity_type, observations)  # the entity's own text: it should come first
+    [found] = mcp_ask.qdrant_search(cfg.collection, [question], path=cfg.qdrant_dir, limit=3)
+    if "error" in found:
+        echo(f"  mcp-server-qdrant search: FAILED {found['error']}")
+        return
+    for rank, entry in enumerate(found["ok"], 1):
+        echo(f"  mcp-server-qdrant search #{rank}: {entry['content']!r} {entry['metadata']}")
+
+
+def _demo_config(workdir: Path, kafka: KafkaSettings, neo4j: Neo4jSettings, layout: str) -> PipelineConfig:
     """The demo's pipeline in ``workdir`` (created, with a sample caxton.yaml): its own topics, labels
     and groups, named by the time it starts; the demo's labels emptied first (only those: a user's
     real graph in the same database is never touched)."""
@@ -209,7 +249,7 @@ def _demo_config(workdir: Path, kafka: KafkaSettings, neo4j: Neo4jSettings) -> P
     cfg = PipelineConfig(
         db=db, workdir=workdir, bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"demo-{run_id}.caxton.memory",
         neo4j=neo4j, entity_label="DemoEntity", position_label="DemoReplicatorPosition",
-        tombstone_label="DemoReplicatorTombstone",
+        tombstone_label="DemoReplicatorTombstone", layout=layout,
         neo4j_group=f"demo-{run_id}-neo4j", qdrant_group=f"demo-{run_id}-qdrant",
         source_metrics_port=free_port(), neo4j_metrics_port=free_port(), qdrant_metrics_port=free_port(),
     )  # fmt: skip

@@ -57,7 +57,9 @@ def _destination_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     # The Neo4j sink's graph names: the graph is read under the names the sink wrote it with.
-    return graph_options("entity_label", "relation_type_property", "confidence_property", "strength_property")(command)
+    return graph_options(
+        "entity_label", "relation_type_property", "confidence_property", "strength_property", "layout"
+    )(command)
 
 
 def _neo4j(kw: dict[str, Any]) -> Neo4jSettings:
@@ -74,7 +76,8 @@ def _qdrant(kw: dict[str, Any], required: bool) -> QdrantSettings | None:
         if required:
             raise ConfigError("Qdrant needs a location", hint="--qdrant-url http://host:6333 or --qdrant-path DIR")
         return None
-    return QdrantSettings(url=kw["qdrant_url"], path=kw["qdrant_path"], collection=kw["collection"])
+    return QdrantSettings(url=kw["qdrant_url"], path=kw["qdrant_path"], collection=kw["collection"],
+                          layout=kw.get("layout", "caxton"))  # fmt: skip
 
 
 @click.command("export")
@@ -288,9 +291,12 @@ def diff_cmd(
     db, target = _diff_inputs(db, target, source, destination, kw)
     with StoreReader(db) as store, store.transaction():
         mine = store.read(None, embeddings=target == "qdrant")
+    foreign: list[str] = []  # what an MCP client wrote beside the sink (mcp layout; docs/layouts.md)
     if target == "neo4j":
         with GraphReader.connect(_neo4j(kw), graph_model(kw)) as graph:
+            graph.check_layout()
             theirs = graph.read(None)
+            foreign = graph.foreign_writes()
     else:
         settings = _qdrant(kw, required=True)
         assert settings is not None
@@ -299,14 +305,13 @@ def diff_cmd(
     found = compare(target, mine, theirs, relations=target == "neo4j", embeddings=target == "qdrant")
     if as_json:
         summary = {p: sum(m.problem == p for m in found) for p in ("missing", "extra", "different")}
-        click.echo(
-            json.dumps({"target": target, "summary": summary, "differences": [m.to_dict() for m in found]}, indent=2)
-        )
+        report = {"target": target, "summary": summary, "differences": [m.to_dict() for m in found], "foreign": foreign}
+        click.echo(json.dumps(report, indent=2))
     else:
-        for m in found:
-            click.echo(str(m))
-        click.echo(f"{len(found)} differences between the store and {target}")
-    if found:
+        for line in [*(str(m) for m in found), *foreign]:
+            click.echo(line)
+        click.echo(f"{len(found) + len(foreign)} differences between the store and {target}")
+    if found or foreign:
         sys.exit(1)
 
 
@@ -339,9 +344,10 @@ def validate_cmd(
         sample=sample, full=full, fast=fast, search=not no_search, top_k=top_k,
         query_threshold=query_threshold, search_threshold=search_threshold, seed=seed,
     )  # fmt: skip
+    qdrant = _qdrant(kw, required=target != "neo4j")  # before graph_model() takes the layout out of kw
     report = validate(
         db, [target], neo4j=_neo4j(kw), graph_model=graph_model(kw),
-        qdrant=_qdrant(kw, required=target != "neo4j"), qdrant_api_key=_api_key(kw), options=options,
+        qdrant=qdrant, qdrant_api_key=_api_key(kw), options=options,
     )  # fmt: skip
     repaired: dict[str, Any] | None = None
     if repair and report.mismatches:

@@ -195,7 +195,7 @@ def qdrant_sink(ctx: click.Context, /, **opts: Any) -> None:  # noqa: ANN401 - c
     settings = runner_settings(opts, ("entities", "embeddings"))
     api_key = read_secret(opts["api_key"], opts["api_key_file"], "Qdrant API key")
     qdrant = sink_settings(opts["url"], api_key, opts["path"], opts["collection"], settings.sink,
-                           opts["encode_batch"])  # fmt: skip
+                           opts["encode_batch"], opts["layout"])  # fmt: skip
     from replicator.sinks.qdrant.destination import QdrantDestination  # noqa: PLC0415 - the client loads on use
 
     run_sink(settings, QdrantDestination(qdrant))

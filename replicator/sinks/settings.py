@@ -56,8 +56,14 @@ class QdrantSettings:
     url: str | None = None
     path: Path | None = None
     collection: str = "caxton_embeddings"
+    #: The destination layout (docs/layouts.md, sinks/qdrant/layout.py): caxton or mcp.
+    layout: str = "caxton"
 
     def __post_init__(self) -> None:
+        from replicator.sinks.layouts import LAYOUTS  # noqa: PLC0415 - declared once there
+
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"unknown layout {self.layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
         if (self.url is None) == (self.path is None):
             raise ConfigError(
                 "Qdrant needs exactly one of a server URL and a local path",

@@ -246,6 +246,9 @@ def validate(
             else:
                 dest = _qdrant_reader(qdrant, qdrant_api_key, qdrant_reader)
             with dest:
+                if isinstance(dest, GraphReader):
+                    dest.check_layout()  # read in another layout, every entity would differ
+                    report.problems += dest.foreign_writes()
                 counts = dest.counts()
                 report.counts[name] = counts
                 report.problems += _count_problems(name, store_counts, counts)

@@ -27,6 +27,7 @@ from replicator.sinks.neo4j.applier import run_read
 from replicator.sinks.neo4j.destination import Neo4jDestination
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
+from replicator.sinks.qdrant.layout import from_payload
 from replicator.sinks.qdrant.points import EMBEDDING_SOURCE, STORE
 from replicator.sinks.runner import Destination
 from replicator.sinks.runner_settings import SinkRunnerSettings
@@ -108,16 +109,22 @@ class Target:
 class Neo4jTarget(Target):
     tables = ("entities", "relations")
 
-    def __init__(self, graph: Neo4jSettings) -> None:
+    def __init__(self, graph: Neo4jSettings, layout: str = "caxton") -> None:
         h = uuid.uuid4().hex[:8]
         self.graph = graph
-        self.model = GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}")
+        self.model = GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}", layout=layout)
         self.driver = neo4j.GraphDatabase.driver(graph.uri, auth=graph.auth(), notifications_min_severity="OFF")
         self.destination = Neo4jDestination("contract", graph, self.model)
 
     def entities(self) -> dict[int, str]:
-        rows = run_read(self.driver, self.graph.database, f"MATCH (n:`{self.model.entity_label}`) RETURN n")
-        return {r["n"]["id"]: r["n"]["name"] for r in rows if not r["n"].get("_placeholder")}
+        rows = run_read(self.driver, self.graph.database,
+                        f"MATCH (n:`{self.model.entity_label}`) RETURN n, n:Memory AS memory")  # fmt: skip
+        found = {r["n"]["id"]: r["n"]["name"] for r in rows if not r["n"].get("_placeholder")}
+        # The mcp layout: every entity (and nothing else) is also a memory node with a list of observations.
+        mcp = self.model.layout == "mcp"
+        assert all(r["memory"] == (mcp and not r["n"].get("_placeholder")) for r in rows)
+        assert not mcp or all(isinstance(r["n"]["observations"], list) for r in rows if r["memory"])
+        return found
 
     def second_topic(self, feed: Feed, seq: int) -> list[Event]:
         image = {"id": 7, "from_entity_id": 1, "to_entity_id": 2, "relation_type": "knows", "strength": 1.0,
@@ -158,15 +165,20 @@ class Neo4jTarget(Target):
 class QdrantTarget(Target):
     tables = ("entities", "embeddings")
 
-    def __init__(self, path: Path, model: Any) -> None:
+    def __init__(self, path: Path, model: Any, layout: str = "caxton") -> None:
         self.model = model
-        self.settings = QdrantSinkSettings(QdrantSettings(path=path, collection="contract"), sink="contract")
+        self.settings = QdrantSinkSettings(QdrantSettings(path=path, collection="contract", layout=layout),
+                                           sink="contract")  # fmt: skip
         self.destination = QdrantDestination(self.settings, model=model)
 
     def _points(self) -> dict[int, dict[str, Any]]:
         assert isinstance(self.destination, QdrantDestination)
-        points, _ = self.destination.client.scroll("contract", limit=1000, with_payload=True)
-        return {int(p.id): dict(p.payload or {}) for p in points}
+        points, _ = self.destination.client.scroll("contract", limit=1000, with_payload=True, with_vectors=True)
+        if self.settings.qdrant.layout == "mcp":  # what mcp-server-qdrant reads: a named vector, document, metadata
+            for p in points:
+                assert isinstance(p.vector, dict) and set(p.vector) == {"fast-all-minilm-l6-v2"}
+                assert p.payload and isinstance(p.payload["document"], str) and isinstance(p.payload["metadata"], dict)
+        return {int(p.id): from_payload(self.settings.qdrant.layout, p.payload or {}) for p in points}
 
     def entities(self) -> dict[int, str]:
         return {i: str(p["name"]) for i, p in self._points().items()}
@@ -194,13 +206,14 @@ def model() -> Any:
     return load_model()
 
 
-@pytest.fixture(params=["neo4j", "qdrant"])
+@pytest.fixture(params=["neo4j", "neo4j-mcp", "qdrant", "qdrant-mcp"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     made: Neo4jTarget | QdrantTarget
-    if request.param == "neo4j":
-        made = Neo4jTarget(request.getfixturevalue("graph"))
+    if request.param.startswith("neo4j"):
+        made = Neo4jTarget(request.getfixturevalue("graph"), "mcp" if request.param.endswith("mcp") else "caxton")
     else:
-        made = QdrantTarget(tmp_path / "qdrant", request.getfixturevalue("model"))
+        layout = "mcp" if request.param.endswith("mcp") else "caxton"
+        made = QdrantTarget(tmp_path / "qdrant", request.getfixturevalue("model"), layout)
     assert made.destination.start() is None
     try:
         yield made

@@ -34,3 +34,16 @@ def test_stack_resources_ship_with_the_package() -> None:
 def test_entity_text_is_what_the_store_embeds() -> None:
     assert entity_text("Ada", "person", ["wrote", "the first program"]) == "Ada person wrote the first program"
     assert entity_text("X", "concept", []) == "X concept "
+
+
+def test_the_mcp_servers_are_test_only_dependencies() -> None:
+    import tomllib  # noqa: PLC0415
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        declared += extra
+    assert not [d for d in declared if d.lower().startswith(("mcp", "fastmcp"))]
+    for env in ("neo4j-memory", "server-qdrant"):  # pinned, each in its own lock (.ci/install)
+        lock = (REPO / ".ci" / "mcp" / f"{env}.txt").read_text().splitlines()
+        assert f"mcp-{env}==" in "\n".join(lock) and all("==" in line for line in lock if line.strip())

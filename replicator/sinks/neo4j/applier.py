@@ -18,7 +18,7 @@ from replicator.errors import Fatal, Kind, ReplicatorError
 from replicator.position import SinkPosition
 from replicator.sinks.batch import StoreMismatch
 from replicator.sinks.errors import DestinationUnavailable
-from replicator.sinks.neo4j import faults, upkeep
+from replicator.sinks.neo4j import faults, layout, upkeep
 from replicator.sinks.neo4j.model import GraphModel, position_query, quote
 from replicator.sinks.neo4j.planner import Plan
 
@@ -49,6 +49,7 @@ def schema_statements(model: GraphModel) -> list[str]:
         f"CREATE INDEX {quote(tbase + '_detaching')} IF NOT EXISTS FOR (t:{tomb}) ON (t.detaching)",
         f"CREATE CONSTRAINT {quote(pbase + '_sink_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.sink IS UNIQUE",
         f"CREATE CONSTRAINT {quote(pbase + '_owner_unique')} IF NOT EXISTS FOR (p:{pos}) REQUIRE p.owner IS UNIQUE",
+        *([layout.search_index_statement()] if model.layout == layout.MCP else []),
     ]
 
 
@@ -102,16 +103,25 @@ def _lock_and_claim_tx(
     query = (
         f"MERGE (p:{quote(model.position_label)} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 "
         f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) ON CREATE SET o.since_ms = timestamp() "
+        # A namespace written before layouts existed (a store, no layout) holds the caxton layout.
+        f"SET o.layout = coalesce(o.layout, CASE WHEN o.store IS NULL THEN $layout ELSE '{layout.CAXTON}' END) "
         "SET o.store = coalesce(o.store, $store) "
-        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner"
+        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner, o.layout AS layout"
     )
-    record = tx.run(_q(query), sink=sink, ns=model.namespace, store=store).single()
+    record = tx.run(_q(query), sink=sink, ns=model.namespace, store=store, layout=model.layout).single()
     assert record is not None
     if record["namespace"] is not None and record["namespace"] != model.namespace:
         raise NamespaceTaken(
             f"sink name {sink!r} already keeps the position of the sink writing label {record['namespace']!r} "
             f"in this database; this sink writes label {model.namespace!r}",
             hint="give each pipeline its own --sink-name (or --group)",
+        )
+    if record["layout"] != model.layout:
+        raise NamespaceTaken(
+            f"label {model.namespace!r} holds the {record['layout']} layout; "
+            f"this sink writes the {model.layout} layout",
+            hint=f"run the sink with --layout {record['layout']}, or give the {model.layout} layout its own "
+            "--entity-label (docs/layouts.md)",
         )
     owner = None if record["owner"] is None else str(record["owner"])
     if store is not None and owner is not None and owner != store:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from replicator.errors import ConfigError
 from replicator.events.values import text_of
+from replicator.sinks.layouts import CAXTON, LAYOUTS
 
 _NON_WORD: Final = re.compile(r"[^A-Za-z0-9]+")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,6 +49,8 @@ class GraphModel:
     relation_type_property: str = "relation_type"
     confidence_property: str = "confidence"
     strength_property: str = "strength"
+    #: The destination layout (sinks/neo4j/layout.py, docs/layouts.md): caxton or mcp.
+    layout: str = CAXTON
     #: Debug aid for tests: every node/relationship also keeps ``_applied``, the list of seqs that
     #: wrote it, so "no event applied twice" can be observed. Off in production (it grows).
     audit: bool = False
@@ -67,6 +70,10 @@ class GraphModel:
                     f"Neo4j {what} {value!r} is not a plain identifier",
                     hint="use letters, digits and _ and start with a letter, e.g. Entity or relation_type",
                 )
+        if self.layout not in LAYOUTS:
+            raise ConfigError(
+                f"unknown layout {self.layout!r}", hint=f"use one of {', '.join(LAYOUTS)} (docs/layouts.md)"
+            )
         labels = {self.entity_label, self.tombstone_label, self.position_label}
         if len(labels) != 3:
             raise ConfigError(

@@ -44,6 +44,7 @@ from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.errors import PoisonEvent
+from replicator.sinks.neo4j.layout import MCP, MEMORY_LABEL, node_props
 from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
@@ -218,7 +219,7 @@ def _entity_props(event: Event, model: GraphModel) -> Row:
     # natively (float inf, byte arrays, a list or a string of observations); None removes the property.
     props: Row = {model.renamed(f): after.get(f) for f in _ENTITY_FIELDS}
     props["extra"] = _extra(after)
-    return props
+    return node_props(model.layout, props)
 
 
 def _relation_props(after: dict[str, Any], model: GraphModel) -> Row:
@@ -242,6 +243,11 @@ def tombstone_match(model: GraphModel, var: str, kind: str, id_expr: str) -> str
     return f"({var}:{quote(model.tombstone_label)} {{ns: $ns, store: $store, kind: '{kind}', id: {id_expr}}})"
 
 
+def _memory(model: GraphModel, var: str, verb: str) -> str:
+    """`` SET var:Memory`` (or REMOVE) in the mcp layout: only entity nodes carry the server's label."""
+    return f" {verb} {var}:{quote(MEMORY_LABEL)}" if model.layout == MCP else ""
+
+
 def entity_upsert_query(model: GraphModel) -> str:
     ent = quote(model.entity_label)
     return (
@@ -250,7 +256,7 @@ def entity_upsert_query(model: GraphModel) -> str:
         "WITH row, t WHERE t IS NULL OR t._seq < row.seq "
         f"MERGE (n:{ent} {{id: row.id}}) "
         "WITH n, row WHERE n._seq IS NULL OR n._seq < row.seq "
-        f"SET n += row.props, n._seq = row.seq{_audit(model, 'n')} "
+        f"SET n += row.props, n._seq = row.seq{_audit(model, 'n')}{_memory(model, 'n', 'SET')} "
         "REMOVE n._placeholder"
     )
 
@@ -272,7 +278,8 @@ def detach_or_hide(model: GraphModel, node: str, seq: str) -> str:
         f"WITH {node}, {seq} AS dseq, COUNT {{ ({node})--() }} AS degree "
         f"FOREACH (_ IN CASE WHEN degree <= {DETACH_AT_ONCE} THEN [1] ELSE [] END | DETACH DELETE {node}) "
         f"FOREACH (_ IN CASE WHEN degree > {DETACH_AT_ONCE} THEN [1] ELSE [] END | "
-        f"SET {node} = {{ns: $ns, detaching: {node}.id, _seq: dseq}} REMOVE {node}:{ent} SET {node}:{tomb})"
+        f"SET {node} = {{ns: $ns, detaching: {node}.id, _seq: dseq}} "
+        f"REMOVE {node}:{ent}{_memory(model, node, 'REMOVE')} SET {node}:{tomb})"
     )
 
 

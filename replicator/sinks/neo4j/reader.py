@@ -20,6 +20,7 @@ import neo4j
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
 from replicator.position import SinkPosition
+from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel, position_query, quote
 from replicator.sinks.settings import Neo4jSettings
 from replicator.validation.errors import MigrateError
@@ -96,6 +97,52 @@ class GraphReader:
         [rel] = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN count(r) AS r")
         return {"entities": int(row["e"]), "placeholders": int(row["p"]), "relations": int(rel["r"])}
 
+    def held_layout(self) -> str | None:
+        """The layout the namespace was written in (its owner node), None before a sink's first batch."""
+        rows = self._run(f"MATCH (o:{quote(self.model.position_label)} {{owner: $ns}}) "
+                         "RETURN o.layout AS layout, o.store AS store", ns=self.model.namespace)  # fmt: skip
+        if not rows or (rows[0]["layout"] is None and rows[0]["store"] is None):
+            return None
+        return str(rows[0]["layout"] or layout.CAXTON)  # written before layouts existed
+
+    def check_layout(self) -> None:
+        """Raises MigrateError naming both layouts when the namespace holds another than the model's:
+        read in the wrong layout, every entity would look different."""
+        held = self.held_layout()
+        if held is not None and held != self.model.layout:
+            raise MigrateError(
+                f"Neo4j label {self.model.namespace!r} holds the {held} layout, not {self.model.layout}",
+                hint=f"pass --layout {held} (or REPLICATOR_LAYOUT={held}), as the sink was run (docs/layouts.md)",
+            )
+
+    def foreign_writes(self, limit: int = 100) -> list[str]:
+        """What a client of the mcp layout (mcp-neo4j-memory) wrote beside the sink, one line each:
+        memory nodes and relationships of this namespace without a Caxton id (the sink writes an id on
+        every one). Other changes (observations added, entities deleted) show as differences of the
+        entities themselves. Empty in the caxton layout, which no such client reads."""
+        if self.model.layout != layout.MCP:
+            return []
+        lab, mem = quote(self.model.entity_label), quote(layout.MEMORY_LABEL)
+        nodes = self._run(
+            f"MATCH (n:{mem}) WHERE n.id IS NULL RETURN n.name AS name, n.type AS type LIMIT $limit", limit=limit
+        )
+        lines = [
+            f"neo4j: memory node {r['name']!r} (type {r['type']!r}) has no Caxton id: written through an MCP "
+            "server, the store does not have it"
+            for r in nodes
+        ]
+        rels = self._run(
+            f"MATCH (a:{mem})-[r]->(b:{mem}) WHERE r.id IS NULL AND (a:{lab} OR b:{lab}) "
+            "RETURN a.name AS a, type(r) AS t, b.name AS b LIMIT $limit",
+            limit=limit,
+        )
+        lines += [
+            f"neo4j: relationship ({r['a']!r})-[{r['t']}]->({r['b']!r}) has no Caxton id: written through an "
+            "MCP server, the store does not have it"
+            for r in rels
+        ]
+        return lines
+
     def tombstones(self) -> int:
         """Tombstone nodes under the model's tombstone label (every namespace's)."""
         [row] = self._run(f"MATCH (t:{quote(self.model.tombstone_label)}) RETURN count(t) AS n")
@@ -119,7 +166,7 @@ class GraphReader:
         where = "" if entity_ids is None else "WHERE n.id IN $ids"
         params: dict[str, Any] = {} if entity_ids is None else {"ids": sorted(set(entity_ids))}
         for r in self._run(f"MATCH (n:{lab}) {where} RETURN properties(n) AS p", **params):
-            props = self.model.columns(r["p"])
+            props = self.model.columns(layout.stored_props(self.model.layout, r["p"]))
             if props.get("_placeholder"):
                 snap.placeholders.add(int(props["id"]))
             elif props.get("id") is not None:

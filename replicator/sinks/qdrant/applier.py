@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import DIMENSIONS
 from replicator.errors import ConfigError
 from replicator.position import SinkPosition
+from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.planner import Plan
 from replicator.sinks.qdrant.points import (
@@ -60,8 +61,9 @@ def tune_local_storage(client: QdrantClient, collections: Iterable[str]) -> bool
 class Applier:
     """Reads and writes the sink's collection and ``<collection>_positions`` through one client."""
 
-    def __init__(self, client: QdrantClient, collection: str, where: str) -> None:
+    def __init__(self, client: QdrantClient, collection: str, where: str, layout: str = "caxton") -> None:
         self.client = client
+        self.layout = layout
         self.collection = collection
         self.positions = positions_collection(collection)
         self.where = where
@@ -70,19 +72,25 @@ class Applier:
         """Create both collections if absent (idempotent). Raises ConfigError if the collection exists
         with another vector size or distance, DestinationUnavailable if Qdrant does not answer."""
         with qdrant_errors("creating collections", self.where):
-            for name, size in ((self.collection, DIMENSIONS), (self.positions, 1)):
-                if not self.client.collection_exists(name):
-                    self.client.create_collection(
-                        name, vectors_config=models.VectorParams(size=size, distance=models.Distance.COSINE)
-                    )
+            if not self.client.collection_exists(self.collection):
+                self.client.create_collection(self.collection, vectors_config=qlayout.vectors_config(self.layout))
+            if not self.client.collection_exists(self.positions):
+                self.client.create_collection(
+                    self.positions, vectors_config=models.VectorParams(size=1, distance=models.Distance.COSINE)
+                )
             params = self.client.get_collection(self.collection).config.params.vectors
-        if not isinstance(params, models.VectorParams) or (params.size, params.distance) != (
-            DIMENSIONS,
-            models.Distance.COSINE,
-        ):
+        held = qlayout.layout_of(params)
+        if held is None:
             raise ConfigError(
                 f"Qdrant collection {self.collection!r} at {self.where} is not {DIMENSIONS}-d cosine ({params})",
                 hint="point the sink at another --collection, or drop that collection",
+            )
+        if held != self.layout:
+            raise ConfigError(
+                f"Qdrant collection {self.collection!r} at {self.where} holds the {held} layout; this sink "
+                f"writes the {self.layout} layout",
+                hint=f"run the sink with --layout {held}, or give the {self.layout} layout its own --collection "
+                "(docs/layouts.md)",
             )
         tune_local_storage(self.client, (self.collection, self.positions))
 
@@ -94,7 +102,7 @@ class Applier:
         with qdrant_errors("reading points", self.where):
             found = self.client.retrieve(self.collection, wanted, with_payload=True, with_vectors=False)
             marks = self.client.retrieve(self.positions, marks_wanted, with_payload=True, with_vectors=False)
-        state = State(points={int(p.id): dict(p.payload or {}) for p in found})
+        state = State(points={int(p.id): qlayout.from_payload(self.layout, p.payload or {}) for p in found})
         for mark in marks:
             payload = mark.payload or {}
             if _OWNER in payload:
@@ -112,15 +120,20 @@ class Applier:
             points = [
                 models.PointStruct(
                     id=w.id,
-                    vector=vector_from_blob(w.store_vector) if w.store_vector is not None else vectors[str(w.text)],
-                    payload=w.payload,
+                    vector=qlayout.point_vector(
+                        self.layout,
+                        vector_from_blob(w.store_vector) if w.store_vector is not None else vectors[str(w.text)],
+                    ),
+                    payload=qlayout.to_payload(self.layout, w.payload, w.document),
                 )
                 for w in plan.writes
             ]
             operations.append(models.UpsertOperation(upsert=models.PointsList(points=points)))
         operations.extend(
-            models.SetPayloadOperation(set_payload=models.SetPayload(payload=payload, points=[entity_id]))
-            for entity_id, payload in plan.payload_updates.items()
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=qlayout.to_payload(self.layout, fields, None), points=[entity_id])
+            )
+            for entity_id, fields in plan.payload_updates.items()
         )
         if plan.deletes:
             operations.append(models.DeleteOperation(delete=models.PointIdsList(points=list(plan.deletes))))

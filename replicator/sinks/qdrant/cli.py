@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from replicator.clioptions import config_option, secret_option
+from replicator.clioptions import config_option, layout_option, secret_option
+from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 from replicator.sinks.settings import QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, QdrantSettings
 
@@ -30,17 +31,18 @@ def connection_options(func: F) -> F:
                      help="Local-mode storage directory instead of a server."),
         click.option("--collection", default=QdrantSettings.collection, show_default=True,
                      envvar="REPLICATOR_QDRANT_COLLECTION"),
+        layout_option(),
     ]):  # fmt: skip
         func = option(func)
     return func
 
 
 def sink_settings(url: str | None, api_key: str | None, path: Path | None, collection: str, sink: str,
-                  encode_batch: int) -> QdrantSinkSettings:  # fmt: skip
+                  encode_batch: int, layout: str = "caxton") -> QdrantSinkSettings:  # fmt: skip
     """Validated settings from the flags. Raises ConfigError."""
     from replicator.sinks.qdrant.destination import QdrantSinkSettings  # noqa: PLC0415 - the client loads on use
 
-    return QdrantSinkSettings(QdrantSettings(url=url, path=path, collection=collection), sink=sink,
+    return QdrantSinkSettings(QdrantSettings(url=url, path=path, collection=collection, layout=layout), sink=sink,
                               api_key=api_key, encode_batch=encode_batch)  # fmt: skip
 
 
@@ -50,7 +52,7 @@ def sink_settings(url: str | None, api_key: str | None, path: Path | None, colle
 @click.option("--batch-size", default=64, show_default=True, help="Points per page (read, encode, write).")
 @click.option("--stale-only", is_flag=True, help="Skip points already labelled with this model version.")
 def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | None, path: Path | None,
-                    collection: str, batch_size: int, stale_only: bool) -> None:  # fmt: skip
+                    collection: str, layout: str, batch_size: int, stale_only: bool) -> None:  # fmt: skip
     """Re-embed every point with the installed model, label it with this model version, while a live
     sink may keep writing: a point the live sink changed meanwhile is left as it wrote it
     (conditional upserts; needs Qdrant >= 1.17)."""
@@ -59,6 +61,8 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
     from replicator.sinks.qdrant.reembed import reembed as reembed_points  # noqa: PLC0415
 
     key = read_secret(api_key, api_key_file, "Qdrant API key")
+    if layout != "caxton":
+        raise ConfigError("reembed writes the caxton layout only", hint="docs/layouts.md, 'Not done'")
     settings = sink_settings(url, key, path, collection, "reembed", min(batch_size, 64))
     client = settings.connect()
     try:

@@ -132,7 +132,9 @@ class QdrantDestination:
         until it is restored, or its positions are deleted too (the sink then rebuilds it from offset
         0). Raises DestinationUnavailable, DestinationRefused, ModelError, ConfigError (a collection of
         another shape)."""
-        applier = Applier(self.client, self.settings.qdrant.collection, self.settings.where)
+        applier = Applier(
+            self.client, self.settings.qdrant.collection, self.settings.where, self.settings.qdrant.layout
+        )
         with qdrant_errors("checking the collection", self.settings.where):
             present = self.client.collection_exists(applier.collection)
         stored = read_position(self.client, applier.collection, self.name)

@@ -63,6 +63,8 @@ class PointWrite:
     payload: Payload
     store_vector: bytes | None = None
     text: str | None = None
+    #: The text the vector embeds (the store embedding's text, or ``text``): the mcp layout's ``document``.
+    document: str | None = None
 
 
 @dataclass
@@ -264,7 +266,9 @@ def _plan_one(  # noqa: PLR0917 - private, called once
             EMBEDDING_SOURCE: STORE,
             EMBEDDING_SEQ: chosen.seq,
         })  # fmt: skip
-        result.writes.append(PointWrite(entity_id, base, store_vector=bytes(image["vector"])))
+        result.writes.append(
+            PointWrite(entity_id, base, store_vector=bytes(image["vector"]), document=str(image["text"]))
+        )
     elif final is None:
         return
     elif point is not None and (point.get(TEXT_SHA256) == target_sha or seq_of(point, EMBEDDING_SEQ) > final.seq):
@@ -281,7 +285,7 @@ def _plan_one(  # noqa: PLR0917 - private, called once
             EMBEDDING_SOURCE: COMPUTED,
         })  # fmt: skip
         base.setdefault(EMBEDDING_SEQ, 0)
-        result.writes.append(PointWrite(entity_id, base, text=text))
+        result.writes.append(PointWrite(entity_id, base, text=text, document=text))
 
 
 def touched_ids(events: Sequence[Event]) -> set[int]:

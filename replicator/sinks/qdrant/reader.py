@@ -25,6 +25,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from replicator.position import SinkPosition
+from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
     entity_values,
@@ -45,10 +46,11 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[start : start + _CHUNK]
 
 
-def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any) -> None:  # noqa: ANN401
+def add_point(snap: Snapshot, pid: int, payload: dict[str, Any], vector: Any, layout: str) -> None:  # noqa: ANN401
     """One Qdrant point (design §6) into ``snap``: its entity (or a placeholder when the payload has
     no entity fields yet: a vector awaiting its entity) and its vector (the only one of a named-vector
     mapping)."""
+    payload = qlayout.from_payload(layout, payload)  # docs/layouts.md
     payload.setdefault("id", pid)
     try:
         snap.entities[pid] = entity_from_mapping({**payload, **entity_values(payload)})
@@ -114,6 +116,17 @@ class QdrantReader:
                 f"Qdrant has no collection {self.collection!r} at {settings.url or settings.path}",
                 hint="check --collection, or start the Qdrant sink (it creates the collection)",
             )
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Raises MigrateError naming both layouts when the collection holds another than the settings'."""
+        held = qlayout.layout_of(self.client.get_collection(self.collection).config.params.vectors)
+        if held is not None and held != self.settings.layout:
+            self.close()
+            raise MigrateError(
+                f"Qdrant collection {self.collection!r} holds the {held} layout, not {self.settings.layout}",
+                hint=f"pass --layout {held} (or REPLICATOR_LAYOUT={held}), as the sink was run (docs/layouts.md)",
+            )
 
     def close(self) -> None:
         if self._own:
@@ -156,12 +169,13 @@ class QdrantReader:
                 for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
             ]
         for point in points:
-            add_point(snap, int(point.id), dict(point.payload or {}), point.vector)
+            add_point(snap, int(point.id), dict(point.payload or {}), point.vector, self.settings.layout)
         return snap
 
     def search(self, vector: Sequence[float], limit: int) -> list[int]:
         """Ids of the ``limit`` nearest points (the collection's distance, cosine)."""
-        result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False)
+        result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False,
+                                          using=qlayout.vector_name(self.settings.layout))  # fmt: skip
         return [int(p.id) for p in result.points]
 
 
@@ -171,8 +185,10 @@ class SinkEndpointReader:
     ``store_id`` when given): an endpoint answering for another sink or store is refused. Reads all
     points on first use (page by page). Blocks; raises MigrateError."""
 
-    def __init__(self, base_url: str, sink: str, store_id: str | None = None, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, sink: str, store_id: str | None = None, *, timeout_s: float = 10.0,
+                 layout: str = "caxton") -> None:  # fmt: skip
         self.base_url, self.sink, self.store_id, self.timeout_s = base_url, sink, store_id, timeout_s
+        self.layout = layout
         self._points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] | None = None
 
     def close(self) -> None:
@@ -245,5 +261,5 @@ class SinkEndpointReader:
         everything = self._all()
         for pid in sorted(everything if entity_ids is None else set(entity_ids) & set(everything)):
             payload, vector = everything[pid]
-            add_point(snap, pid, dict(payload), vector)
+            add_point(snap, pid, dict(payload), vector, self.layout)
         return snap

@@ -1,0 +1,69 @@
+"""Ask the MCP memory servers (mcp-neo4j-memory, mcp-server-qdrant) about the migrated memory, with
+their own code, in their own environments (``.venv-mcp/<env>``, made by ``bash .ci/install`` from a
+checkout: the two pin different fastmcp versions and are no dependency of the project). The demo and
+the integration tests use it. Blocks; raises ReplicatorError naming the command that creates a
+missing environment, or the server's failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sysconfig
+from pathlib import Path
+from typing import Any, Final
+
+from replicator.errors import Fatal
+from replicator.sinks.settings import Neo4jSettings
+
+#: Where the environments are: REPLICATOR_MCP_VENVS, else .venv-mcp/ of the checkout.
+VENVS_ENV: Final = "REPLICATOR_MCP_VENVS"
+INSTALL: Final = "bash .ci/install (creates .venv-mcp/neo4j-memory and .venv-mcp/server-qdrant)"
+_CLIENTS: Final = Path(__file__).resolve().parent / "mcp_clients"
+
+
+class McpUnavailable(Fatal):
+    """An MCP server's environment is missing, or its client script failed."""
+
+
+def python_of(env: str) -> Path:
+    """The python of the environment ``env``. Raises McpUnavailable when it is missing or incomplete."""
+    root = Path(os.environ.get(VENVS_ENV) or Path(__file__).resolve().parents[2] / ".venv-mcp")
+    python = root / env / "bin" / "python"
+    if not python.exists() or not (root / env / ".replicator-install").exists():
+        raise McpUnavailable(f"the MCP environment {root / env} is missing", hint=f"run: {INSTALL}")
+    return python
+
+
+def _run(env: str, script: str, request: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+    try:
+        done = subprocess.run(
+            [str(python_of(env)), "-W", "ignore", str(_CLIENTS / script)],
+            input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise McpUnavailable(f"{script} in {env} did not answer within {timeout_s:g} s", hint="") from exc
+    if done.returncode != 0:
+        raise McpUnavailable(f"{script} in {env} exited {done.returncode}: {done.stderr[-2000:]}", hint="")
+    answers: list[dict[str, Any]] = json.loads(done.stdout)
+    return answers
+
+
+def neo4j_memory(settings: Neo4jSettings, calls: list[dict[str, Any]], timeout_s: float = 300) -> list[dict[str, Any]]:
+    """mcp-neo4j-memory's Neo4jMemory tools ``[{"tool", "args"}]`` in order; each answer is
+    ``{"ok": result}`` or ``{"error": "<type>: <message>"}`` (the server's own failure)."""
+    user, password = settings.auth() or ("", "")
+    request = {"uri": settings.uri, "user": user, "password": password, "database": settings.database,
+               "calls": calls}  # fmt: skip
+    return _run("neo4j-memory", "neo4j_memory.py", request, timeout_s)
+
+
+def qdrant_search(
+    collection: str, queries: list[str], *, path: Path, limit: int = 5, timeout_s: float = 600
+) -> list[dict[str, Any]]:
+    """mcp-server-qdrant's QdrantConnector.search per query, in local mode at ``path`` (no other client
+    may hold it), with the packaged all-MiniLM-L6-v2; each answer ``{"ok": [{"content", "metadata"}]}``
+    or ``{"error": ...}``."""
+    request = {"path": str(path), "collection": collection, "queries": queries, "limit": limit,
+               "model_site": sysconfig.get_paths()["purelib"]}  # fmt: skip
+    return _run("server-qdrant", "server_qdrant.py", request, timeout_s)
