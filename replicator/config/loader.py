@@ -170,7 +170,7 @@ def _neo4j(values: dict[str, Any], ctx: Context, warnings: list[str]) -> Neo4jCo
         **_pick(values, "uri", "database", "user", "layout", "group", "metrics_port", "metrics_host"),
         sink=values.get("sink") or "",
         password=password,
-        graph=GraphModel(**_pick(values, *graph_keys)),
+        graph=GraphModel(**_pick(values, *graph_keys, "layout")),  # the layout is the graph model's too
         batch=BatchConfig(**_batch(values)),
     )  # fmt: skip
 

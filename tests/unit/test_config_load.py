@@ -169,3 +169,10 @@ def test_the_environment_overrides_the_file_for_code_without_click(tmp_path: Pat
     assert "REPLICATOR_NEO4J_PASSWORD_FILE -> neo4j.password" in overridden
     only_source = load_config(_write(tmp_path, "source: {batch_rows: 40}\n", "source.yaml"), {}).config
     assert with_environment(only_source, {"REPLICATOR_NEO4J_URI": "bolt://x:7687"})[0].neo4j is None
+
+
+def test_the_neo4j_layout_is_the_graph_models_layout(tmp_path: Path) -> None:
+    """Whoever builds a GraphModel from the file (migrate, import) reads and writes the file's layout."""
+    loaded = load_config(_write(tmp_path, "neo4j:\n  layout: mcp\n"), {})
+    assert loaded.config.neo4j is not None
+    assert (loaded.config.neo4j.layout, loaded.config.neo4j.graph.layout) == ("mcp", "mcp")
