@@ -27,6 +27,7 @@ from replicator.errors import ReplicatorError
 from replicator.guide import cli as guide_cli
 from replicator.lifecycle import cli as lifecycle_cli
 from replicator.observe import cli as observe_cli
+from replicator.reverse.cli import reverse
 from replicator.sinks.cli import sink
 from replicator.source.cli import source
 from replicator.stack.cli import stack
@@ -68,6 +69,7 @@ demo_cli.register(cli)  # demo
 guide_cli.register(cli)  # export, import, stats, diff, validate
 lifecycle_cli.register(cli)  # assess, check, tune, watch
 cli.add_command(sink)
+cli.add_command(reverse)
 
 
 def _command_line() -> str:

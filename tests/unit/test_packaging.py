@@ -34,3 +34,11 @@ def test_stack_resources_ship_with_the_package() -> None:
 def test_entity_text_is_what_the_store_embeds() -> None:
     assert entity_text("Ada", "person", ["wrote", "the first program"]) == "Ada person wrote the first program"
     assert entity_text("X", "concept", []) == "X concept "
+
+
+def test_the_changelog_plugin_sources_ship_with_the_package() -> None:
+    jvm = resources.files("replicator.reverse") / "jvm"
+    service = jvm / "META-INF" / "services" / "org.neo4j.kernel.extension.ExtensionFactory"
+    assert service.read_text().strip() == "dev.replicator.reverse.ChangelogExtensionFactory"
+    sources = jvm / "dev" / "replicator" / "reverse"
+    assert {"ChangelogExtensionFactory.java", "ChangelogListener.java"} <= {p.name for p in sources.iterdir()}
