@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -75,36 +76,73 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
     help="Roll back without first checking that the new backend took no writes since the cutover "
     "(writes it took are lost).",
 )  # fmt: skip
-def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_new_writes: bool) -> None:
+@click.option("--max-pause", default="3s", show_default=True,
+              help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.")
+def rollback(db: Path, opts: TargetOptions, config_path: Path | None, discard_new_writes: bool, max_pause: str) -> None:
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
-    After a completed cutover, the destinations are first compared with the store in full (pass the
-    cutover's connection flags): if the runtime wrote to them since, rollback refuses and names what
-    differs, since the store does not have those writes."""
+    When Neo4j's writes flow back (`replicator reverse run`, docs/reverse.md), Neo4j's writers are
+    fenced and the store drains them first: nothing is lost. Otherwise, after a completed cutover, the
+    destinations are first compared with the store in full (pass the cutover's connection flags): if
+    the runtime wrote to them since, rollback refuses and names what differs."""
     from replicator.cutover import rollback as rollback_mod  # noqa: PLC0415 - clients load on use
     from replicator.cutover.targets import divergence  # noqa: PLC0415
+    from replicator.reverse.control import Reverse  # noqa: PLC0415
 
     check = None if discard_new_writes else divergence(db, opts)
-    for line in rollback_mod.rollback(db, config_path, divergence=check):
+    st = state_mod.load(db)
+    reverse = None
+    if st.state in ("cut_over", "rolling_back") and st.target in ("neo4j", "hybrid"):
+        reverse = Reverse(db, opts.neo4j, opts.entity_label)
+    try:
+        lines = rollback_mod.rollback(db, config_path, divergence=check, reverse=reverse,
+                                      max_pause_s=parse_duration(max_pause, "--max-pause"))  # fmt: skip
+    finally:
+        if reverse is not None:
+            reverse.close()
+    for line in lines:
         click.echo(line)
 
 
 @click.command()
 @source_db_option
+@target_options
 @click.option("--json", "as_json", is_flag=True)
-def status(db: Path, as_json: bool) -> None:
-    """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back."""
+def status(db: Path, opts: TargetOptions, as_json: bool) -> None:
+    """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back; after
+    a cutover to Neo4j, the reverse lag (Neo4j's changes not yet in the store)."""
     if not db.exists():
         raise ReplicatorError(f"no store at {db}", hint="pass --db")
     st = state_mod.load(db)
+    reverse = _reverse_line(db, opts) if st.state == "cut_over" and st.target in ("neo4j", "hybrid") else None
     if as_json:
         click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),
-                               "resolve": cutover_mod.resolution(st)}, indent=2))  # fmt: skip
+                               "resolve": cutover_mod.resolution(st), "reverse": reverse}, indent=2))  # fmt: skip
         return
     click.echo(st.describe())
-    fix = cutover_mod.resolution(st)
+    if reverse:
+        click.echo(f"  {reverse}")
+    from replicator.cutover.rollback import resolution  # noqa: PLC0415
+
+    fix = resolution(st) or cutover_mod.resolution(st)
     if fix:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
+
+
+def _reverse_line(db: Path, opts: TargetOptions) -> str:
+    """One line on the reverse process, with lag's status rules from one sample (OK or STOP)."""
+    from replicator.observe.lag import assess, reverse_sink_lag  # noqa: PLC0415 - clients load on use
+    from replicator.reverse.process import read_lag  # noqa: PLC0415
+
+    try:
+        lag = read_lag(db, opts.neo4j, opts.entity_label)
+    except Exception as exc:  # status names what it cannot read, it never fails on it
+        return f"reverse: cannot read Neo4j's changelog at {opts.neo4j.uri} ({str(exc).splitlines()[0]})"
+    if lag is None:
+        return f"reverse: off (Neo4j label {opts.entity_label} is not captured; writes there stay there)"
+    row = assess(None, reverse_sink_lag(lag), 0.0, time.time_ns() // 1_000_000)
+    return (f"reverse: {row.status}, lag {lag.transactions} transactions / {lag.seconds:.1f}s "
+            f"(applied seq {lag.applied_seq} of {lag.head_seq})")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

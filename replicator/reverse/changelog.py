@@ -36,6 +36,10 @@ class PluginMissing(Fatal):
     """Neo4j does not run the changelog plugin: changes made there would not be captured."""
 
 
+class ReverseOff(Fatal):
+    """Capture is not on for the namespace: nothing flows back from Neo4j."""
+
+
 class NamespaceCaptured(Fatal):
     """The namespace's changelog belongs to another store."""
 
@@ -128,6 +132,33 @@ class Changelog:
         head = self.head()
         assert head is not None  # just merged
         return head
+
+    def fence(self, message: str) -> Head:
+        """Refuse every write to the namespace but the forward sink's, failing it with ``message``
+        (rollback). Blocks until transactions committing into the changelog have committed; returns
+        the head then: nothing can follow it. Idempotent. Raises ReverseOff when capture is off."""
+        rows = self._run(
+            f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) SET c.fenced = $m "
+            "RETURN c.head_seq AS s, c.head_ts_ms AS t, c.store AS store",
+            ns=self.ns, m=message,
+        )  # fmt: skip
+        if not rows:
+            raise ReverseOff(f"Neo4j label {self.ns} is not captured", hint="nothing flows back: see docs/reverse.md")
+        return Head(int(rows[0]["s"]), int(rows[0]["t"]), str(rows[0]["store"]))
+
+    def unfence(self) -> None:
+        """Take writes again (an aborted rollback). Idempotent."""
+        self._run(f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) REMOVE c.fenced", ns=self.ns)
+
+    def finish(self) -> None:
+        """After a rollback: capture off, the fence kept (the runtime writes to the store again; only
+        the forward sink writes here), the changelog dropped. Idempotent."""
+        self._run(f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) SET c.capture = false", ns=self.ns)
+        self.prune(2**62)
+
+    def resume(self) -> None:
+        """At the end of a new cutover: the fence lifted, capture on again. Idempotent."""
+        self._run(f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) SET c.capture = true REMOVE c.fenced", ns=self.ns)
 
     def head(self) -> Head | None:
         """The namespace's head, or None when capture is off for it."""

@@ -56,4 +56,7 @@ def run(db: Path, opts: TargetOptions, keep_embeddings: bool) -> None:
         head = process.enable(db, Changelog.for_driver(driver, opts.neo4j.database, model.entity_label))
     click.echo(f"reverse: capturing Neo4j label {model.entity_label} (head seq {head.seq}) into {db}", err=True)
     embed = None if keep_embeddings else process.model_embed()
+    if embed is not None:
+        embed(["load the model before the first batch"])  # seconds: not inside the first transaction
+    click.echo("reverse: applying", err=True)
     process.run(db, opts.neo4j, model, embed=embed, stop=stopping.is_set, log=lambda line: click.echo(line, err=True))

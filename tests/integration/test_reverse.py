@@ -26,7 +26,7 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import head_seq
-from replicator.cutover import fence
+from replicator.cutover import config, fence, state
 from replicator.embedding import entity_text, load_model
 from replicator.reverse import process
 from replicator.reverse.apply import parked_rows, read_position
@@ -158,6 +158,7 @@ def _seed_store(db: Path, graph: Graph, entities: int = 30) -> None:
                 f"CREATE (a)-[r:{relationship_type(r.relation_type)}]->(b) SET r = $p",
                 a=r.from_entity_id, b=r.to_entity_id, p=props)  # fmt: skip
     fence.acquire(db, timeout_s=1).refuse_writes_and_release(fence.refusal_message("neo4j", "now"))
+    state.save(db, state.MigrationState(), state="cut_over", target="neo4j", final_seq=head_seq(sqlite3.connect(db)))
 
 
 class CypherWriter:
@@ -165,6 +166,7 @@ class CypherWriter:
 
     def __init__(self, graph: Graph) -> None:
         self.graph, self.rng, self.done, self.errors = graph, random.Random(7), 0, 0
+        self.refused, self.refusal = 0, ""
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -197,6 +199,9 @@ class CypherWriter:
             except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError):
                 self.errors += 1  # Neo4j is restarting: the write did not happen (or will show in the graph)
                 time.sleep(0.5)
+            except neo4j.exceptions.Neo4jError as exc:  # the rollback's fence: the write did not happen
+                self.refused += 1
+                self.refusal = str(exc)
             time.sleep(0.02)  # ~50 writes/s
 
 
@@ -217,14 +222,24 @@ def _assert_embeddings(snap: Snapshot) -> None:
 
 
 def _reverse(db: Path, graph: Graph) -> subprocess.Popen[bytes]:
+    """``replicator reverse run``, once it applies (the model loaded: on a loaded machine that takes a
+    while, and a kill before it would kill nothing in the middle). Its log: ``<db>.reverse.log``."""
     g = graph.server.graph
     env = {**os.environ, "REPLICATOR_NEO4J_PASSWORD": g.password or ""}
     cmd = [sys.executable, "-m", "replicator", "reverse", "run", "--db", str(db), "--neo4j-uri", g.uri,
            "--entity-label", graph.label]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    log = db.with_name(db.name + ".reverse.log")
+    with open(log, "a") as out:
+        start = out.tell()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while "reverse: applying" not in log.read_text()[start:]:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[start:]
+        time.sleep(0.2)
+    return proc
 
 
-def _wait_caught_up(db: Path, graph: Graph, timeout_s: float = 120) -> None:
+def _wait_caught_up(db: Path, graph: Graph, timeout_s: float = 300) -> None:
     conn = sqlite3.connect(db)
     deadline = time.monotonic() + timeout_s
     try:
@@ -247,13 +262,10 @@ def test_reverse_run_survives_kill_9_and_a_neo4j_restart_and_the_store_equals_th
     proc = _reverse(db, graph)
     writer = CypherWriter(graph)
     try:
-        deadline = time.monotonic() + 60
-        while graph.changelog().head() is None:  # the reverse process enables capture first
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.2)
+        assert graph.changelog().head() is not None  # the reverse process enabled capture first
         writer.thread.start()
         for _ in range(3):
-            time.sleep(random.uniform(2, 5))
+            time.sleep(random.uniform(1, 4))
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             proc = _reverse(db, graph)
@@ -283,3 +295,51 @@ def test_reverse_run_survives_kill_9_and_a_neo4j_restart_and_the_store_equals_th
     assert left == 0, "applied changelog rows are pruned"
     with pytest.raises(sqlite3.IntegrityError, match="memory store moved"):
         MemoryWriter(db).create_entity("runtime", "person")
+    shown = _cli(graph, "status", "--db", str(db), "--neo4j-uri", graph.server.graph.uri, "--entity-label", graph.label)
+    assert f"reverse: OK, lag 0 transactions / 0.0s (applied seq {head.seq} of {head.seq})" in shown
+
+
+def _cli(graph: Graph, *args: str) -> str:
+    env = {**os.environ, "REPLICATOR_NEO4J_PASSWORD": graph.server.graph.password or ""}
+    cmd = [sys.executable, "-m", "replicator", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(graph: Graph, tmp_path: Path) -> None:
+    db = tmp_path / "memory.db"
+    _seed_store(db, graph)
+    cfg = tmp_path / "caxton.yaml"
+    cfg.write_text(config.sample_config(str(db)))
+    config.switch_backend(cfg, "neo4j")
+    state.save(db, state.load(db), config=str(cfg))
+    proc = _reverse(db, graph)
+    writer = CypherWriter(graph)
+    try:
+        assert graph.changelog().head() is not None
+        writer.thread.start()
+        deadline = time.monotonic() + 120
+        while writer.done < 150 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = writer.done
+        out = _cli(graph, "rollback", "--db", str(db), "--neo4j-uri", graph.server.graph.uri,
+                   "--entity-label", graph.label, "--max-pause", "15s")  # fmt: skip
+        time.sleep(1)
+        writer.stopping.set()
+        writer.thread.join()
+    finally:
+        writer.stopping.set()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert before > 100 and "Neo4j fenced at changelog seq" in out and "write pause" in out, out
+    assert writer.refused > 0, "the writer kept writing to Neo4j after the rollback's fence"
+    assert "memory store moved back to embedded" in writer.refusal
+    assert 'backend: "embedded"' in cfg.read_text() and state.load(db).state == "rolled_back"
+    with StoreReader(db) as store, GraphReader(graph.model, graph.q) as dest:
+        mine, theirs = store.read(embeddings=True), dest.read()
+    problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
+    assert problems == [], "\n".join(str(p) for p in problems[:20])
+    MemoryWriter(db).create_entity("the runtime writes to the store again", "person")
+    pause = next(line for line in out.splitlines() if line.startswith("write pause"))
+    print(f"rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")

@@ -40,12 +40,17 @@ import org.neo4j.graphdb.event.TransactionEventListener;
  * as {@code v.<name>}; relationships add {@code from_id}, {@code to_id}, {@code rel_type}) or {@code op
  * 'd'} (deleted, or no longer carrying the namespace's label: only {@code id}). Placeholder nodes
  * ({@code _placeholder: true}) are the forward sink's and are never captured.
+ *
+ * <p>Fence: while the namespace's node has {@code fenced} (a message), every transaction changing the
+ * namespace fails with that message, except the forward sink's; {@code capture: false} stops capture.
  */
 public final class ChangelogListener implements TransactionEventListener<Object> {
     static final Label CONFIG = Label.label("ReplicatorReverse");
     static final Label CHANGE = Label.label("ReplicatorChange");
     static final Label PROBE = Label.label("ReplicatorReverseProbe");
     static final String PREFIX = "v.";
+    /** Transaction metadata {@code replicator: sink}: the forward Neo4j sink, which passes the fence. */
+    static final String SINK = "sink";
     /** Stamped on probe nodes, so that `replicator` can prove the plugin is loaded before it relies on it. */
     static final String VERSION = "1";
 
@@ -75,6 +80,15 @@ public final class ChangelogListener implements TransactionEventListener<Object>
             return;
         }
         tx.acquireWriteLock(config); // held until this commit completes: seq order is commit order
+        // The fence (rollback): read under the lock, so no transaction committing after the fence's
+        // own commit gets through. Only the replicator's forward sink passes (transaction metadata).
+        Object fenced = config.getProperty("fenced", null);
+        if (fenced instanceof String message && !SINK.equals(data.metaData().get("replicator"))) {
+            throw new IllegalStateException(message);
+        }
+        if (Boolean.FALSE.equals(config.getProperty("capture", Boolean.TRUE))) {
+            return; // rolled back: the store is the truth again, the forward sink writes here
+        }
         long seq = asLong(config.getProperty("head_seq", 0L)) + 1;
         config.setProperty("head_seq", seq);
         long now = System.currentTimeMillis();
