@@ -42,9 +42,12 @@ from replicator.source.settings import parse_duration
     type=click.Path(path_type=Path),
     help="Check readiness, then wait until this file is gone; the preflight is taken again at the go.",
 )
+@click.option("--no-reverse", is_flag=True,
+              help="Do not capture Neo4j's writes for a lossless rollback (docs/reverse.md).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_pause: str, writer_wait: str,
-            max_lag: int, sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
+            max_lag: int, sample: int, postpone_flag: Path | None, no_reverse: bool,
+            as_json: bool) -> None:  # fmt: skip
     """Fence the store's writers, drain the sinks, validate, then make the store refuse writes and
     switch caxton.yaml -- or change nothing."""
     plan = cutover_mod.CutoverPlan(
@@ -56,12 +59,20 @@ def cutover(db: Path, opts: TargetOptions, target: str, config_path: Path, max_p
     for warning in plan.warnings():
         click.echo(f"warning: {warning}", err=True)
     kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
+    reverse = "neo4j" in kinds and not no_reverse
     targets = sinks_for(kinds, opts, store_identity(db))
+    from replicator.reverse import process  # noqa: PLC0415
+
     try:
+        if reverse:
+            process.prepare(db, opts.neo4j, opts.entity_label)  # before the switch: no Neo4j write is missed
         report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
     finally:
         for each in targets:
             each.close()
+    if report.ok and reverse:
+        pid, log = process.spawn(db, opts.neo4j, opts.graph_model)
+        click.echo(f"reverse: `replicator reverse run` started (pid {pid}, log {log})", err=True)
     click.echo(report.to_json() if as_json else report.text())
     if not report.ok:
         sys.exit(1)

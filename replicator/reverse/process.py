@@ -10,7 +10,10 @@ the process loudly. Embeddings of entities whose text changed are recomputed wit
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +90,34 @@ def enable(db: Path, changelog: Changelog) -> Head:
     next_e = max(int(high.get("entities", 0)), top_e) + 1
     next_r = max(int(high.get("relations", 0)), top_r) + 1
     return changelog.enable(store_id, next_e, next_r)
+
+
+def prepare(db: Path, settings: Neo4jSettings, label: str) -> Head:
+    """Before a cutover: capture on for ``label`` (again after a rollback: fence lifted), so that no
+    write the runtime makes in Neo4j after the switch is missed; the forward sink's are not captured.
+    Idempotent. Raises PluginMissing (the cutover must not start), NamespaceCaptured, CaptureError."""
+    with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF") as driver:
+        changelog = Changelog.for_driver(driver, settings.database, label)
+        head = enable(db, changelog)
+        changelog.resume()
+        return head
+
+
+def spawn(db: Path, settings: Neo4jSettings, model: GraphModel) -> tuple[int, Path]:
+    """Start ``replicator reverse run`` for ``db`` in the background (its own session, so it outlives
+    the cutover command), logging to ``<db>.reverse.log``. The password goes in its environment, never
+    its argv. Returns its pid and log."""
+    log = db.with_name(db.name + ".reverse.log")
+    cmd = [
+        sys.executable, "-m", "replicator", "reverse", "run", "--db", str(db), "--neo4j-uri", settings.uri,
+        "--neo4j-user", settings.user, "--neo4j-database", settings.database, "--entity-label", model.entity_label,
+        "--relation-type-property", model.relation_type_property, "--confidence-property",
+        model.confidence_property, "--strength-property", model.strength_property,
+    ]  # fmt: skip
+    env = {**os.environ, **({"REPLICATOR_NEO4J_PASSWORD": settings.password} if settings.password else {})}
+    with open(log, "a") as out:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    return proc.pid, log
 
 
 def step(conn: sqlite3.Connection, changelog: Changelog, model: GraphModel, embed: Embed | None,

@@ -31,6 +31,7 @@ from replicator.embedding import entity_text, load_model
 from replicator.reverse import process
 from replicator.reverse.apply import parked_rows, read_position
 from replicator.reverse.changelog import CHANGE_LABEL, Changelog
+from replicator.sinks.neo4j.applier import SINK_METADATA
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.testing.writer import MemoryWriter
@@ -117,6 +118,25 @@ def test_the_plugin_captures_every_kind_of_change_in_commit_order_across_a_resta
     assert [r["id"] for r in graph.q(f"MATCH (n:{lab}) RETURN n.id AS id")] == [100], "ids assigned in Neo4j"
     head = log.head()
     assert head is not None and head.seq == 7
+
+
+def test_the_forward_sinks_writes_are_not_captured_and_keep_new_ids_above_theirs(graph: Graph) -> None:
+    log = graph.changelog()
+    log.enable("store-1", next_entity_id=1, next_relation_id=1)  # enabled before the store's last rows arrive
+    lab = graph.label
+
+    def sink_work(tx: neo4j.ManagedTransaction) -> None:
+        tx.run(f"CREATE (a:{lab} {{id: 500, name: 's1', entity_type: 't', observations: []}}), "
+               f"(b:{lab} {{id: 501, name: 's2', entity_type: 't', observations: []}}), "
+               "(a)-[:KNOWS {id: 70, relation_type: 'KNOWS'}]->(b)").consume()  # fmt: skip
+
+    with graph.driver.session() as session:
+        session.execute_write(neo4j.unit_of_work(metadata=SINK_METADATA)(sink_work))
+    head = log.head()
+    assert head is not None and head.seq == 0 and log.read(0) == [], "the forward sink's rows were captured"
+    graph.q(f"MATCH (a:{lab} {{id: 500}}), (b:{lab} {{id: 501}}) "
+            f"CREATE (:{lab} {{name: 'runtime', entity_type: 't'}}), (b)-[:LIKES {{relation_type: 'LIKES'}}]->(a)")
+    assert [(c.kind, c.id) for c in log.read(0)] == [("entity", 502), ("relation", 71)]
 
 
 def test_concurrent_transactions_get_seqs_in_commit_order(graph: Graph) -> None:
@@ -299,12 +319,12 @@ def test_reverse_run_survives_kill_9_and_a_neo4j_restart_and_the_store_equals_th
     assert f"reverse: OK, lag 0 transactions / 0.0s (applied seq {head.seq} of {head.seq})" in shown
 
 
-def _cli(graph: Graph, *args: str) -> str:
+def _cli(graph: Graph, *args: str, stderr: bool = False) -> str:
     env = {**os.environ, "REPLICATOR_NEO4J_PASSWORD": graph.server.graph.password or ""}
     cmd = [sys.executable, "-m", "replicator", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return proc.stdout + (proc.stderr if stderr else "")
 
 
 def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(graph: Graph, tmp_path: Path) -> None:
@@ -343,3 +363,4 @@ def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(gr
     MemoryWriter(db).create_entity("the runtime writes to the store again", "person")
     pause = next(line for line in out.splitlines() if line.startswith("write pause"))
     print(f"rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
+

@@ -41,6 +41,10 @@ import org.neo4j.graphdb.event.TransactionEventListener;
  * 'd'} (deleted, or no longer carrying the namespace's label: only {@code id}). Placeholder nodes
  * ({@code _placeholder: true}) are the forward sink's and are never captured.
  *
+ * <p>The forward sink's transactions (metadata {@code replicator: sink}) are the store's own rows: they
+ * are not captured, but raise the id counters above the ids they write, so capture can be on before
+ * the cutover's switch (no write of the runtime after it can be missed) and ids still never collide.
+ *
  * <p>Fence: while the namespace's node has {@code fenced} (a message), every transaction changing the
  * namespace fails with that message, except the forward sink's; {@code capture: false} stops capture.
  */
@@ -80,6 +84,10 @@ public final class ChangelogListener implements TransactionEventListener<Object>
             return;
         }
         tx.acquireWriteLock(config); // held until this commit completes: seq order is commit order
+        if (SINK.equals(data.metaData().get("replicator"))) {
+            follow(config, changes); // the store's own rows coming forward: not captured, ids stay above
+            return;
+        }
         // The fence (rollback): read under the lock, so no transaction committing after the fence's
         // own commit gets through. Only the replicator's forward sink passes (transaction metadata).
         Object fenced = config.getProperty("fenced", null);
@@ -127,6 +135,24 @@ public final class ChangelogListener implements TransactionEventListener<Object>
             row.setProperty("rel_type", rel.getType().name());
             copy(rel.getAllProperties(), row);
         }
+    }
+
+    /** Raise the id counters above every id the forward sink writes, so ids given here never collide. */
+    private static void follow(Node config, Changes changes) {
+        long nextEntity = asLong(config.getProperty("next_entity_id", 1L));
+        long nextRelation = asLong(config.getProperty("next_relation_id", 1L));
+        for (Node node : changes.entityUpserts) {
+            if (node.getProperty("id", null) instanceof Long id && id >= nextEntity) {
+                nextEntity = id + 1;
+            }
+        }
+        for (Relationship rel : changes.relationUpserts) {
+            if (rel.getProperty("id", null) instanceof Long id && id >= nextRelation) {
+                nextRelation = id + 1;
+            }
+        }
+        config.setProperty("next_entity_id", nextEntity);
+        config.setProperty("next_relation_id", nextRelation);
     }
 
     private static long assignId(org.neo4j.graphdb.Entity entity, long next) {
