@@ -29,6 +29,7 @@ from replicator.guide import cli as guide_cli
 from replicator.lifecycle import cli as lifecycle_cli
 from replicator.migration import cli as migration_cli
 from replicator.observe import cli as observe_cli
+from replicator.reverse.cli import reverse
 from replicator.sinks.cli import sink
 from replicator.source.cli import source
 from replicator.stack.cli import stack
@@ -75,6 +76,7 @@ lifecycle_cli.register(cli)  # assess, check, tune, watch
 migration_cli.register(cli)  # migrate, migration-status
 cli.add_command(sink)
 cli.add_command(config_group)  # config init, config check
+cli.add_command(reverse)
 
 
 def _command_line() -> str:

@@ -60,7 +60,8 @@ from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_
 #: Bumped whenever the generated SQL changes; ``install`` upgrades triggers of an older version.
 #: 2: images built without JSON functions (trusted_schema=OFF, BLOBs in text columns).
 #: 4: REALs of magnitude >= 1e100 exact; a non-BLOB ``embeddings.embedding`` keeps its type.
-#: 5: the triggers record the key only; the source reads the row's state while publishing.
+#: 5: the triggers record the key only; the source reads the row's state while publishing; writes
+#:    of the reverse process (REVERSE_WRITING) are not captured.
 CAPTURE_VERSION: Final = 5
 
 CHANGELOG: Final = "_replicator_changelog"
@@ -75,6 +76,13 @@ KNOWN_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 }
 KEY_COLUMN: Final = {"entities": "id", "relations": "id", "embeddings": "entity_id"}
 BLOB_COLUMNS: Final = frozenset({("embeddings", "embedding")})
+
+#: The reverse process (replicator/reverse/, docs/reverse.md) inserts this key into the meta table
+#: inside each of its transactions and deletes it before COMMIT, so no other connection ever sees it.
+#: While it is there, capture's and the refusal's triggers stand aside: the reverse writes pass the
+#: refusal and are not captured again as forward changes. A crash rolls the row back with the rest.
+REVERSE_WRITING: Final = "reverse_writing"
+NOT_REVERSE_WRITE: Final = f"NOT EXISTS (SELECT 1 FROM {META} WHERE key = '{REVERSE_WRITING}')"
 
 CHANGELOG_DDL: Final = f"""
 CREATE TABLE {CHANGELOG} (
@@ -232,11 +240,11 @@ def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
     target = f"INSERT INTO {CHANGELOG} (tbl, op, row_id, ts_ms, before)"
     changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in columns)
     return [
-        f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} BEGIN "
+        f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} WHEN {NOT_REVERSE_WRITE} BEGIN "
         f"{target} VALUES ('{table}', 'c', NEW.{key}, {NOW_MS}, NULL); END",
-        f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN {changed} BEGIN "
+        f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN ({changed}) AND {NOT_REVERSE_WRITE} BEGIN "
         f"{target} VALUES ('{table}', 'u', NEW.{key}, {NOW_MS}, {_before_sql(table, columns, 'u')}); END",
-        f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} BEGIN "
+        f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} WHEN {NOT_REVERSE_WRITE} BEGIN "
         f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {_before_sql(table, columns, 'd')}); END",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -42,9 +43,12 @@ from replicator.source.settings import parse_duration
     type=click.Path(path_type=Path),
     help="Check readiness, then wait until this file is gone; the preflight is taken again at the go.",
 )
+@click.option("--no-reverse", is_flag=True,
+              help="Do not capture Neo4j's writes for a lossless rollback (docs/reverse.md).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max_pause: str, writer_wait: str,
-            max_lag: int, sample: int, postpone_flag: Path | None, as_json: bool) -> None:  # fmt: skip
+            max_lag: int, sample: int, postpone_flag: Path | None, no_reverse: bool,
+            as_json: bool) -> None:  # fmt: skip
     """Fence the store's writers, drain the sinks, validate, then make the store refuse writes and
     switch caxton.yaml -- or change nothing."""
     plan = cutover_mod.CutoverPlan(
@@ -60,12 +64,20 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
     if loaded is not None and loaded.config.cutover.confirm:  # cutover.confirm: true in --config
         click.confirm(f"fence {db} and cut over to {target} now?", abort=True, err=True)
     kinds = ("neo4j", "qdrant") if target == "hybrid" else (target,)
+    reverse = "neo4j" in kinds and not no_reverse
     targets = sinks_for(kinds, opts, store_identity(db))
+    from replicator.reverse import process  # noqa: PLC0415
+
     try:
+        if reverse:
+            process.prepare(db, opts.neo4j, opts.entity_label)  # before the switch: no Neo4j write is missed
         report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
     finally:
         for each in targets:
             each.close()
+    if report.ok and reverse:
+        pid, log = process.spawn(db, opts.neo4j, opts.graph_model)
+        click.echo(f"reverse: `replicator reverse run` started (pid {pid}, log {log})", err=True)
     click.echo(report.to_json() if as_json else report.text())
     if not report.ok:
         sys.exit(1)
@@ -83,24 +95,38 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
 )  # fmt: skip
 @click.option("--migration-id", help="The migration (`replicator migrate`) to roll back; recorded in its history.")
 @click.option("--reason", help="Why, kept in the migration's history (the seed's rollback --reason).")
+@click.option("--max-pause", default="3s", show_default=True,
+              help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.")
 def rollback(
     db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool,
-    migration_id: str | None, reason: str | None,
+    migration_id: str | None, reason: str | None, max_pause: str,
 ) -> None:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
-    After a completed cutover, the destinations are first compared with the store in full (pass the
-    cutover's connection flags): if the runtime wrote to them since, rollback refuses and names what
-    differs, since the store does not have those writes."""
+    When Neo4j's writes flow back (`replicator reverse run`, docs/reverse.md), Neo4j's writers are
+    fenced and the store drains them first: nothing is lost. Otherwise, after a completed cutover, the
+    destinations are first compared with the store in full (pass the cutover's connection flags): if
+    the runtime wrote to them since, rollback refuses and names what differs."""
     from replicator.cutover import rollback as rollback_mod  # noqa: PLC0415 - clients load on use
     from replicator.cutover.targets import divergence  # noqa: PLC0415
     from replicator.migration import history  # noqa: PLC0415
+    from replicator.reverse.control import Reverse  # noqa: PLC0415
 
     migration = None if migration_id is None else history.find(db, migration_id)  # an unknown id: named
     if migration is not None and migration.state == "running" and migration.alive():
         raise ReplicatorError(f"migration {migration.id} is running (pid {migration.pid})", hint="stop it first")
     check = None if discard_new_writes else divergence(db, opts)
-    for line in rollback_mod.rollback(db, caxton_config, divergence=check):
+    st = state_mod.load(db)
+    reverse = None
+    if st.state in ("cut_over", "rolling_back") and st.target in ("neo4j", "hybrid"):
+        reverse = Reverse(db, opts.neo4j, opts.entity_label)
+    try:
+        lines = rollback_mod.rollback(db, caxton_config, divergence=check, reverse=reverse,
+                                      max_pause_s=parse_duration(max_pause, "--max-pause"))  # fmt: skip
+    finally:
+        if reverse is not None:
+            reverse.close()
+    for line in lines:
         click.echo(line)
     if migration is not None:
         history.record(db, migration, "rolled_back", state="rolled_back", reason=reason or "rollback", pid=None)
@@ -110,10 +136,12 @@ def rollback(
 @click.command()
 @config_option()
 @source_db_option
+@target_options
 @click.option("--migration-id", help="Also the history of this migration (`replicator migrate`).")
 @click.option("--json", "as_json", is_flag=True)
-def status(db: Path, migration_id: str | None, as_json: bool) -> None:
-    """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back."""
+def status(db: Path, opts: TargetOptions, migration_id: str | None, as_json: bool) -> None:
+    """The migration's state: replicating, cutting over (step N), cut over, aborted, rolled back; after
+    a cutover to Neo4j, the reverse lag (Neo4j's changes not yet in the store)."""
     if not db.exists():
         raise ReplicatorError(f"no store at {db}", hint="pass --db")
     if migration_id is not None:
@@ -121,14 +149,35 @@ def status(db: Path, migration_id: str | None, as_json: bool) -> None:
 
         click.echo(history.find(db, migration_id).describe())
     st = state_mod.load(db)
+    reverse = _reverse_line(db, opts) if st.state == "cut_over" and st.target in ("neo4j", "hybrid") else None
     if as_json:
         click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),
-                               "resolve": cutover_mod.resolution(st)}, indent=2))  # fmt: skip
+                               "resolve": cutover_mod.resolution(st), "reverse": reverse}, indent=2))  # fmt: skip
         return
     click.echo(st.describe())
-    fix = cutover_mod.resolution(st)
+    if reverse:
+        click.echo(f"  {reverse}")
+    from replicator.cutover.rollback import resolution  # noqa: PLC0415
+
+    fix = resolution(st) or cutover_mod.resolution(st)
     if fix:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
+
+
+def _reverse_line(db: Path, opts: TargetOptions) -> str:
+    """One line on the reverse process, with lag's status rules from one sample (OK or STOP)."""
+    from replicator.observe.lag import assess, reverse_sink_lag  # noqa: PLC0415 - clients load on use
+    from replicator.reverse.process import read_lag  # noqa: PLC0415
+
+    try:
+        lag = read_lag(db, opts.neo4j, opts.entity_label)
+    except Exception as exc:  # status names what it cannot read, it never fails on it
+        return f"reverse: cannot read Neo4j's changelog at {opts.neo4j.uri} ({str(exc).splitlines()[0]})"
+    if lag is None:
+        return f"reverse: off (Neo4j label {opts.entity_label} is not captured; writes there stay there)"
+    row = assess(None, reverse_sink_lag(lag), 0.0, time.time_ns() // 1_000_000)
+    return (f"reverse: {row.status}, lag {lag.transactions} transactions / {lag.seconds:.1f}s "
+            f"(applied seq {lag.applied_seq} of {lag.head_seq})")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from replicator.capture.storefile import CaptureError, open_store
-from replicator.capture.triggers import head_seq
+from replicator.capture.triggers import NOT_REVERSE_WRITE, head_seq
 from replicator.store.schema import TABLES
 
 REFUSAL_PREFIX: Final = "_replicator_moved_"
@@ -30,10 +30,11 @@ def refusal_message(target: str, at: str) -> str:
 
 
 def refusal_triggers(message: str) -> list[str]:
-    """BEFORE triggers that abort every write to the store's tables with ``message``."""
+    """BEFORE triggers that abort every write to the store's tables with ``message``, except the
+    reverse process's (``NOT_REVERSE_WRITE``: docs/reverse.md)."""
     quoted = message.replace("'", "''")
     return [
-        f"CREATE TRIGGER IF NOT EXISTS {REFUSAL_PREFIX}{table}_{op} BEFORE {verb} ON {table} "
+        f"CREATE TRIGGER IF NOT EXISTS {REFUSAL_PREFIX}{table}_{op} BEFORE {verb} ON {table} WHEN {NOT_REVERSE_WRITE} "
         f"BEGIN SELECT RAISE(ABORT, '{quoted}'); END"
         for table in TABLES
         for op, verb in (("c", "INSERT"), ("u", "UPDATE"), ("d", "DELETE"))

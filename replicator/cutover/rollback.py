@@ -10,16 +10,38 @@ the store in full: the store has none of those writes, and going back would sile
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from replicator.cutover import config, fence, state
-from replicator.errors import Fatal, ReplicatorError
+from replicator.errors import Fatal, ReplicatorError, Retryable
 
 
 class RollbackRefused(Fatal):
     """Rollback would lose writes the new backend took after the cutover (or could not rule it out)."""
+
+
+class RollbackAborted(Retryable):
+    """The reverse stream did not drain within --max-pause: Neo4j takes writes again, nothing changed."""
+
+
+class ReverseControl(Protocol):
+    """The reverse stream as rollback drives it (``replicator.reverse.control``). Each call blocks
+    briefly and raises what its server raises."""
+
+    def active(self) -> bool: ...  # capture is on: Neo4j's writes flow back to the store
+
+    def fence(self, message: str) -> int: ...  # refuse the runtime's writes in Neo4j; the head seq then
+
+    def unfence(self) -> None: ...
+
+    def applied(self) -> int: ...  # the seq the store has applied
+
+    def finish(self) -> None: ...  # capture off, the fence kept
 
 
 #: Given the cutover's target (neo4j, qdrant, hybrid): every difference between the store and the
@@ -29,7 +51,8 @@ Divergence = Callable[[str], list[str]]
 _SHOWN: Final = 10
 
 
-def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None) -> list[str]:
+def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None,
+             reverse: ReverseControl | None = None, max_pause_s: float = 3.0) -> list[str]:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): caxton.yaml names the store again and the store
     takes writes again. Idempotent. Returns what was done.
 
@@ -37,26 +60,83 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     the runtime may have written to them; any difference -- or a destination that cannot be read --
     raises RollbackRefused, changing nothing. ``divergence=None`` is the operator's explicit choice
     to discard such writes (``--discard-new-writes``). Raises ConfigError for a caxton.yaml that
-    cannot be read, StateError for an unreadable state file, CaptureError for the store."""
+    cannot be read, StateError for an unreadable state file, CaptureError for the store.
+
+    With ``reverse`` active (Neo4j's writes flow back: docs/reverse.md), nothing is compared: Neo4j's
+    writers are fenced, the store drains the reverse stream (at most ``max_pause_s``, else
+    RollbackAborted, nothing changed), then caxton.yaml and the store are switched back as above."""
     st = state.load(db)
     if st.state == "cutting_over" and st.process_alive():
         raise ReplicatorError(f"a cutover is running (pid {st.pid})", hint="wait for it, or stop it first")
+    if st.state == "rolling_back" and st.process_alive():
+        raise ReplicatorError(f"a rollback is running (pid {st.pid})", hint="wait for it, or stop it first")
     path = config_path or (Path(st.config) if st.config else None)
+    cut_over = st.state in ("cut_over", "rolling_back")
     # Only a cutover that reached its switch step may have written caxton.yaml; a backup left by
     # anything else is not this cutover's and is never restored.
-    reached_switch = st.state == "cut_over" or (st.step == "switch" and st.state in ("cutting_over", "failed"))
+    reached_switch = cut_over or (st.step == "switch" and st.state in ("cutting_over", "failed"))
     switched = reached_switch and path is not None and config.switched(path)
-    if divergence is not None and (st.state == "cut_over" or switched):
-        _refuse_if_diverged(st, divergence)
     done: list[str] = []
+    fenced_at = None
+    if cut_over and reverse is not None and _reverse_active(reverse):
+        st, fenced_at, line = _drain_reverse(db, st, reverse, max_pause_s)
+        done.append(line)
+    elif divergence is not None and (cut_over or switched):
+        _refuse_if_diverged(st, divergence)
     if reached_switch and path is not None:
         restored = config.restore_backend(path)
         if restored is not None and switched:
             done.append(f"{path}: memory.backend is {restored} again (nothing else in the file changed)")
     if fence.remove_refusal(db):
         done.append("the store takes writes again (refusal triggers removed)")
+    if fenced_at is not None and reverse is not None:
+        done.append(f"write pause {1000 * (time.monotonic() - fenced_at):.0f} ms (Neo4j fenced -> store takes writes)")
+        reverse.finish()
+        done.append("Neo4j: capture off, writes other than the forward sink's refused (docs/reverse.md)")
     state.save(db, st, state="rolled_back" if st.state != "replicating" else "replicating", step=None, pid=None)
     return done or ["nothing to undo"]
+
+
+def _reverse_active(reverse: ReverseControl) -> bool:
+    try:
+        return reverse.active()
+    except Exception as exc:  # Neo4j unreachable: the operator must decide, knowingly
+        raise RollbackRefused(
+            f"cannot reach Neo4j to drain its writes back into the store: {exc}",
+            hint="make Neo4j reachable (same flags as `replicator reverse run`) and roll back again",
+        ) from exc
+
+
+def _drain_reverse(
+    db: Path, st: state.MigrationState, reverse: ReverseControl, max_pause_s: float
+) -> tuple[state.MigrationState, float, str]:
+    """Fence Neo4j's writers, then wait until the store applied everything Neo4j took, at most
+    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over)."""
+    st = state.save(db, st, state="rolling_back", step="fence_new_backend", pid=os.getpid())
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    final = reverse.fence(f"memory store moved back to embedded at {at}; reload caxton.yaml")
+    fenced_at = time.monotonic()
+    st = state.save(db, st, step="drain_reverse")
+    while (applied := reverse.applied()) < final:
+        if time.monotonic() - fenced_at > max_pause_s:
+            reverse.unfence()
+            state.save(db, st, state="cut_over", step=None, pid=None)
+            raise RollbackAborted(
+                f"the store applied Neo4j's changes up to seq {applied}, not {final}, within --max-pause "
+                f"{max_pause_s:g}s; Neo4j takes writes again and nothing changed",
+                hint="check that `replicator reverse run` is running (`replicator status` shows its lag), "
+                "then roll back again",
+            )
+        time.sleep(0.02)
+    st = state.save(db, st, step="switch_back")
+    return st, fenced_at, f"Neo4j fenced at changelog seq {final}; the store applied all of it"
+
+
+def resolution(st: state.MigrationState) -> str:
+    """The command that resolves an interrupted rollback (for ``replicator status``), else ''."""
+    if st.state == "rolling_back" and not st.process_alive():
+        return "replicator rollback --db <db>   (runs the interrupted rollback again; each step is idempotent)"
+    return ""
 
 
 def _refuse_if_diverged(st: state.MigrationState, divergence: Divergence) -> None:

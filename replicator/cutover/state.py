@@ -19,7 +19,9 @@ from typing import Any, Final
 from replicator.errors import Fatal
 
 STEPS: Final = ("preflight", "fence", "drain", "validate", "switch")
-STATES: Final = ("replicating", "cutting_over", "cut_over", "aborted", "failed", "rolled_back")
+#: A rollback that drains the reverse stream records these steps (state rolling_back), as cutover does its own.
+ROLLBACK_STEPS: Final = ("fence_new_backend", "drain_reverse", "switch_back")
+STATES: Final = ("replicating", "cutting_over", "cut_over", "aborted", "failed", "rolling_back", "rolled_back")
 
 
 class StateError(Fatal):
@@ -55,12 +57,8 @@ class MigrationState:
 
     def describe(self) -> str:
         """One line for ``replicator status``."""
-        if self.state == "cutting_over":
-            number = STEPS.index(self.step) + 1 if self.step in STEPS else "?"
-            if self.process_alive():
-                return f"cutting over to {self.target}: step {number} ({self.step}) in progress, pid {self.pid}"
-            gone = f"its process {self.pid} is gone" if self.pid is not None else "its process is gone"
-            return f"cutover to {self.target} interrupted at step {number} ({self.step}); {gone}"
+        if self.state in ("cutting_over", "rolling_back"):
+            return self._in_progress()
         if self.state == "cut_over":
             return f"cut over to {self.target} at seq {self.final_seq}"
         if self.state in ("aborted", "failed"):
@@ -68,6 +66,19 @@ class MigrationState:
         if self.state == "rolled_back":
             return f"rolled back from {self.target}; the store takes writes"
         return "replicating (no cutover yet)"
+
+    def _in_progress(self) -> str:
+        """A cutover or rollback step: running, or interrupted (its process is gone)."""
+        steps, doing, done = (
+            (STEPS, f"cutting over to {self.target}", f"cutover to {self.target}")
+            if self.state == "cutting_over"
+            else (ROLLBACK_STEPS, f"rolling back from {self.target}", f"rollback from {self.target}")
+        )
+        number = steps.index(self.step) + 1 if self.step in steps else "?"
+        if self.process_alive():
+            return f"{doing}: step {number} ({self.step}) in progress, pid {self.pid}"
+        gone = f"its process {self.pid} is gone" if self.pid is not None else "its process is gone"
+        return f"{done} interrupted at step {number} ({self.step}); {gone}"
 
 
 def load(db: Path) -> MigrationState:

@@ -25,6 +25,7 @@ from replicator.capture.storefile import open_store
 from replicator.cutover.options import TargetOptions
 from replicator.cutover.targets import sinks_for
 from replicator.position import SinkPosition
+from replicator.reverse.process import ReverseLag
 from replicator.source.kafka import read_position
 from replicator.transport.kafka import retrying
 from replicator.transport.settings import KafkaSettings
@@ -74,9 +75,14 @@ class LagReport:
     at_ms: int
     source: SourceLag
     sinks: list[SinkLag] = field(default_factory=list)
+    #: After a cutover to Neo4j: the reverse process (Neo4j's changelog into the store), as a sink
+    #: whose one "partition" is the changelog (committed = applied seq, end = head seq).
+    reverse: SinkLag | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
+        if self.reverse is not None:
+            data["reverse"]["lag_events"] = self.reverse.lag_events
         for sink, raw in zip(self.sinks, data["sinks"], strict=True):
             raw["lag_events"] = sink.lag_events
             for part, raw_part in zip(sink.partitions, raw["partitions"], strict=True):
@@ -92,7 +98,7 @@ class LagReport:
             f"{'sink':<10} {'status':<6} {'events':>7} {'seq lag':>8} {'seconds':>8} {'watermark':>10} "
             f"{'rate/s':>8} {'drain in':>9}",
         ]
-        for s in self.sinks:
+        for s in self.sinks + ([self.reverse] if self.reverse is not None else []):
             lines.append(
                 f"{s.sink:<10} {s.status:<6} {s.lag_events:>7} {_fmt(s.lag_seq):>8} {_fmt(s.lag_seconds, '.1f'):>8} "
                 f"{_fmt(s.watermark_seq):>10} {_fmt(s.rate_per_s, '.0f'):>8} {_fmt(s.eta_s, '.1f', 's'):>9}"
@@ -224,6 +230,26 @@ def _pairs(previous: SinkLag, current: SinkLag) -> list[tuple[PartitionLag, Part
 PositionReader = Callable[[], SinkPosition | None]
 
 
+def reverse_sink_lag(lag: ReverseLag) -> SinkLag:
+    """The reverse lag in the sinks' shape, so that ``assess`` gives it the same status rules. Pure."""
+    return SinkLag(
+        sink="reverse", group="-", partitions=[PartitionLag("neo4j-changelog", 0, lag.applied_seq, lag.head_seq)],
+        watermark_seq=lag.applied_seq, watermark_ts_ms=lag.applied_ts_ms or None,
+        updated_at_ms=lag.applied_at_ms or None, lag_seq=lag.transactions, lag_seconds=lag.seconds,
+    )  # fmt: skip
+
+
+def _reverse(db: Path, opts: TargetOptions) -> ReverseLag | None:
+    """The reverse lag when a cutover to Neo4j is in effect (the reverse process's domain), else None."""
+    from replicator.cutover import state  # noqa: PLC0415 - cutover state is read only here
+    from replicator.reverse.process import read_lag  # noqa: PLC0415 - the driver loads on use
+
+    st = state.load(db)
+    if st.state != "cut_over" or st.target not in ("neo4j", "hybrid"):
+        return None
+    return read_lag(db, opts.neo4j, opts.entity_label)
+
+
 def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagReport | None, *,
                elapsed_s: float) -> LagReport:  # fmt: skip
     """One lag sample of the source and each sink, assessed against ``previous``. Blocks briefly."""
@@ -244,4 +270,8 @@ def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagR
             sink.name, sink.group, partitions=offsets, position=position, head_seq=source.head_seq, now_ms=now_ms
         )
         report.sinks.append(assess(before.get(sink.name), current, elapsed_s, now_ms))
+    reverse = _reverse(db, opts)
+    if reverse is not None:
+        earlier = previous.reverse if previous else None
+        report.reverse = assess(earlier, reverse_sink_lag(reverse), elapsed_s, now_ms)
     return report

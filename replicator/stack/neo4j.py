@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from replicator.errors import StackError
+from replicator.reverse import plugin
 from replicator.stack import maven
 from replicator.stack.process import marker
 from replicator.stack.service import Probe
@@ -46,7 +47,13 @@ class Neo4jServer:
     def resolve(self, toolchain: Toolchain) -> bool:
         fetched = maven.resolve(toolchain, self.settings.cache, "neo4j", self.settings.neo4j_version)[1]
         self._build_launcher(toolchain)
+        self._plugin(toolchain)
         return fetched
+
+    def _plugin(self, toolchain: Toolchain) -> Path:
+        """The reverse changelog plugin (docs/reverse.md), built once per (sources, version). The
+        embedded server finds it on its classpath as a server does in plugins/ (ServiceLoader)."""
+        return plugin.cached_build(toolchain.javac, self._jars(), self.settings.cache, self.settings.neo4j_version)
 
     def _build_launcher(self, toolchain: Toolchain) -> Path:
         """Compile the launcher against this Neo4j version, once per (source, version)."""
@@ -77,6 +84,7 @@ class Neo4jServer:
 
     def command(self, toolchain: Toolchain) -> list[str]:
         launcher = self._build_launcher(toolchain)
+        changelog_plugin = self._plugin(toolchain)
         (self.home / "home").mkdir(parents=True, exist_ok=True)
         s = self.settings
         return [
@@ -85,7 +93,8 @@ class Neo4jServer:
             # reaches into NIO internals for its page cache and native I/O.
             "--add-opens=java.base/java.nio=ALL-UNNAMED", "--add-opens=java.base/java.io=ALL-UNNAMED",
             "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED", "-Dlog4j2.disable.jmx=true",
-            marker(self.name, s.root), "-cp", f"{launcher}:{maven.classpath(self._jars())}", _LAUNCHER,
+            marker(self.name, s.root), "-cp", f"{launcher}:{changelog_plugin}:{maven.classpath(self._jars())}",
+            _LAUNCHER,
             str((self.home / "home").resolve()), s.host, str(s.bolt_port), str(s.neo4j_pagecache_mb),
         ]  # fmt: skip
 

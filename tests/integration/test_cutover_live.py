@@ -299,7 +299,7 @@ def _start_cutover(running: Running, step: str, flag: Path) -> subprocess.Popen[
     return subprocess.Popen(
         [sys.executable, "-m", "replicator", "cutover", "--db", str(running.db), "--caxton-config", str(running.caxton),
          "--target", "hybrid", "--max-pause", f"{MAX_PAUSE_S:g}s", "--writer-wait", f"{WRITER_WAIT_MS}ms",
-         "--max-lag", "1000000", "--postpone-flag", str(flag), *_flags(running)],
+         "--max-lag", "1000000", "--postpone-flag", str(flag), "--no-reverse", *_flags(running)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 

@@ -220,13 +220,18 @@ def apply_plan(
 
     try:
         with driver.session(database=database) as session:
-            return session.execute_write(work)
+            # The metadata lets the sink's writes through a rollback's fence (docs/reverse.md).
+            return session.execute_write(neo4j.unit_of_work(metadata=SINK_METADATA)(work))
     except ReplicatorError:
         raise
     except Exception as exc:
         if is_unavailable(exc):
             raise unavailable(f"database {database}", exc) from exc
         raise
+
+
+#: Transaction metadata of the sink's writes: the changelog plugin lets them pass its fence.
+SINK_METADATA: Final = {"replicator": "sink"}
 
 
 def run_read(driver: neo4j.Driver, database: str, query: str, **params: object) -> list[dict[str, Any]]:

@@ -1,0 +1,136 @@
+"""Rollback with reverse replication against a PRIVATE Neo4j running the changelog plugin (helpers and
+the plugin's own tests: test_reverse.py): `replicator rollback` under an agent writing to Neo4j through
+Cypher at ~50 writes/s, alone and after a real live cutover by the real source and sinks. Each prints
+its write pause (run with -s). The shared stack is never touched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pytest
+
+from replicator.cutover import config, state
+from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import GraphReader
+from replicator.testing.writer import MemoryWriter
+from replicator.transport.settings import KafkaSettings
+from replicator.validation.diff import compare_entities, compare_relations
+from replicator.validation.store import StoreReader
+from tests.integration.test_cutover_live import Running, _flags
+from tests.integration.test_reverse import CypherWriter, Graph, _cli, _reverse, _seed_store
+from tests.integration.test_sink_outage import PrivateNeo4j
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
+    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def graph(private_neo4j: PrivateNeo4j) -> Iterator[Graph]:
+    h = os.urandom(4).hex()
+    g = private_neo4j.graph
+    driver = neo4j.GraphDatabase.driver(g.uri, auth=g.auth(), notifications_min_severity="OFF")
+    yield Graph(private_neo4j, driver, GraphModel(f"Entity_{h}", f"Tomb_{h}", f"Pos_{h}"))
+    driver.close()
+
+
+def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(graph: Graph, tmp_path: Path) -> None:
+    db = tmp_path / "memory.db"
+    _seed_store(db, graph)
+    cfg = tmp_path / "caxton.yaml"
+    cfg.write_text(config.sample_config(str(db)))
+    config.switch_backend(cfg, "neo4j")
+    state.save(db, state.load(db), config=str(cfg))
+    proc = _reverse(db, graph)
+    writer = CypherWriter(graph)
+    try:
+        assert graph.changelog().head() is not None
+        writer.thread.start()
+        deadline = time.monotonic() + 120
+        while writer.done < 150 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = writer.done
+        out = _cli(graph, "rollback", "--db", str(db), "--neo4j-uri", graph.server.graph.uri,
+                   "--entity-label", graph.label, "--max-pause", "15s")  # fmt: skip
+        time.sleep(1)
+        writer.stopping.set()
+        writer.thread.join()
+    finally:
+        writer.stopping.set()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert before > 100 and "Neo4j fenced at changelog seq" in out and "write pause" in out, out
+    assert writer.refused > 0, "the writer kept writing to Neo4j after the rollback's fence"
+    assert "memory store moved back to embedded" in writer.refusal
+    assert 'backend: "embedded"' in cfg.read_text() and state.load(db).state == "rolled_back"
+    with StoreReader(db) as store, GraphReader(graph.model, graph.q) as dest:
+        mine, theirs = store.read(embeddings=True), dest.read()
+    problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
+    assert problems == [], "\n".join(str(p) for p in problems[:20])
+    MemoryWriter(db).create_entity("the runtime writes to the store again", "person")
+    pause = next(line for line in out.splitlines() if line.startswith("write pause"))
+    print(f"rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
+
+
+def test_live_cutover_starts_the_reverse_process_and_rollback_under_a_cypher_writer_loses_nothing(
+    private_neo4j: PrivateNeo4j, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    """The whole path: a live store replicated by the real source and sinks into the private Neo4j,
+    `replicator cutover` (which turns capture on before its switch and starts `reverse run`), an agent
+    writing to Neo4j through Cypher, then `replicator rollback` under that writer."""
+    run = Running(tmp_path, kafka, private_neo4j.graph)
+    run.pipeline.start()
+    run.pipeline.wait_ready()
+    g = Graph(private_neo4j, neo4j.GraphDatabase.driver(private_neo4j.graph.uri, auth=private_neo4j.graph.auth()),
+              GraphModel(run.cfg.entity_label, run.cfg.tombstone_label, run.cfg.position_label))  # fmt: skip
+    reverse_pid = None
+    writer = CypherWriter(g)
+    try:
+        run.wait_caught_up()
+        out = _cli(g, "cutover", "--db", str(run.db), "--config", str(run.caxton), "--target", "neo4j",
+                   "--max-pause", "10s", "--max-lag", "1000000", *_flags(run), stderr=True)  # fmt: skip
+        reverse_pid = int(out.split("started (pid ")[1].split(",")[0])
+        log = run.db.with_name(run.db.name + ".reverse.log")
+        deadline = time.monotonic() + 300  # the model loads first: slow on a loaded machine
+        while "reverse: applying" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        writer.thread.start()  # the source and sinks keep running, as in production
+        deadline = time.monotonic() + 120
+        while writer.done < 150 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rolled = _cli(g, "rollback", "--db", str(run.db), *_flags(run), "--max-pause", "15s", log=log)
+        writer.stopping.set()
+        writer.thread.join()
+        assert "Neo4j fenced at changelog seq" in rolled and writer.refused > 0, rolled
+        assert config.read_backend(run.caxton) == "embedded"
+        with StoreReader(run.db) as store, GraphReader(g.model, g.q) as dest:
+            mine, theirs = store.read(embeddings=False), dest.read()
+        problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
+        assert problems == [], "\n".join(str(p) for p in problems[:20])
+        pause = next(line for line in rolled.splitlines() if line.startswith("write pause"))
+        print(f"live rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
+        # Forward replication resumes from the store's position: the sink's writes pass Neo4j's fence.
+        MemoryWriter(run.db).create_entity("the runtime writes to the store again", "person")
+        assert run.pipeline.wait_for(lambda: bool(g.q(
+            f"MATCH (n:{g.label} {{name: 'the runtime writes to the store again'}}) RETURN n")), 120)  # fmt: skip
+    finally:
+        writer.stopping.set()
+        if reverse_pid is not None:
+            os.killpg(reverse_pid, signal.SIGTERM)
+        g.changelog().disable()  # the rollback's fence refuses everyone but the forward sink, cleanup too
+        run.cleanup(private_neo4j.graph)
+        g.driver.close()

@@ -1,0 +1,109 @@
+"""Rollback with reverse replication, on a real store cut over with stand-in sinks and a stand-in
+reverse stream (the real one: tests/integration/test_reverse.py): fence Neo4j, drain, switch back;
+bounded by --max-pause with automatic abort; every step recorded, a crash at any one named."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from replicator.capture.install import install
+from replicator.cutover import rollback, state
+from replicator.testing.writer import MemoryWriter
+from tests.unit.test_cutover_fence import CAXTON, _cut_over, _still_cut_over
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    db = tmp_path / "memory.db"
+    writer = MemoryWriter.create(db)
+    writer.create_entity("alice", "person", ["likes tea"])
+    writer.close()
+    install(db)
+    (tmp_path / "caxton.yaml").write_text(CAXTON)
+    return db
+
+
+class FakeReverse:
+    """Neo4j's changelog at ``head``; the store applies ``per_call`` seqs each time it is asked."""
+
+    def __init__(self, head: int, applied: int = 0, per_call: int = 1) -> None:
+        self.head, self.applied_seq, self.per_call = head, applied, per_call
+        self.calls: list[str] = []
+        self.on = True
+
+    def active(self) -> bool:
+        return self.on
+
+    def fence(self, message: str) -> int:
+        self.calls.append(f"fence {message.split(' at ', maxsplit=1)[0]}")
+        return self.head
+
+    def unfence(self) -> None:
+        self.calls.append("unfence")
+
+    def applied(self) -> int:
+        self.applied_seq = min(self.head, self.applied_seq + self.per_call)
+        return self.applied_seq
+
+    def finish(self) -> None:
+        self.calls.append("finish")
+        self.on = False
+
+
+def test_rollback_fences_neo4j_drains_the_store_then_switches_back_without_comparing(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=5)
+
+    def never(target: str) -> list[str]:
+        raise AssertionError("with the reverse stream drained there is nothing to compare")
+
+    done = rollback.rollback(store, None, divergence=never, reverse=reverse, max_pause_s=5)
+    assert reverse.calls == ["fence memory store moved back to embedded", "finish"]
+    assert reverse.applied_seq == 5
+    assert any("Neo4j fenced at changelog seq 5" in line for line in done)
+    assert any(line.startswith("write pause") for line in done)
+    assert cfg.read_text() == CAXTON
+    MemoryWriter(store).create_entity("after-rollback", "person")
+    steps = [h.get("step") for h in state.load(store).history if h.get("state") == "rolling_back" or "step" in h]
+    assert [s for s in steps if s in state.ROLLBACK_STEPS] == ["fence_new_backend", "drain_reverse", "switch_back"]
+    assert state.load(store).state == "rolled_back"
+
+
+def test_a_reverse_stream_that_does_not_drain_within_max_pause_aborts_and_changes_nothing(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=10**9)
+    with pytest.raises(rollback.RollbackAborted, match=r"within --max-pause 0\.2s"):
+        rollback.rollback(store, None, reverse=reverse, max_pause_s=0.2)
+    assert reverse.calls == ["fence memory store moved back to embedded", "unfence"]
+    _still_cut_over(store, cfg)
+
+
+def test_a_crash_during_the_drain_is_named_and_rollback_runs_again(store: Path) -> None:
+    cfg = _cut_over(store)
+    st = state.load(store)
+    state.save(store, st, state="rolling_back", step="drain_reverse", pid=2**22 + 12345)  # a dead process
+    assert state.load(store).describe() == (
+        f"rollback from neo4j interrupted at step 2 (drain_reverse); its process {2**22 + 12345} is gone"
+    )
+    assert rollback.resolution(state.load(store)).startswith("replicator rollback --db <db>")
+    with pytest.raises(sqlite3.DatabaseError, match="moved to neo4j"):
+        MemoryWriter(store).create_entity("unavailable, never split", "person")
+    rollback.rollback(store, None, reverse=FakeReverse(head=3), max_pause_s=5)
+    assert cfg.read_text() == CAXTON and state.load(store).state == "rolled_back"
+    MemoryWriter(store).create_entity("after-rollback", "person")
+
+
+def test_an_unreachable_neo4j_refuses_the_rollback_by_name_and_changes_nothing(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=3)
+
+    def down() -> bool:
+        raise ConnectionRefusedError("Connection refused")
+
+    reverse.active = down  # type: ignore[method-assign]
+    with pytest.raises(rollback.RollbackRefused, match="cannot reach Neo4j to drain its writes back"):
+        rollback.rollback(store, None, reverse=reverse)
+    _still_cut_over(store, cfg)
