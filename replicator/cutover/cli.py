@@ -95,8 +95,12 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
 )  # fmt: skip
 @click.option("--migration-id", help="The migration (`replicator migrate`) to roll back; recorded in its history.")
 @click.option("--reason", help="Why, kept in the migration's history (the seed's rollback --reason).")
-@click.option("--max-pause", default="3s", show_default=True,
-              help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.")
+@click.option(
+    "--max-pause",
+    default="3s",
+    show_default=True,
+    help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.",
+)
 def rollback(
     db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool,
     migration_id: str | None, reason: str | None, max_pause: str,

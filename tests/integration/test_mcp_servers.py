@@ -211,8 +211,13 @@ def test_mcp_neo4j_memory_reads_the_cut_over_graph_and_rollback_names_its_writes
         _ok(answer)
     refused = _rollback(p, "mcp")
     assert refused.returncode == 2, refused.stderr
-    for expected in (f"neo4j entity {first.id}: different (observations)", f"memory node {new!r}",
-                     "-[MET_AFTER_CUTOVER]->", f"neo4j entity {third.id}: missing", "--discard-new-writes"):
+    for expected in (
+        f"neo4j entity {first.id}: different (observations)",
+        f"memory node {new!r}",
+        "-[MET_AFTER_CUTOVER]->",
+        f"neo4j entity {third.id}: missing",
+        "--discard-new-writes",
+    ):
         assert expected in refused.stderr, refused.stderr
     wrong = _rollback(p, "caxton")
     assert wrong.returncode == 2 and "holds the mcp layout, not caxton" in wrong.stderr, wrong.stderr

@@ -134,8 +134,10 @@ def test_the_forward_sinks_writes_are_not_captured_and_keep_new_ids_above_theirs
         session.execute_write(neo4j.unit_of_work(metadata=SINK_METADATA)(sink_work))
     head = log.head()
     assert head is not None and head.seq == 0 and log.read(0) == [], "the forward sink's rows were captured"
-    graph.q(f"MATCH (a:{lab} {{id: 500}}), (b:{lab} {{id: 501}}) "
-            f"CREATE (:{lab} {{name: 'runtime', entity_type: 't'}}), (b)-[:LIKES {{relation_type: 'LIKES'}}]->(a)")
+    graph.q(
+        f"MATCH (a:{lab} {{id: 500}}), (b:{lab} {{id: 501}}) "
+        f"CREATE (:{lab} {{name: 'runtime', entity_type: 't'}}), (b)-[:LIKES {{relation_type: 'LIKES'}}]->(a)"
+    )
     assert [(c.kind, c.id) for c in log.read(0)] == [("entity", 502), ("relation", 71)]
 
 
@@ -204,8 +206,11 @@ class CypherWriter:
         elif choice < 0.7:
             q(f"{pick} SET n.name = n.name + '_r'")
         elif choice < 0.85:
-            q(f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a WITH a, b ORDER BY rand() "
-              f"LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) CREATE (a)-[:LINKS {{relation_type: 'LINKS', strength: 0.5}}]->(b)")
+            q(
+                f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
+                f"WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) "
+                f"CREATE (a)-[:LINKS {{relation_type: 'LINKS', strength: 0.5}}]->(b)"
+            )
         elif choice < 0.93:
             q(f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r")
         else:
@@ -325,4 +330,3 @@ def _cli(graph: Graph, *args: str, stderr: bool = False, log: Path | None = None
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr + (f"\n--- {log}:\n{log.read_text()[-3000:]}" if log else "")
     return proc.stdout + (proc.stderr if stderr else "")
-

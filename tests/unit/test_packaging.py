@@ -47,6 +47,8 @@ def test_the_mcp_servers_are_test_only_dependencies() -> None:
     for env in ("neo4j-memory", "server-qdrant"):  # pinned, each in its own lock (.ci/install)
         lock = (REPO / ".ci" / "mcp" / f"{env}.txt").read_text().splitlines()
         assert f"mcp-{env}==" in "\n".join(lock) and all("==" in line for line in lock if line.strip())
+
+
 def test_the_changelog_plugin_sources_ship_with_the_package() -> None:
     jvm = resources.files("replicator.reverse") / "jvm"
     service = jvm / "META-INF" / "services" / "org.neo4j.kernel.extension.ExtensionFactory"
