@@ -134,12 +134,18 @@ PRECEDENCE: Final = "flag > REPLICATOR_* variable > --config file > default"
 CONFIG_META: Final = "replicator.config"
 
 
+#: The on/off flags a file sets (``cutover.reverse: false`` is ``--no-reverse``); other flags stay the
+#: command line's.
+FLAGS_FROM_FILE: Final = frozenset({"no_reverse"})
+
+
 def _fitting(command: click.Command, values: Mapping[str, Any]) -> dict[str, Any]:
     """The values ``command`` has parameters for (a choice the parameter does not offer is left to it)."""
     out = {}
     for param in command.params:
         name = str(param.name)
-        if name not in values or (isinstance(param, click.Option) and param.is_flag):
+        flag = isinstance(param, click.Option) and param.is_flag and name not in FLAGS_FROM_FILE
+        if name not in values or flag:
             continue
         offered = param.type.choices if isinstance(param.type, click.Choice) else None
         wanted = values[name] if param.multiple else (values[name],)

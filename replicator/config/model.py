@@ -182,6 +182,9 @@ class CutoverPolicy:
     writer_wait_s: float = WRITER_WAIT_S
     postpone_flag: Path | None = None
     confirm: bool = False  # wait for an operator's confirmation before the fence
+    #: After a switch to Neo4j, capture its writes and replicate them back (docs/reverse.md; needs the
+    #: changelog plugin in Neo4j): ``cutover --no-reverse`` when false.
+    reverse: bool = True
 
     def __post_init__(self) -> None:
         if self.target is not None and self.target not in TARGETS:

@@ -78,6 +78,7 @@ def _common(config: MigrationConfig) -> dict[str, Any]:
         "min_insync_replicas": kafka.min_insync_replicas,
         "max_pause": f"{cut.max_pause_s:g}s", "writer_wait": f"{cut.writer_wait_s:g}s", "max_lag": cut.max_lag,
         "postpone_flag": cut.postpone_flag, "sample": config.validation.sample_queries,
+        "no_reverse": not cut.reverse,
     }  # fmt: skip
 
 

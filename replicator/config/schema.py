@@ -185,6 +185,7 @@ SCHEMA: Final[dict[str, dict[str, Key]]] = {
         "writer_wait": Key(_duration, f"{_C.writer_wait_s:g}s", "how long Caxton's writers wait for the lock"),
         "postpone_flag": Key(_optional_path, None, "wait until this file is gone before the fence"),
         "confirm": Key(_bool, _C.confirm, "ask for a confirmation before the fence"),
+        "reverse": Key(_bool, _C.reverse, "capture Neo4j's writes after the switch, for a lossless rollback"),
     },
     "validation": {
         "sample_queries": Key(_optional_int, None, "entities compared field by field (none: cutover 10, validate 100)"),

@@ -106,7 +106,7 @@ def shown(config: MigrationConfig) -> dict[str, dict[str, Any]]:
     c = config.cutover
     out["cutover"] = {"target": config.target if config.neo4j or config.qdrant else None,
                       "max_pause": f"{c.max_pause_s:g}s", "max_lag": c.max_lag, "writer_wait": f"{c.writer_wait_s:g}s",
-                      "postpone_flag": c.postpone_flag, "confirm": c.confirm}  # fmt: skip
+                      "postpone_flag": c.postpone_flag, "confirm": c.confirm, "reverse": c.reverse}  # fmt: skip
     v = config.validation
     out["validation"] = {"sample_queries": v.sample_queries, "consistency_checks": v.consistency_checks,
                          "performance_comparison": v.performance_comparison}  # fmt: skip

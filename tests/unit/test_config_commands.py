@@ -212,3 +212,14 @@ def test_a_command_with_layout_takes_the_files_and_two_layouts_for_one_flag_are_
     result = CliRunner().invoke(reader, ["--config", str(path)])
     assert isinstance(result.exception, ConfigError)
     assert "neo4j.layout (mcp) and qdrant.layout (caxton) differ" in str(result.exception)
+
+
+def test_cutover_reverse_false_in_the_file_is_cutovers_no_reverse(tmp_path: Path) -> None:
+    """A deployment whose Neo4j cannot load the changelog plugin opts out in the file, so that
+    `migrate` (which runs `cutover --config`) can cut over too."""
+    path = tmp_path / "replicator.yaml"
+    path.write_text("neo4j: {}\ncutover:\n  reverse: false\n")
+    args = ["--config", str(path), "--caxton-config", str(tmp_path / "caxton.yaml")]
+    assert _params(("cutover",), args)["no_reverse"] is True
+    path.write_text("neo4j: {}\n")
+    assert _params(("cutover",), args)["no_reverse"] is False
