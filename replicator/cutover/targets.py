@@ -20,11 +20,13 @@ from qdrant_client import QdrantClient
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
+from replicator.cutover import precheck
 from replicator.cutover.budget import within
 from replicator.cutover.options import TargetOptions
+from replicator.cutover.precheck import KeyedReader, Settled, settle
 from replicator.position import SinkPosition
 from replicator.sinks.neo4j.reader import GraphReader
-from replicator.sinks.qdrant.reader import SinkEndpointReader, read_position
+from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader, read_position
 from replicator.store.schema import count_rows
 from replicator.transport.topics import change_topics
 from replicator.validation.validate import ValidationOptions, validate, validate_store
@@ -64,6 +66,7 @@ class Neo4jTarget:
             connection_timeout=DEFAULT_TIMEOUT_S / 2, max_transaction_retry_time=DEFAULT_TIMEOUT_S / 2,
             connection_acquisition_timeout=DEFAULT_TIMEOUT_S,
         )  # fmt: skip
+        self.settled = Settled()  # the pre-check's outcome (nothing unsettled until one ran)
 
     def _query(self, cypher: str, timeout_s: float, **params: Any) -> list[neo4j.Record]:  # noqa: ANN401
         """Records of ``cypher``, within ``timeout_s`` however the server fails (a server that accepts
@@ -89,12 +92,31 @@ class Neo4jTarget:
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         return self._reader(timeout_s).position(self.name)
 
+    def precheck(self, store: Path) -> list[str]:
+        """Before the fence, writers running: every entity and relation compared field by field, then
+        the keys that differed settled (``precheck.settle``); those still differing are compared again
+        by ``quick_check`` under the fence. Returns what stops the cutover before it fences (the graph
+        cannot be read). Blocks (a full read)."""
+        try:
+            report = validate(
+                store, ["neo4j"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model,
+                options=ValidationOptions(full=True, search=False),
+            )  # fmt: skip
+            self.settled = settle("neo4j", store, report.mismatches, lambda: self._reader(DEFAULT_TIMEOUT_S),
+                                  self.position)  # fmt: skip
+        except Exception as exc:  # any failure to compare is a reason not to fence, named
+            return [f"{self.name}: the pre-check could not compare: {exc}"]
+        return []
+
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
-        """Counts, then ``sample`` entities (and their relations) field by field. Blocks ~100 ms."""
+        """Under the fence: counts, then the keys the pre-check left unsettled and ``sample`` random
+        entities (with their relations) field by field, on this target's open driver. Blocks ~10 ms
+        plus the keys' reads."""
         problems = self._count_check(store, timeout_s)
         if problems:
             return problems
-        return validate_store(store, self.opts, targets=("neo4j",), fast=True, sample=sample, search=False)
+        keys = precheck.with_sample(store, self.settled.unsettled, sample)
+        return precheck.recheck("neo4j", store, self._reader(timeout_s), keys)
 
     def full_check(self, store: Path) -> list[str]:
         """Every entity and relation compared with the store, field by field. Blocks (a full read)."""
@@ -124,6 +146,7 @@ class QdrantTarget:
         self.opts = opts
         self.store_id = store_id
         self._client: Any = None
+        self.settled = Settled()  # the pre-check's outcome (nothing unsettled until one ran)
 
     @property
     def client(self) -> Any:  # noqa: ANN401 - qdrant_client is imported lazily (heavy)
@@ -147,14 +170,44 @@ class QdrantTarget:
             return SinkPosition.from_json(json.dumps(raw)) if raw and doc.get("store_id") else None
         return read_position(self.client, self.opts.collection, self.name)
 
+    def _points(self) -> KeyedReader:
+        """A reader of the points: the running sink's ``/points`` (local mode it holds) or Qdrant."""
+        if self.opts.qdrant_endpoint:
+            return self._endpoint()
+        self.close()  # local mode: one client per storage directory
+        return QdrantReader(self.opts.qdrant, api_key=self.opts.qdrant_api_key)
+
+    def precheck(self, store: Path) -> list[str]:
+        """Before the fence, writers running: every point compared (payload, vector, model), then the
+        keys that differed settled (``precheck.settle``); those still differing are compared again by
+        ``quick_check`` under the fence. Returns what stops the cutover before it fences. Blocks."""
+        self.close()
+        reader = self._endpoint if self.opts.qdrant_endpoint else None
+        try:
+            report = validate(
+                store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
+                qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,
+                options=ValidationOptions(full=True, search=False),
+            )  # fmt: skip
+            self.settled = settle("qdrant", store, report.mismatches, self._points, self.position)
+        except Exception as exc:  # any failure to compare is a reason not to fence, named
+            return [f"{self.name}: the pre-check could not compare: {exc}"]
+        return []
+
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+        """Under the fence: counts, then the points the pre-check left unsettled (none: no read; with
+        the sink's endpoint, reading them pages through every point)."""
         entities, _ = _store_counts(store)
         if self.opts.qdrant_endpoint:
             doc = self._endpoint().position_document(timeout_s)
             points = int(doc.get("destination", {}).get("entities", -1))
         else:
             points = int(self.client.count(self.opts.collection, exact=True).count)
-        return [] if points == entities else [f"{self.name}: {points} points, the store has {entities} entities"]
+        if points != entities:
+            return [f"{self.name}: {points} points, the store has {entities} entities"]
+        if not self.settled.unsettled:
+            return []
+        return precheck.recheck("qdrant", store, self._points(), self.settled.unsettled)
 
     def full_check(self, store: Path) -> list[str]:
         """Every point compared with the store: payload fields, the text its vector embeds, the
