@@ -42,7 +42,7 @@ from replicator.capture import parked
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
 from replicator.cutover import config, fence, precheck, state
-from replicator.cutover.budget import OutOfTime, within
+from replicator.cutover.budget import OutOfTime, within, within_each
 from replicator.errors import ConfigError, Fatal, ReplicatorError
 from replicator.position import SinkPosition
 
@@ -297,14 +297,13 @@ class _Cutover:
         reserve = min(0.3 * self.plan.max_pause_s, 0.5)  # room for validation and the switch
         pending = {target.name: target for target in self.targets}
         while pending:
-            for name, target in list(pending.items()):
-                budget = self.left(held, reserve)
-                try:
-                    position = within(functools.partial(target.position, budget), budget, f"{name}'s position")
-                except OutOfTime:
-                    break
-                except Exception as exc:
-                    return self.abort("drain", f"{name}: cannot read its position: {exc}")
+            budget = self.left(held, reserve)
+            reads = {name: functools.partial(target.position, budget) for name, target in pending.items()}
+            for name, position in within_each(reads, budget, "position").items():
+                if isinstance(position, OutOfTime):
+                    continue
+                if isinstance(position, BaseException):
+                    return self.abort("drain", f"{name}: cannot read its position: {position}")
                 watermark = position.watermark() if position else None
                 self.report.watermarks[name] = watermark.seq if watermark else None
                 if watermark is not None and watermark.seq >= held.final_seq:
@@ -322,17 +321,16 @@ class _Cutover:
         self.step("validate")
         started = time.monotonic()
         self.report.problems.extend(parked_problems(self.plan.db))
-        reserve = min(0.1 * self.plan.max_pause_s, 0.2)  # the refusal's commit
-        for target in self.targets:
-            budget = self.left(held, reserve)
-            try:
-                check = functools.partial(target.quick_check, self.plan.db, self.plan.sample, budget)
-                found = within(check, budget, f"{target.name}'s validation")
-            except OutOfTime as exc:
-                return self.abort("validate", f"{exc}: the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
-            except Exception as exc:
-                found = [f"{target.name}: validation failed to run: {exc}"]
-            self.report.problems.extend(found)
+        budget = self.left(held, min(0.1 * self.plan.max_pause_s, 0.2))  # keep the refusal's commit
+        db, sample = self.plan.db, self.plan.sample
+        checks = {t.name: functools.partial(t.quick_check, db, sample, budget) for t in self.targets}
+        for name, found in within_each(checks, budget, "validation").items():
+            if isinstance(found, OutOfTime):
+                return self.abort("validate", f"{found}: the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
+            if isinstance(found, BaseException):
+                self.report.problems.append(f"{name}: validation failed to run: {found}")
+            else:
+                self.report.problems.extend(found)
         if self.report.problems:
             return self.abort("validate", "; ".join(self.report.problems[:5]))
         self.report.steps_s["validate"] = time.monotonic() - started

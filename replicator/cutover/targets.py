@@ -9,6 +9,7 @@ is refused, never trusted.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ from replicator.validation.validate import ValidationOptions, validate, validate
 
 #: A read that is not given a budget (lag, tests) waits this long at most.
 DEFAULT_TIMEOUT_S: Final = 10.0
+#: A read of the pre-check (before the fence: no writer waits on it) waits this long at most.
+PRECHECK_READ_TIMEOUT_S: Final = 60.0
 
 
 def store_identity(db: Path) -> str | None:
@@ -158,9 +161,15 @@ class QdrantTarget:
             )  # fmt: skip
         return self._client
 
-    def _endpoint(self) -> SinkEndpointReader:
+    def _endpoint(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkEndpointReader:
         assert self.opts.qdrant_endpoint is not None
-        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id)
+        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id, timeout_s=timeout_s)
+
+    def _precheck_endpoint(self) -> SinkEndpointReader:
+        """Before the fence the sink is applying the live writer's changes, and ``/points`` waits for
+        its batch (it shares the destination's lock; a batch that embeds takes seconds on a loaded
+        machine): the pre-check waits longer than a read under the fence would."""
+        return self._endpoint(PRECHECK_READ_TIMEOUT_S)
 
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         if self.opts.qdrant_endpoint:
@@ -170,10 +179,10 @@ class QdrantTarget:
             return SinkPosition.from_json(json.dumps(raw)) if raw and doc.get("store_id") else None
         return read_position(self.client, self.opts.collection, self.name)
 
-    def _points(self) -> KeyedReader:
+    def _points(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> KeyedReader:
         """A reader of the points: the running sink's ``/points`` (local mode it holds) or Qdrant."""
         if self.opts.qdrant_endpoint:
-            return self._endpoint()
+            return self._endpoint(timeout_s)
         self.close()  # local mode: one client per storage directory
         return QdrantReader(self.opts.qdrant, api_key=self.opts.qdrant_api_key)
 
@@ -182,14 +191,15 @@ class QdrantTarget:
         keys that differed settled (``precheck.settle``); those still differing are compared again by
         ``quick_check`` under the fence. Returns what stops the cutover before it fences. Blocks."""
         self.close()
-        reader = self._endpoint if self.opts.qdrant_endpoint else None
+        reader = self._precheck_endpoint if self.opts.qdrant_endpoint else None
         try:
             report = validate(
                 store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
                 qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,
                 options=ValidationOptions(full=True, search=False),
             )  # fmt: skip
-            self.settled = settle("qdrant", store, report.mismatches, self._points, self.position)
+            points = functools.partial(self._points, PRECHECK_READ_TIMEOUT_S)
+            self.settled = settle("qdrant", store, report.mismatches, points, self.position)
         except Exception as exc:  # any failure to compare is a reason not to fence, named
             return [f"{self.name}: the pre-check could not compare: {exc}"]
         return []
@@ -207,7 +217,7 @@ class QdrantTarget:
             return [f"{self.name}: {points} points, the store has {entities} entities"]
         if not self.settled.unsettled:
             return []
-        return precheck.recheck("qdrant", store, self._points(), self.settled.unsettled)
+        return precheck.recheck("qdrant", store, self._points(timeout_s), self.settled.unsettled)
 
     def full_check(self, store: Path) -> list[str]:
         """Every point compared with the store: payload fields, the text its vector embeds, the
@@ -215,7 +225,7 @@ class QdrantTarget:
         mode held by the running sink) the points are read page by page from the sink's ``/points``.
         Blocks (a full read). Raises MigrateError when the destination cannot be read."""
         self.close()  # validation opens its own client (local mode: one per storage directory)
-        reader = self._endpoint if self.opts.qdrant_endpoint else None
+        reader = self._precheck_endpoint if self.opts.qdrant_endpoint else None
         report = validate(
             store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
             qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,

@@ -8,6 +8,7 @@ same code either way); the sink's position is a stand-in. Real SQLite, fake cloc
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -122,3 +123,27 @@ def test_a_precheck_problem_aborts_before_the_fence_and_changes_nothing(store: P
     assert cfg.read_text() == CAXTON and not config.backup_path(cfg).exists()
     MemoryWriter(store).create_entity("still writable", "concept")
     assert state.load(store).state == "aborted"
+
+
+class MeetsTheOther(FakeTarget):
+    """A caught-up sink whose check under the fence answers only once the other target's check has
+    started too: the checks pass only when cutover runs them at once, not one after the other."""
+
+    def __init__(self, name: str, db: Path, barrier: threading.Barrier) -> None:
+        super().__init__(name, db)
+        self.barrier = barrier
+
+    def quick_check(self, store: Path, sample: int, timeout_s: float = 10.0) -> list[str]:
+        try:
+            self.barrier.wait(timeout=min(timeout_s, 2.0))
+        except threading.BrokenBarrierError:
+            return [f"{self.name}: checked alone (the other target's check had not started)"]
+        return []
+
+
+def test_the_checks_under_the_fence_run_at_once_so_the_pause_costs_the_slowest(store: Path) -> None:
+    barrier = threading.Barrier(2)
+    targets = [MeetsTheOther("neo4j", store, barrier), MeetsTheOther("qdrant", store, barrier)]
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="hybrid", max_pause_s=5.0)
+    report = cutover.run(plan, targets)
+    assert report.ok, report.reason
