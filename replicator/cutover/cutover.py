@@ -276,6 +276,7 @@ class _Cutover:
         self.report.steps_s["preflight"] = time.monotonic() - started
         if not problems:  # the full comparison, while the writers run: the pause keeps only the rest
             problems, self.report.steps_s["precheck"] = precheck.run_all(self.plan.db, self.targets)
+            problems = problems or preflight(self.plan, self.targets)  # a sink may have fallen behind meanwhile
         if problems:
             self.report.problems = problems
             return self.abort("preflight", "; ".join(problems))

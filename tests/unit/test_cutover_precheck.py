@@ -147,3 +147,25 @@ def test_the_checks_under_the_fence_run_at_once_so_the_pause_costs_the_slowest(s
     plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="hybrid", max_pause_s=5.0)
     report = cutover.run(plan, targets)
     assert report.ok, report.reason
+
+
+class FallsBehind(FakeTarget):
+    """A sink caught up at the preflight that stops applying while the pre-check runs (the writers go on)."""
+
+    def __init__(self, name: str, db: Path) -> None:
+        super().__init__(name, db, follows=True)
+
+    def precheck(self, store: Path) -> list[str]:
+        self.frozen, self.follows = head_seq(sqlite3.connect(store)), False
+        writer = MemoryWriter(store)
+        for i in range(5):
+            writer.create_entity(f"written during the pre-check {i}", "concept")
+        return []
+
+
+def test_a_sink_that_fell_behind_during_the_precheck_is_refused_before_the_fence(store: Path) -> None:
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="neo4j", max_lag=2)
+    report = cutover.run(plan, [FallsBehind("neo4j", store)])
+    assert not report.ok and report.aborted_at == "preflight", report.reason
+    assert "5 changes behind" in (report.reason or "")
+    assert report.pause_s is None  # the writers never waited
