@@ -52,6 +52,7 @@ from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_ports
 from replicator.demo.demo import local_stack_neo4j
+from replicator.sinks.neo4j.model import GraphModel
 from replicator.store.schema import DDL, TABLES, WRITER_PRAGMAS, pack_vector
 from replicator.transport.kafka import delete_topic
 from replicator.transport.settings import KafkaSettings
@@ -107,11 +108,12 @@ def _config(workdir: Path, tag: str, ports: list[int]) -> PipelineConfig:
     )  # fmt: skip
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """Run a command to its end: seconds, peak RSS (MB, from wait4), exit code, last output lines."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        environ = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -209,21 +211,40 @@ def head_seq_of(db: Path) -> int:
         conn.close()
 
 
-def blue_green_path(cfg: PipelineConfig, tag: str) -> dict[str, Any]:
-    """The seed guide's path: export, import, validate, as far as this tree's tools go."""
+def blue_green_path(cfg: PipelineConfig, tag: str, tree: Path | None) -> dict[str, Any]:
+    """The seed guide's path: export, import, validate. With ``tree`` (a checkout whose ``replicator
+    import`` has ``--backend neo4j|qdrant``), its tools import into Neo4j and Qdrant and validate
+    there; without, this tree's import fills a new store and ``stats`` counts it."""
+    env = {} if tree is None else {"PYTHONPATH": str(tree)}  # run from ``tree`` (cwd), so its package wins
+    tools = REPLICATOR
     backup = cfg.workdir / "backup.json"
-    out: dict[str, Any] = {"export": timed([*REPLICATOR, "export", "--db", str(cfg.db), "--with-embeddings",
-                                            "-o", str(backup)])}  # fmt: skip
+    out: dict[str, Any] = {"tools": "this tree" if tree is None else f"{tree} (git {_git_head(tree)})"}
+    out["export"] = timed([*tools, "export", "--db", str(cfg.db), "--with-embeddings", "-o", str(backup)], env, tree)
     out["export"]["bytes"] = backup.stat().st_size if backup.exists() else None
-    # The seed's path imports the export into the new backends; this tree's `replicator import` only
-    # fills a store (`import --backend neo4j|qdrant` is being built elsewhere): measured as far as it goes.
-    out["import_into"] = "a new store: no `import --backend neo4j|qdrant` in this tree"
-    fresh = cfg.workdir / "imported.db"
-    out["import"] = {"store": timed([*REPLICATOR, "import", "--db", str(fresh), "-i", str(backup)])}
-    out["validate"] = {**timed([*REPLICATOR, "stats", "--db", str(fresh)]), "what": "counts of the imported store"}
+    if tree is None:
+        out["import_into"] = "a new store: no `import --backend neo4j|qdrant` in this tree"
+        fresh = cfg.workdir / "imported.db"
+        out["import"] = {"store": timed([*tools, "import", "--db", str(fresh), "-i", str(backup)])}
+        out["validate"] = {**timed([*tools, "stats", "--db", str(fresh)]), "what": "counts of the imported store"}
+    else:
+        env["REPLICATOR_NEO4J_PASSWORD"] = cfg.neo4j.password or ""
+        graph = ["--neo4j-uri", cfg.neo4j.uri, "--entity-label", f"BlueGreen_{tag}"]
+        vectors = ["--qdrant-path", str(cfg.workdir / "qdrant-bluegreen"), "--collection", f"bluegreen_{tag}"]
+        out["import_into"] = "Neo4j and Qdrant (import --backend)"
+        out["import"] = {
+            "neo4j": timed([*tools, "import", "--backend", "neo4j", "-i", str(backup), *graph], env, tree),
+            "qdrant": timed([*tools, "import", "--backend", "qdrant", "-i", str(backup), *vectors], env, tree),
+        }
+        check = ["validate", "--target", "hybrid", "--db", str(cfg.db), "--full", "--no-search", *graph, *vectors]
+        out["validate"] = {**timed([*tools, *check], env, tree), "what": "validate --full --no-search, both backends"}
     seconds = out["export"]["seconds"] + sum(step["seconds"] for step in out["import"].values())
-    out["total_s"] = round(seconds + out.get("validate", {}).get("seconds", 0.0), 2)
+    out["total_s"] = round(seconds + out["validate"]["seconds"], 2)
     return out
+
+
+def _git_head(tree: Path) -> str:
+    git = ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"]
+    return subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def clean_up(cfg: PipelineConfig, tag: str) -> None:
@@ -232,6 +253,9 @@ def clean_up(cfg: PipelineConfig, tag: str) -> None:
     with GraphDatabase.driver(graph.uri, auth=graph.auth()) as driver, driver.session(database=graph.database) as s:
         for label in (cfg.entity_label, cfg.position_label, cfg.tombstone_label, f"BlueGreen_{tag}"):
             s.run(f"MATCH (n:`{label}`) CALL {{ WITH n DETACH DELETE n }} IN TRANSACTIONS OF 2000 ROWS").consume()
+        # The blue-green import's position and owner nodes (default position label, named by its label).
+        s.run(f"MATCH (p:`{GraphModel().position_label}`) WHERE p.sink ENDS WITH $ns OR p.owner = $ns DETACH DELETE p",
+              ns=f"BlueGreen_{tag}").consume()  # fmt: skip
     kafka = KafkaSettings.from_env()
     prefix = cfg.topic_prefix
     for topic in [*change_topics(prefix, ("entities", "relations", "embeddings")), positions_topic(prefix),
@@ -251,6 +275,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "migration.json")
     parser.add_argument("--qdrant-batch", type=int, default=250_000, help="the Qdrant sink's --batch-size")
     parser.add_argument("--qdrant-batch-age-ms", type=int, default=600_000, help="the Qdrant sink's --batch-age-ms")
+    parser.add_argument("--blue-green-tree", type=Path, help="a checkout with `import --backend neo4j|qdrant`")
     parser.add_argument("--dir", type=Path, help="work in (and keep) this directory: store, logs, Qdrant data")
     parser.add_argument("--cutover-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,7 +294,7 @@ def main() -> None:
         (workdir / "caxton.yaml").write_text(config.sample_config(str(cfg.db)))
         try:
             ours = replicator_path(cfg, tag, ports, args)
-            theirs = blue_green_path(cfg, tag)
+            theirs = blue_green_path(cfg, tag, args.blue_green_tree)
         finally:
             clean_up(cfg, tag)
     result = summary(args, counts, built_s, ours, theirs)
