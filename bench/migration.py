@@ -310,7 +310,8 @@ def summary(args: argparse.Namespace, counts: dict[str, int], built_s: float, ou
     return {
         "command": f".venv/bin/python bench/migration.py --entities {args.entities} --relations {args.relations} "
         f"--embeddings {args.embeddings} --qdrant-batch {args.qdrant_batch} "
-        f"--qdrant-batch-age-ms {args.qdrant_batch_age_ms}",
+        f"--qdrant-batch-age-ms {args.qdrant_batch_age_ms}"
+        + (f" --blue-green-tree {args.blue_green_tree}" if args.blue_green_tree else ""),
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared; load avg {os.getloadavg()[0]:.1f}",
         "store": counts,
