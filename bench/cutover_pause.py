@@ -107,6 +107,7 @@ def _one(workdir: Path, rate: float, max_pause_s: float) -> dict[str, Any]:
         "other_errors": len(writer.other_errors),
         "load_avg_1m": round(load, 2),
         "destinations_equal_store": problems == [],
+        "problems": problems[:5] if report.ok else [],
     }
 
 
