@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from replicator.errors import Retryable
@@ -40,4 +41,32 @@ def within(call: Callable[[], T], timeout_s: float, what: str) -> T:
     if not ok:
         raise value
     result: T = value
+    return result
+
+
+def within_each(calls: Mapping[str, Callable[[], T]], timeout_s: float, what: str) -> dict[str, T | BaseException]:
+    """Every call of ``calls`` at once, each on its own daemon thread, all within ``timeout_s``: per
+    name, the result, what the call raised, or OutOfTime (left to finish on its thread, its result
+    dropped). Cutover's reads of several destinations under the fence cost the slowest, not the sum."""
+    deadline = time.monotonic() + timeout_s
+    outcomes: dict[str, list[Any]] = {name: [] for name in calls}
+    finished = {name: threading.Event() for name in calls}
+
+    def work(name: str, call: Callable[[], T]) -> None:
+        try:
+            outcomes[name].append(call())
+        except BaseException as exc:  # handed to the caller's thread
+            outcomes[name].append(exc)
+        finally:
+            finished[name].set()
+
+    if timeout_s > 0:
+        for name, call in calls.items():
+            threading.Thread(target=work, args=(name, call), name=f"cutover: {what} {name}", daemon=True).start()
+    result: dict[str, T | BaseException] = {}
+    for name in calls:
+        if timeout_s > 0 and finished[name].wait(max(0.0, deadline - time.monotonic())):
+            result[name] = outcomes[name][0]
+        else:
+            result[name] = OutOfTime(f"{name}'s {what} did not answer within {timeout_s:.2f}s")
     return result

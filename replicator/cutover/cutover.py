@@ -2,10 +2,10 @@
 
 The order is fail-safe: at no instant do both the store and the new backend take writes.
 
-1. preflight: reads only (state, caxton.yaml, capture, every sink's position), bounded in time.
+1. preflight: bounded reads (state, caxton.yaml, capture, positions), then the full pre-check (``precheck``).
 2. fence: the store's write lock; the runtime's writers *wait* from here.
 3. drain: every sink's watermark reaches the store's head seq at the fence (the final seq).
-4. validate: counts and a sample of each destination against the store.
+4. validate: counts, the keys the pre-check left unsettled, and a sample, against the store.
 5. switch: first the store durably refuses writes (refusal triggers, COMMIT with synchronous=FULL,
    which also releases the fence), then caxton.yaml's memory.backend is switched atomically.
 
@@ -41,8 +41,8 @@ from typing import Final, Protocol
 from replicator.capture import parked
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
-from replicator.cutover import config, fence, state
-from replicator.cutover.budget import OutOfTime, within
+from replicator.cutover import config, fence, precheck, state
+from replicator.cutover.budget import OutOfTime, within, within_each
 from replicator.errors import ConfigError, Fatal, ReplicatorError
 from replicator.position import SinkPosition
 
@@ -65,11 +65,12 @@ class Target(Protocol):
 
     def position(self, timeout_s: float) -> SinkPosition | None:
         """The sink's stored position (None if it never wrote one). Blocks up to ``timeout_s``; may raise."""
-        ...
+
+    def precheck(self, store: Path) -> list[str]:
+        """Before the fence: the full comparison (``precheck``); why not to fence. Blocks; may raise."""
 
     def quick_check(self, store: Path, sample: int, timeout_s: float) -> list[str]:
-        """Counts + a small sample against the store; returns the problems found (empty = OK)."""
-        ...
+        """Under the fence: counts, the pre-check's unsettled keys and a sample; the problems found."""
 
 
 @dataclass(frozen=True)
@@ -272,10 +273,13 @@ class _Cutover:
             while flag.exists():
                 time.sleep(0.2)
             problems = preflight(self.plan, self.targets)
+        self.report.steps_s["preflight"] = time.monotonic() - started
+        if not problems:  # the full comparison, while the writers run: the pause keeps only the rest
+            problems, self.report.steps_s["precheck"] = precheck.run_all(self.plan.db, self.targets)
+            problems = problems or preflight(self.plan, self.targets)  # a sink may have fallen behind meanwhile
         if problems:
             self.report.problems = problems
             return self.abort("preflight", "; ".join(problems))
-        self.report.steps_s["preflight"] = time.monotonic() - started
         return None
 
     def take_fence(self) -> CutoverReport | None:
@@ -291,28 +295,24 @@ class _Cutover:
     def drain(self, held: fence.Fence) -> CutoverReport | None:
         self.step("drain")
         started = time.monotonic()
-        # Leave room for validation and the switch within --max-pause.
-        reserve = min(0.3 * self.plan.max_pause_s, 0.5)
+        reserve = min(0.3 * self.plan.max_pause_s, 0.5)  # room for validation and the switch
         pending = {target.name: target for target in self.targets}
         while pending:
-            for name, target in list(pending.items()):
-                budget = self.left(held, reserve)
-                try:
-                    position = within(functools.partial(target.position, budget), budget, f"{name}'s position")
-                except OutOfTime:
-                    break
-                except Exception as exc:
-                    return self.abort("drain", f"{name}: cannot read its position: {exc}")
+            budget = self.left(held, reserve)
+            reads = {name: functools.partial(target.position, budget) for name, target in pending.items()}
+            for name, position in within_each(reads, budget, "position").items():
+                if isinstance(position, OutOfTime):
+                    continue
+                if isinstance(position, BaseException):
+                    return self.abort("drain", f"{name}: cannot read its position: {position}")
                 watermark = position.watermark() if position else None
                 self.report.watermarks[name] = watermark.seq if watermark else None
                 if watermark is not None and watermark.seq >= held.final_seq:
                     del pending[name]
             if pending and self.left(held, reserve) <= 0:
                 behind = ", ".join(f"{n} at {self.report.watermarks.get(n)}" for n in pending)
-                return self.abort(
-                    "drain",
-                    f"not drained to seq {held.final_seq} within --max-pause {self.plan.max_pause_s:g}s ({behind})",
-                )
+                late = f"not drained to seq {held.final_seq} within --max-pause {self.plan.max_pause_s:g}s ({behind})"
+                return self.abort("drain", late)
             if pending:
                 time.sleep(0.01)
         self.report.steps_s["drain"] = time.monotonic() - started
@@ -322,17 +322,16 @@ class _Cutover:
         self.step("validate")
         started = time.monotonic()
         self.report.problems.extend(parked_problems(self.plan.db))
-        reserve = min(0.1 * self.plan.max_pause_s, 0.2)  # the refusal's commit
-        for target in self.targets:
-            budget = self.left(held, reserve)
-            try:
-                check = functools.partial(target.quick_check, self.plan.db, self.plan.sample, budget)
-                found = within(check, budget, f"{target.name}'s validation")
-            except OutOfTime as exc:
-                return self.abort("validate", f"{exc}: the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
-            except Exception as exc:
-                found = [f"{target.name}: validation failed to run: {exc}"]
-            self.report.problems.extend(found)
+        budget = self.left(held, min(0.1 * self.plan.max_pause_s, 0.2))  # keep the refusal's commit
+        db, sample = self.plan.db, self.plan.sample
+        checks = {t.name: functools.partial(t.quick_check, db, sample, budget) for t in self.targets}
+        for name, found in within_each(checks, budget, "validation").items():
+            if isinstance(found, OutOfTime):
+                return self.abort("validate", f"{found}: the pause would exceed --max-pause {self.plan.max_pause_s:g}s")
+            if isinstance(found, BaseException):
+                self.report.problems.append(f"{name}: validation failed to run: {found}")
+            else:
+                self.report.problems.extend(found)
         if self.report.problems:
             return self.abort("validate", "; ".join(self.report.problems[:5]))
         self.report.steps_s["validate"] = time.monotonic() - started

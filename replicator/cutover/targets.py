@@ -9,6 +9,7 @@ is refused, never trusted.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -20,17 +21,21 @@ from qdrant_client import QdrantClient
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
+from replicator.cutover import precheck
 from replicator.cutover.budget import within
 from replicator.cutover.options import TargetOptions
+from replicator.cutover.precheck import KeyedReader, Settled, settle
 from replicator.position import SinkPosition
 from replicator.sinks.neo4j.reader import GraphReader
-from replicator.sinks.qdrant.reader import SinkEndpointReader, read_position
+from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader, read_position
 from replicator.store.schema import count_rows
 from replicator.transport.topics import change_topics
 from replicator.validation.validate import ValidationOptions, validate, validate_store
 
 #: A read that is not given a budget (lag, tests) waits this long at most.
 DEFAULT_TIMEOUT_S: Final = 10.0
+#: A read of the pre-check (before the fence: no writer waits on it) waits this long at most.
+PRECHECK_READ_TIMEOUT_S: Final = 60.0
 
 
 def store_identity(db: Path) -> str | None:
@@ -64,6 +69,7 @@ class Neo4jTarget:
             connection_timeout=DEFAULT_TIMEOUT_S / 2, max_transaction_retry_time=DEFAULT_TIMEOUT_S / 2,
             connection_acquisition_timeout=DEFAULT_TIMEOUT_S,
         )  # fmt: skip
+        self.settled = Settled()  # the pre-check's outcome (nothing unsettled until one ran)
 
     def _query(self, cypher: str, timeout_s: float, **params: Any) -> list[neo4j.Record]:  # noqa: ANN401
         """Records of ``cypher``, within ``timeout_s`` however the server fails (a server that accepts
@@ -89,12 +95,31 @@ class Neo4jTarget:
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         return self._reader(timeout_s).position(self.name)
 
+    def precheck(self, store: Path) -> list[str]:
+        """Before the fence, writers running: every entity and relation compared field by field, then
+        the keys that differed settled (``precheck.settle``); those still differing are compared again
+        by ``quick_check`` under the fence. Returns what stops the cutover before it fences (the graph
+        cannot be read). Blocks (a full read)."""
+        try:
+            report = validate(
+                store, ["neo4j"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model,
+                options=ValidationOptions(full=True, search=False),
+            )  # fmt: skip
+            self.settled = settle("neo4j", store, report.mismatches, lambda: self._reader(DEFAULT_TIMEOUT_S),
+                                  self.position)  # fmt: skip
+        except Exception as exc:  # any failure to compare is a reason not to fence, named
+            return [f"{self.name}: the pre-check could not compare: {exc}"]
+        return []
+
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
-        """Counts, then ``sample`` entities (and their relations) field by field. Blocks ~100 ms."""
+        """Under the fence: counts, then the keys the pre-check left unsettled and ``sample`` random
+        entities (with their relations) field by field, on this target's open driver. Blocks ~10 ms
+        plus the keys' reads."""
         problems = self._count_check(store, timeout_s)
         if problems:
             return problems
-        return validate_store(store, self.opts, targets=("neo4j",), fast=True, sample=sample, search=False)
+        keys = precheck.with_sample(store, self.settled.unsettled, sample)
+        return precheck.recheck("neo4j", store, self._reader(timeout_s), keys)
 
     def full_check(self, store: Path) -> list[str]:
         """Every entity and relation compared with the store, field by field. Blocks (a full read)."""
@@ -124,6 +149,7 @@ class QdrantTarget:
         self.opts = opts
         self.store_id = store_id
         self._client: Any = None
+        self.settled = Settled()  # the pre-check's outcome (nothing unsettled until one ran)
 
     @property
     def client(self) -> Any:  # noqa: ANN401 - qdrant_client is imported lazily (heavy)
@@ -135,9 +161,17 @@ class QdrantTarget:
             )  # fmt: skip
         return self._client
 
-    def _endpoint(self) -> SinkEndpointReader:
+    def _endpoint(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkEndpointReader:
         assert self.opts.qdrant_endpoint is not None
-        return SinkEndpointReader(self.opts.qdrant_endpoint, self.name, self.store_id, layout=self.opts.qdrant.layout)
+        return SinkEndpointReader(
+            self.opts.qdrant_endpoint, self.name, self.store_id, layout=self.opts.qdrant.layout, timeout_s=timeout_s
+        )
+
+    def _precheck_endpoint(self) -> SinkEndpointReader:
+        """Before the fence the sink is applying the live writer's changes, and ``/points`` waits for
+        its batch (it shares the destination's lock; a batch that embeds takes seconds on a loaded
+        machine): the pre-check waits longer than a read under the fence would."""
+        return self._endpoint(PRECHECK_READ_TIMEOUT_S)
 
     def position(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkPosition | None:
         if self.opts.qdrant_endpoint:
@@ -147,14 +181,45 @@ class QdrantTarget:
             return SinkPosition.from_json(json.dumps(raw)) if raw and doc.get("store_id") else None
         return read_position(self.client, self.opts.collection, self.name)
 
+    def _points(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> KeyedReader:
+        """A reader of the points: the running sink's ``/points`` (local mode it holds) or Qdrant."""
+        if self.opts.qdrant_endpoint:
+            return self._endpoint(timeout_s)
+        self.close()  # local mode: one client per storage directory
+        return QdrantReader(self.opts.qdrant, api_key=self.opts.qdrant_api_key)
+
+    def precheck(self, store: Path) -> list[str]:
+        """Before the fence, writers running: every point compared (payload, vector, model), then the
+        keys that differed settled (``precheck.settle``); those still differing are compared again by
+        ``quick_check`` under the fence. Returns what stops the cutover before it fences. Blocks."""
+        self.close()
+        reader = self._precheck_endpoint if self.opts.qdrant_endpoint else None
+        try:
+            report = validate(
+                store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
+                qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,
+                options=ValidationOptions(full=True, search=False),
+            )  # fmt: skip
+            points = functools.partial(self._points, PRECHECK_READ_TIMEOUT_S)
+            self.settled = settle("qdrant", store, report.mismatches, points, self.position)
+        except Exception as exc:  # any failure to compare is a reason not to fence, named
+            return [f"{self.name}: the pre-check could not compare: {exc}"]
+        return []
+
     def quick_check(self, store: Path, sample: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+        """Under the fence: counts, then the points the pre-check left unsettled (none: no read; with
+        the sink's endpoint, reading them pages through every point)."""
         entities, _ = _store_counts(store)
         if self.opts.qdrant_endpoint:
             doc = self._endpoint().position_document(timeout_s)
             points = int(doc.get("destination", {}).get("entities", -1))
         else:
             points = int(self.client.count(self.opts.collection, exact=True).count)
-        return [] if points == entities else [f"{self.name}: {points} points, the store has {entities} entities"]
+        if points != entities:
+            return [f"{self.name}: {points} points, the store has {entities} entities"]
+        if not self.settled.unsettled:
+            return []
+        return precheck.recheck("qdrant", store, self._points(timeout_s), self.settled.unsettled)
 
     def full_check(self, store: Path) -> list[str]:
         """Every point compared with the store: payload fields, the text its vector embeds, the
@@ -162,7 +227,7 @@ class QdrantTarget:
         mode held by the running sink) the points are read page by page from the sink's ``/points``.
         Blocks (a full read). Raises MigrateError when the destination cannot be read."""
         self.close()  # validation opens its own client (local mode: one per storage directory)
-        reader = self._endpoint if self.opts.qdrant_endpoint else None
+        reader = self._precheck_endpoint if self.opts.qdrant_endpoint else None
         report = validate(
             store, ["qdrant"], neo4j=self.opts.neo4j, graph_model=self.opts.graph_model, qdrant=self.opts.qdrant,
             qdrant_api_key=self.opts.qdrant_api_key, qdrant_reader=reader,

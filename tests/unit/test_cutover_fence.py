@@ -31,6 +31,9 @@ class FakeTarget:
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
 
+    def precheck(self, store: Path) -> list[str]:
+        return []
+
     def quick_check(self, store: Path, sample: int, timeout_s: float = 10.0) -> list[str]:
         return self.problems
 

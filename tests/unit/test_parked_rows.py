@@ -205,19 +205,24 @@ def test_text_that_is_not_utf8_is_read_without_raising(store: Path) -> None:
 
 
 class _Target:
-    """A caught-up sink (watermark = the store's head) that parks changelog seq ``park`` the first time
-    its position is read (in preflight, after the preflight's own look at the parked rows)."""
+    """A caught-up sink (watermark = the store's head) that parks changelog seq ``park`` when its
+    position is read the second time: in the preflight after the pre-check, after that preflight's
+    own look at the parked rows, so only the check under the fence can see it."""
 
     def __init__(self, db: Path, park: int | None) -> None:
-        self.name, self.db, self.park = "neo4j", db, park
+        self.name, self.db, self.park, self.reads = "neo4j", db, park, 0
 
     def position(self, timeout_s: float) -> SinkPosition | None:
-        if self.park is not None:
+        self.reads += 1
+        if self.park is not None and self.reads == 2:
             _park(self.db, self.park)
             self.park = None
         seq = head_seq(sqlite3.connect(self.db))
         now = time.time_ns() // 1_000_000
         return SinkPosition(self.name, {}, {PartitionKey("t", 0): Heartbeat(seq, now)}, {"t": 1}, seq, now)
+
+    def precheck(self, store: Path) -> list[str]:
+        return []
 
     def quick_check(self, store: Path, sample: int, timeout_s: float) -> list[str]:
         return []
@@ -231,7 +236,7 @@ def test_cutover_refuses_while_rows_are_parked_at_preflight_and_under_the_fence(
     cfg = store.parent / "caxton.yaml"
     cfg.write_text(config.sample_config())
     plan = cutover.CutoverPlan(db=store, config=cfg, target="neo4j", max_pause_s=5)
-    report = cutover.run(plan, [_Target(store, park=3)])  # parked between preflight and the fence
+    report = cutover.run(plan, [_Target(store, park=3)])  # parked after the preflights
     assert not report.ok and report.aborted_at == "validate", report.reason
     assert "1 change(s) are parked" in str(report.reason) and "entities id 2 (seq 3)" in str(report.reason)
     _park(store, 2)
