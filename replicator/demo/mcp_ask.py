@@ -59,11 +59,18 @@ def neo4j_memory(settings: Neo4jSettings, calls: list[dict[str, Any]], timeout_s
 
 
 def qdrant_search(
-    collection: str, queries: list[str], *, path: Path, limit: int = 5, timeout_s: float = 600
+    collection: str,
+    queries: list[str],
+    *,
+    path: Path,
+    limit: int = 5,
+    timeout_s: float = 600,
+    store: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """mcp-server-qdrant's QdrantConnector.search per query, in local mode at ``path`` (no other client
     may hold it), with the packaged all-MiniLM-L6-v2; each answer ``{"ok": [{"content", "metadata"}]}``
-    or ``{"error": ...}``."""
+    or ``{"error": ...}``. ``store``: entries (``{"content", "metadata"}``) an agent stores first
+    through the server's own ``QdrantConnector.store``."""
     request = {"path": str(path), "collection": collection, "queries": queries, "limit": limit,
-               "model_site": sysconfig.get_paths()["purelib"]}  # fmt: skip
+               "model_site": sysconfig.get_paths()["purelib"], "store": store or []}  # fmt: skip
     return _run("server-qdrant", "server_qdrant.py", request, timeout_s)

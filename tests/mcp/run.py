@@ -19,8 +19,10 @@ def neo4j_memory(settings: Neo4jSettings, calls: list[dict[str, Any]]) -> list[d
         pytest.fail(f"{exc}; {exc.hint}", pytrace=False)
 
 
-def qdrant_search(collection: str, queries: list[str], *, path: Path, limit: int = 5) -> list[dict[str, Any]]:
+def qdrant_search(
+    collection: str, queries: list[str], *, path: Path, limit: int = 5, store: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     try:
-        return mcp_ask.qdrant_search(collection, queries, path=path, limit=limit)
+        return mcp_ask.qdrant_search(collection, queries, path=path, limit=limit, store=store)
     except mcp_ask.McpUnavailable as exc:
         pytest.fail(f"{exc}; {exc.hint}", pytrace=False)

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from mcp_server_qdrant.embeddings.base import EmbeddingProvider
-from mcp_server_qdrant.qdrant import QdrantConnector
+from mcp_server_qdrant.qdrant import Entry, QdrantConnector
 
 VECTOR_NAME = "fast-all-minilm-l6-v2"  # FastEmbedProvider's name for sentence-transformers/all-MiniLM-L6-v2
 
@@ -63,7 +63,9 @@ async def _main(request: dict[str, Any]) -> list[dict[str, Any]]:
         qdrant_local_path=request.get("path"),
     )
     out: list[dict[str, Any]] = []
-    for query in request["queries"]:
+    for entry in request.get("store", []):  # an agent's qdrant-store, before the queries
+        await connector.store(Entry(content=entry["content"], metadata=entry.get("metadata")))
+    for query in request.get("queries", []):
         try:
             found = await connector.search(query, limit=int(request.get("limit", 5)))
             out.append({"ok": [entry.model_dump() for entry in found]})

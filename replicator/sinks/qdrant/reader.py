@@ -95,6 +95,12 @@ def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantC
         ) from exc
 
 
+def is_entity_point(point_id: object) -> bool:
+    """The sink writes each entity at its integer id; any other id (mcp-server-qdrant stores uuid4 ids)
+    is a point another client wrote into the collection, which the store does not have."""
+    return isinstance(point_id, int)
+
+
 class QdrantReader:
     """The points of one collection: entity payloads and their vectors (design §6)."""
 
@@ -153,7 +159,8 @@ class QdrantReader:
 
     def keys(self) -> Keys:
         return Keys(
-            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False)), relations=frozenset()
+            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False) if is_entity_point(p.id)),
+            relations=frozenset(),
         )
 
     def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
@@ -169,14 +176,32 @@ class QdrantReader:
                 for p in self.client.retrieve(self.collection, ids=list(chunk), with_payload=True, with_vectors=True)
             ]
         for point in points:
-            add_point(snap, int(point.id), dict(point.payload or {}), point.vector, self.settings.layout)
+            if is_entity_point(point.id):  # others: foreign_writes names them
+                add_point(snap, int(point.id), dict(point.payload or {}), point.vector, self.settings.layout)
         return snap
+
+    def foreign_writes(self, limit: int = 100) -> list[str]:
+        """Points of the collection that are not an entity's (an id other than an integer), one line
+        each: an agent's memory stored through mcp-server-qdrant after a cutover, which the store does
+        not have and a rollback would lose. Blocks (a scroll of the ids and documents)."""
+        lines = []
+        for point in self._scroll(vectors=False, payload=[qlayout.DOCUMENT]):
+            if is_entity_point(point.id):
+                continue
+            document = (point.payload or {}).get(qlayout.DOCUMENT)
+            lines.append(
+                f"qdrant: point {point.id} ({document!r}) has no Caxton entity id: written by another client"
+                " (mcp-server-qdrant stores such points), the store does not have it"
+            )
+            if len(lines) >= limit:
+                break
+        return lines
 
     def search(self, vector: Sequence[float], limit: int) -> list[int]:
         """Ids of the ``limit`` nearest points (the collection's distance, cosine)."""
         result = self.client.query_points(self.collection, query=list(vector), limit=limit, with_payload=False,
                                           using=qlayout.vector_name(self.settings.layout))  # fmt: skip
-        return [int(p.id) for p in result.points]
+        return [int(p.id) for p in result.points if is_entity_point(p.id)]
 
 
 class SinkEndpointReader:
