@@ -120,15 +120,16 @@ def _config(tmp: Path, s: StackSettings) -> PipelineConfig:
 
 
 def _store_with_seq_audit(db: Path) -> Workload:
-    """A seeded store with capture installed, plus a trigger copying every changelog seq into
-    ``_test_seq_audit`` (the source deletes published rows; the audit keeps them all)."""
+    """A seeded store with capture installed, plus a trigger copying every changelog (seq, table, row
+    id) into ``_test_seq_audit`` (the source deletes published rows; the audit keeps them all), in the
+    shape test_source_exactly_once.assert_exactly_once reads (capture v5 coalesces by row)."""
     seed_store(db, 40, hash_vector).writer.close()
     install(db)
     conn = sqlite3.connect(db)
     conn.executescript(
-        f"""CREATE TABLE _test_seq_audit (seq INTEGER PRIMARY KEY);
+        f"""CREATE TABLE _test_seq_audit (seq INTEGER PRIMARY KEY, tbl TEXT, row_id INTEGER);
         CREATE TRIGGER _test_audit AFTER INSERT ON {CHANGELOG}
-        BEGIN INSERT INTO _test_seq_audit VALUES (NEW.seq); END;"""
+        BEGIN INSERT INTO _test_seq_audit VALUES (NEW.seq, NEW.tbl, NEW.row_id); END;"""
     )
     conn.close()
     workload = Workload(MemoryWriter(db), seed=11, vectorize=hash_vector)
