@@ -32,6 +32,20 @@ def state_path(db: Path) -> Path:
     return db.with_name(db.name + ".migration.json")
 
 
+def pid_alive(pid: int | None) -> bool:
+    """True while a process ``pid`` runs on this host (one owned by another user counts as running);
+    False for None. Used to tell a crashed cutover or migration from one still at work."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class MigrationState:
     state: str = "replicating"
@@ -45,15 +59,7 @@ class MigrationState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def process_alive(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(self.pid)
 
     def describe(self) -> str:
         """One line for ``replicator status``."""

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from replicator.cutover.state import pid_alive
 from replicator.errors import Fatal
 
 STATES: Final = ("running", "done", "aborted", "failed", "rolled_back")
@@ -51,15 +52,7 @@ class Migration:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def alive(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(self.pid)
 
     @property
     def last_step(self) -> str | None:
