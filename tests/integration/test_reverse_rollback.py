@@ -100,7 +100,7 @@ def test_live_cutover_starts_the_reverse_process_and_rollback_under_a_cypher_wri
     writer = CypherWriter(g)
     try:
         run.wait_caught_up()
-        out = _cli(g, "cutover", "--db", str(run.db), "--config", str(run.caxton), "--target", "neo4j",
+        out = _cli(g, "cutover", "--db", str(run.db), "--caxton-config", str(run.caxton), "--target", "neo4j",
                    "--max-pause", "10s", "--max-lag", "1000000", *_flags(run), stderr=True)  # fmt: skip
         reverse_pid = int(out.split("started (pid ")[1].split(",")[0])
         log = run.db.with_name(run.db.name + ".reverse.log")
