@@ -30,7 +30,7 @@ from replicator.config import MigrationConfig
 from replicator.errors import ReplicatorError
 from replicator.migration import history
 from replicator.migration.history import Migration, MigrationError
-from replicator.migration.supervise import Child, run_command
+from replicator.migration.supervise import Child, answers, run_command
 
 Log = Callable[[str], None]
 #: A cutover that aborted because the sinks were not close enough (its preflight) or did not drain
@@ -46,6 +46,9 @@ class LivePlan:
     db: Path
     caxton: Path
     catch_up_timeout_s: float = 3600.0
+    #: How long a started daemon may take to answer on its health port (a sink imports torch and
+    #: opens its destination first: seconds, more on a loaded machine).
+    start_timeout_s: float = 300.0
 
     @property
     def logs(self) -> Path:
@@ -71,6 +74,7 @@ class Live:
         self.plan, self.migration, self.log, self.wait_for_go = plan, migration, log, wait_for_go
         self.children: list[Child] = []
         self.go_given = False
+        self.launch: Callable[[str, list[str], Path, int | None], Child] = Child
 
     def step(self, name: str) -> None:
         history.record(self.plan.db, self.migration, name, pid=os.getpid())
@@ -128,10 +132,30 @@ class Live:
         if cfg.qdrant is not None:
             wanted.append(("qdrant", ["sink", "qdrant"], cfg.qdrant.metrics_port))
         for name, argv, port in wanted:
-            child = Child(name, [*argv, *self.plan.common()], logs / f"{name}.log", port)
+            child = self.launch(name, [*argv, *self.plan.common()], logs / f"{name}.log", port)
             child.start()
             self.children.append(child)
             self.log(f"  {name}: {'attached (already running)' if child.attached else f'started, log {child.log}'}")
+        for child in self.children:
+            self._await_ready(child)
+
+    def _await_ready(self, child: Child) -> None:
+        """Block until a started daemon answers on its health port: ``lag`` and the cutover ask the
+        daemons (the Qdrant sink serves its local collection's position), and a sink takes seconds
+        to import its libraries first. Raises MigrationError naming a daemon that exited meanwhile
+        (with its log) or one that did not answer within ``start_timeout_s``."""
+        if child.attached or child.port is None:
+            return
+        deadline = time.monotonic() + self.plan.start_timeout_s
+        while not answers(child.port):
+            self._check_children()
+            if time.monotonic() > deadline:
+                raise MigrationError(
+                    f"the {child.name} daemon did not answer on port {child.port} within "
+                    f"{self.plan.start_timeout_s:g}s:\n{child.tail()}",
+                    hint=f"see its log ({child.log}), fix what it names, then run migrate again",
+                )
+            time.sleep(0.2)
 
     def _check_children(self) -> None:
         for child in self.children:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -38,6 +38,8 @@ class Child:
     port: int | None
     process: subprocess.Popen[bytes] | None = None
     attached: bool = False
+    #: What runs ``argv``: this interpreter's ``replicator`` (a test gives another program).
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "replicator"])
 
     def start(self) -> None:
         """Start it, unless one answers on its port already (then attach)."""
@@ -47,7 +49,7 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "replicator", *self.argv], stdout=out, stderr=subprocess.STDOUT,
+                [*self.command, *self.argv], stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # a Ctrl-C reaches migrate, which stops its children in order
             )  # fmt: skip
