@@ -97,6 +97,20 @@ class GraphReader:
         [rel] = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN count(r) AS r")
         return {"entities": int(row["e"]), "placeholders": int(row["p"]), "relations": int(rel["r"])}
 
+    def fenced_counts(self) -> dict[str, int]:
+        """:meth:`counts` in constant time, for the cutover's check under its fence (writers wait):
+        entity nodes and relationships leaving them from Neo4j's count store, placeholders by an
+        index seek (the sink's ``_placeholder`` index; a scan on graphs written before it existed).
+        Unlike :meth:`counts`, ``relations`` also counts relationships without a Caxton id (an MCP
+        client's writes): one more than the store then stops the cutover, which is safe, and the
+        pre-check before the fence names such writes."""
+        lab = quote(self.model.entity_label)
+        [nodes] = self._run(f"MATCH (n:{lab}) RETURN count(n) AS n")
+        [held] = self._run(f"MATCH (n:{lab}) WHERE n._placeholder = true RETURN count(n) AS p")
+        [rel] = self._run(f"MATCH (:{lab})-[r]->() RETURN count(r) AS r")
+        placeholders = int(held["p"])
+        return {"entities": int(nodes["n"]) - placeholders, "placeholders": placeholders, "relations": int(rel["r"])}
+
     def held_layout(self) -> str | None:
         """The layout the namespace was written in (its owner node), None before a sink's first batch."""
         rows = self._run(f"MATCH (o:{quote(self.model.position_label)} {{owner: $ns}}) "
