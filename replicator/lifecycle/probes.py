@@ -62,18 +62,24 @@ def neo4j_probes(driver: Any, database: str, model: GraphModel) -> list[Probe]: 
     return [Probe("neo4j", "by_name", by_name), Probe("neo4j", "neighbours", neighbours)]
 
 
-def qdrant_probes(client: Any, collection: str, search: bool) -> list[Probe]:  # noqa: ANN401 - a QdrantClient
+def qdrant_probes(client: Any, collection: str, layout: str, search: bool) -> list[Probe]:  # noqa: ANN401 - a QdrantClient
+    """Reads of a collection in ``layout``: the search uses the layout's vector (named in the mcp
+    layout), and only the sink's entity points count (an MCP client's points are not the store's)."""
     from qdrant_client import models  # noqa: PLC0415
+
+    from replicator.sinks.qdrant import layout as qlayout  # noqa: PLC0415 - qdrant_client is heavy
+    from replicator.sinks.qdrant.reader import is_entity_point  # noqa: PLC0415
 
     def by_name(s: Sample) -> frozenset[int]:
         match = models.Filter(must=[models.FieldCondition(key="name", match=models.MatchValue(value=s.name))])
         points, _ = client.scroll(collection, scroll_filter=match, limit=K, with_payload=False, with_vectors=False)
-        return frozenset(int(p.id) for p in points)
+        return frozenset(int(p.id) for p in points if is_entity_point(p.id))
 
     def nearest(s: Sample) -> frozenset[int]:
         assert s.vector is not None
-        result = client.query_points(collection, query=list(s.vector), limit=K, with_payload=False)
-        return frozenset(int(p.id) for p in result.points)
+        result = client.query_points(collection, query=list(s.vector), using=qlayout.vector_name(layout), limit=K,
+                                     with_payload=False)  # fmt: skip
+        return frozenset(int(p.id) for p in result.points if is_entity_point(p.id))
 
     return [Probe("qdrant", "by_name", by_name)] + ([Probe("qdrant", "search", nearest)] if search else [])
 

@@ -15,6 +15,7 @@ from typing import Any
 from replicator.errors import Fatal
 from replicator.lifecycle import probes as p
 from replicator.lifecycle.watch import Probe, Report, watch
+from replicator.validation.errors import MigrateError
 from replicator.validation.store import StoreReader
 
 
@@ -40,20 +41,16 @@ def _neo4j(stack: ExitStack, kw: dict[str, Any]) -> list[Probe]:
 
 def _qdrant(stack: ExitStack, kw: dict[str, Any], search: bool) -> list[Probe]:
     from replicator.guide.cli import _api_key, _qdrant  # noqa: PLC0415
-    from replicator.sinks.qdrant.reader import open_qdrant  # noqa: PLC0415
+    from replicator.sinks.qdrant.reader import QdrantReader  # noqa: PLC0415
 
     settings = _qdrant(kw, required=True)
     assert settings is not None
-    client = open_qdrant(settings, _api_key(kw))
-    stack.callback(client.close)
-    try:
-        present = client.collection_exists(settings.collection)
-    except Exception as exc:
-        raise Fatal(f"watch: Qdrant at {settings.url or settings.path} does not answer: {exc}",
-                    hint="check --qdrant-url and the API key") from exc  # fmt: skip
-    if not present:
-        raise Fatal(f"watch: Qdrant has no collection {settings.collection!r}", hint="pass the sink's --collection")
-    return p.qdrant_probes(client, settings.collection, search)
+    try:  # the collection's owner: names a missing collection and one in the other layout
+        reader = QdrantReader(settings, api_key=_api_key(kw))
+    except MigrateError as exc:
+        raise Fatal(f"watch: {exc.message}", hint=exc.hint or "check --qdrant-url and the API key") from exc
+    stack.callback(reader.close)
+    return p.qdrant_probes(reader.client, settings.collection, settings.layout, search)
 
 
 def _metrics(stack: ExitStack, port: int) -> Any:  # noqa: ANN401 - an observer

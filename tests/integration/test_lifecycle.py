@@ -25,6 +25,7 @@ from qdrant_client import QdrantClient, models
 
 from replicator.demo.daemons import free_ports
 from replicator.observe.endpoint import scrape
+from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.settings import Neo4jSettings
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
@@ -251,9 +252,10 @@ def test_check_fails_a_wrong_password_an_absent_broker_and_a_store_without_a_col
     assert checks["kafka"]["status"] == "fail" and "127.0.0.1:1" in checks["kafka"]["detail"]
 
 
-def _migrated(db: Path, graph: Neo4jSettings, label: str, qdrant: Path) -> None:
+def _migrated(db: Path, graph: Neo4jSettings, label: str, qdrant: Path, layout: str = "caxton") -> None:
     """What the sinks write for the store's rows (design §6), written here directly: entity nodes with
-    their id and name, a relationship per relation; a point per embedding with its name."""
+    their id and name, a relationship per relation; a point per embedding with its name, in the Qdrant
+    ``layout`` (its vector and payload through the layout's owner)."""
     conn = sqlite3.connect(db)
     entities = conn.execute("SELECT id, name FROM entities").fetchall()
     relations = conn.execute("SELECT from_entity_id, to_entity_id FROM relations").fetchall()
@@ -268,23 +270,25 @@ def _migrated(db: Path, graph: Neo4jSettings, label: str, qdrant: Path) -> None:
         )
     names = dict(entities)
     client = QdrantClient(path=str(qdrant))
-    client.create_collection("mem", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    client.create_collection("mem", vectors_config=qlayout.vectors_config(layout))
     client.upsert("mem", [
-        models.PointStruct(id=i, vector=list(struct.unpack("<384f", blob)), payload={"id": i, "name": names[i]})
+        models.PointStruct(id=i, vector=qlayout.point_vector(layout, list(struct.unpack("<384f", blob))),
+                           payload=qlayout.to_payload(layout, {"id": i, "name": names[i]}, names[i]))
         for i, blob in vectors
     ])  # fmt: skip
     client.close()
 
 
+@pytest.mark.parametrize("layout", ["caxton", "mcp"])
 def test_watch_reads_the_store_and_the_new_backend_alike_and_serves_metrics(
-    tmp_path: Path, graph: Neo4jSettings, label: str
+    tmp_path: Path, graph: Neo4jSettings, label: str, layout: str
 ) -> None:
     db, qdrant = tmp_path / "memory.db", tmp_path / "qdrant"
     _store(db, 40).close()
-    _migrated(db, graph, label, qdrant)
+    _migrated(db, graph, label, qdrant, layout)
     port = free_ports(1)[0]
     args = ["watch", "--db", str(db), "--neo4j-uri", graph.uri, "--entity-label", label, "--qdrant-path", str(qdrant),
-            "--collection", "mem", "--duration", "20", "--interval", "0.2", "--samples", "5",
+            "--collection", "mem", "--layout", layout, "--duration", "20", "--interval", "0.2", "--samples", "5",
             "--metrics-port", str(port), "--json"]  # fmt: skip
     watcher = subprocess.Popen(
         [sys.executable, "-m", "replicator", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -297,9 +301,14 @@ def test_watch_reads_the_store_and_the_new_backend_alike_and_serves_metrics(
         time.sleep(0.2)
     watcher.send_signal(signal.SIGINT)  # Ctrl-C: the report of what it saw, not a traceback
     out, err = watcher.communicate(timeout=60)
-    assert watcher.returncode == 0 and "Traceback" not in err, err
+    assert "Traceback" not in err, err
     assert scraped is not None and scraped > 0
     report = json.loads(out)
+    # Exit 1 is an alert. A latency alert says how fast this machine answered (speed is for bench/, and
+    # a first read that compiles its Cypher took 424 ms at load 17): only errors and differences count.
+    latency = [a for a in report["alerts"] if " ms (line " in a]
+    assert watcher.returncode == (1 if latency else 0), (err, out)
+    assert report["alerts"] == latency, report["alerts"]
     rows = {(r["backend"], r["read"]): r for r in report["reads"]}
     assert set(rows) == {
         (b, r)
@@ -307,7 +316,7 @@ def test_watch_reads_the_store_and_the_new_backend_alike_and_serves_metrics(
         for r in ("by_name", "neighbours", "search")
         if not (b == "neo4j" and r == "search") and not (b == "qdrant" and r == "neighbours")
     }
-    assert report["rounds"] >= 1 and report["alerts"] == [] and report["seconds"] < 20
+    assert report["rounds"] >= 1 and report["seconds"] < 20
     for row in rows.values():
         assert row["reads"] == report["rounds"] and row["errors"] == 0, row
         assert row["differs_from_store"] == 0, row  # the same data answers the same reads
