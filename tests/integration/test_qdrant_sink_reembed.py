@@ -1,7 +1,10 @@
-"""reembed while the live sink keeps applying changes: a point the sink changed is never overwritten."""
+"""reembed while the live sink keeps applying changes: a point the sink changed is never overwritten.
+Both layouts (docs/layouts.md): in the mcp layout the vector is named, ``document`` follows the text,
+and a point an MCP client stored (a uuid id) is left as it is."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,12 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from qdrant_client import models
 
 from replicator.embedding import load_model
 from replicator.sinks.cli import qdrant_sink
+from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.points import EMBEDDING_MODEL_VERSION, SEQ
+from replicator.sinks.qdrant.reader import is_entity_point
 from replicator.sinks.qdrant.reembed import ReembedReport, reembed, reembed_page
 from replicator.sinks.settings import QdrantSettings
 from replicator.testing.events import Stream, entity_image
@@ -28,9 +34,10 @@ def model() -> Any:
     return load_model()
 
 
-@pytest.fixture
-def sink(tmp_path: Path, model: Any) -> Iterator[tuple[QdrantDestination, Stream, list[dict[str, Any]]]]:
-    settings = QdrantSinkSettings(QdrantSettings(path=tmp_path / "q", collection=COLLECTION), sink="live")
+@pytest.fixture(params=["caxton", "mcp"])
+def sink(tmp_path: Path, model: Any, request: Any) -> Iterator[tuple[QdrantDestination, Stream, list[dict[str, Any]]]]:
+    qdrant = QdrantSettings(path=tmp_path / "q", collection=COLLECTION, layout=request.param)
+    settings = QdrantSinkSettings(qdrant, sink="live")
     destination = QdrantDestination(settings, model=model)
     destination.start()
     s = Stream()
@@ -41,8 +48,14 @@ def sink(tmp_path: Path, model: Any) -> Iterator[tuple[QdrantDestination, Stream
 
 
 def labels(destination: QdrantDestination) -> dict[int, dict[str, Any]]:
+    """The sink's points by id, each with its vector (the named one in the mcp layout)."""
     points, _ = destination.client.scroll(COLLECTION, limit=100, with_payload=True, with_vectors=True)
-    return {int(p.id): {**(p.payload or {}), "vector": p.vector} for p in points}
+    name = qlayout.vector_name(destination.settings.qdrant.layout)
+    return {
+        int(p.id): {**(p.payload or {}), "vector": p.vector if name is None else p.vector[name]}  # type: ignore[index,call-overload]
+        for p in points
+        if is_entity_point(p.id)
+    }
 
 
 def test_reembed_labels_every_point_and_converges(sink: Any, model: Any) -> None:
@@ -69,7 +82,7 @@ def test_a_live_change_in_the_window_before_the_write_is_kept(sink: Any, model: 
 
     report = ReembedReport()
     reembed_page(destination.client, COLLECTION, Embedder(model, 8, version=NEW), page, report, where="t",
-                 before_write=live_sink_applies)  # fmt: skip
+                 before_write=live_sink_applies, layout=destination.settings.qdrant.layout)  # fmt: skip
 
     after = labels(destination)
     assert report.reembedded == 4 and report.moved == 2
@@ -89,7 +102,7 @@ def test_a_point_deleted_by_the_live_sink_is_not_resurrected(sink: Any, model: A
 
     report = ReembedReport()
     reembed_page(destination.client, COLLECTION, Embedder(model, 8, version=NEW), page, report, where="t",
-                 before_write=live_delete)  # fmt: skip
+                 before_write=live_delete, layout=destination.settings.qdrant.layout)  # fmt: skip
 
     assert 3 not in labels(destination) and report.reembedded == 5
 
@@ -99,7 +112,35 @@ def test_cli_reembeds_a_local_collection(sink: Any) -> None:
     path = destination.settings.qdrant.path
     destination.close()  # local mode: one client per directory
 
-    result = CliRunner().invoke(qdrant_sink, ["reembed", "--path", str(path), "--collection", COLLECTION])
+    layout = destination.settings.qdrant.layout
+    result = CliRunner().invoke(
+        qdrant_sink, ["reembed", "--path", str(path), "--collection", COLLECTION, "--layout", layout]
+    )
 
     assert result.exit_code == 0, result.output
     assert "6 of 6 points re-embedded" in result.output
+
+
+def test_the_mcp_layout_keeps_its_document_and_leaves_an_mcp_clients_point_alone(model: Any, tmp_path: Path) -> None:
+    qdrant = QdrantSettings(path=tmp_path / "q", collection=COLLECTION, layout="mcp")
+    destination = QdrantDestination(QdrantSinkSettings(qdrant, sink="live"), model=model)
+    destination.start()
+    try:
+        s = Stream()
+        destination.apply(s.batch([s.entity("c", 1, entity_image(1, "Ada", "person", ["wrote the first program"]))]))
+        stored = "a memory an agent stored through mcp-server-qdrant"
+        foreign = str(uuid.uuid4())
+        vector = [float(x) for x in model.encode([stored], normalize_embeddings=True)[0]]
+        point = models.PointStruct(id=foreign, vector={qlayout.VECTOR_NAME: vector},
+                                   payload={"document": stored, "metadata": None})  # fmt: skip
+        destination.client.upsert(COLLECTION, [point])
+
+        report = reembed(destination.client, COLLECTION, Embedder(model, 4, version=NEW), where="test")
+
+        after = labels(destination)
+        assert report.reembedded == 1 and report.foreign == 1, report
+        assert after[1][EMBEDDING_MODEL_VERSION] == NEW and after[1]["document"] == "Ada person wrote the first program"
+        [kept] = destination.client.retrieve(COLLECTION, [foreign], with_payload=True)
+        assert kept.payload == {"document": stored, "metadata": None}
+    finally:
+        destination.close()

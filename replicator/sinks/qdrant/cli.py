@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from replicator.clioptions import config_option, layout_option, secret_option
-from replicator.errors import ConfigError
 from replicator.secrets import read_secret
 from replicator.sinks.settings import QDRANT_API_KEY_ENV, QDRANT_API_KEY_FILE_ENV, QdrantSettings
 
@@ -61,9 +60,7 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
     from replicator.sinks.qdrant.reembed import reembed as reembed_points  # noqa: PLC0415
 
     key = read_secret(api_key, api_key_file, "Qdrant API key")
-    if layout != "caxton":
-        raise ConfigError("reembed writes the caxton layout only", hint="docs/layouts.md, 'Not done'")
-    settings = sink_settings(url, key, path, collection, "reembed", min(batch_size, 64))
+    settings = sink_settings(url, key, path, collection, "reembed", min(batch_size, 64), layout)
     client = settings.connect()
     try:
         embedder = Embedder(batch_size=min(batch_size, 64))
@@ -77,6 +74,7 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
                     batch_size,
                     stale_only=stale_only,
                     where=settings.where,
+                    layout=layout,
                     progress=bar.update,
                 )
         else:
@@ -87,7 +85,14 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
                 click.echo(f"re-embedded page: {done[0]}/{total} points", err=True)
 
             report = reembed_points(
-                client, collection, embedder, batch_size, stale_only=stale_only, where=settings.where, progress=log
+                client,
+                collection,
+                embedder,
+                batch_size,
+                stale_only=stale_only,
+                where=settings.where,
+                layout=layout,
+                progress=log,
             )
     finally:
         client.close()
@@ -95,4 +100,5 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
         f"{report.reembedded} of {report.seen} points re-embedded as {embedder.version}; "
         f"{report.moved} changed by a live sink meanwhile, {report.awaiting_entity} awaiting their entity, "
         f"{report.current} already current"
+        + (f", {report.foreign} of other clients left alone" if report.foreign else "")
     )

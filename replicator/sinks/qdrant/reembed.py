@@ -32,6 +32,8 @@ from qdrant_client import QdrantClient, models
 from replicator.embedding import MODEL_NAME
 from replicator.errors import ConfigError
 from replicator.events.values import embedding_text
+from replicator.sinks.layouts import CAXTON
+from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
@@ -47,6 +49,7 @@ from replicator.sinks.qdrant.points import (
     seq_of,
     text_sha256,
 )
+from replicator.sinks.qdrant.reader import is_entity_point
 
 #: update_filter on upsert arrived in Qdrant 1.16, update_mode in 1.17.
 MIN_SERVER = (1, 17)
@@ -59,6 +62,7 @@ class ReembedReport:
     moved: int = 0  # changed by the live sink meanwhile: left as the live sink wrote it
     awaiting_entity: int = 0  # only a store vector so far, no text to embed
     current: int = 0  # already labelled with this version (--stale-only)
+    foreign: int = 0  # stored by another client (mcp-server-qdrant's uuid ids): not the sink's, left alone
 
 
 def check_server(client: QdrantClient, where: str) -> None:
@@ -104,15 +108,19 @@ def reembed_page(
     *,
     where: str,
     stale_only: bool = False,
+    layout: str = CAXTON,
     before_write: Callable[[], None] | None = None,
 ) -> None:
-    """Steps 2-3 for one scrolled page. ``before_write`` runs between the re-read and the conditional
-    write (tests use it to land a live change in the tightest window). Raises DestinationUnavailable."""
+    """Steps 2-3 for one scrolled page of a collection in ``layout``. ``before_write`` runs between the
+    re-read and the conditional write (tests use it to land a live change in the tightest window).
+    Raises DestinationUnavailable."""
     report.seen += len(page)
     todo: dict[int, Payload] = {}
     for record in page:
         payload = dict(record.payload or {})
-        if seq_of(payload) == 0:
+        if not is_entity_point(record.id):
+            report.foreign += 1
+        elif seq_of(payload) == 0:
             report.awaiting_entity += 1
         elif stale_only and payload.get(EMBEDDING_MODEL_VERSION) == embedder.version:
             report.current += 1
@@ -120,7 +128,7 @@ def reembed_page(
             todo[int(record.id)] = payload
     if not todo:
         return
-    vectors = embedder.embed([_text(p) for p in todo.values()])
+    vectors = embedder.embed([_text(qlayout.from_payload(layout, p)) for p in todo.values()])
     with qdrant_errors("re-reading points before re-embedding them", where):
         fresh = {int(r.id): dict(r.payload or {}) for r in client.retrieve(collection, list(todo), with_payload=True)}
     unchanged = {i: fresh[i] for i, p in todo.items() if i in fresh and _markers(fresh[i]) == _markers(p)}
@@ -129,15 +137,17 @@ def reembed_page(
     if unchanged:
         points = []
         for point_id, payload in unchanged.items():
-            text = _text(payload)
+            entity = qlayout.from_payload(layout, payload)  # the layout's owner: Caxton fields both ways
+            text = _text(entity)
             labelled = {
-                **payload,
+                **entity,
                 TEXT_SHA256: text_sha256(text),
                 EMBEDDING_MODEL: MODEL_NAME,
                 EMBEDDING_MODEL_VERSION: embedder.version,
                 EMBEDDING_SOURCE: COMPUTED,
             }
-            points.append(models.PointStruct(id=point_id, vector=vectors[text], payload=labelled))
+            points.append(models.PointStruct(id=point_id, vector=qlayout.point_vector(layout, vectors[text]),
+                                             payload=qlayout.to_payload(layout, labelled, text)))  # fmt: skip
         guard = models.Filter(should=[_guard(i, p) for i, p in unchanged.items()])
         with qdrant_errors("writing re-embedded points", where):
             client.upsert(collection, points, update_filter=guard, update_mode=models.UpdateMode.UPDATE_ONLY)
@@ -162,24 +172,30 @@ def reembed(
     *,
     stale_only: bool = False,
     where: str = "qdrant",
+    layout: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReembedReport:
     """Re-embed every point of ``collection`` page by page (see the module doc for the concurrency
-    contract). ``progress(n)`` is called after each page with the points it covered. Safe to run
-    again (it converges); safe to interrupt. Raises ConfigError (server too old, no collection),
-    DestinationUnavailable, ModelError."""
+    contract), in ``layout`` (None: the one the collection holds). ``progress(n)`` is called after
+    each page with the points it covered. Safe to run again (it converges); safe to interrupt. Raises
+    ConfigError (server too old, no collection, another layout), DestinationUnavailable, ModelError."""
     if page_size < 1:
         raise ConfigError(f"page size {page_size} is below 1", hint="e.g. --batch-size 64")
     check_server(client, where)
     with qdrant_errors("opening the collection", where):
         if not client.collection_exists(collection):
             raise ConfigError(f"Qdrant at {where} has no collection {collection!r}", hint="check --collection")
+        held = qlayout.layout_of(client.get_collection(collection).config.params.vectors)
+    if held is None or (layout is not None and held != layout):
+        raise ConfigError(f"Qdrant collection {collection!r} holds the {held or 'no known'} layout, not {layout}",
+                          hint=f"pass --layout {held}, as the sink was run (docs/layouts.md)" if held else
+                          "re-embed only a collection the Qdrant sink wrote")  # fmt: skip
     report = ReembedReport()
     offset: Any = None
     while True:
         with qdrant_errors("scrolling points", where):
             page, offset = client.scroll(collection, limit=page_size, offset=offset, with_payload=True)
-        reembed_page(client, collection, embedder, page, report, where=where, stale_only=stale_only)
+        reembed_page(client, collection, embedder, page, report, where=where, stale_only=stale_only, layout=held)
         if progress is not None:
             progress(len(page))
         if offset is None:
