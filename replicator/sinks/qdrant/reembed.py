@@ -99,6 +99,18 @@ def _text(payload: Payload) -> str:
     return embedding_text(values["name"], values["entity_type"], values["observations"])
 
 
+def _relabelled(
+    layout: str, point_id: int, payload: Payload, vectors: dict[str, Any], version: str
+) -> models.PointStruct:
+    """The point re-embedded: its text's new vector, labelled with ``version``, in ``layout``."""
+    entity = qlayout.from_payload(layout, payload)  # the layout's owner: Caxton fields both ways
+    text = _text(entity)
+    labelled = {**entity, TEXT_SHA256: text_sha256(text), EMBEDDING_MODEL: MODEL_NAME,
+                EMBEDDING_MODEL_VERSION: version, EMBEDDING_SOURCE: COMPUTED}  # fmt: skip
+    return models.PointStruct(id=point_id, vector=qlayout.point_vector(layout, vectors[text]),
+                              payload=qlayout.to_payload(layout, labelled, text))  # fmt: skip
+
+
 def reembed_page(
     client: QdrantClient,
     collection: str,
@@ -135,19 +147,7 @@ def reembed_page(
     if before_write is not None:
         before_write()
     if unchanged:
-        points = []
-        for point_id, payload in unchanged.items():
-            entity = qlayout.from_payload(layout, payload)  # the layout's owner: Caxton fields both ways
-            text = _text(entity)
-            labelled = {
-                **entity,
-                TEXT_SHA256: text_sha256(text),
-                EMBEDDING_MODEL: MODEL_NAME,
-                EMBEDDING_MODEL_VERSION: embedder.version,
-                EMBEDDING_SOURCE: COMPUTED,
-            }
-            points.append(models.PointStruct(id=point_id, vector=qlayout.point_vector(layout, vectors[text]),
-                                             payload=qlayout.to_payload(layout, labelled, text)))  # fmt: skip
+        points = [_relabelled(layout, i, payload, vectors, embedder.version) for i, payload in unchanged.items()]
         guard = models.Filter(should=[_guard(i, p) for i, p in unchanged.items()])
         with qdrant_errors("writing re-embedded points", where):
             client.upsert(collection, points, update_filter=guard, update_mode=models.UpdateMode.UPDATE_ONLY)
