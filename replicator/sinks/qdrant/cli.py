@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,18 +66,11 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
     try:
         embedder = Embedder(batch_size=min(batch_size, 64))
         total = count_points(client, collection, settings.where)
+        run = functools.partial(reembed_points, client, collection, embedder, batch_size, stale_only=stale_only,
+                                where=settings.where, layout=layout)  # fmt: skip
         if sys.stderr.isatty():
             with click.progressbar(length=total, label="re-embedding", file=sys.stderr) as bar:
-                report = reembed_points(
-                    client,
-                    collection,
-                    embedder,
-                    batch_size,
-                    stale_only=stale_only,
-                    where=settings.where,
-                    layout=layout,
-                    progress=bar.update,
-                )
+                report = run(progress=bar.update)
         else:
             done = [0]
 
@@ -84,16 +78,7 @@ def reembed_command(url: str | None, api_key: str | None, api_key_file: Path | N
                 done[0] += n
                 click.echo(f"re-embedded page: {done[0]}/{total} points", err=True)
 
-            report = reembed_points(
-                client,
-                collection,
-                embedder,
-                batch_size,
-                stale_only=stale_only,
-                where=settings.where,
-                layout=layout,
-                progress=log,
-            )
+            report = run(progress=log)
     finally:
         client.close()
     click.echo(
