@@ -131,6 +131,7 @@ def test_live_migrate_from_the_seed_guides_file_as_it_is(
         assert (where / name).read_bytes() == (SEED / name).read_bytes()  # the guide's file, unchanged
         assert f"(live to {target}): done" in done.stdout
         assert "head seq" in done.stderr  # the lag was shown while the sinks caught up
+        assert re.search(r"^  source snapshot rows +\d+ / \d+ +\d+\.\d%$", done.stderr, re.M), done.stderr[-3000:]
         assert _warned_keys(done.stderr, name) == documented, done.stderr
         assert read_backend(where / "caxton.yaml") == target
         assert writer.acknowledged > 0 and writer.refused > 0, (writer.acknowledged, writer.refused)
