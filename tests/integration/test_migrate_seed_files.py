@@ -8,8 +8,8 @@ The files name no unique topic prefix, groups, labels or ports, and their addres
 with ``REPLICATOR_*`` variables, the documented precedence (flag > variable > file). The guide's Qdrant
 is a server (``url: http://localhost:6333``), which does not exist here: ``REPLICATOR_QDRANT_PATH``
 replaces it with local mode. ``migration-config.yaml`` says ``strategy: blue-green``; this test is about
-the live path, so it passes ``--strategy live`` (the blue-green path from the guide's files is walked
-by test_migrate_blue_green.py). Reverse replication after a switch to Neo4j is turned off
+the live path, so it passes ``--strategy live``; the blue-green path is walked from it as it says (and
+from hybrid-migration.yaml by test_migrate_blue_green.py). Reverse replication after a switch to Neo4j is turned off
 (``REPLICATOR_CUTOVER_REVERSE=false``): it would leave ``reverse run`` behind this test and has its own
 tests (test_reverse_rollback.py).
 
@@ -142,4 +142,27 @@ def test_live_migrate_from_the_seed_guides_file_as_it_is(
         assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
     finally:
         writer.stop()
+        _clean(graph, tag)
+
+
+def test_blue_green_from_migration_config_yaml_as_its_strategy_says(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    """The guide's migration-config.yaml says ``strategy: blue-green``: driven as it says, with no flag
+    but the caxton.yaml to switch (the store stops taking writes, is exported, imported, validated)."""
+    name = "migration-config.yaml"
+    tag = uuid.uuid4().hex[:8]
+    where = _deployment(tmp_path, name)
+    env = _environment(where, kafka, graph, tag)
+    try:
+        done = _replicator(where, env, "migrate", "--config", name, "--caxton-config", "caxton.yaml")
+        assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+        assert (where / name).read_bytes() == (SEED / name).read_bytes()
+        assert "(blue-green to neo4j): done" in done.stdout and "VALID" in done.stdout, done.stdout
+        assert re.search(r"^  neo4j entities +(\d+) / \1 +100\.0%$", done.stderr, re.M), done.stderr[-3000:]
+        assert _warned_keys(done.stderr, name) == _documented_warnings(name), done.stderr
+        assert read_backend(where / "caxton.yaml") == "neo4j"
+        (migration,) = history.load_all(where / "data" / "memory.db").values()
+        assert (migration.state, migration.strategy) == ("done", "blue-green")
+    finally:
         _clean(graph, tag)
