@@ -14,6 +14,7 @@ error that says what to do instead of "no such option".
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -190,12 +191,15 @@ def config_option(scope: str | None = None) -> Callable[[F], F]:
         if value is None:
             return None
         from replicator.config import load_config  # noqa: PLC0415 - read only when a file is given
+        from replicator.config.environment import with_environment  # noqa: PLC0415
         from replicator.config.params import param_values  # noqa: PLC0415
 
         loaded = load_config(value)
         for warning in loaded.warnings:
             click.echo(f"warning: {value}: {warning}", err=True)
-        values = param_values(loaded.config, scope)  # type: ignore[arg-type]
+        # The REPLICATOR_* variables over the file's values, also those no flag of this command has
+        # a variable for (a sink's group, a label): the daemons and the commands agree (flag > variable > file).
+        values = param_values(with_environment(loaded.config, os.environ)[0], scope)  # type: ignore[arg-type]
         _check_layout(ctx.command, values, scope)
         ctx.default_map = {**(ctx.default_map or {}), **_fitting(ctx.command, values)}
         ctx.meta[CONFIG_META] = loaded

@@ -129,9 +129,16 @@ def _resume_or_new(db: Path, strategy: str, target: str, config_path: Path) -> A
 
 def _live(cfg: MigrationConfig, config_path: Path, db: Path, caxton: Path, migration: Any, go: Any) -> None:  # noqa: ANN401
     from replicator.migration.live import Live, LivePlan  # noqa: PLC0415
+    from replicator.migration.progress import Progress  # noqa: PLC0415
 
     plan = LivePlan(config_path, cfg, db, caxton)
-    report = Live(plan, migration, log=lambda line: click.echo(line, err=True), wait_for_go=go).run()
+    if cfg.source.metrics_port is None:
+        click.echo("  (no source.metrics_port: the snapshot's progress is not shown)", err=True)
+    progress = Progress()
+    try:
+        report = Live(plan, migration, log=progress.line, wait_for_go=go, show=progress.update).run()
+    finally:
+        progress.close()
     click.echo(report.text)
     if not report.ok:
         sys.exit(1)

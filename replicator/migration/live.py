@@ -6,7 +6,8 @@ Steps, each recorded in the migration's history:
 2. **start**: the source and the configured sinks as child daemons, all with the same ``--config``
    (or attached to ones already answering on their configured health ports).
 3. **catch-up**: ``replicator lag`` until every sink has a watermark within ``cutover.max_lag`` of the
-   store's head, shown per sink with its drain estimate.
+   store's head, shown per sink with its drain estimate; before it, while the source snapshots, the
+   snapshot's rows done / total and percentage (from the source's ``/metrics``: the source owns them).
 4. **cutover**: after the go (postpone flag gone, confirmation), ``replicator cutover`` with the same
    file: preflight, fence, drain, validate, switch; its report is printed.
 
@@ -31,8 +32,12 @@ from replicator.errors import ReplicatorError
 from replicator.migration import history
 from replicator.migration.history import Migration, MigrationError
 from replicator.migration.supervise import Child, answers, run_command
+from replicator.source.metrics import SnapshotProgress, read_snapshot_progress
 
 Log = Callable[[str], None]
+#: ``(label, done, total)``: a bar on a terminal, plain lines otherwise (migration/progress.py).
+Show = Callable[[str, int, int], None]
+SNAPSHOT_LABEL = "source snapshot rows"
 #: A cutover that aborted because the sinks were not close enough (its preflight) or did not drain
 #: within max_pause under the fence changed nothing: catch up again and retry, this many times in all.
 ATTEMPTS = 3
@@ -70,11 +75,16 @@ class LiveReport:
 class Live:
     """One run (or a resumed run) of the live steps."""
 
-    def __init__(self, plan: LivePlan, migration: Migration, *, log: Log, wait_for_go: Callable[[], bool]) -> None:
+    def __init__(self, plan: LivePlan, migration: Migration, *, log: Log, wait_for_go: Callable[[], bool],
+                 show: Show | None = None) -> None:  # fmt: skip
         self.plan, self.migration, self.log, self.wait_for_go = plan, migration, log, wait_for_go
+        self.show: Show = show or (lambda label, done, total: None)
         self.children: list[Child] = []
         self.go_given = False
         self.launch: Callable[[str, list[str], Path, int | None], Child] = Child
+        #: Where the source records its snapshot's progress (a test gives a fake).
+        self.read_snapshot: Callable[[], SnapshotProgress | None] = self._source_snapshot
+        self._snapshot_shown = False
 
     def step(self, name: str) -> None:
         history.record(self.plan.db, self.migration, name, pid=os.getpid())
@@ -149,6 +159,7 @@ class Live:
         deadline = time.monotonic() + self.plan.start_timeout_s
         while not answers(child.port):
             self._check_children()
+            self.show_snapshot()
             if time.monotonic() > deadline:
                 raise MigrationError(
                     f"the {child.name} daemon did not answer on port {child.port} within "
@@ -170,6 +181,7 @@ class Live:
         max_lag, pause_s = self.plan.config.cutover.max_lag, self.plan.config.cutover.max_pause_s
         while True:
             self._check_children()
+            self.show_snapshot()
             out = self._command(["lag", "--json", "--interval", "1s"], "reading the lag", timeout_s=120)
             report = json.loads(out)
             sinks = report["sinks"]
@@ -180,6 +192,20 @@ class Live:
                 raise MigrationError(f"the sinks did not catch up within {self.plan.catch_up_timeout_s:g}s",
                                      hint="see `replicator lag --config ...` and the daemons' logs")  # fmt: skip
             time.sleep(1.0)
+
+    def _source_snapshot(self) -> SnapshotProgress | None:
+        port = self.plan.config.source.metrics_port
+        return None if port is None else read_snapshot_progress(port)
+
+    def show_snapshot(self) -> None:
+        """The source's snapshot, rows done / total, until it is shown complete (once). Nothing when
+        the source has no endpoint (source.metrics_port) or streams without a snapshot in this run."""
+        if self._snapshot_shown:
+            return
+        found = self.read_snapshot()
+        if found is not None:
+            self.show(SNAPSHOT_LABEL, found.done, found.total)
+            self._snapshot_shown = found.done >= found.total
 
     def cutover(self) -> LiveReport:
         if not self.go_given and not self.wait_for_go():  # asked once, at the first time it is ready

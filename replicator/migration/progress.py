@@ -40,6 +40,11 @@ class Progress:
             bar.close()
 
     def line(self, text: str) -> None:
+        if self._bars:  # above the open bars, not through them
+            from tqdm import tqdm  # noqa: PLC0415
+
+            tqdm.write(text, file=self.out)
+            return
         print(text, file=self.out, flush=True)
 
     def close(self) -> None:

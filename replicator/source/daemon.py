@@ -41,7 +41,7 @@ from replicator.source.metrics import MetricsServer, SourceMetrics
 from replicator.source.outbox import Outbox, event, warn
 from replicator.source.parking import SNAPSHOT_PARK_TIMEOUT_MS, StoreBusy
 from replicator.source.settings import SourceSettings
-from replicator.source.snapshot import SnapshotCursor, read_chunk
+from replicator.source.snapshot import SnapshotCursor, SnapshotMeter, read_chunk
 from replicator.source.store import SourceError, StoreIdentity, StoreReader
 from replicator.store.schema import TABLES
 from replicator.transport.kafka import TransportError
@@ -85,7 +85,7 @@ class SourceDaemon:
         self.last_iteration = clock.monotonic()
         self.kafka_ok = False
         self.server: MetricsServer | None = None
-        self._bar: Any = None
+        self.meter = SnapshotMeter(self.metrics, bar=self.progress)
 
     # -- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -129,7 +129,7 @@ class SourceDaemon:
                 self.publisher.abort()
             raise
         finally:
-            self._close_bar()
+            self.meter.close()
             if self.publisher is not None:
                 self.publisher.close()
                 self.publisher = None
@@ -266,10 +266,7 @@ class SourceDaemon:
             snap.read_seq = self.reader.begin_snapshot()
             snap.first_seq = snap.read_seq if snap.first_seq < 0 else snap.first_seq
             self.snapshot_seq = snap.first_seq  # on every heartbeat and position from now on
-            if self.progress and self._bar is None:
-                from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
-
-                self._bar = tqdm(total=sum(self.reader.count_rows().values()), unit="row", desc="snapshot")
+            self.meter.opened(self.reader, snap)
             event(logging.INFO, "snapshot_read_opened", read_seq=snap.read_seq, first_seq=snap.first_seq)
         rows = read_chunk(self.reader, self.identity.columns, snap, s.snapshot_chunk_rows, s.max_message_bytes)
         done, ts = snap.done, self._now_ms()
@@ -278,25 +275,17 @@ class SourceDaemon:
             messages.extend(self._heartbeats(snap.first_seq, ts))
         self.publisher.publish(messages, self._position(snap.first_seq, None if done else snap.cursor()))
         self.metrics.transactions.inc()
-        self.metrics.snapshot_rows.inc(len(rows))
+        self.meter.published(len(rows), done=done)
         for table in published:
             self.metrics.events.labels(table, "r").inc()
-        if self._bar is not None:
-            self._bar.update(len(rows))
         if done:
             self.reader.end_snapshot()
-            self._close_bar()
             self.committed_seq = snap.first_seq
             self.metrics.last_seq.set(snap.first_seq)
             self._heartbeat_committed(snap.first_seq)
             self.snapshot = None
             event(logging.INFO, "snapshot_done", first_seq=snap.first_seq, last_read_seq=snap.read_seq)
             self._delete_published(snap.first_seq)
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
     # -- stream -----------------------------------------------------------------------------------
     def _stream_step(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from replicator.source.metrics import SourceMetrics
 from replicator.source.store import StoreReader
 from replicator.store.schema import TABLES
 
@@ -52,3 +53,48 @@ def read_chunk(
             snap.table_index += 1
             snap.after_id = None
     return rows
+
+
+def snapshot_size(reader: StoreReader, snap: SnapshotCursor) -> tuple[int, int]:
+    """(rows the snapshot publishes in all, rows before ``snap``'s cursor: those an earlier run of a
+    resumed snapshot published), counted in the read transaction the snapshot reads in."""
+    counts = reader.count_rows()
+    before = sum(counts[table] for table in TABLES[: snap.table_index])
+    if snap.after_id is not None and not snap.done:
+        before += reader.count_through(TABLES[snap.table_index], snap.after_id)
+    return sum(counts.values()), before
+
+
+class SnapshotMeter:
+    """The snapshot's rows done / total, where the source records them: its metrics (``/metrics``,
+    read back by ``metrics.snapshot_progress``), and a tqdm bar when ``bar`` (a terminal)."""
+
+    def __init__(self, metrics: SourceMetrics, *, bar: bool) -> None:
+        self.metrics, self.show_bar = metrics, bar
+        self._bar: Any = None
+        self._total = 0
+
+    def opened(self, reader: StoreReader, snap: SnapshotCursor) -> None:
+        """The snapshot's read transaction is open: count what it publishes."""
+        total, before = snapshot_size(reader, snap)
+        self._total = total
+        self.metrics.snapshot_expected.set(total)
+        self.metrics.snapshot_done.set(before)
+        if self.show_bar and self._bar is None:
+            from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
+
+            self._bar = tqdm(total=total, initial=before, unit="row", desc="snapshot")
+
+    def published(self, rows: int, *, done: bool) -> None:
+        self.metrics.snapshot_rows.inc(rows)
+        self.metrics.snapshot_done.inc(rows)
+        if self._bar is not None:
+            self._bar.update(rows)
+        if done:  # every row of the read is out, whatever an earlier run's count was
+            self.metrics.snapshot_done.set(self._total)
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

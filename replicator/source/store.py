@@ -264,6 +264,11 @@ class StoreReader:
     def count_rows(self) -> dict[str, int]:
         return count_rows(self.conn)
 
+    def count_through(self, table: str, key: int) -> int:
+        """Rows of ``table`` whose key is at most ``key`` (what a resumed snapshot already published)."""
+        sql = f"SELECT count(*) FROM {table} WHERE {KEY_COLUMN[table]} <= ?"
+        return int(self.conn.execute(sql, (key,)).fetchone()[0])
+
     def snapshot_chunk(
         self, table: str, columns: tuple[str, ...], after_id: int | None, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, str]]:

@@ -6,6 +6,7 @@ the same file; then the destinations equal the store. Unique topic prefix, label
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def test_live_migrate_with_a_writer_to_a_completed_cutover(
         assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
         assert "(live to hybrid): done" in done.stdout
         assert "head seq" in done.stderr  # the lag was shown while the sinks caught up
+        assert re.search(r"^  source snapshot rows +\d+ / \d+ +\d+\.\d%$", done.stderr, re.M), done.stderr[-3000:]
         assert read_backend(where / "caxton.yaml") == "hybrid"
         assert writer.acknowledged > 0 and writer.refused > 0, (writer.acknowledged, writer.refused)
         assert not writer.other_errors, writer.other_errors[:3]

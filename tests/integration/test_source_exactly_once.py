@@ -16,9 +16,11 @@ import contextlib
 import json
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from replicator.capture.triggers import CHANGELOG
 from replicator.demo.daemons import Daemon, free_port, free_ports
 from replicator.observe.endpoint import scrape
 from replicator.source.daemon import SourceDaemon
+from replicator.source.metrics import read_snapshot_progress, snapshot_progress
 from replicator.source.settings import SourceSettings
 from replicator.stack import control
 from replicator.stack.kafka import KafkaServer
@@ -291,6 +294,18 @@ def _snapshot_rows_published(port: int) -> float:
     return scrape(port, "replicator_source_snapshot_rows_total") or 0.0  # None: not listening yet
 
 
+def _published_before_the_restart(port: int) -> int | None:
+    """Rows the source's snapshot progress counts as done less the rows this run published (one read
+    of /metrics, so both are of the same moment); None until it serves them."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    progress = snapshot_progress(text)
+    ours = re.search(r"^replicator_source_snapshot_rows_total ([0-9.e+]+)$", text, re.M)
+    return None if progress is None or ours is None else progress.done - int(float(ours.group(1)))
+
+
 def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: KafkaSettings, prefix: str) -> None:
     """A snapshot killed half way resumes after its last committed chunk: no row is snapshotted twice,
     none is missed, and the stream still starts exactly after the first snapshot read."""
@@ -312,10 +327,15 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
         assert published < 5000, "the snapshot ended before the kill: nothing to resume"
         source.start()
         deadline = time.monotonic() + 60
+        while (before := _published_before_the_restart(port)) is None:
+            assert source.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        deadline = time.monotonic() + 60
         while "event=snapshot_done" not in log.read_text():
             assert source.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         time.sleep(1)
+        progress = read_snapshot_progress(port)
     finally:
         workload.stop.set()
         workload.join()
@@ -330,6 +350,9 @@ def test_kill_9_mid_snapshot_resumes_from_the_cursor(tmp_path: Path, kafka: Kafk
     assert not twice, f"rows snapshotted again after the restart: {twice[:10]}"
     assert got.snapshot_events >= 6000 - workload.ops  # the prepopulated rows, less what the writer deleted
     assert len(got.snapshot_seqs) == 2  # the first read W, the resumed read W2
+    # its progress counts what the killed run published (less what the writer deleted meanwhile)
+    assert before >= 1000 - workload.ops, (before, workload.ops)
+    assert progress is not None and progress.done == progress.total, progress
     assert_exactly_once(db, got)
     assert_equal_state(db, got)
 

@@ -1,0 +1,58 @@
+"""``migrate`` (live) shows the source's snapshot while it runs: rows done / total and a percentage,
+read from where the source records them (its ``/metrics``), plain lines off a terminal and a tqdm bar
+on one, then stops showing it once complete (the lag per sink follows)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from replicator.config import MigrationConfig
+from replicator.config.model import SourceOptions
+from replicator.migration import history
+from replicator.migration.live import SNAPSHOT_LABEL, Live, LivePlan
+from replicator.migration.progress import Progress
+from replicator.source.metrics import MetricsServer, SnapshotProgress, SourceMetrics
+
+
+def _live(tmp_path: Path, progress: Progress, port: int | None = None) -> Live:
+    config = MigrationConfig(source=SourceOptions(metrics_port=port))
+    plan = LivePlan(tmp_path / "replicator.yaml", config, tmp_path / "memory.db", tmp_path / "caxton.yaml")
+    migration = history.Migration(history.new_id(), "live", "hybrid", "replicator.yaml")
+    return Live(plan, migration, log=progress.line, wait_for_go=lambda: True, show=progress.update)
+
+
+def test_snapshot_lines_show_rows_done_of_total_and_a_percentage_until_complete(tmp_path: Path) -> None:
+    out = io.StringIO()
+    live = _live(tmp_path, Progress(out, every_s=0.0, terminal=False))
+    said = iter([None, SnapshotProgress(500, 2000), SnapshotProgress(2000, 2000), SnapshotProgress(2000, 2000)])
+    live.read_snapshot = lambda: next(said)
+    for _ in range(4):
+        live.show_snapshot()
+    assert out.getvalue().splitlines() == [
+        "  source snapshot rows         500 / 2000       25.0%",
+        "  source snapshot rows        2000 / 2000      100.0%",
+    ]  # and no more once complete
+
+
+def test_on_a_terminal_the_snapshot_is_a_bar(tmp_path: Path) -> None:
+    out = io.StringIO()
+    progress = Progress(out, terminal=True)
+    live = _live(tmp_path, progress)
+    live.read_snapshot = lambda: SnapshotProgress(50, 200)
+    live.show_snapshot()
+    progress.close()
+    assert SNAPSHOT_LABEL in out.getvalue() and "25%" in out.getvalue() and "50/200" in out.getvalue()
+
+
+def test_the_progress_is_read_from_the_sources_metrics_endpoint(tmp_path: Path) -> None:
+    metrics = SourceMetrics()
+    server = MetricsServer(metrics, 0, lambda: True)
+    try:
+        live = _live(tmp_path, Progress(io.StringIO(), terminal=False), port=server.port)
+        assert live.read_snapshot() is None  # no snapshot in the source's run (it streams)
+        metrics.snapshot_expected.set(120)
+        metrics.snapshot_done.set(30)
+        assert live.read_snapshot() == SnapshotProgress(30, 120)
+    finally:
+        server.close()
