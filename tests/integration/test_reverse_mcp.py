@@ -8,10 +8,12 @@ reads it back. The shared stack's Neo4j is never touched (Kafka is shared, isola
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,12 +29,14 @@ from replicator.cutover.targets import Neo4jTarget
 from replicator.reverse.changelog import Changelog
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.sinks.settings import Neo4jSettings
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.model import Snapshot
 from replicator.validation.store import StoreReader
 from tests.integration.test_mcp_servers import McpPipeline, _caught_up
+from tests.integration.test_reverse import CypherWriter, Graph, _wait_caught_up
 from tests.integration.test_sink_outage import PrivateNeo4j
 from tests.mcp import run
 
@@ -53,8 +57,8 @@ class CutOver:
     """An McpPipeline on the private Neo4j, cut over live by `replicator cutover --layout mcp` (which turns
     capture on and starts `replicator reverse run`)."""
 
-    def __init__(self, p: McpPipeline) -> None:
-        self.p = p
+    def __init__(self, p: McpPipeline, server: PrivateNeo4j) -> None:
+        self.p, self.server = p, server
         o = p.opts
         self.model = GraphModel(o.entity_label, p.cfg.tombstone_label, o.position_label, layout="mcp")
         self.driver = neo4j.GraphDatabase.driver(p.graph.uri, auth=p.graph.auth(), notifications_min_severity="OFF")
@@ -144,12 +148,88 @@ class CutOver:
         self.driver.close()
 
 
+class McpCypherWriter(CypherWriter):
+    """An agent writing the mcp layout through Cypher: ``:Memory`` nodes with ``type`` and a list of
+    observations (adopted by the plugin), observation changes, renames, relationships named by their
+    type alone, deletes."""
+
+    def _op(self) -> None:
+        lab, rng, q = self.graph.label, self.rng, self.graph.q
+        pick = f"MATCH (n:{lab}) WITH n ORDER BY rand() LIMIT 1"
+        choice = rng.random()
+        if choice < 0.3:
+            q("CREATE (:Memory {name: $n, type: 'note', observations: ['new']})", n=f"c{uuid.uuid4().hex[:10]}")
+        elif choice < 0.5:
+            q(f"{pick} SET n.observations = n.observations + $o", o=f"o{self.done}")
+        elif choice < 0.6:
+            q(f"{pick} SET n.observations = n.observations[1..]")
+        elif choice < 0.7:
+            q(f"{pick} SET n.name = n.name + '_r'")
+        elif choice < 0.85:
+            q(f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
+              "WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) CREATE (a)-[:LINKS]->(b)")  # fmt: skip
+        elif choice < 0.93:
+            q(f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r")
+        else:
+            q(f"{pick} DETACH DELETE n")
+
+
+class McpAgent:
+    """An agent calling mcp-neo4j-memory's own tools in a loop, in one session: creates, observations
+    added and deleted, relations created and deleted, deletes. A refusal (the rollback's fence) is
+    counted; any other failure of a tool is kept for the test to show."""
+
+    def __init__(self, settings: Neo4jSettings, names: list[str], seed: int) -> None:
+        self.settings, self.names, self.rng = settings, list(names), random.Random(seed)
+        self.done, self.refused, self.refusal, self.failures = 0, 0, "", list[str]()
+        self.relations: list[dict[str, str]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _call(self) -> tuple[str, dict[str, Any]]:
+        rng, tag = self.rng, uuid.uuid4().hex[:8]
+        choice = rng.random()
+        if choice < 0.25 or len(self.names) < 2:
+            self.names.append(f"agent {tag}")
+            return "create_entities", {"entities": [{"name": self.names[-1], "type": rng.choice(["person", "tool"]),
+                                                     "observations": [f"met {tag}"]}]}  # fmt: skip
+        name = rng.choice(self.names)
+        if choice < 0.45:
+            return "add_observations", {"observations": [{"entityName": name, "observations": [f"fact {tag}"]}]}
+        if choice < 0.55:
+            return "delete_observations", {"deletions": [{"entityName": name, "observations": ["new"]}]}
+        if choice < 0.75:
+            rel = {"source": name, "target": rng.choice(self.names), "relationType": rng.choice(["KNOWS", "USES"])}
+            self.relations.append(rel)
+            return "create_relations", {"relations": [rel]}
+        if choice < 0.9 and self.relations:
+            return "delete_relations", {"relations": [self.relations.pop(rng.randrange(len(self.relations)))]}
+        self.names.remove(name)
+        return "delete_entities", {"names": [name]}
+
+    def _loop(self) -> None:
+        session = run.neo4j_memory_session(self.settings)
+        try:
+            while not self.stopping.is_set():
+                tool, args = self._call()
+                answer = session.call(tool, args)
+                if "error" not in answer:
+                    self.done += 1
+                elif "memory store moved back" in answer["error"]:
+                    self.refused, self.refusal = self.refused + 1, answer["error"]
+                else:
+                    self.failures.append(f"{tool}: {answer['error']}")
+                time.sleep(0.02)
+        finally:
+            session.close()
+
+
 @pytest.fixture
 def cut(tmp_path: Path, kafka: KafkaSettings, private_neo4j: PrivateNeo4j) -> Iterator[CutOver]:
     p = McpPipeline(tmp_path, kafka, private_neo4j.graph)
     p.pipeline.start()
     p.pipeline.wait_ready()
-    made = CutOver(p)
+    made = CutOver(p, private_neo4j)
     try:
         made.cut_over()
         yield made
@@ -163,7 +243,8 @@ def _ok(answer: dict[str, Any]) -> Any:
     return answer["ok"]
 
 
-def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equals_the_graph(cut: CutOver) -> None:
+def _agent_writes(cut: CutOver, tag: str) -> dict[str, Any]:
+    """Writes through every tool of mcp-neo4j-memory and through Cypher, on chosen entities; returns them."""
     with StoreReader(cut.p.db) as store:
         before = store.read(embeddings=False)
     live = sorted(before.entities.values(), key=lambda e: e.id)
@@ -171,7 +252,6 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     kept = next(r for r in before.relations.values())  # a migrated relationship the agent deletes by its type
     busy = {kept.from_entity_id, kept.to_entity_id}
     a, b, c, d, e, f = [x for x in live if x.id not in busy][:6]
-    tag = uuid.uuid4().hex[:6]
     new1, new2, via_cypher = f"mcp new one {tag}", f"mcp new two {tag}", f"cypher new {tag}"
     answers = run.neo4j_memory(cut.p.graph, [
         {"tool": "create_entities", "args": {"entities": [
@@ -204,19 +284,63 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     cut.q(f"MATCH (n:{lab} {{id: $id}}) SET n.name = n.name + ' renamed', n.observations = n.observations + 'more'",
           id=e.id)  # fmt: skip
     cut.q(f"MATCH (n:{lab} {{id: $id}}) DETACH DELETE n", id=f.id)
+    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f, "kept": kept, "new1": new1, "new2": new2,
+            "via_cypher": via_cypher}  # fmt: skip
 
-    out = cut.rollback()
+
+def _rollback_under_writers(cut: CutOver, graph: Graph, names: list[str], seed: int) -> str:
+    """`replicator rollback` while agents write through Cypher and through mcp-neo4j-memory's tools;
+    both must see the fence's refusal. Prints the pause and the writers' rate."""
+    cypher = McpCypherWriter(graph)
+    agent = McpAgent(cut.p.graph, names, seed)
+    began = time.monotonic()
+    try:
+        cypher.thread.start()
+        agent.thread.start()
+        deadline = time.monotonic() + 120
+        while (cypher.done < 100 or agent.done < 50) and time.monotonic() < deadline and not agent.failures:
+            time.sleep(0.2)
+        started, before = time.monotonic(), cypher.done + agent.done
+        out = cut.rollback()
+        time.sleep(1)
+    finally:
+        cypher.stopping.set()
+        agent.stopping.set()
+        cypher.thread.join()
+        agent.thread.join()
+    assert agent.failures == [], agent.failures[:5]
     assert "Neo4j fenced at changelog seq" in out and config.read_backend(cut.p.caxton) == "embedded", out
-    assert state.load(cut.p.db).state == "rolled_back"
+    for writer in (cypher, agent):
+        assert writer.refused > 0 and "memory store moved back to embedded" in writer.refusal, "wrote past the fence"
+    pause = next(line for line in out.splitlines() if line.startswith("write pause"))
+    print(f"mcp rollback: {pause}; {cypher.done} Cypher and {agent.done} mcp-neo4j-memory writes "
+          f"({before / (started - began):.0f}/s before the rollback), {cypher.refused} and {agent.refused} "
+          f"refused after the fence; load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return out
+
+
+def _assert_equal(cut: CutOver) -> Snapshot:
+    """The store equals the graph, field by field, as the mcp layout's reader reads it, and the graph holds
+    no memory node or relationship without a Caxton id. Returns the store's snapshot."""
     mine, theirs = cut.snapshots()
     problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
     assert problems == [], "\n".join(str(p) for p in problems[:20])
     with GraphReader(cut.model, cut.q) as dest:
         assert dest.foreign_writes() == [], "memory nodes or relationships the store does not have"
+    return mine
+
+
+def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equals_the_graph(cut: CutOver) -> None:
+    tag = uuid.uuid4().hex[:6]
+    w = _agent_writes(cut, tag)
+    a, b, d, e, f, kept = (w[k] for k in ("a", "b", "d", "e", "f", "kept"))
+    graph = Graph(cut.server, cut.driver, cut.model)
+    _wait_caught_up(cut.p.db, graph)
+    mine = _assert_equal(cut)
     got = {x.name: x for x in mine.entities.values()}
-    assert (got[new1].entity_type, got[new1].observations) == ("concept", ("second",))
-    assert (got[new2].entity_type, got[new2].observations) == ("person", ("later fact",))
-    assert (got[via_cypher].entity_type, got[via_cypher].observations) == ("note", ("via cypher",))
+    assert (got[w["new1"]].entity_type, got[w["new1"]].observations) == ("concept", ("second",))
+    assert (got[w["new2"]].entity_type, got[w["new2"]].observations) == ("person", ("later fact",))
+    assert (got[w["via_cypher"]].entity_type, got[w["via_cypher"]].observations) == ("note", ("via cypher",))
     assert (got[b.name].entity_type, got[b.name].observations) == ("revised_kind", ("replaced by the agent",))
     assert got[a.name].observations == (*a.observations, "told by an agent")
     assert got[a.name].entity_type == a.entity_type  # the exact text is kept
@@ -224,6 +348,14 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     assert d.name not in got and f.id not in mine.entities and kept.id not in mine.relations
     names = {x.id: x.name for x in mine.entities.values()}
     triples = {(names[r.from_entity_id], r.relation_type, names[r.to_entity_id]) for r in mine.relations.values()}
-    assert {(new1, "KNOWS_ABOUT", a.name), (a.name, "MET", new2), (via_cypher, "MENTIONS", new2)} <= triples
-    assert (c.name, "MET", new1) not in triples
+    assert {
+        (w["new1"], "KNOWS_ABOUT", a.name),
+        (a.name, "MET", w["new2"]),
+        (w["via_cypher"], "MENTIONS", w["new2"]),
+    } <= triples
+    assert (w["c"].name, "MET", w["new1"]) not in triples
+
+    _rollback_under_writers(cut, graph, [a.name, w["c"].name, w["new1"], w["new2"]], seed=int(tag, 16))
+    assert state.load(cut.p.db).state == "rolled_back"
+    _assert_equal(cut)
     MemoryWriter(cut.p.db).create_entity(f"the runtime writes to the store again {tag}", "person")
