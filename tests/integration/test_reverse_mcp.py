@@ -84,6 +84,7 @@ class CutOver:
             # the cutover again, and so does the test, at most twice more.
             if not (retry_stale and "ABORTED at preflight" in proc.stdout and "last wrote its position" in proc.stdout):
                 break
+            self.wait_fresh()
         log = self.p.db.with_name(self.p.db.name + ".reverse.log")
         tail = log.read_text()[-3000:] if log.exists() else ""
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n--- reverse log:\n{tail}"
@@ -98,15 +99,12 @@ class CutOver:
         conn.close()
         self._wait_neo4j_applied(seeded)
         self.p.writer.start()
-        target = Neo4jTarget(self.p.opts)
         try:
-            # Near live (the cutover's preflight refuses a sink that has not written for a while).
-            assert self.p.pipeline.wait_for(lambda: _caught_up(target), 300), "the Neo4j sink did not catch up"
+            self.wait_fresh()
             out = self.cli("cutover", "--db", str(self.p.db), "--caxton-config", str(self.p.caxton), "--target",
                            "neo4j", "--max-pause", "25s", "--writer-wait", "30s", "--max-lag", "1000000",
                            *self.flags, retry_stale=True)  # fmt: skip
         finally:
-            target.close()
             self.p.writer.stop()
         self.reverse_pid = int(out.split("started (pid ")[1].split(",")[0])
         log = self.p.db.with_name(self.p.db.name + ".reverse.log")
@@ -114,6 +112,14 @@ class CutOver:
         while "reverse: applying" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+
+    def wait_fresh(self) -> None:
+        """The Neo4j sink is near live (the cutover's preflight refuses a sink that has not written for a while)."""
+        target = Neo4jTarget(self.p.opts)
+        try:
+            assert self.p.pipeline.wait_for(lambda: _caught_up(target), 300), "the Neo4j sink did not catch up"
+        finally:
+            target.close()
 
     def _wait_neo4j_applied(self, seq: int, timeout_s: float = 300) -> None:
         """The Neo4j sink's watermark has reached ``seq`` (the snapshot and the seed applied)."""
@@ -227,7 +233,7 @@ class McpAgent:
 @pytest.fixture
 def cut(tmp_path: Path, kafka: KafkaSettings, private_neo4j: PrivateNeo4j) -> Iterator[CutOver]:
     p = McpPipeline(tmp_path, kafka, private_neo4j.graph)
-    p.pipeline.start()
+    p.pipeline.start("source", "neo4j")  # a cutover to Neo4j alone: no Qdrant sink (the model's CPU) needed
     p.pipeline.wait_ready()
     made = CutOver(p, private_neo4j)
     try:
@@ -359,3 +365,35 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     assert state.load(cut.p.db).state == "rolled_back"
     _assert_equal(cut)
     MemoryWriter(cut.p.db).create_entity(f"the runtime writes to the store again {tag}", "person")
+
+
+def test_the_plugin_adopts_new_memory_nodes_only_where_the_layout_asks(private_neo4j: PrivateNeo4j) -> None:
+    """A :Memory node created alone (as mcp-neo4j-memory creates one) gets the namespace's label and the
+    next id in its own transaction and is captured; the caxton layout adopts nothing; a node with an id
+    (another namespace's) is never taken."""
+    h = uuid.uuid4().hex[:8]
+    g = private_neo4j.graph
+    with neo4j.GraphDatabase.driver(g.uri, auth=g.auth(), notifications_min_severity="OFF") as driver:
+
+        def q(cypher: str, **params: object) -> list[neo4j.Record]:
+            return list(driver.execute_query(cypher, parameters_=params).records)
+
+        mcp = Changelog.for_driver(driver, "neo4j", f"Mcp_{h}", adopt=("Memory",))
+        caxton = Changelog.for_driver(driver, "neo4j", f"Cax_{h}")
+        mcp.enable("store-1", next_entity_id=500, next_relation_id=90)
+        caxton.enable("store-2", next_entity_id=1, next_relation_id=1)
+        try:
+            q("CREATE (:Memory {name: $a, type: 'concept', observations: ['x']}), "
+              "(:Memory {name: $b, type: 'concept', observations: [], id: 7})", a=f"a{h}", b=f"b{h}")  # fmt: skip
+            q("MATCH (x:Memory {name: $a}), (y:Memory {name: $a}) MERGE (x)-[:SELF]->(y)", a=f"a{h}")
+            [row] = q(f"MATCH (n:Memory {{name: $a}}) RETURN n:Mcp_{h} AS adopted, n.id AS id", a=f"a{h}")
+            assert (row["adopted"], row["id"]) == (True, 500)
+            got = [(c.kind, c.op, c.id, c.props.get("type")) for c in mcp.read(0)]
+            assert got == [("entity", "u", 500, "concept"), ("relation", "u", 90, None)]
+            assert caxton.read(0) == [], "the caxton layout adopted a memory node"
+            [other] = q("MATCH (n:Memory {name: $b}) RETURN labels(n) AS l", b=f"b{h}")
+            assert sorted(other["l"]) == ["Memory"], "a node with an id was adopted"
+        finally:
+            mcp.disable()
+            caxton.disable()
+            q("MATCH (n:Memory) WHERE n.name IN $names DETACH DELETE n", names=[f"a{h}", f"b{h}"])
