@@ -70,7 +70,7 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
 
     try:
         if reverse:
-            process.prepare(db, opts.neo4j, opts.entity_label)  # before the switch: no Neo4j write is missed
+            process.prepare(db, opts.neo4j, opts.graph_model)  # before the switch: no Neo4j write is missed
         report = cutover_mod.run(plan, targets, log=lambda line: click.echo(line, err=True))
     finally:
         for each in targets:

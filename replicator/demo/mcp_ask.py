@@ -58,6 +58,55 @@ def neo4j_memory(settings: Neo4jSettings, calls: list[dict[str, Any]], timeout_s
     return _run("neo4j-memory", "neo4j_memory.py", request, timeout_s)
 
 
+class Neo4jMemorySession:
+    """One agent's session with mcp-neo4j-memory: one process and driver for many tool calls (a loop of
+    writes costs no process start each). ``call`` blocks until the server's tool returned; close() it.
+    Raises McpUnavailable (the environment is missing, or the client script died)."""
+
+    def __init__(self, settings: Neo4jSettings) -> None:
+        user, password = settings.auth() or ("", "")
+        self._proc = subprocess.Popen(
+            [str(python_of("neo4j-memory")), "-W", "ignore", str(_CLIENTS / "neo4j_memory.py"), "--lines"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._send({"uri": settings.uri, "user": user, "password": password, "database": settings.database})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError as exc:
+            raise McpUnavailable(f"neo4j_memory.py exited: {self._stderr()}", hint="") from exc
+
+    def _stderr(self) -> str:
+        self._proc.kill()
+        _, err = self._proc.communicate()
+        return err[-2000:]
+
+    def call(self, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The tool's answer: ``{"ok": result}`` or ``{"error": "<type>: <message>"}``."""
+        self._send({"tool": tool, "args": args or {}})
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise McpUnavailable(f"neo4j_memory.py exited: {self._stderr()}", hint="")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def qdrant_search(
     collection: str,
     queries: list[str],

@@ -8,13 +8,15 @@ refusal triggers let these writes through and capture does not record them as fo
 
 Per row (docs/reverse.md): an entity upsert writes every column from the node's image (a property
 the node lacks is NULL; ``created_at``/``updated_at`` default to the change's commit time and
-``observations`` to ``[]``, the store's NOT NULL columns); observations are stored as the writer's
-JSON array text; a relation takes its endpoints' ids and its ``relation_type`` property, else the
-Neo4j type. Deletes rely on the store's ON DELETE CASCADE. A row the store's constraints refuse
-(a name another entity holds, a second relation with the same (from, to, type), a missing name or
-endpoint) is set aside in ``_replicator_reverse_parked`` with the reason: named, never dropped
-silently, never blocking what follows. Embeddings of entities whose text changed are recomputed
-(``Embed``), in the same transaction.
+``observations`` to ``[]``, the store's NOT NULL columns), read through the model's layout as its
+readers read it (``layout.stored_props``: the mcp layout's ``type`` and exact observations);
+observations are stored as the writer's JSON array text; a relation takes its endpoints' ids and its
+``relation_type`` property, else the Neo4j type (``layout.relation_type_of``). Deletes rely on the
+store's ON DELETE CASCADE. A row the store's constraints refuse (a name another entity holds, a
+second relation with the same (from, to, type), a missing name or endpoint) is set aside in
+``_replicator_reverse_parked`` with the reason: named, never dropped silently, never blocking what
+follows. Embeddings of entities whose text changed are recomputed (``Embed``), in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any, Final
 from replicator.capture.triggers import META, REVERSE_WRITING
 from replicator.embedding import entity_text
 from replicator.reverse.changelog import Change
+from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
@@ -163,14 +166,19 @@ def _value(value: object) -> object:
 
 
 def _upsert_entity(conn: sqlite3.Connection, change: Change, model: GraphModel, texts: set[int]) -> None:
-    props = model.columns(change.props)
+    props = model.columns(layout.stored_props(model.layout, change.props))
     for required in ("name", "entity_type"):
         if props.get(required) is None:
             raise _Refused(f"the node has no {required} (the store's column is NOT NULL)")
     obs = props.get("observations")
     row: dict[str, object] = {c: _value(props.get(c)) for c in ENTITY_COLUMNS if c != "observations"}
     row["id"] = change.id
-    row["observations"] = "[]" if obs is None else obs if isinstance(obs, str) else json.dumps([str(o) for o in obs])
+    if obs is None:
+        row["observations"] = "[]"
+    elif isinstance(obs, (str, bytes)):  # the writer's exact value (the mcp layout's caxton_observations)
+        row["observations"] = obs
+    else:  # a list: the writer's JSON array text
+        row["observations"] = json.dumps([str(o) for o in obs])
     for stamp in ("created_at", "updated_at"):
         row[stamp] = change.ts_ms if row[stamp] is None else row[stamp]
     before = conn.execute("SELECT name, entity_type, observations FROM entities WHERE id = ?", (change.id,)).fetchone()
@@ -183,8 +191,7 @@ def _upsert_relation(conn: sqlite3.Connection, change: Change, model: GraphModel
     props = model.columns(change.props)
     row: dict[str, object] = {c: _value(props.get(c)) for c in RELATION_COLUMNS}
     row.update(id=change.id, from_entity_id=change.from_id, to_entity_id=change.to_id)
-    if row["relation_type"] is None:
-        row["relation_type"] = change.rel_type
+    row["relation_type"] = _value(layout.relation_type_of(props, change.rel_type or ""))
     for stamp in ("created_at", "updated_at"):
         row[stamp] = change.ts_ms if row[stamp] is None else row[stamp]
     _upsert(conn, "relations", RELATION_COLUMNS, row)

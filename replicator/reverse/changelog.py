@@ -5,7 +5,9 @@ reading whole transactions in commit order, the head (for lag), pruning what the
 Graph layout (docs/reverse.md):
 
 * ``(:ReplicatorReverse {ns, store, head_seq, head_ts_ms, next_entity_id, next_relation_id,
-  enabled_at_ms})``: one per namespace (entity label); its presence turns capture on.
+  enabled_at_ms, [adopt]})``: one per namespace (entity label); its presence turns capture on.
+  ``adopt``: labels whose new nodes without the entity label and an id the plugin adopts as entities
+  (the layout's ``adopted_labels``: ``Memory`` in the mcp layout).
 * ``(:ReplicatorChange {ns, seq, n, ts_ms, kind, op, id, [from_id, to_id, rel_type], v.<prop>...})``:
   one per row a transaction changed; all rows of a transaction share ``seq``, ``n`` orders them.
 """
@@ -13,7 +15,7 @@ Graph layout (docs/reverse.md):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -83,17 +85,18 @@ class Head:
 class Changelog:
     """The changelog of one namespace in one database. Blocks; raises what ``run`` raises."""
 
-    def __init__(self, run: Run, ns: str) -> None:
+    def __init__(self, run: Run, ns: str, adopt: Sequence[str] = ()) -> None:
         self._run = run
         self.ns = ns
+        self.adopt = tuple(adopt)
 
     @classmethod
-    def for_driver(cls, driver: neo4j.Driver, database: str, ns: str) -> Changelog:
+    def for_driver(cls, driver: neo4j.Driver, database: str, ns: str, adopt: Sequence[str] = ()) -> Changelog:
         def run(cypher: str, **params: object) -> list[neo4j.Record]:
             records, _, _ = driver.execute_query(cypher, parameters_=params, database_=database)
             return list(records)
 
-        return cls(run, ns)
+        return cls(run, ns, adopt)
 
     def probe(self) -> bool:
         """Whether the plugin runs in this database: it stamps a probe node created in a transaction.
@@ -105,9 +108,10 @@ class Changelog:
         return stamp["v"] is not None
 
     def enable(self, store: str, next_entity_id: int, next_relation_id: int) -> Head:
-        """Turn capture on for the namespace, ids for rows created in Neo4j starting above the store's.
-        Idempotent (a second call keeps the head and counters). Raises PluginMissing before changing
-        anything when the plugin is not loaded, NamespaceCaptured for another store's namespace."""
+        """Turn capture on for the namespace, ids for rows created in Neo4j starting above the store's,
+        new nodes of the ``adopt`` labels adopted. Idempotent (a second call keeps the head and counters,
+        and sets ``adopt``). Raises PluginMissing before changing anything when the plugin is not loaded,
+        NamespaceCaptured for another store's namespace."""
         if not self.probe():
             raise PluginMissing(
                 "Neo4j does not run the replicator's changelog plugin: changes made there after the cutover "
@@ -129,6 +133,10 @@ class Changelog:
                 f"Neo4j label {self.ns} already flows back to store {row['store']}, not {store}",
                 hint="roll that migration back first, or cut over another label",
             )
+        self._run(
+            f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) SET c.adopt = CASE WHEN size($adopt) = 0 THEN null ELSE $adopt END",
+            ns=self.ns, adopt=list(self.adopt),
+        )  # fmt: skip
         head = self.head()
         assert head is not None  # just merged
         return head

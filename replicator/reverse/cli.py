@@ -40,7 +40,6 @@ def run(db: Path, opts: TargetOptions, keep_embeddings: bool) -> None:
     """Turn capture on for the entity label in Neo4j (idempotent) and apply its changelog to the store
     until SIGTERM; the position is the store's, so a restart after kill -9 loses and repeats nothing."""
     from replicator.reverse import process  # noqa: PLC0415 - the driver loads on use
-    from replicator.reverse.changelog import Changelog  # noqa: PLC0415
 
     stopping = threading.Event()
 
@@ -53,7 +52,7 @@ def run(db: Path, opts: TargetOptions, keep_embeddings: bool) -> None:
     import neo4j  # noqa: PLC0415
 
     with neo4j.GraphDatabase.driver(opts.neo4j.uri, auth=opts.neo4j.auth()) as driver:
-        head = process.enable(db, Changelog.for_driver(driver, opts.neo4j.database, model.entity_label))
+        head = process.enable(db, process.changelog_for(driver, opts.neo4j.database, model))
     click.echo(f"reverse: capturing Neo4j label {model.entity_label} (head seq {head.seq}) into {db}", err=True)
     embed = None if keep_embeddings else process.model_embed()
     if embed is not None:

@@ -27,6 +27,7 @@ from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store
 from replicator.reverse.apply import Applied, Embed, apply, read_position
 from replicator.reverse.changelog import Changelog, Head
+from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.settings import Neo4jSettings
 
@@ -92,12 +93,17 @@ def enable(db: Path, changelog: Changelog) -> Head:
     return changelog.enable(store_id, next_e, next_r)
 
 
-def prepare(db: Path, settings: Neo4jSettings, label: str) -> Head:
-    """Before a cutover: capture on for ``label`` (again after a rollback: fence lifted), so that no
-    write the runtime makes in Neo4j after the switch is missed; the forward sink's are not captured.
+def changelog_for(driver: neo4j.Driver, database: str, model: GraphModel) -> Changelog:
+    """The changelog of ``model``'s namespace, adopting the new nodes its layout's clients create."""
+    return Changelog.for_driver(driver, database, model.entity_label, layout.adopted_labels(model.layout))
+
+
+def prepare(db: Path, settings: Neo4jSettings, model: GraphModel) -> Head:
+    """Before a cutover: capture on for ``model``'s label (again after a rollback: fence lifted), so that
+    no write the runtime makes in Neo4j after the switch is missed; the forward sink's are not captured.
     Idempotent. Raises PluginMissing (the cutover must not start), NamespaceCaptured, CaptureError."""
     with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF") as driver:
-        changelog = Changelog.for_driver(driver, settings.database, label)
+        changelog = changelog_for(driver, settings.database, model)
         head = enable(db, changelog)
         changelog.resume()
         return head
@@ -111,6 +117,7 @@ def spawn(db: Path, settings: Neo4jSettings, model: GraphModel) -> tuple[int, Pa
     cmd = [
         sys.executable, "-m", "replicator", "reverse", "run", "--db", str(db), "--neo4j-uri", settings.uri,
         "--neo4j-user", settings.user, "--neo4j-database", settings.database, "--entity-label", model.entity_label,
+        "--layout", model.layout,
         "--relation-type-property", model.relation_type_property, "--confidence-property",
         model.confidence_property, "--strength-property", model.strength_property,
     ]  # fmt: skip
@@ -168,7 +175,7 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
     """Apply Neo4j's changelog to the store until ``stop()``. Retries while Neo4j is unavailable.
     Raises PluginMissing / NamespaceCaptured (enabling), CaptureError and sqlite3.Error (the store)."""
     driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
-    changelog = Changelog.for_driver(driver, settings.database, model.entity_label)
+    changelog = changelog_for(driver, settings.database, model)
     conn = store_conn(db)
     down_since: float | None = None
     try:

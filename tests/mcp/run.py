@@ -26,3 +26,11 @@ def qdrant_search(
         return mcp_ask.qdrant_search(collection, queries, path=path, limit=limit, store=store)
     except mcp_ask.McpUnavailable as exc:
         pytest.fail(f"{exc}; {exc.hint}", pytrace=False)
+
+
+def neo4j_memory_session(settings: Neo4jSettings) -> mcp_ask.Neo4jMemorySession:
+    """An agent's session with mcp-neo4j-memory (close() it)."""
+    try:
+        return mcp_ask.Neo4jMemorySession(settings)
+    except mcp_ask.McpUnavailable as exc:
+        pytest.fail(f"{exc}; {exc.hint}", pytrace=False)

@@ -8,7 +8,14 @@ import re
 import pytest
 
 from replicator.errors import ConfigError
-from replicator.sinks.neo4j.layout import EXACT_OBSERVATIONS, memory_type, node_props, stored_props
+from replicator.sinks.neo4j.layout import (
+    EXACT_OBSERVATIONS,
+    adopted_labels,
+    memory_type,
+    node_props,
+    relation_type_of,
+    stored_props,
+)
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.planner import entity_delete_query, entity_upsert_query, relation_upsert_query
 
@@ -58,3 +65,27 @@ def test_only_entity_nodes_carry_memory() -> None:
 def test_an_unknown_layout_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="unknown layout 'graph'"):
         GraphModel(layout="graph")
+
+
+def test_what_an_mcp_client_writes_reads_back_as_the_store_would_hold_it() -> None:
+    # A node mcp-neo4j-memory created: type alone, no entity_type.
+    assert stored_props("mcp", {"name": "N", "type": "concept", "observations": ["a"]}) == {
+        "name": "N", "entity_type": "concept", "observations": ["a"]}  # fmt: skip
+    # type still the sanitised entity_type: the exact text is the entity's type.
+    kept = stored_props("mcp", {"entity_type": "user-preference", "type": "user_preference"})
+    assert kept == {"entity_type": "user-preference"}
+    # type changed by a writer (create_entities of an existing name): the new type is the entity's.
+    assert stored_props("mcp", {"entity_type": "user-preference", "type": "habit"})["entity_type"] == "habit"
+    # Exact observations hold while the list is still theirs; a writer that changed the list changed them.
+    assert stored_props("mcp", {"observations": ["odd"], EXACT_OBSERVATIONS: "odd"})["observations"] == "odd"
+    changed = stored_props("mcp", {"observations": ["odd", "added"], EXACT_OBSERVATIONS: "odd"})
+    assert changed == {"observations": ["odd", "added"]}
+
+
+def test_a_relationship_without_its_exact_text_is_named_by_its_type() -> None:
+    assert relation_type_of({"relation_type": "works at"}, "WORKS_AT") == "works at"
+    assert relation_type_of({}, "MET") == "MET"
+
+
+def test_only_the_mcp_layout_adopts_memory_nodes() -> None:
+    assert adopted_labels("mcp") == ("Memory",) and adopted_labels("caxton") == ()

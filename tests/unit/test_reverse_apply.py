@@ -124,3 +124,22 @@ def test_a_failure_rolls_back_rows_and_position_together(store: Path) -> None:
     assert read_position(conn, NS) is None
     with pytest.raises(sqlite3.IntegrityError, match="memory store moved"):
         MemoryWriter(store).create_entity("zed", "person")  # the marker row never committed
+
+
+def test_the_mcp_layout_reads_what_mcp_clients_write_as_its_reader_does(store: Path) -> None:
+    """A :Memory node mcp-neo4j-memory created (type alone, the id the plugin gave it), a migrated entity
+    whose type the server changed, and a relationship named by its type alone."""
+    conn = _conn(store)
+    mcp = GraphModel(layout="mcp")
+    apply(conn, NS, [
+        entity(1, 60, name="new memory", type="concept", observations=["told"]),
+        entity(2, 1, name="alice", entity_type="person", type="habit", observations=["likes tea"]),
+        entity(3, 2, name="bob", entity_type="odd type", type="odd_type", observations=["x"],
+               caxton_observations="x"),
+        Change(4, 0, 1_004, "relation", "u", 12, {"id": 12}, 60, 1, "KNOWS_ABOUT"),
+    ], mcp, fake_embed)  # fmt: skip
+    rows = dict((r[0], r[1:]) for r in conn.execute("SELECT id, name, entity_type, observations FROM entities"))
+    assert rows[60] == ("new memory", "concept", '["told"]')
+    assert rows[1] == ("alice", "habit", '["likes tea"]')
+    assert rows[2] == ("bob", "odd type", "x")
+    assert conn.execute("SELECT relation_type FROM relations WHERE id = 12").fetchone() == ("KNOWS_ABOUT",)

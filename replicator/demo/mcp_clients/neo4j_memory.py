@@ -2,6 +2,8 @@
 
 stdin: JSON ``{"uri", "user", "password", "database", "calls": [{"tool": name, "args": {...}}]}``;
 stdout: JSON list, one ``{"ok": result}`` or ``{"error": "<type>: <message>"}`` per call, in order.
+With ``--lines`` (an agent's session, one connection for many calls): the first stdin line is the
+connection (no ``calls``), then one call per line, each answered by one line as soon as it is done.
 The tools are called exactly as the server calls them (its pydantic models build the arguments), so
 a graph this server cannot read fails here as it would fail an agent. Never imported by the project.
 """
@@ -13,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from mcp_neo4j_memory.neo4j_memory import Entity, Neo4jMemory, ObservationAddition, Relation
+from mcp_neo4j_memory.neo4j_memory import Entity, Neo4jMemory, ObservationAddition, ObservationDeletion, Relation
 from neo4j import AsyncGraphDatabase
 
 
@@ -35,24 +37,49 @@ async def _call(memory: Neo4jMemory, tool: str, args: dict[str, Any]) -> Any:  #
     if tool == "delete_entities":
         await memory.delete_entities(args["names"])
         return None
+    if tool == "delete_observations":
+        await memory.delete_observations([ObservationDeletion(**d) for d in args["deletions"]])
+        return None
+    if tool == "delete_relations":
+        await memory.delete_relations([Relation(**r) for r in args["relations"]])
+        return None
     raise ValueError(f"unknown tool {tool!r}")
 
 
+async def _answer(memory: Neo4jMemory, call: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"ok": await _call(memory, call["tool"], call.get("args", {}))}
+    except Exception as exc:  # the server's own failure is the answer the test asserts on
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _driver(request: dict[str, Any]) -> Any:  # noqa: ANN401 - the server's own driver type
+    return AsyncGraphDatabase.driver(request["uri"], auth=(request["user"], request["password"]),
+                                     database=request.get("database") or "neo4j")  # fmt: skip
+
+
 async def _main(request: dict[str, Any]) -> list[dict[str, Any]]:
-    driver = AsyncGraphDatabase.driver(request["uri"], auth=(request["user"], request["password"]),
-                                       database=request.get("database") or "neo4j")  # fmt: skip
-    out: list[dict[str, Any]] = []
+    driver = _driver(request)
     try:
         memory = Neo4jMemory(driver)
-        for call in request["calls"]:
-            try:
-                out.append({"ok": await _call(memory, call["tool"], call.get("args", {}))})
-            except Exception as exc:  # the server's own failure is the answer the test asserts on
-                out.append({"error": f"{type(exc).__name__}: {exc}"})
+        return [await _answer(memory, call) for call in request["calls"]]
     finally:
         await driver.close()
-    return out
+
+
+async def _lines() -> None:
+    driver = _driver(json.loads(sys.stdin.readline()))
+    try:
+        memory = Neo4jMemory(driver)
+        for line in sys.stdin:
+            sys.stdout.write(json.dumps(await _answer(memory, json.loads(line))) + "\n")
+            sys.stdout.flush()
+    finally:
+        await driver.close()
 
 
 if __name__ == "__main__":
-    json.dump(asyncio.run(_main(json.load(sys.stdin))), sys.stdout)
+    if sys.argv[1:] == ["--lines"]:
+        asyncio.run(_lines())
+    else:
+        json.dump(asyncio.run(_main(json.load(sys.stdin))), sys.stdout)

@@ -12,6 +12,14 @@ the planner writes through it, the reader reads back through it. Pure: no I/O.
   pattern. The full-text index ``search`` on ``(name, type, observations)`` of ``:Memory`` is the
   server's own definition. Placeholders, tombstones, detaching and position nodes never carry
   ``:Memory``, and only placeholders (until their entity arrives) are ever connected to memory nodes.
+
+Read back (the readers, and reverse replication of what agents write after a cutover): ``type`` is the
+server's, so when it is not the sanitised ``entity_type`` a writer changed it (mcp-neo4j-memory's
+``create_entities`` of an existing name, or creates a node with ``type`` alone) and the entity's type
+is ``type``; the exact ``caxton_observations`` hold only while ``observations`` is still their
+one-element list; a relationship without its exact-text property is named by its type
+(:func:`relation_type_of`, both layouts). Nodes another client creates with ``:Memory`` alone are
+adopted into the namespace by the changelog plugin (:func:`adopted_labels`, docs/reverse.md).
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from typing import Any, Final
 from replicator.events.values import text_of
 from replicator.sinks.layouts import CAXTON, LAYOUTS, MCP
 
-__all__ = ["CAXTON", "LAYOUTS", "MCP", "memory_type", "node_props", "search_index_statement", "stored_props"]
+__all__ = [
+    "CAXTON", "LAYOUTS", "MCP", "adopted_labels", "memory_type", "node_props", "relation_type_of",
+    "search_index_statement", "stored_props",
+]  # fmt: skip
 
 MEMORY_LABEL: Final = "Memory"
 SEARCH_INDEX: Final = "search"
@@ -62,14 +73,37 @@ def node_props(layout: str, props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stored_props(layout: str, props: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`node_props`: a node's properties as the Caxton mapping holds them. Pure."""
+    """Inverse of :func:`node_props`: a node's properties as the Caxton mapping holds them, also for a
+    node an MCP client wrote or changed. In the mcp layout: ``type`` gives the entity type when the
+    node has no ``entity_type`` or ``type`` is not its sanitised form (a writer changed ``type``);
+    ``caxton_observations`` give the observations while ``observations`` is still their one-element
+    list (a writer that changed the list changed the observations). Pure."""
     out = dict(props)
     if layout != MCP:
         return out
-    out.pop("type", None)
+    kind = out.pop("type", None)
+    if kind is not None and (out.get("entity_type") is None or memory_type(out["entity_type"]) != kind):
+        out["entity_type"] = kind
     if EXACT_OBSERVATIONS in out:
-        out["observations"] = out.pop(EXACT_OBSERVATIONS)
+        exact = out.pop(EXACT_OBSERVATIONS)
+        if out.get("observations") == ([] if exact is None else [text_of(exact)]):  # as node_props wrote them
+            out["observations"] = exact
     return out
+
+
+def relation_type_of(props: Mapping[str, Any], graph_type: str) -> Any:  # noqa: ANN401 - the value as stored
+    """A relationship's ``relation_type`` from its properties (under the store's column names): the exact
+    text the sink keeps, else its Neo4j type (a relationship another client made: mcp-neo4j-memory's
+    ``create_relations`` and agents' Cypher name a relation by its type alone). Both layouts. Pure."""
+    value = props.get("relation_type")
+    return graph_type if value is None else value
+
+
+def adopted_labels(layout: str) -> tuple[str, ...]:
+    """The labels whose new nodes (no entity label, no id) the changelog plugin adopts as entities of
+    the namespace after a cutover: ``:Memory`` in the mcp layout (mcp-neo4j-memory creates nodes with
+    it alone), none in the caxton layout."""
+    return (MEMORY_LABEL,) if layout == MCP else ()
 
 
 def search_index_statement() -> str:

@@ -212,7 +212,7 @@ class GraphReader:
             id=int(props["id"]),
             from_entity_id=int(record["a"]),
             to_entity_id=int(record["b"]),
-            relation_type=props.get("relation_type", ""),
+            relation_type=layout.relation_type_of(props, record["t"]),
             strength=props.get("strength"),
             confidence=props.get("confidence"),
             created_at=props.get("created_at"),

@@ -45,6 +45,13 @@ import org.neo4j.graphdb.event.TransactionEventListener;
  * are not captured, but raise the id counters above the ids they write, so capture can be on before
  * the cutover's switch (no write of the runtime after it can be missed) and ids still never collide.
  *
+ * <p>Adoption: the namespace's node may name other labels ({@code adopt}, e.g. {@code ["Memory"]} for the
+ * mcp layout, set by `replicator`). A node carrying one of them but neither the namespace's label nor an
+ * {@code id} is an entity another client created (mcp-neo4j-memory writes {@code :Memory} nodes alone):
+ * it is captured as a new entity, given the namespace's label and the next id in its own transaction,
+ * so later changes to it are changes of the same row. What its properties mean is `replicator`'s
+ * business (the layout), not this listener's.
+ *
  * <p>Fence: while the namespace's node has {@code fenced} (a message), every transaction changing the
  * namespace fails with that message, except the forward sink's; {@code capture: false} stops capture.
  */
@@ -79,7 +86,7 @@ public final class ChangelogListener implements TransactionEventListener<Object>
     }
 
     private static void capture(TransactionData data, Transaction tx, Node config, Label ns) {
-        Changes changes = Changes.of(data, ns);
+        Changes changes = Changes.of(data, ns, adopted(config));
         if (changes.isEmpty()) {
             return;
         }
@@ -104,6 +111,9 @@ public final class ChangelogListener implements TransactionEventListener<Object>
         long nextEntity = asLong(config.getProperty("next_entity_id", 1L));
         long nextRelation = asLong(config.getProperty("next_relation_id", 1L));
         for (Node node : changes.entityUpserts) {
+            if (!node.hasLabel(ns)) {
+                node.addLabel(ns); // adopted: another client's new entity is the namespace's from now on
+            }
             nextEntity = assignId(node, nextEntity);
             stamp(node, now);
             if (!node.hasProperty("observations")) {
@@ -135,6 +145,17 @@ public final class ChangelogListener implements TransactionEventListener<Object>
             row.setProperty("rel_type", rel.getType().name());
             copy(rel.getAllProperties(), row);
         }
+    }
+
+    /** The labels the namespace adopts (its node's {@code adopt}), none when it names none. */
+    private static List<Label> adopted(Node config) {
+        List<Label> labels = new ArrayList<>();
+        if (config.getProperty("adopt", null) instanceof String[] names) {
+            for (String name : names) {
+                labels.add(Label.label(name));
+            }
+        }
+        return labels;
     }
 
     /** Raise the id counters above every id the forward sink writes, so ids given here never collide. */
@@ -213,7 +234,7 @@ public final class ChangelogListener implements TransactionEventListener<Object>
                     && relationDeletes.isEmpty();
         }
 
-        static Changes of(TransactionData data, Label ns) {
+        static Changes of(TransactionData data, Label ns, List<Label> adopt) {
             Changes changes = new Changes();
             Map<String, Node> touched = new LinkedHashMap<>();
             Set<String> deletedInNs = new HashSet<>();
@@ -254,15 +275,16 @@ public final class ChangelogListener implements TransactionEventListener<Object>
                 }
             }
             for (Node node : touched.values()) {
-                if (!data.isDeleted(node) && inNamespace(node, ns)) {
+                if (!data.isDeleted(node) && member(node, ns, adopt)) {
                     changes.entityUpserts.add(node);
                 }
             }
-            relations(data, ns, changes, deletedInNs);
+            relations(data, ns, adopt, changes, deletedInNs);
             return changes;
         }
 
-        private static void relations(TransactionData data, Label ns, Changes changes, Set<String> deletedInNs) {
+        private static void relations(TransactionData data, Label ns, List<Label> adopt, Changes changes,
+                Set<String> deletedInNs) {
             Map<String, Relationship> touched = new LinkedHashMap<>();
             for (Relationship rel : data.createdRelationships()) {
                 touched.put(rel.getElementId(), rel);
@@ -280,7 +302,8 @@ public final class ChangelogListener implements TransactionEventListener<Object>
                 }
             }
             for (Relationship rel : touched.values()) {
-                if (!data.isDeleted(rel) && inNamespace(rel.getStartNode(), ns) && inNamespace(rel.getEndNode(), ns)) {
+                if (!data.isDeleted(rel) && member(rel.getStartNode(), ns, adopt)
+                        && member(rel.getEndNode(), ns, adopt)) {
                     changes.relationUpserts.add(rel);
                 }
             }
@@ -288,6 +311,22 @@ public final class ChangelogListener implements TransactionEventListener<Object>
 
         private static boolean inNamespace(Node node, Label ns) {
             return node.hasLabel(ns) && !Boolean.TRUE.equals(node.getProperty("_placeholder", null));
+        }
+
+        /** In the namespace, or a node it adopts: an adopted label, no id yet (another client's new entity). */
+        private static boolean member(Node node, Label ns, List<Label> adopt) {
+            if (inNamespace(node, ns)) {
+                return true;
+            }
+            if (node.hasLabel(ns) || node.hasProperty("id")) {
+                return false;
+            }
+            for (Label label : adopt) {
+                if (node.hasLabel(label)) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** A deleted relationship belonged to the namespace when its start node does (or did, deleted with it). */
