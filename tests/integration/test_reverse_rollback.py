@@ -17,12 +17,13 @@ import pytest
 from replicator.cutover import config, state
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.testing.cypher_writer import CypherWriter
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.store import StoreReader
 from tests.integration.test_cutover_live import Running, _flags
-from tests.integration.test_reverse import CypherWriter, Graph, _cli, _reverse, _seed_store
+from tests.integration.test_reverse import Graph, _cli, _reverse, _seed_store
 from tests.integration.test_sink_outage import PrivateNeo4j
 
 pytestmark = pytest.mark.integration
