@@ -164,9 +164,11 @@ def read_lag(db: Path, settings: Neo4jSettings, label: str, timeout_s: float = 1
 
 
 def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | None, stop: Callable[[], bool],
-        log: Log, idle_s: float = 0.2) -> None:  # fmt: skip
-    """Apply Neo4j's changelog to the store until ``stop()``. Retries while Neo4j is unavailable.
-    Raises PluginMissing / NamespaceCaptured (enabling), CaptureError and sqlite3.Error (the store)."""
+        log: Log, idle_s: float = 0.2) -> str | None:  # fmt: skip
+    """Apply Neo4j's changelog to the store until ``stop()``, or until capture is off for the namespace
+    and nothing is left to apply (a rollback finished: it turns capture off only once the store has
+    applied Neo4j's last seq); then returns why it ended (None after ``stop()``). Retries while Neo4j
+    is unavailable. Raises CaptureError and sqlite3.Error (the store)."""
     driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
     changelog = Changelog.for_driver(driver, settings.database, model.entity_label)
     conn = store_conn(db)
@@ -175,6 +177,8 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
         while not stop():
             try:
                 done = step(conn, changelog, model, embed)
+                # Asked after an empty step: capture is off only once everything captured was applied.
+                finished = done.position is None and not changelog.capturing()
             except _UNAVAILABLE as exc:
                 if down_since is None:
                     log(f"reverse: Neo4j at {settings.uri} unavailable ({exc}); retrying")
@@ -186,8 +190,21 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
                 down_since = None
             for line in done.parked:
                 log(f"reverse: set aside {line}")
+            if finished:
+                return _finished(conn, changelog)
             if done.position is None:
                 time.sleep(idle_s)
+        return None
     finally:
         conn.close()
         driver.close()
+
+
+def _finished(conn: sqlite3.Connection, changelog: Changelog) -> str:
+    """Why the loop ends once capture is off: the label, and the seq the store applied."""
+    stored = read_position(conn, changelog.ns)
+    applied = 0 if stored is None else stored.seq
+    return (
+        f"reverse: Neo4j label {changelog.ns} is no longer captured (a rollback finished; the store applied "
+        f"Neo4j's changes up to seq {applied} and takes the runtime's writes again); exiting"
+    )
