@@ -154,16 +154,16 @@ def status(db: Path, opts: TargetOptions, migration_id: str | None, as_json: boo
         click.echo(history.find(db, migration_id).describe())
     st = state_mod.load(db)
     reverse = _reverse_line(db, opts) if st.state == "cut_over" and st.target in ("neo4j", "hybrid") else None
+    from replicator.cutover.rollback import resolution  # noqa: PLC0415
+
+    fix = resolution(st) or cutover_mod.resolution(st)
     if as_json:
-        click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),
-                               "resolve": cutover_mod.resolution(st), "reverse": reverse}, indent=2))  # fmt: skip
+        click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(), "resolve": fix,
+                               "rollback": st.rollback_resolution(), "reverse": reverse}, indent=2))  # fmt: skip
         return
     click.echo(st.describe())
     if reverse:
         click.echo(f"  {reverse}")
-    from replicator.cutover.rollback import resolution  # noqa: PLC0415
-
-    fix = resolution(st) or cutover_mod.resolution(st)
     if fix:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
 

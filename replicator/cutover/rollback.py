@@ -77,12 +77,16 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     reached_switch = cut_over or (st.step == "switch" and st.state in ("cutting_over", "failed"))
     switched = reached_switch and path is not None and config.switched(path)
     done: list[str] = []
-    fenced_at = None
+    fenced_at = drained_to = None
+    found, by = st.describe(), "never_switched"
     if cut_over and reverse is not None and _reverse_active(reverse):
-        st, fenced_at, line = _drain_reverse(db, st, reverse, max_pause_s)
-        done.append(line)
-    elif divergence is not None and (cut_over or switched):
-        _refuse_if_diverged(st, divergence)
+        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
+        done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
+        by = "drain_reverse"
+    elif cut_over or switched:
+        if divergence is not None:
+            _refuse_if_diverged(st, divergence)
+        by = "compare" if divergence is not None else "discard"
     if reached_switch and path is not None:
         restored = config.restore_backend(path)
         if restored is not None and switched:
@@ -93,7 +97,11 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
         done.append(f"write pause {1000 * (time.monotonic() - fenced_at):.0f} ms (Neo4j fenced -> store takes writes)")
         reverse.finish()
         done.append("Neo4j: capture off, writes other than the forward sink's refused (docs/reverse.md)")
-    state.save(db, st, state="rolled_back" if st.state != "replicating" else "replicating", step=None, pid=None)
+    if st.state == "replicating":
+        state.save(db, st, step=None, pid=None)
+    else:
+        state.save(db, st, state="rolled_back", step=None, pid=None, rolled_back_at_ms=time.time_ns() // 1_000_000,
+                   rolled_back_from=found, rolled_back_by=by, reverse_seq=drained_to)  # fmt: skip
     return done or ["nothing to undo"]
 
 
@@ -109,9 +117,10 @@ def _reverse_active(reverse: ReverseControl) -> bool:
 
 def _drain_reverse(
     db: Path, st: state.MigrationState, reverse: ReverseControl, max_pause_s: float
-) -> tuple[state.MigrationState, float, str]:
+) -> tuple[state.MigrationState, float, int]:
     """Fence Neo4j's writers, then wait until the store applied everything Neo4j took, at most
-    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over)."""
+    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over). Returns
+    the state, when the fence was taken (monotonic) and the seq drained to."""
     st = state.save(db, st, state="rolling_back", step="fence_new_backend", pid=os.getpid())
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     final = reverse.fence(f"memory store moved back to embedded at {at}; reload caxton.yaml")
@@ -129,7 +138,7 @@ def _drain_reverse(
             )
         time.sleep(0.02)
     st = state.save(db, st, step="switch_back")
-    return st, fenced_at, f"Neo4j fenced at changelog seq {final}; the store applied all of it"
+    return st, fenced_at, final
 
 
 def resolution(st: state.MigrationState) -> str:

@@ -4,12 +4,17 @@ bounded by --max-pause with automatic abort; every step recorded, a crash at any
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from replicator.capture.install import install
+from replicator.cli import cli
 from replicator.cutover import rollback, state
 from replicator.testing.writer import MemoryWriter
 from tests.unit.test_cutover_fence import CAXTON, _cut_over, _still_cut_over
@@ -107,3 +112,38 @@ def test_an_unreachable_neo4j_refuses_the_rollback_by_name_and_changes_nothing(s
     with pytest.raises(rollback.RollbackRefused, match="cannot reach Neo4j to drain its writes back"):
         rollback.rollback(store, None, reverse=reverse)
     _still_cut_over(store, cfg)
+
+
+def _status_json(store: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["status", "--db", str(store), "--json"])
+    assert result.exit_code == 0, result.output
+    parsed: dict[str, Any] = json.loads(result.output)
+    return parsed
+
+
+def test_status_json_names_how_a_rollback_resolved_the_cutover(store: Path) -> None:
+    _cut_over(store)
+    before = time.time_ns() // 1_000_000
+    rollback.rollback(store, None, reverse=FakeReverse(head=7), max_pause_s=5)
+    shown = _status_json(store)
+    resolved = shown["rollback"]
+    assert resolved["by"] == "drain_reverse" and resolved["reverse_drained_to_seq"] == 7, resolved
+    assert resolved["from"].startswith("cut over to neo4j at seq") and resolved["at_ms"] >= before, resolved
+    assert resolved["at"].startswith(time.strftime("%Y-%m-%dT", time.gmtime(before / 1000))), resolved
+    assert shown["describe"].startswith("rolled back from neo4j at ") and "seq 7" in shown["describe"], shown
+
+
+def test_status_json_names_a_rollback_that_compared_the_destinations(store: Path) -> None:
+    _cut_over(store)
+    rollback.rollback(store, None, divergence=lambda target: [])
+    resolved = _status_json(store)["rollback"]
+    assert resolved["by"] == "compare" and resolved["reverse_drained_to_seq"] is None, resolved
+
+
+def test_status_json_names_the_fix_for_an_interrupted_rollback(store: Path) -> None:
+    _cut_over(store)
+    state.save(store, state.load(store), state="rolling_back", step="drain_reverse", pid=2**22 + 12345)
+    shown = _status_json(store)
+    assert "interrupted at step 2 (drain_reverse)" in shown["describe"]
+    assert shown["resolve"].startswith("replicator rollback --db"), shown
+    assert shown["rollback"] is None, shown
