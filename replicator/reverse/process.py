@@ -50,8 +50,17 @@ class ReverseLag:
         return max(0, self.head_seq - self.applied_seq)
 
 
-def model_embed() -> Embed:
-    """An Embed with the packaged all-MiniLM-L6-v2, loaded on first use (blocks seconds). Raises ModelError."""
+#: Torch threads of the reverse process. One: it embeds a handful of texts per step, and with more
+#: threads than free cores torch's workers spin against each other and against Neo4j and the
+#: runtime (measured under load average 9-12 on 2 cores: 0.5-1.7 s for one text with 2 threads,
+#: 0.02-0.04 s with 1; 20 texts 1.3-1.6 s against 0.18 s). Every second of it is a second of the
+#: rollback's pause when it falls in the drain.
+EMBED_THREADS: Final = 1
+
+
+def model_embed(threads: int = EMBED_THREADS) -> Embed:
+    """An Embed with the packaged all-MiniLM-L6-v2, loaded on first use (blocks seconds), computing on
+    ``threads`` torch threads (the whole process's setting). Raises ModelError."""
     from replicator.embedding import MODEL_NAME, load_model  # noqa: PLC0415 - the model loads on use
     from replicator.store.schema import pack_vector  # noqa: PLC0415
 
@@ -59,6 +68,9 @@ def model_embed() -> Embed:
 
     def embed(texts: Sequence[str]) -> tuple[list[bytes], str]:
         if not loaded:
+            import torch  # noqa: PLC0415 - loaded with the model
+
+            torch.set_num_threads(threads)
             loaded.append(load_model())
         vectors = loaded[0].encode(list(texts), normalize_embeddings=True)  # type: ignore[attr-defined]
         return [pack_vector([float(x) for x in v]) for v in vectors], MODEL_NAME
