@@ -14,6 +14,7 @@ from replicator.clioptions import CONFIG_META, config_option, source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
+from replicator.cutover.rollback import CATCH_UP_S
 from replicator.errors import ReplicatorError
 from replicator.source.settings import parse_duration
 
@@ -101,9 +102,15 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
     show_default=True,
     help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.",
 )
+@click.option(
+    "--catch-up",
+    default=f"{CATCH_UP_S:g}s",
+    show_default=True,
+    help="With reverse replication: before fencing Neo4j, how long to wait for the store to apply its changelog.",
+)
 def rollback(
     db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool,
-    migration_id: str | None, reason: str | None, max_pause: str,
+    migration_id: str | None, reason: str | None, max_pause: str, catch_up: str,
 ) -> None:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
@@ -126,7 +133,8 @@ def rollback(
         reverse = Reverse(db, opts.neo4j, opts.entity_label)
     try:
         lines = rollback_mod.rollback(db, caxton_config, divergence=check, reverse=reverse,
-                                      max_pause_s=parse_duration(max_pause, "--max-pause"))  # fmt: skip
+                                      max_pause_s=parse_duration(max_pause, "--max-pause"),
+                                      catch_up_s=parse_duration(catch_up, "--catch-up"))  # fmt: skip
     finally:
         if reverse is not None:
             reverse.close()

@@ -26,7 +26,8 @@ class RollbackRefused(Fatal):
 
 
 class RollbackAborted(Retryable):
-    """The reverse stream did not drain within --max-pause: Neo4j takes writes again, nothing changed."""
+    """The reverse stream did not catch up within --catch-up (nothing fenced), or did not drain within
+    --max-pause (the fence lifted): Neo4j takes writes again, nothing changed."""
 
 
 class ReverseControl(Protocol):
@@ -34,6 +35,8 @@ class ReverseControl(Protocol):
     briefly and raises what its server raises."""
 
     def active(self) -> bool: ...  # capture is on: Neo4j's writes flow back to the store
+
+    def head_seq(self) -> int: ...  # the seq of Neo4j's last captured transaction (not fenced)
 
     def fence(self, message: str) -> int: ...  # refuse the runtime's writes in Neo4j; the head seq then
 
@@ -49,10 +52,14 @@ class ReverseControl(Protocol):
 Divergence = Callable[[str], list[str]]
 
 _SHOWN: Final = 10
+#: How long rollback waits, before it fences Neo4j, for the store to apply the changelog Neo4j had
+#: when it started (the runtime still writes meanwhile: no pause).
+CATCH_UP_S: Final = 60.0
 
 
 def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None,
-             reverse: ReverseControl | None = None, max_pause_s: float = 3.0) -> list[str]:  # fmt: skip
+             reverse: ReverseControl | None = None, max_pause_s: float = 3.0,
+             catch_up_s: float = CATCH_UP_S) -> list[str]:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): caxton.yaml names the store again and the store
     takes writes again. Idempotent. Returns what was done.
 
@@ -62,9 +69,10 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     to discard such writes (``--discard-new-writes``). Raises ConfigError for a caxton.yaml that
     cannot be read, StateError for an unreadable state file, CaptureError for the store.
 
-    With ``reverse`` active (Neo4j's writes flow back: docs/reverse.md), nothing is compared: Neo4j's
-    writers are fenced, the store drains the reverse stream (at most ``max_pause_s``, else
-    RollbackAborted, nothing changed), then caxton.yaml and the store are switched back as above."""
+    With ``reverse`` active (Neo4j's writes flow back: docs/reverse.md), nothing is compared: once the
+    store applied the changelog Neo4j had at the start (at most ``catch_up_s``, else RollbackAborted,
+    nothing fenced), Neo4j's writers are fenced, the store drains the rest (at most ``max_pause_s``,
+    else RollbackAborted, nothing changed), then caxton.yaml and the store are switched back as above."""
     st = state.load(db)
     if st.state == "cutting_over" and st.process_alive():
         raise ReplicatorError(f"a cutover is running (pid {st.pid})", hint="wait for it, or stop it first")
@@ -80,6 +88,7 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     fenced_at = drained_to = None
     found, by = st.describe(), "never_switched"
     if cut_over and reverse is not None and _reverse_active(reverse):
+        _catch_up(reverse, catch_up_s)
         st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
         done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
         by = "drain_reverse"
@@ -113,6 +122,21 @@ def _reverse_active(reverse: ReverseControl) -> bool:
             f"cannot reach Neo4j to drain its writes back into the store: {exc}",
             hint="make Neo4j reachable (same flags as `replicator reverse run`) and roll back again",
         ) from exc
+
+
+def _catch_up(reverse: ReverseControl, catch_up_s: float) -> None:
+    """Wait until the store applied Neo4j's changelog as it is now, at most ``catch_up_s``, so that the
+    pause holds only what the runtime writes meanwhile; RollbackAborted (nothing fenced) past it."""
+    head, started = reverse.head_seq(), time.monotonic()
+    while (applied := reverse.applied()) < head:
+        if time.monotonic() - started > catch_up_s:
+            raise RollbackAborted(
+                f"the store applied Neo4j's changes up to seq {applied} of {head} and did not catch up within "
+                f"--catch-up {catch_up_s:g}s; nothing was fenced and nothing changed",
+                hint="check that `replicator reverse run` is running (`replicator status` shows its lag), "
+                "then roll back again",
+            )
+        time.sleep(0.02)
 
 
 def _drain_reverse(

@@ -28,6 +28,10 @@ class Reverse:
     def active(self) -> bool:
         return self.changelog.capturing()
 
+    def head_seq(self) -> int:
+        head = self.changelog.head()
+        return 0 if head is None else head.seq
+
     def fence(self, message: str) -> int:
         return self.changelog.fence(message).seq
 

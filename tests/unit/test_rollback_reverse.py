@@ -34,16 +34,22 @@ def store(tmp_path: Path) -> Path:
 class FakeReverse:
     """Neo4j's changelog at ``head``; the store applies ``per_call`` seqs each time it is asked."""
 
-    def __init__(self, head: int, applied: int = 0, per_call: int = 1) -> None:
-        self.head, self.applied_seq, self.per_call = head, applied, per_call
+    def __init__(self, head: int, applied: int = 0, per_call: int = 1, head_at_fence: int | None = None) -> None:
+        self.head, self.applied_seq, self.per_call, self.head_at_fence = head, applied, per_call, head_at_fence
         self.calls: list[str] = []
         self.on = True
+        self.applied_at_fence = -1
 
     def active(self) -> bool:
         return self.on
 
+    def head_seq(self) -> int:
+        return self.head
+
     def fence(self, message: str) -> int:
         self.calls.append(f"fence {message.split(' at ', maxsplit=1)[0]}")
+        self.applied_at_fence = self.applied_seq
+        self.head = self.head if self.head_at_fence is None else self.head_at_fence  # written while catching up
         return self.head
 
     def unfence(self) -> None:
@@ -77,9 +83,27 @@ def test_rollback_fences_neo4j_drains_the_store_then_switches_back_without_compa
     assert state.load(store).state == "rolled_back"
 
 
+def test_neo4j_is_fenced_only_once_the_store_caught_up_with_its_changelog(store: Path) -> None:
+    """The backlog the reverse process has when rollback starts is applied while Neo4j's writers still
+    write; only what they write meanwhile falls inside the pause."""
+    _cut_over(store)
+    reverse = FakeReverse(head=5, applied=0, per_call=1)
+    rollback.rollback(store, None, reverse=reverse, max_pause_s=5)
+    assert reverse.applied_at_fence == 5, "Neo4j was fenced with the store still behind its changelog"
+
+
+def test_a_reverse_stream_that_does_not_catch_up_is_refused_before_anything_is_fenced(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=5, applied=2, per_call=0)  # `reverse run` is not running
+    with pytest.raises(rollback.RollbackAborted, match=r"up to seq 2 of 5.*--catch-up 0\.2s.*nothing was fenced"):
+        rollback.rollback(store, None, reverse=reverse, max_pause_s=5, catch_up_s=0.2)
+    assert reverse.calls == []
+    _still_cut_over(store, cfg)
+
+
 def test_a_reverse_stream_that_does_not_drain_within_max_pause_aborts_and_changes_nothing(store: Path) -> None:
     cfg = _cut_over(store)
-    reverse = FakeReverse(head=10**9)
+    reverse = FakeReverse(head=3, head_at_fence=10**9)
     with pytest.raises(rollback.RollbackAborted, match=r"within --max-pause 0\.2s"):
         rollback.rollback(store, None, reverse=reverse, max_pause_s=0.2)
     assert reverse.calls == ["fence memory store moved back to embedded", "unfence"]
