@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from replicator.cutover import config, fence, state
 from replicator.errors import Fatal, ReplicatorError, Retryable
@@ -52,6 +52,7 @@ class ReverseControl(Protocol):
 Divergence = Callable[[str], list[str]]
 
 _SHOWN: Final = 10
+_T = TypeVar("_T")
 #: How long rollback waits, before it fences Neo4j, for the store to apply the changelog Neo4j had
 #: when it started (the runtime still writes meanwhile: no pause).
 CATCH_UP_S: Final = 60.0
@@ -115,8 +116,13 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
 
 
 def _reverse_active(reverse: ReverseControl) -> bool:
+    return _reachable(reverse.active)
+
+
+def _reachable(ask: Callable[[], _T]) -> _T:
+    """``ask()`` of Neo4j before anything is fenced; RollbackRefused naming it when it cannot answer."""
     try:
-        return reverse.active()
+        return ask()
     except Exception as exc:  # Neo4j unreachable: the operator must decide, knowingly
         raise RollbackRefused(
             f"cannot reach Neo4j to drain its writes back into the store: {exc}",
@@ -127,7 +133,7 @@ def _reverse_active(reverse: ReverseControl) -> bool:
 def _catch_up(reverse: ReverseControl, catch_up_s: float) -> None:
     """Wait until the store applied Neo4j's changelog as it is now, at most ``catch_up_s``, so that the
     pause holds only what the runtime writes meanwhile; RollbackAborted (nothing fenced) past it."""
-    head, started = reverse.head_seq(), time.monotonic()
+    head, started = _reachable(reverse.head_seq), time.monotonic()
     while (applied := reverse.applied()) < head:
         if time.monotonic() - started > catch_up_s:
             raise RollbackAborted(

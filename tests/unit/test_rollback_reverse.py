@@ -171,3 +171,17 @@ def test_status_json_names_the_fix_for_an_interrupted_rollback(store: Path) -> N
     assert "interrupted at step 2 (drain_reverse)" in shown["describe"]
     assert shown["resolve"].startswith("replicator rollback --db"), shown
     assert shown["rollback"] is None, shown
+
+
+def test_neo4j_lost_while_catching_up_refuses_by_name_before_anything_is_fenced(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=3)
+
+    def down() -> int:
+        raise ConnectionRefusedError("Connection refused")
+
+    reverse.head_seq = down  # type: ignore[method-assign]
+    with pytest.raises(rollback.RollbackRefused, match="cannot reach Neo4j to drain its writes back"):
+        rollback.rollback(store, None, reverse=reverse)
+    assert reverse.calls == []
+    _still_cut_over(store, cfg)
