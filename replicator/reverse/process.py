@@ -140,9 +140,8 @@ def step(conn: sqlite3.Connection, changelog: Changelog, model: GraphModel, embe
     after = stored.seq if stored is not None else 0
     changes = changelog.read(after, batch)
     done = apply(conn, changelog.ns, changes, model, embed) if changes else Applied()
-    applied = done.position.seq if done.position is not None else after
-    if changes or applied:
-        changelog.prune(applied)
+    if done.position is not None:
+        changelog.prune(done.position.seq)
     return done
 
 
@@ -176,21 +175,29 @@ def read_lag(db: Path, settings: Neo4jSettings, label: str, timeout_s: float = 1
 
 
 def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | None, stop: Callable[[], bool],
-        log: Log, idle_s: float = 0.2) -> str | None:  # fmt: skip
+        log: Log, idle_s: float = 0.05, capture_check_s: float = 1.0) -> str | None:  # fmt: skip
     """Apply Neo4j's changelog to the store until ``stop()``, or until capture is off for the namespace
     and nothing is left to apply (a rollback finished: it turns capture off only once the store has
     applied Neo4j's last seq); then returns why it ended (None after ``stop()``). Retries while Neo4j
-    is unavailable. Raises CaptureError and sqlite3.Error (the store)."""
+    is unavailable. Raises CaptureError and sqlite3.Error (the store).
+
+    Idle, it asks for new transactions every ``idle_s`` (a rollback's pause waits for the last ones)
+    and whether capture is still on every ``capture_check_s``."""
     driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
     changelog = Changelog.for_driver(driver, settings.database, model.entity_label)
     conn = store_conn(db)
     down_since: float | None = None
+    checked_at = -capture_check_s
     try:
         while not stop():
             try:
                 done = step(conn, changelog, model, embed)
-                # Asked after an empty step: capture is off only once everything captured was applied.
-                finished = done.position is None and not changelog.capturing()
+                finished = False
+                if done.position is None and time.monotonic() - checked_at >= capture_check_s:
+                    checked_at = time.monotonic()
+                    _prune_applied(conn, changelog)
+                    # Asked after an empty step: capture is off only once everything captured was applied.
+                    finished = not changelog.capturing()
             except _UNAVAILABLE as exc:
                 if down_since is None:
                     log(f"reverse: Neo4j at {settings.uri} unavailable ({exc}); retrying")
@@ -210,6 +217,13 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
     finally:
         conn.close()
         driver.close()
+
+
+def _prune_applied(conn: sqlite3.Connection, changelog: Changelog) -> None:
+    """Prune what the store holds: rows a crash between the store's commit and the prune left behind."""
+    stored = read_position(conn, changelog.ns)
+    if stored is not None:
+        changelog.prune(stored.seq)
 
 
 def _finished(conn: sqlite3.Connection, changelog: Changelog) -> str:

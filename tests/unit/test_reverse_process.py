@@ -30,6 +30,9 @@ class QuietChangelog:
     def read(self, after_seq: int, limit: int = 500) -> list[Change]:
         return []
 
+    def prune(self, upto_seq: int) -> int:
+        return 0
+
     def capturing(self) -> bool:
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -53,6 +56,7 @@ def test_run_retries_neo4j_lost_while_it_asks_whether_capture_is_on_then_ends_on
     monkeypatch.setattr(Changelog, "for_driver", lambda *a: changelog)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     lines: list[str] = []
-    ended = process.run(db, Neo4jSettings(), GraphModel(), embed=None, stop=lambda: False, log=lines.append)
+    ended = process.run(db, Neo4jSettings(), GraphModel(), embed=None, stop=lambda: False, log=lines.append,
+                        capture_check_s=0)  # fmt: skip
     assert ended is not None and "Neo4j label Entity is no longer captured" in ended, ended
     assert changelog.answers == [] and any("unavailable" in line for line in lines), lines
