@@ -242,6 +242,7 @@ def _p99(values: list[float]) -> float | None:
 
 def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     pauses = [r["pause_ms"] for r in runs if r.get("ok") and r.get("pause_ms") is not None]
+    rollbacks = [r for r in runs if "store_equals_graph" in r]  # the cutover it sets up succeeded
     return {
         "command": f".venv/bin/python bench/rollback_pause.py --runs {args.runs} --writes {args.writes}",
         "commit": _commit(),
@@ -249,10 +250,12 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, 
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores shared",
         "runs": runs,
         "rolled_back": len(pauses),
+        "cutover_not_set_up": len(runs) - len(rollbacks),  # a loaded machine: the setup's cutover aborted
+        "rollback_aborted": sum(1 for r in rollbacks if not r["ok"]),
         "pause_ms_p50": statistics.median(pauses) if pauses else None,
         "pause_ms_p99": _p99(pauses),
         "pause_ms_max": max(pauses) if pauses else None,
-        "all_equal": all(r.get("store_equals_graph") for r in runs),
+        "all_equal": bool(rollbacks) and all(r["store_equals_graph"] for r in rollbacks),
     }
 
 
