@@ -14,6 +14,7 @@ from replicator.clioptions import CONFIG_META, config_option, source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
+from replicator.cutover.rollback import CATCH_UP_S
 from replicator.errors import ReplicatorError
 from replicator.source.settings import parse_duration
 
@@ -101,9 +102,15 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
     show_default=True,
     help="With reverse replication: abort if Neo4j's writers would wait longer for the store to drain.",
 )
+@click.option(
+    "--catch-up",
+    default=f"{CATCH_UP_S:g}s",
+    show_default=True,
+    help="With reverse replication: before fencing Neo4j, how long to wait for the store to apply its changelog.",
+)
 def rollback(
     db: Path, opts: TargetOptions, caxton_config: Path | None, discard_new_writes: bool,
-    migration_id: str | None, reason: str | None, max_pause: str,
+    migration_id: str | None, reason: str | None, max_pause: str, catch_up: str,
 ) -> None:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): writes resume on the store, caxton.yaml is restored.
 
@@ -126,7 +133,8 @@ def rollback(
         reverse = Reverse(db, opts.neo4j, opts.entity_label)
     try:
         lines = rollback_mod.rollback(db, caxton_config, divergence=check, reverse=reverse,
-                                      max_pause_s=parse_duration(max_pause, "--max-pause"))  # fmt: skip
+                                      max_pause_s=parse_duration(max_pause, "--max-pause"),
+                                      catch_up_s=parse_duration(catch_up, "--catch-up"))  # fmt: skip
     finally:
         if reverse is not None:
             reverse.close()
@@ -154,16 +162,16 @@ def status(db: Path, opts: TargetOptions, migration_id: str | None, as_json: boo
         click.echo(history.find(db, migration_id).describe())
     st = state_mod.load(db)
     reverse = _reverse_line(db, opts) if st.state == "cut_over" and st.target in ("neo4j", "hybrid") else None
+    from replicator.cutover.rollback import resolution  # noqa: PLC0415
+
+    fix = resolution(st) or cutover_mod.resolution(st)
     if as_json:
-        click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(),
-                               "resolve": cutover_mod.resolution(st), "reverse": reverse}, indent=2))  # fmt: skip
+        click.echo(json.dumps({**dataclasses.asdict(st), "describe": st.describe(), "resolve": fix,
+                               "rollback": st.rollback_resolution(), "reverse": reverse}, indent=2))  # fmt: skip
         return
     click.echo(st.describe())
     if reverse:
         click.echo(f"  {reverse}")
-    from replicator.cutover.rollback import resolution  # noqa: PLC0415
-
-    fix = resolution(st) or cutover_mod.resolution(st)
     if fix:
         click.echo(f"  next: {fix.replace('<db>', str(db))}")
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from replicator.cutover import config, fence, state
 from replicator.errors import Fatal, ReplicatorError, Retryable
@@ -26,7 +26,8 @@ class RollbackRefused(Fatal):
 
 
 class RollbackAborted(Retryable):
-    """The reverse stream did not drain within --max-pause: Neo4j takes writes again, nothing changed."""
+    """The reverse stream did not catch up within --catch-up (nothing fenced), or did not drain within
+    --max-pause (the fence lifted): Neo4j takes writes again, nothing changed."""
 
 
 class ReverseControl(Protocol):
@@ -34,6 +35,8 @@ class ReverseControl(Protocol):
     briefly and raises what its server raises."""
 
     def active(self) -> bool: ...  # capture is on: Neo4j's writes flow back to the store
+
+    def head_seq(self) -> int: ...  # the seq of Neo4j's last captured transaction (not fenced)
 
     def fence(self, message: str) -> int: ...  # refuse the runtime's writes in Neo4j; the head seq then
 
@@ -49,10 +52,15 @@ class ReverseControl(Protocol):
 Divergence = Callable[[str], list[str]]
 
 _SHOWN: Final = 10
+_T = TypeVar("_T")
+#: How long rollback waits, before it fences Neo4j, for the store to apply the changelog Neo4j had
+#: when it started (the runtime still writes meanwhile: no pause).
+CATCH_UP_S: Final = 60.0
 
 
 def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | None = None,
-             reverse: ReverseControl | None = None, max_pause_s: float = 3.0) -> list[str]:  # fmt: skip
+             reverse: ReverseControl | None = None, max_pause_s: float = 3.0,
+             catch_up_s: float = CATCH_UP_S) -> list[str]:  # fmt: skip
     """Undo a cutover (or resolve an interrupted one): caxton.yaml names the store again and the store
     takes writes again. Idempotent. Returns what was done.
 
@@ -62,9 +70,10 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     to discard such writes (``--discard-new-writes``). Raises ConfigError for a caxton.yaml that
     cannot be read, StateError for an unreadable state file, CaptureError for the store.
 
-    With ``reverse`` active (Neo4j's writes flow back: docs/reverse.md), nothing is compared: Neo4j's
-    writers are fenced, the store drains the reverse stream (at most ``max_pause_s``, else
-    RollbackAborted, nothing changed), then caxton.yaml and the store are switched back as above."""
+    With ``reverse`` active (Neo4j's writes flow back: docs/reverse.md), nothing is compared: once the
+    store applied the changelog Neo4j had at the start (at most ``catch_up_s``, else RollbackAborted,
+    nothing fenced), Neo4j's writers are fenced, the store drains the rest (at most ``max_pause_s``,
+    else RollbackAborted, nothing changed), then caxton.yaml and the store are switched back as above."""
     st = state.load(db)
     if st.state == "cutting_over" and st.process_alive():
         raise ReplicatorError(f"a cutover is running (pid {st.pid})", hint="wait for it, or stop it first")
@@ -77,12 +86,17 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     reached_switch = cut_over or (st.step == "switch" and st.state in ("cutting_over", "failed"))
     switched = reached_switch and path is not None and config.switched(path)
     done: list[str] = []
-    fenced_at = None
+    fenced_at = drained_to = None
+    found, by = st.describe(), "never_switched"
     if cut_over and reverse is not None and _reverse_active(reverse):
-        st, fenced_at, line = _drain_reverse(db, st, reverse, max_pause_s)
-        done.append(line)
-    elif divergence is not None and (cut_over or switched):
-        _refuse_if_diverged(st, divergence)
+        _catch_up(reverse, catch_up_s)
+        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
+        done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
+        by = "drain_reverse"
+    elif cut_over or switched:
+        if divergence is not None:
+            _refuse_if_diverged(st, divergence)
+        by = "compare" if divergence is not None else "discard"
     if reached_switch and path is not None:
         restored = config.restore_backend(path)
         if restored is not None and switched:
@@ -93,13 +107,22 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
         done.append(f"write pause {1000 * (time.monotonic() - fenced_at):.0f} ms (Neo4j fenced -> store takes writes)")
         reverse.finish()
         done.append("Neo4j: capture off, writes other than the forward sink's refused (docs/reverse.md)")
-    state.save(db, st, state="rolled_back" if st.state != "replicating" else "replicating", step=None, pid=None)
+    if st.state == "replicating":
+        state.save(db, st, step=None, pid=None)
+    else:
+        state.save(db, st, state="rolled_back", step=None, pid=None, rolled_back_at_ms=time.time_ns() // 1_000_000,
+                   rolled_back_from=found, rolled_back_by=by, reverse_seq=drained_to)  # fmt: skip
     return done or ["nothing to undo"]
 
 
 def _reverse_active(reverse: ReverseControl) -> bool:
+    return _reachable(reverse.active)
+
+
+def _reachable(ask: Callable[[], _T]) -> _T:
+    """``ask()`` of Neo4j before anything is fenced; RollbackRefused naming it when it cannot answer."""
     try:
-        return reverse.active()
+        return ask()
     except Exception as exc:  # Neo4j unreachable: the operator must decide, knowingly
         raise RollbackRefused(
             f"cannot reach Neo4j to drain its writes back into the store: {exc}",
@@ -107,11 +130,27 @@ def _reverse_active(reverse: ReverseControl) -> bool:
         ) from exc
 
 
+def _catch_up(reverse: ReverseControl, catch_up_s: float) -> None:
+    """Wait until the store applied Neo4j's changelog as it is now, at most ``catch_up_s``, so that the
+    pause holds only what the runtime writes meanwhile; RollbackAborted (nothing fenced) past it."""
+    head, started = _reachable(reverse.head_seq), time.monotonic()
+    while (applied := reverse.applied()) < head:
+        if time.monotonic() - started > catch_up_s:
+            raise RollbackAborted(
+                f"the store applied Neo4j's changes up to seq {applied} of {head} and did not catch up within "
+                f"--catch-up {catch_up_s:g}s; nothing was fenced and nothing changed",
+                hint="check that `replicator reverse run` is running (`replicator status` shows its lag), "
+                "then roll back again",
+            )
+        time.sleep(0.02)
+
+
 def _drain_reverse(
     db: Path, st: state.MigrationState, reverse: ReverseControl, max_pause_s: float
-) -> tuple[state.MigrationState, float, str]:
+) -> tuple[state.MigrationState, float, int]:
     """Fence Neo4j's writers, then wait until the store applied everything Neo4j took, at most
-    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over)."""
+    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over). Returns
+    the state, when the fence was taken (monotonic) and the seq drained to."""
     st = state.save(db, st, state="rolling_back", step="fence_new_backend", pid=os.getpid())
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     final = reverse.fence(f"memory store moved back to embedded at {at}; reload caxton.yaml")
@@ -129,7 +168,7 @@ def _drain_reverse(
             )
         time.sleep(0.02)
     st = state.save(db, st, step="switch_back")
-    return st, fenced_at, f"Neo4j fenced at changelog seq {final}; the store applied all of it"
+    return st, fenced_at, final
 
 
 def resolution(st: state.MigrationState) -> str:

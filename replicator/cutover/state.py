@@ -21,6 +21,10 @@ from replicator.errors import Fatal
 STEPS: Final = ("preflight", "fence", "drain", "validate", "switch")
 #: A rollback that drains the reverse stream records these steps (state rolling_back), as cutover does its own.
 ROLLBACK_STEPS: Final = ("fence_new_backend", "drain_reverse", "switch_back")
+#: How a rollback made sure the store has every write: Neo4j fenced and its changelog drained into the
+#: store; the destinations compared equal to it; their writes discarded (--discard-new-writes); or the
+#: cutover never reached its switch, so the runtime wrote nowhere else.
+ROLLED_BACK_BY: Final = ("drain_reverse", "compare", "discard", "never_switched")
 STATES: Final = ("replicating", "cutting_over", "cut_over", "aborted", "failed", "rolling_back", "rolled_back")
 
 
@@ -57,6 +61,13 @@ class MigrationState:
     reason: str | None = None
     updated_at_ms: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # How the last rollback resolved the cutover (cutover/rollback.py): when, what it resolved (the
+    # state it found), by which step the store got every write (ROLLED_BACK_BY), and the Neo4j
+    # changelog seq the store drained to (None without reverse replication).
+    rolled_back_at_ms: int | None = None
+    rolled_back_from: str | None = None
+    rolled_back_by: str | None = None
+    reverse_seq: int | None = None
 
     def process_alive(self) -> bool:
         return pid_alive(self.pid)
@@ -70,8 +81,28 @@ class MigrationState:
         if self.state in ("aborted", "failed"):
             return f"cutover to {self.target} {self.state} at step {self.step}: {self.reason}"
         if self.state == "rolled_back":
-            return f"rolled back from {self.target}; the store takes writes"
+            return self._rolled_back()
         return "replicating (no cutover yet)"
+
+    def _rolled_back(self) -> str:
+        if self.rolled_back_at_ms is None:  # a state file of an older replicator
+            return f"rolled back from {self.target}; the store takes writes"
+        how = {
+            "drain_reverse": f"Neo4j fenced, its writes drained into the store to changelog seq {self.reverse_seq}",
+            "compare": "the destinations compared equal to the store",
+            "discard": "writes the new backend took were discarded",
+            "never_switched": "the runtime had not switched",
+        }.get(self.rolled_back_by or "", self.rolled_back_by)
+        return f"rolled back from {self.target} at {iso_time(self.rolled_back_at_ms)} ({how}); the store takes writes"
+
+    def rollback_resolution(self) -> dict[str, Any] | None:
+        """How the rollback resolved the cutover (``status --json``), None unless rolled back."""
+        if self.state != "rolled_back" or self.rolled_back_at_ms is None:
+            return None
+        return {
+            "at": iso_time(self.rolled_back_at_ms), "at_ms": self.rolled_back_at_ms, "from": self.rolled_back_from,
+            "by": self.rolled_back_by, "reverse_drained_to_seq": self.reverse_seq,
+        }  # fmt: skip
 
     def _in_progress(self) -> str:
         """A cutover or rollback step: running, or interrupted (its process is gone)."""
@@ -85,6 +116,11 @@ class MigrationState:
             return f"{doing}: step {number} ({self.step}) in progress, pid {self.pid}"
         gone = f"its process {self.pid} is gone" if self.pid is not None else "its process is gone"
         return f"{done} interrupted at step {number} ({self.step}); {gone}"
+
+
+def iso_time(ms: int) -> str:
+    """Epoch milliseconds as UTC ISO 8601 to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def load(db: Path) -> MigrationState:

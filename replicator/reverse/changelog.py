@@ -168,6 +168,12 @@ class Changelog:
         """At the end of a new cutover: the fence lifted, capture on again. Idempotent."""
         self._run(f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) SET c.capture = true REMOVE c.fenced", ns=self.ns)
 
+    def capturing(self) -> bool:
+        """Whether capture is on for the namespace: False once a rollback finished (``finish``) or the
+        namespace was disabled. Read-only."""
+        rows = self._run(f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) RETURN coalesce(c.capture, true) AS on", ns=self.ns)
+        return bool(rows and rows[0]["on"])
+
     def head(self) -> Head | None:
         """The namespace's head, or None when capture is off for it."""
         rows = self._run(

@@ -38,7 +38,8 @@ def plugin(neo4j_lib: Path, out: Path) -> None:
               help="Do not recompute the embeddings of entities whose text changed (they go stale).")  # fmt: skip
 def run(db: Path, opts: TargetOptions, keep_embeddings: bool) -> None:
     """Turn capture on for the entity label in Neo4j (idempotent) and apply its changelog to the store
-    until SIGTERM; the position is the store's, so a restart after kill -9 loses and repeats nothing."""
+    until SIGTERM, or until a rollback turned capture off (then it exits 0 saying so); the position is
+    the store's, so a restart after kill -9 loses and repeats nothing."""
     from replicator.reverse import process  # noqa: PLC0415 - the driver loads on use
 
     stopping = threading.Event()
@@ -58,4 +59,7 @@ def run(db: Path, opts: TargetOptions, keep_embeddings: bool) -> None:
     if embed is not None:
         embed(["load the model before the first batch"])  # seconds: not inside the first transaction
     click.echo("reverse: applying", err=True)
-    process.run(db, opts.neo4j, model, embed=embed, stop=stopping.is_set, log=lambda line: click.echo(line, err=True))
+    ended = process.run(db, opts.neo4j, model, embed=embed, stop=stopping.is_set,
+                        log=lambda line: click.echo(line, err=True))  # fmt: skip
+    if ended is not None:
+        click.echo(ended, err=True)

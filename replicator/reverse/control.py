@@ -9,7 +9,7 @@ import neo4j
 
 from replicator.capture.storefile import open_store
 from replicator.reverse.apply import read_position
-from replicator.reverse.changelog import CONFIG_LABEL, Changelog
+from replicator.reverse.changelog import Changelog
 from replicator.sinks.settings import Neo4jSettings
 
 
@@ -23,15 +23,14 @@ class Reverse:
             settings.uri, auth=settings.auth(), connection_timeout=timeout_s, max_transaction_retry_time=timeout_s,
             notifications_min_severity="OFF",
         )  # fmt: skip
-        self._database = settings.database
         self.changelog = Changelog.for_driver(self._driver, settings.database, label)
 
     def active(self) -> bool:
-        records, _, _ = self._driver.execute_query(
-            f"MATCH (c:{CONFIG_LABEL} {{ns: $ns}}) RETURN coalesce(c.capture, true) AS on",
-            ns=self.changelog.ns, database_=self._database,
-        )  # fmt: skip
-        return bool(records and records[0]["on"])
+        return self.changelog.capturing()
+
+    def head_seq(self) -> int:
+        head = self.changelog.head()
+        return 0 if head is None else head.seq
 
     def fence(self, message: str) -> int:
         return self.changelog.fence(message).seq

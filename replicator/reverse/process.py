@@ -51,8 +51,17 @@ class ReverseLag:
         return max(0, self.head_seq - self.applied_seq)
 
 
-def model_embed() -> Embed:
-    """An Embed with the packaged all-MiniLM-L6-v2, loaded on first use (blocks seconds). Raises ModelError."""
+#: Torch threads of the reverse process. One: it embeds a handful of texts per step, and with more
+#: threads than free cores torch's workers spin against each other and against Neo4j and the
+#: runtime (measured under load average 9-12 on 2 cores: 0.5-1.7 s for one text with 2 threads,
+#: 0.02-0.04 s with 1; 20 texts 1.3-1.6 s against 0.18 s). Every second of it is a second of the
+#: rollback's pause when it falls in the drain.
+EMBED_THREADS: Final = 1
+
+
+def model_embed(threads: int = EMBED_THREADS) -> Embed:
+    """An Embed with the packaged all-MiniLM-L6-v2, loaded on first use (blocks seconds), computing on
+    ``threads`` torch threads (the whole process's setting). Raises ModelError."""
     from replicator.embedding import MODEL_NAME, load_model  # noqa: PLC0415 - the model loads on use
     from replicator.store.schema import pack_vector  # noqa: PLC0415
 
@@ -60,6 +69,9 @@ def model_embed() -> Embed:
 
     def embed(texts: Sequence[str]) -> tuple[list[bytes], str]:
         if not loaded:
+            import torch  # noqa: PLC0415 - loaded with the model
+
+            torch.set_num_threads(threads)
             loaded.append(load_model())
         vectors = loaded[0].encode(list(texts), normalize_embeddings=True)  # type: ignore[attr-defined]
         return [pack_vector([float(x) for x in v]) for v in vectors], MODEL_NAME
@@ -135,9 +147,8 @@ def step(conn: sqlite3.Connection, changelog: Changelog, model: GraphModel, embe
     after = stored.seq if stored is not None else 0
     changes = changelog.read(after, batch)
     done = apply(conn, changelog.ns, changes, model, embed) if changes else Applied()
-    applied = done.position.seq if done.position is not None else after
-    if changes or applied:
-        changelog.prune(applied)
+    if done.position is not None:
+        changelog.prune(done.position.seq)
     return done
 
 
@@ -171,17 +182,29 @@ def read_lag(db: Path, settings: Neo4jSettings, label: str, timeout_s: float = 1
 
 
 def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | None, stop: Callable[[], bool],
-        log: Log, idle_s: float = 0.2) -> None:  # fmt: skip
-    """Apply Neo4j's changelog to the store until ``stop()``. Retries while Neo4j is unavailable.
-    Raises PluginMissing / NamespaceCaptured (enabling), CaptureError and sqlite3.Error (the store)."""
+        log: Log, idle_s: float = 0.05, capture_check_s: float = 1.0) -> str | None:  # fmt: skip
+    """Apply Neo4j's changelog to the store until ``stop()``, or until capture is off for the namespace
+    and nothing is left to apply (a rollback finished: it turns capture off only once the store has
+    applied Neo4j's last seq); then returns why it ended (None after ``stop()``). Retries while Neo4j
+    is unavailable. Raises CaptureError and sqlite3.Error (the store).
+
+    Idle, it asks for new transactions every ``idle_s`` (a rollback's pause waits for the last ones)
+    and whether capture is still on every ``capture_check_s``."""
     driver = neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth(), notifications_min_severity="OFF")
     changelog = changelog_for(driver, settings.database, model)
     conn = store_conn(db)
     down_since: float | None = None
+    checked_at = -capture_check_s
     try:
         while not stop():
             try:
                 done = step(conn, changelog, model, embed)
+                finished = False
+                if done.position is None and time.monotonic() - checked_at >= capture_check_s:
+                    checked_at = time.monotonic()
+                    _prune_applied(conn, changelog)
+                    # Asked after an empty step: capture is off only once everything captured was applied.
+                    finished = not changelog.capturing()
             except _UNAVAILABLE as exc:
                 if down_since is None:
                     log(f"reverse: Neo4j at {settings.uri} unavailable ({exc}); retrying")
@@ -193,8 +216,28 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
                 down_since = None
             for line in done.parked:
                 log(f"reverse: set aside {line}")
+            if finished:
+                return _finished(conn, changelog)
             if done.position is None:
                 time.sleep(idle_s)
+        return None
     finally:
         conn.close()
         driver.close()
+
+
+def _prune_applied(conn: sqlite3.Connection, changelog: Changelog) -> None:
+    """Prune what the store holds: rows a crash between the store's commit and the prune left behind."""
+    stored = read_position(conn, changelog.ns)
+    if stored is not None:
+        changelog.prune(stored.seq)
+
+
+def _finished(conn: sqlite3.Connection, changelog: Changelog) -> str:
+    """Why the loop ends once capture is off: the label, and the seq the store applied."""
+    stored = read_position(conn, changelog.ns)
+    applied = 0 if stored is None else stored.seq
+    return (
+        f"reverse: Neo4j label {changelog.ns} is no longer captured (a rollback finished; the store applied "
+        f"Neo4j's changes up to seq {applied} and takes the runtime's writes again); exiting"
+    )

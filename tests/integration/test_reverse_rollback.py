@@ -17,15 +17,24 @@ import pytest
 from replicator.cutover import config, state
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.testing.cypher_writer import CypherWriter
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.store import StoreReader
 from tests.integration.test_cutover_live import Running, _flags
-from tests.integration.test_reverse import CypherWriter, Graph, _cli, _reverse, _seed_store
+from tests.integration.test_reverse import Graph, _cli, _reverse, _seed_store
 from tests.integration.test_sink_outage import PrivateNeo4j
 
 pytestmark = pytest.mark.integration
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process whose parent, here init, has not reaped it yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +77,15 @@ def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(gr
         time.sleep(1)
         writer.stopping.set()
         writer.thread.join()
+        # The rollback turned capture off: `reverse run` has nothing left to apply, and ends by itself.
+        ended = proc.wait(timeout=30)
+        log = db.with_name(db.name + ".reverse.log").read_text()
+        assert ended == 0 and f"Neo4j label {graph.label} is no longer captured" in log, log[-2000:]
     finally:
         writer.stopping.set()
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
     assert before > 100 and "Neo4j fenced at changelog seq" in out and "write pause" in out, out
     assert writer.refused > 0, "the writer kept writing to Neo4j after the rollback's fence"
     assert "memory store moved back to embedded" in writer.refusal
@@ -123,6 +137,12 @@ def test_live_cutover_starts_the_reverse_process_and_rollback_under_a_cypher_wri
         assert problems == [], "\n".join(str(p) for p in problems[:20])
         pause = next(line for line in rolled.splitlines() if line.startswith("write pause"))
         print(f"live rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
+        deadline = time.monotonic() + 30  # the cutover's `reverse run` ends by itself after the rollback
+        while _running(reverse_pid):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert f"Neo4j label {g.label} is no longer captured" in log.read_text()
+        reverse_pid = None
         # Forward replication resumes from the store's position: the sink's writes pass Neo4j's fence.
         MemoryWriter(run.db).create_entity("the runtime writes to the store again", "person")
         assert run.pipeline.wait_for(lambda: bool(g.q(

@@ -4,12 +4,17 @@ bounded by --max-pause with automatic abort; every step recorded, a crash at any
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from replicator.capture.install import install
+from replicator.cli import cli
 from replicator.cutover import rollback, state
 from replicator.testing.writer import MemoryWriter
 from tests.unit.test_cutover_fence import CAXTON, _cut_over, _still_cut_over
@@ -29,16 +34,22 @@ def store(tmp_path: Path) -> Path:
 class FakeReverse:
     """Neo4j's changelog at ``head``; the store applies ``per_call`` seqs each time it is asked."""
 
-    def __init__(self, head: int, applied: int = 0, per_call: int = 1) -> None:
-        self.head, self.applied_seq, self.per_call = head, applied, per_call
+    def __init__(self, head: int, applied: int = 0, per_call: int = 1, head_at_fence: int | None = None) -> None:
+        self.head, self.applied_seq, self.per_call, self.head_at_fence = head, applied, per_call, head_at_fence
         self.calls: list[str] = []
         self.on = True
+        self.applied_at_fence = -1
 
     def active(self) -> bool:
         return self.on
 
+    def head_seq(self) -> int:
+        return self.head
+
     def fence(self, message: str) -> int:
         self.calls.append(f"fence {message.split(' at ', maxsplit=1)[0]}")
+        self.applied_at_fence = self.applied_seq
+        self.head = self.head if self.head_at_fence is None else self.head_at_fence  # written while catching up
         return self.head
 
     def unfence(self) -> None:
@@ -72,9 +83,27 @@ def test_rollback_fences_neo4j_drains_the_store_then_switches_back_without_compa
     assert state.load(store).state == "rolled_back"
 
 
+def test_neo4j_is_fenced_only_once_the_store_caught_up_with_its_changelog(store: Path) -> None:
+    """The backlog the reverse process has when rollback starts is applied while Neo4j's writers still
+    write; only what they write meanwhile falls inside the pause."""
+    _cut_over(store)
+    reverse = FakeReverse(head=5, applied=0, per_call=1)
+    rollback.rollback(store, None, reverse=reverse, max_pause_s=5)
+    assert reverse.applied_at_fence == 5, "Neo4j was fenced with the store still behind its changelog"
+
+
+def test_a_reverse_stream_that_does_not_catch_up_is_refused_before_anything_is_fenced(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=5, applied=2, per_call=0)  # `reverse run` is not running
+    with pytest.raises(rollback.RollbackAborted, match=r"up to seq 2 of 5.*--catch-up 0\.2s.*nothing was fenced"):
+        rollback.rollback(store, None, reverse=reverse, max_pause_s=5, catch_up_s=0.2)
+    assert reverse.calls == []
+    _still_cut_over(store, cfg)
+
+
 def test_a_reverse_stream_that_does_not_drain_within_max_pause_aborts_and_changes_nothing(store: Path) -> None:
     cfg = _cut_over(store)
-    reverse = FakeReverse(head=10**9)
+    reverse = FakeReverse(head=3, head_at_fence=10**9)
     with pytest.raises(rollback.RollbackAborted, match=r"within --max-pause 0\.2s"):
         rollback.rollback(store, None, reverse=reverse, max_pause_s=0.2)
     assert reverse.calls == ["fence memory store moved back to embedded", "unfence"]
@@ -106,4 +135,53 @@ def test_an_unreachable_neo4j_refuses_the_rollback_by_name_and_changes_nothing(s
     reverse.active = down  # type: ignore[method-assign]
     with pytest.raises(rollback.RollbackRefused, match="cannot reach Neo4j to drain its writes back"):
         rollback.rollback(store, None, reverse=reverse)
+    _still_cut_over(store, cfg)
+
+
+def _status_json(store: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["status", "--db", str(store), "--json"])
+    assert result.exit_code == 0, result.output
+    parsed: dict[str, Any] = json.loads(result.output)
+    return parsed
+
+
+def test_status_json_names_how_a_rollback_resolved_the_cutover(store: Path) -> None:
+    _cut_over(store)
+    before = time.time_ns() // 1_000_000
+    rollback.rollback(store, None, reverse=FakeReverse(head=7), max_pause_s=5)
+    shown = _status_json(store)
+    resolved = shown["rollback"]
+    assert resolved["by"] == "drain_reverse" and resolved["reverse_drained_to_seq"] == 7, resolved
+    assert resolved["from"].startswith("cut over to neo4j at seq") and resolved["at_ms"] >= before, resolved
+    assert resolved["at"].startswith(time.strftime("%Y-%m-%dT", time.gmtime(before / 1000))), resolved
+    assert shown["describe"].startswith("rolled back from neo4j at ") and "seq 7" in shown["describe"], shown
+
+
+def test_status_json_names_a_rollback_that_compared_the_destinations(store: Path) -> None:
+    _cut_over(store)
+    rollback.rollback(store, None, divergence=lambda target: [])
+    resolved = _status_json(store)["rollback"]
+    assert resolved["by"] == "compare" and resolved["reverse_drained_to_seq"] is None, resolved
+
+
+def test_status_json_names_the_fix_for_an_interrupted_rollback(store: Path) -> None:
+    _cut_over(store)
+    state.save(store, state.load(store), state="rolling_back", step="drain_reverse", pid=2**22 + 12345)
+    shown = _status_json(store)
+    assert "interrupted at step 2 (drain_reverse)" in shown["describe"]
+    assert shown["resolve"].startswith("replicator rollback --db"), shown
+    assert shown["rollback"] is None, shown
+
+
+def test_neo4j_lost_while_catching_up_refuses_by_name_before_anything_is_fenced(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=3)
+
+    def down() -> int:
+        raise ConnectionRefusedError("Connection refused")
+
+    reverse.head_seq = down  # type: ignore[method-assign]
+    with pytest.raises(rollback.RollbackRefused, match="cannot reach Neo4j to drain its writes back"):
+        rollback.rollback(store, None, reverse=reverse)
+    assert reverse.calls == []
     _still_cut_over(store, cfg)
