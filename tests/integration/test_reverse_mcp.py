@@ -30,13 +30,14 @@ from replicator.reverse.changelog import Changelog
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.sinks.settings import Neo4jSettings
+from replicator.testing.cypher_writer import CypherWriter
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.model import Snapshot
 from replicator.validation.store import StoreReader
 from tests.integration.test_mcp_servers import McpPipeline, _caught_up
-from tests.integration.test_reverse import CypherWriter, Graph, _wait_caught_up
+from tests.integration.test_reverse import Graph, _wait_caught_up
 from tests.integration.test_sink_outage import PrivateNeo4j
 from tests.mcp import run
 
