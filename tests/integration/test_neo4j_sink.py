@@ -21,9 +21,10 @@ import pytest
 from confluent_kafka import Consumer
 
 from replicator.events.avro import ENTITY_CHANGE, codec, encode_key
-from replicator.sinks.neo4j.applier import read_position, run_read
+from replicator.position import SinkPosition
+from replicator.sinks.neo4j.applier import read_position, run_read, supports_dynamic_types
 from replicator.sinks.neo4j.destination import Neo4jDestination
-from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.runner import SinkRunner
 from replicator.sinks.runner_settings import SinkRunnerSettings
 from replicator.sinks.settings import Neo4jSettings
@@ -376,3 +377,24 @@ def test_start_creates_constraints_for_the_configured_label(iso: Isolated) -> No
     found = run_read(iso.driver, "neo4j", "SHOW CONSTRAINTS YIELD labelsOrTypes RETURN labelsOrTypes")
     dest.close()
     assert [iso.model.entity_label] in [r["labelsOrTypes"] for r in found]
+
+
+class _PerTypeDestination(Neo4jDestination):
+    def start(self) -> SinkPosition | None:  # as on a server before 5.26: one relation upsert per type
+        stored, self._dynamic_types = super().start(), False
+        return stored
+
+
+@pytest.mark.parametrize("dynamic", [True, False], ids=["types-as-parameters", "statement-per-type"])
+def test_relationship_types_are_the_mapped_ones_either_way(iso: Isolated, dynamic: bool) -> None:
+    assert supports_dynamic_types(iso.driver, "neo4j"), "the local stack runs Neo4j 5.26"
+    store, cls = SimulatedStore(), (Neo4jDestination if dynamic else _PerTypeDestination)
+    for tx in _workload(store, random.Random(7), 25):
+        iso.publisher.publish(tx)
+    running = Running(SinkRunner(iso.settings(f"g{uuid.uuid4().hex[:6]}", sink="s"), cls("s", iso.graph, iso.model)))
+    iso.wait_equal(store)
+    running.stop()
+    ent = iso.model.entity_label
+    rows = run_read(iso.driver, "neo4j", f"MATCH (:`{ent}`)-[r]->() RETURN type(r) AS t, r.relation_type AS rt")
+    assert rows and all(r["t"] == relationship_type(r["rt"]) for r in rows)
+    assert {r["t"] for r in rows} == {relationship_type(r["relation_type"]) for r in store.relations.values()}

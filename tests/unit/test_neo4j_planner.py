@@ -143,3 +143,15 @@ def test_a_batch_of_two_stores_is_refused() -> None:
     other.record["source"] = _src(4, store="another")
     with pytest.raises(StoreMismatch, match="2 stores"):
         plan(Batch([_entity(1, 1), other], {}), GraphModel())
+
+
+def test_relation_upserts_are_one_statement_when_types_are_parameters() -> None:
+    events = [_relation(5, 1, "knows"), _relation(6, 2, "works-at"), _relation(7, 3, "knows"), _entity(1, 4)]
+    todo = plan(Batch(events, {"p.relations": 3}), GraphModel())
+
+    per_type = [s for s in todo.statements(GraphModel()) if "CREATE (a)-[r:" in s.query]
+    one = [s for s in todo.statements(GraphModel(), dynamic_types=True) if "CREATE (a)-[r:" in s.query]
+
+    assert [len(s.rows) for s in per_type] == [2, 1] and "`KNOWS`" in per_type[0].query
+    assert len(one) == 1 and "$(row.type)" in one[0].query
+    assert sorted((r["id"], r["type"]) for r in one[0].rows) == [(5, "KNOWS"), (6, "WORKS_AT"), (7, "KNOWS")]

@@ -155,6 +155,27 @@ def read_position(
         raise
 
 
+def supports_dynamic_types(driver: neo4j.Driver, database: str) -> bool:
+    """Whether the server takes relationship types as parameters (``$(expr)``: Neo4j 5.26 and later,
+    calendar versions 2025.x included). False when the version cannot be read (the per-type
+    statements work everywhere). Blocks; raises DestinationUnavailable when Neo4j is down."""
+    try:
+        records, _, _ = driver.execute_query(
+            "CALL dbms.components() YIELD versions RETURN versions[0] AS version", database_=database
+        )
+    except neo4j.exceptions.ClientError:
+        return False
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(f"database {database}", exc) from exc
+        raise
+    try:
+        major, minor = (int(p) for p in str(records[0]["version"]).split(".")[:2])
+    except (IndexError, ValueError):
+        return False
+    return (major, minor) >= (5, 26)
+
+
 def count_legacy_tombstones(driver: neo4j.Driver, database: str, model: GraphModel) -> int:
     """Tombstones of versions that keyed them by (kind, id) alone. Blocks; raises DestinationUnavailable."""
     try:
@@ -193,32 +214,37 @@ def apply_plan(
     position: SinkPosition,
     *,
     store: str | None,
-) -> tuple[SinkPosition, Plan]:
+    dynamic_types: bool = False,
+) -> tuple[SinkPosition, Plan, dict[str, int]]:
     """Run ``planner(stored position)``'s plan, bounded upkeep and store ``position`` merged into the
     stored one, in one transaction (the stored position is read under its lock, so the plan can leave
     out what it already covers; ``store`` is the batch's, checked against the namespace's owner).
-    Two round trips besides the plan's statements. Returns the stored position and the plan.
+    Two round trips besides the plan's statements (relation upserts: one statement, or one per
+    relationship type unless ``dynamic_types``, see ``supports_dynamic_types``). Returns the stored
+    position, the plan and what the graph holds as of the commit (``entity_nodes``, ``relations``,
+    as ``describe`` reports).
     Idempotent. Raises DestinationUnavailable (retry later), StoreMismatch / NamespaceTaken (fatal:
     another store, or another pipeline's sink name), or the server's ClientError (the data was
     refused: ``faults.translate`` says whether it is the data's or the destination's)."""
 
-    def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan]:
+    def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan, dict[str, int]]:
         stored, owner = _lock_and_claim_tx(tx, model, position.sink, store)
         plan = planner(stored)
         scope = owner or store or ""  # tombstones of a batch of tombstones only: the owner's
-        for statement in plan.statements(model):
+        for statement in plan.statements(model, dynamic_types):
             tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=scope).consume()
         merged = _sweep_tx(tx, model, position if stored is None else stored.merged(position), scope)
         mark = merged.watermark()
-        tx.run(
+        finished = tx.run(
             _q(upkeep.finish_query(model)),
             sink=position.sink,
             position=merged.to_json(),
             watermark=0 if mark is None else mark.seq,
             ns=model.namespace,
             store=scope,
-        ).consume()
-        return merged, plan
+        ).single()
+        assert finished is not None
+        return merged, plan, {"entity_nodes": int(finished["entity_nodes"]), "relations": int(finished["relations"])}
 
     try:
         with driver.session(database=database) as session:

@@ -35,6 +35,10 @@ class Neo4jDestination:
         self.settings = settings
         self.model = model or GraphModel()
         self._driver: neo4j.Driver | None = None
+        #: What the last batch's transaction counted, until ``describe`` reports it (then read anew).
+        self._counts: dict[str, int] | None = None
+        #: Whether the server takes relationship types as parameters (read by ``start``).
+        self._dynamic_types = False
 
     @property
     def driver(self) -> neo4j.Driver:
@@ -69,6 +73,7 @@ class Neo4jDestination:
         with self._errors():
             applier.create_schema(self.driver, self.settings.database, self.model)
             legacy = applier.count_legacy_tombstones(self.driver, self.settings.database, self.model)
+            self._dynamic_types = applier.supports_dynamic_types(self.driver, self.settings.database)
         if legacy:
             log.warning(
                 "ignoring tombstones of an older version",
@@ -88,13 +93,14 @@ class Neo4jDestination:
     def apply(self, batch: Batch) -> None:
         position = batch.position(self.name, int(time.time() * 1000))
         with self._errors():
-            _, todo = applier.apply_plan(
+            _, todo, self._counts = applier.apply_plan(
                 self.driver,
                 self.settings.database,
                 self.model,
                 lambda stored: plan(batch, self.model, stored),
                 position,
                 store=batch.store(),
+                dynamic_types=self._dynamic_types,
             )
         if todo.unusable_tombstones:
             log.warning(
@@ -104,8 +110,13 @@ class Neo4jDestination:
 
     def describe(self) -> dict[str, int]:
         """What the graph holds, for ``/position``: nodes with the entity label (placeholders
-        included) and relationships leaving them. Both counts come from Neo4j's count store (O(1)),
-        since the runner asks after every batch. Blocks; raises DestinationUnavailable."""
+        included) and relationships leaving them. Both counts come from Neo4j's count store (O(1)).
+        The runner asks after every batch: the first call after ``apply`` answers with the counts
+        that batch's own transaction read (no round trip), any other reads them now. Blocks; raises
+        DestinationUnavailable."""
+        counts, self._counts = self._counts, None
+        if counts is not None:
+            return counts
         ent = quote(self.model.entity_label)
         with self._errors():
             nodes = applier.run_read(self.driver, self.settings.database, f"MATCH (n:{ent}) RETURN count(n) AS c")

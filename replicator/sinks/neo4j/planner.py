@@ -22,8 +22,10 @@ each other's deletes, and every ``_seq`` compared comes from the one store the n
   tombstone with ``_seq >= s``: it was deleted after the relation's change, so nothing resurrects.
 * Within a batch only the last change per row counts (per-key order = offset order = seq order, and
   every event carries the whole row), so one statement touches each row once.
-* Relationship types cannot be parameters: upserts are grouped by the mapped type, which is
-  backtick-quoted; every value (including the exact ``relation_type`` text) is a parameter.
+* Relationship types: on Neo4j 5.26 and later every relation upsert of a batch is ONE statement
+  (``CREATE ()-[:$(row.type)]->()``, the mapped type as a parameter); before 5.26 types cannot be
+  parameters, and upserts are one statement per mapped type, backtick-quoted. Every value (including
+  the exact ``relation_type`` text) is a parameter either way.
 
 A relationship is found by its id through its endpoints: every ``(from, to)`` pair the batch's images
 name for it. Both endpoints are seeks on the unique ``id``, and the planner expands *into* the pair
@@ -36,6 +38,7 @@ endpoints; if a store did, a replay of an older change after the move could leav
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -92,10 +95,12 @@ class Plan:
             + sum(len(rows) for rows in self.relation_upserts.values())
         )
 
-    def statements(self, model: GraphModel) -> list[Statement]:
+    def statements(self, model: GraphModel, dynamic_types: bool = False) -> list[Statement]:
         """Statements in dependency order: entities first (so relations find them), relation deletes
         (before entity deletes: a hub whose relation deletes share its batch is detached by them),
-        entity deletes (their tombstones stop older relation creates), relation upserts."""
+        entity deletes (their tombstones stop older relation creates), relation upserts: one
+        statement for all types when the server takes types as parameters (``dynamic_types``, Neo4j
+        5.26+), else one per type (each row is one relation: their order does not matter)."""
         out = []
         if self.entity_upserts:
             out.append(Statement(entity_upsert_query(model), self.entity_upserts))
@@ -105,7 +110,11 @@ class Plan:
             out.append(Statement(relation_delete_unlocated_query(model), self.relation_deletes_unlocated))
         if self.entity_deletes:
             out.append(Statement(entity_delete_query(model), self.entity_deletes))
-        for rel_type in sorted(self.relation_upserts):
+        types = sorted(self.relation_upserts)
+        if dynamic_types and types:
+            rows = [row for rel_type in types for row in self.relation_upserts[rel_type]]
+            return [*out, Statement(relation_upsert_query(model, None), rows)]
+        for rel_type in types:
             out.append(Statement(relation_upsert_query(model, rel_type), self.relation_upserts[rel_type]))
         return out
 
@@ -203,6 +212,7 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
             {
                 "id": row_id,
                 "seq": seq,
+                "type": rel_type,
                 "from": int(after["from_entity_id"]),
                 "to": int(after["to_entity_id"]),
                 "pairs": pairs,
@@ -212,18 +222,24 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
     return result
 
 
+@functools.lru_cache(maxsize=64)
+def _names(model: GraphModel, fields: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(graph property, store column) for ``fields``: the renaming done once per model, not per row."""
+    return tuple((model.renamed(f), f) for f in fields)
+
+
 def _entity_props(event: Event, model: GraphModel) -> Row:
     assert event.record is not None
     after = event.record["after"]
     # Every value as the event carries it (docs/events.md, "Values"): Neo4j holds each storage class
     # natively (float inf, byte arrays, a list or a string of observations); None removes the property.
-    props: Row = {model.renamed(f): after.get(f) for f in _ENTITY_FIELDS}
+    props: Row = {name: after.get(f) for name, f in _names(model, _ENTITY_FIELDS)}
     props["extra"] = _extra(after)
     return node_props(model.layout, props)
 
 
 def _relation_props(after: dict[str, Any], model: GraphModel) -> Row:
-    props: Row = {model.renamed(f): after.get(f) for f in _RELATION_FIELDS}
+    props: Row = {name: after.get(f) for name, f in _names(model, _RELATION_FIELDS)}
     props["extra"] = _extra(after)
     return props
 
@@ -336,8 +352,11 @@ def relation_delete_unlocated_query(model: GraphModel) -> str:
     )
 
 
-def relation_upsert_query(model: GraphModel, rel_type: str) -> str:
+def relation_upsert_query(model: GraphModel, rel_type: str | None) -> str:
+    """Upsert relations of one mapped type, or (``rel_type`` None, Neo4j 5.26+) of the type each row
+    names in ``row.type``."""
     ent = quote(model.entity_label)
+    created = "$(row.type)" if rel_type is None else quote(rel_type)
     return (
         "UNWIND $rows AS row "
         f"OPTIONAL MATCH {tombstone_match(model, 'tr', 'relation', 'row.id')} "
@@ -352,6 +371,6 @@ def relation_upsert_query(model: GraphModel, rel_type: str) -> str:
         "FOREACH (o IN olds | DELETE o) "
         f"MERGE (a:{ent} {{id: row.from}}) ON CREATE SET a._placeholder = true "
         f"MERGE (b:{ent} {{id: row.to}}) ON CREATE SET b._placeholder = true "
-        f"CREATE (a)-[r:{quote(rel_type)}]->(b) "
+        f"CREATE (a)-[r:{created}]->(b) "
         f"SET r = row.props, r.id = row.id, r._seq = row.seq{_audit(model, 'r', 'prior')}"
     )

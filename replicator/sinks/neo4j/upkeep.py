@@ -32,8 +32,10 @@ def finish_query(model: GraphModel) -> str:
     """The end of every batch transaction, in one round trip: empty detaching nodes (BUDGET
     relationships, then the nodes left without any), collect tombstones no sink of the namespace can
     still need, and store the position. ``$watermark`` is this sink's as of this transaction; the
-    other sinks' are on their position nodes. Returns ``detached``, ``collected``."""
-    tomb, pos = quote(model.tombstone_label), quote(model.position_label)
+    other sinks' are on their position nodes. Returns ``detached``, ``collected`` and what the graph
+    holds as of this transaction (``entity_nodes``, ``relations``: count-store reads, O(1)), so the
+    sink's ``/position`` needs no read of its own after a batch."""
+    ent, tomb, pos = quote(model.entity_label), quote(model.tombstone_label), quote(model.position_label)
     return (
         f"CALL () {{ MATCH (d:{tomb})-[r]-() WHERE d.detaching IS NOT NULL AND d.ns = $ns "
         f"WITH DISTINCT r LIMIT {BUDGET} DELETE r RETURN count(r) AS detached }} "
@@ -44,8 +46,10 @@ def finish_query(model: GraphModel) -> str:
         "WITH CASE WHEN others IS NULL OR others > $watermark THEN $watermark ELSE others END AS w "
         f"MATCH (t:{tomb} {{ns: $ns, store: $store}}) WHERE t._seq <= w AND t.kind IS NOT NULL "
         f"WITH t LIMIT {BUDGET} DELETE t RETURN count(t) AS collected }} "
+        f"CALL () {{ MATCH (n:{ent}) RETURN count(n) AS entity_nodes }} "
+        f"CALL () {{ MATCH (:{ent})-[r]->() RETURN count(r) AS relations }} "
         f"MATCH (p:{pos} {{sink: $sink}}) SET p.position = $position, p.namespace = $ns, p.watermark_seq = $watermark "
-        "RETURN detached + emptied AS detached, collected"
+        "RETURN detached + emptied AS detached, collected, entity_nodes, relations"
     )
 
 
