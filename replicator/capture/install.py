@@ -32,10 +32,12 @@ from replicator.capture.triggers import (
     CAPTURE_VERSION,
     CHANGELOG,
     CHANGELOG_DDL,
+    CHANGELOG_TABLE_DDL,
     META,
     TRIGGER_PREFIX,
     changelog_rows,
     head_seq,
+    place_mark,
     trigger_names,
     trigger_sql,
 )
@@ -189,11 +191,14 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
         # installation assigns is newer than any the destinations hold (docs/capture.md).
         start = max(1, head_seq(conn), int(kept.get(_KEPT_HEAD, 0)) + 1 if kept is not None else 0)
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
-        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (CHANGELOG, start))
+        place_mark(conn, start)
         if kept is not None:
             conn.execute(f"DELETE FROM {META} WHERE key IN (?, ?)", (_KEPT_HEAD, "uninstalled_at_ms"))
         first[_CAPTURE_FROM] = str(start)
         state = read_state(conn)
+    elif _has_autoincrement(conn):
+        _rebuild_changelog(conn)
+        state = read_state(conn)  # its triggers are gone: created again below
     current = {t: table_columns(conn, t) for t in TABLES}
     up_to_date = (
         state.version == CAPTURE_VERSION
@@ -216,6 +221,32 @@ def _install_locked(conn: sqlite3.Connection, path: Path) -> None:
     if state.store_id is None:
         values["store_id"] = str(uuid.uuid4())
     conn.executemany(f"INSERT OR REPLACE INTO {META} (key, value) VALUES (?, ?)", values.items())
+
+
+def _has_autoincrement(conn: sqlite3.Connection) -> bool:
+    """The changelog is of CAPTURE_VERSION 5 or older: AUTOINCREMENT, its high mark in sqlite_sequence."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (CHANGELOG,)).fetchone()
+    return row is not None and "AUTOINCREMENT" in str(row[0]).upper()
+
+
+def _rebuild_changelog(conn: sqlite3.Connection) -> None:
+    """Upgrade an older changelog to this version's table in install's transaction: its rows keep
+    their seqs (unpublished changes are published as they are), and the high mark AUTOINCREMENT kept in
+    sqlite_sequence, when above every row (published rows deleted), becomes a mark row, so no seq
+    assigned before is assigned again. Copied through a temp table rather than renamed: ALTER TABLE
+    RENAME re-checks the writer's whole schema and would fail the install for a fault not ours."""
+    high = head_seq(conn)
+    _drop_triggers(conn)  # they name the changelog; install creates them again right after
+    copy = "temp._replicator_changelog_upgrade"
+    conn.execute(f"DROP TABLE IF EXISTS {copy}")
+    conn.execute(f"CREATE TABLE {copy} AS SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG}")
+    conn.execute(f"DROP TABLE {CHANGELOG}")
+    conn.execute(CHANGELOG_TABLE_DDL)
+    conn.execute(f"INSERT INTO {CHANGELOG} SELECT * FROM {copy} ORDER BY seq")
+    conn.execute(f"DROP TABLE {copy}")
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (CHANGELOG,))
+    if head_seq(conn) < high:
+        place_mark(conn, high)
 
 
 def _drop_triggers(conn: sqlite3.Connection) -> None:

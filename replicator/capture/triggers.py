@@ -2,9 +2,13 @@
 
 A changelog row is ``(seq, tbl, op, row_id, ts_ms, before, after)``:
 
-* ``seq``: INTEGER PRIMARY KEY AUTOINCREMENT, so it strictly increases and is never reused, even
-  after published rows are deleted (AUTOINCREMENT keeps its high mark in sqlite_sequence).
-* ``op``: ``c`` insert, ``u`` update, ``d`` delete (Debezium's letters).
+* ``seq``: INTEGER PRIMARY KEY (the rowid; since CAPTURE_VERSION 6 without AUTOINCREMENT, whose
+  ``sqlite_sequence`` update taxed every write): SQLite gives a new row max(seq) + 1, so seq strictly
+  increases and is never reused as long as the highest row is never deleted. It is not: the source
+  deletes published rows with ``delete_published``, which turns the highest of them into a *mark*
+  instead, and ``install`` places a mark at the seq it starts from (docs/capture.md, "Seq").
+* ``op``: ``c`` insert, ``u`` update, ``d`` delete (Debezium's letters); ``m`` a mark: no change, only
+  the seq it holds (published, never read as a change, not counted as backlog).
 * ``row_id``: the stable key (entities.id, relations.id, embeddings.entity_id).
 * ``ts_ms``: epoch ms when the writer's statement ran (its commit follows within the transaction).
 * ``before`` / ``after``: since CAPTURE_VERSION 5 the triggers record only the key: ``after`` is NULL
@@ -62,7 +66,9 @@ from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_
 #: 4: REALs of magnitude >= 1e100 exact; a non-BLOB ``embeddings.embedding`` keeps its type.
 #: 5: the triggers record the key only; the source reads the row's state while publishing; writes
 #:    of the reverse process (REVERSE_WRITING) are not captured.
-CAPTURE_VERSION: Final = 5
+#: 6: the changelog without AUTOINCREMENT and with a CHECK of comparisons (``op IN (...)`` built an
+#:    ephemeral table on every trigger's insert); seq's high mark is a mark row (MARK).
+CAPTURE_VERSION: Final = 6
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -84,16 +90,24 @@ BLOB_COLUMNS: Final = frozenset({("embeddings", "embedding")})
 REVERSE_WRITING: Final = "reverse_writing"
 NOT_REVERSE_WRITE: Final = f"NOT EXISTS (SELECT 1 FROM {META} WHERE key = '{REVERSE_WRITING}')"
 
-CHANGELOG_DDL: Final = f"""
+#: The op of a mark row: it holds a seq (the highest one assigned, or the one install starts from) so
+#: that SQLite never assigns a lower one; it is no change.
+MARK: Final = "m"
+
+#: The changelog table. Its CHECK is a chain of comparisons: ``op IN ('c', 'u', 'd')`` made SQLite
+#: build an ephemeral table for the list on every insert by a trigger, which cost the writer a third
+#: of its time in a 2,000-row transaction (measured, docs/capture.md "Writer overhead").
+CHANGELOG_TABLE_DDL: Final = f"""
 CREATE TABLE {CHANGELOG} (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     tbl TEXT NOT NULL,
-    op TEXT NOT NULL CHECK (op IN ('c', 'u', 'd')),
+    op TEXT NOT NULL CHECK (op = 'c' OR op = 'u' OR op = 'd' OR op = '{MARK}'),
     row_id INTEGER NOT NULL,
     ts_ms INTEGER NOT NULL,
     before TEXT,
     after TEXT
-);
+)"""
+CHANGELOG_DDL: Final = f"""{CHANGELOG_TABLE_DDL};
 CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -249,12 +263,45 @@ def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
     ]
 
 
+def _one(conn: sqlite3.Connection, sql: str, *args: object) -> int:
+    """The integer ``sql`` yields (0 for NULL, no row, or a table that does not exist)."""
+    try:
+        row = conn.execute(sql, args).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
 def head_seq(conn: sqlite3.Connection) -> int:
-    """The changelog's highest seq ever assigned (``sqlite_sequence``; 0 if none). Read-only."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()
-    return 0 if row is None else int(row[0])
+    """The changelog's highest seq ever assigned (0 if none). Read-only. Since CAPTURE_VERSION 6 the
+    highest row (a change or a mark) holds it; a changelog of an older version kept it in
+    ``sqlite_sequence`` (AUTOINCREMENT), which is read too until ``install`` upgrades it."""
+    highest = _one(conn, f"SELECT max(seq) FROM {CHANGELOG}")
+    return max(highest, _one(conn, "SELECT seq FROM sqlite_sequence WHERE name = ?", CHANGELOG))
 
 
 def changelog_rows(conn: sqlite3.Connection, after: int = 0) -> int:
-    """How many changelog rows with seq > ``after`` wait to be published (deleted once they are). Read-only."""
-    return int(conn.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ?", (after,)).fetchone()[0])
+    """How many changelog rows with seq > ``after`` wait to be published (deleted once they are; a mark
+    is not a change and does not count). Read-only."""
+    return _one(conn, f"SELECT count(*) FROM {CHANGELOG} WHERE seq > ? AND op <> '{MARK}'", after)
+
+
+def place_mark(conn: sqlite3.Connection, seq: int) -> None:
+    """Append a mark at ``seq`` (above every row): the next change gets ``seq + 1``. In the caller's
+    write transaction."""
+    conn.execute(f"INSERT INTO {CHANGELOG} (seq, tbl, op, row_id, ts_ms) VALUES (?, '', '{MARK}', 0, {NOW_MS})", (seq,))
+
+
+def delete_published(conn: sqlite3.Connection, up_to: int) -> None:
+    """Delete the changelog rows with seq <= ``up_to`` (published), except the highest row of the
+    changelog, which becomes a mark if it is among them: SQLite assigns the next seq after the highest
+    row, so deleting it would let a later change reuse its seq (and an empty changelog restart at 1).
+    In the caller's write transaction (the writer cannot insert in between). Idempotent."""
+    conn.execute(
+        f"UPDATE {CHANGELOG} SET tbl = '', op = '{MARK}', row_id = 0, before = NULL, after = NULL "
+        f"WHERE seq = (SELECT max(seq) FROM {CHANGELOG}) AND seq <= ? AND op <> '{MARK}'",
+        (up_to,),
+    )
+    conn.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ? AND seq < (SELECT max(seq) FROM {CHANGELOG})", (up_to,))

@@ -19,10 +19,13 @@ from replicator.capture.image import sqlite_type
 from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store, table_columns
 from replicator.capture.triggers import (
+    CAPTURE_VERSION,
     CHANGELOG,
     KEY_COLUMN,
     KNOWN_COLUMNS,
+    MARK,
     changelog_rows,
+    delete_published,
     head_seq,
     image_sql,
     quote_identifier,
@@ -127,6 +130,13 @@ class StoreReader:
         state = read_state(self.conn)
         if not state.installed or state.store_id is None:
             raise SourceError(f"capture is not installed in {self.path}", hint=_INSTALL_HINT)
+        if state.version is not None and state.version < CAPTURE_VERSION:
+            # An older changelog keeps its high mark elsewhere (v5: sqlite_sequence); install upgrades
+            # it in place, keeping every unpublished row.
+            raise SourceError(
+                f"capture in {self.path} is version {state.version}; this source needs version {CAPTURE_VERSION}",
+                hint=_INSTALL_HINT + " (the upgrade keeps the changelog: nothing is lost)",
+            )
         if state.missing_triggers:
             raise SourceError(
                 f"capture triggers are missing from {self.path}: {', '.join(state.missing_triggers)}; "
@@ -205,7 +215,8 @@ class StoreReader:
 
     def _changelog(self, after: int, limit: int, max_bytes: int | None) -> tuple[list[ChangelogRow], int]:
         cursor = self.conn.execute(
-            f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} WHERE seq > ? AND op <> '{MARK}' "
+            "ORDER BY seq LIMIT ?",
             (after, limit),
         )
         rows: list[ChangelogRow] = []
@@ -247,7 +258,7 @@ class StoreReader:
         return None if found is None else str(found[0])
 
     def min_seq(self) -> int | None:
-        row = self.conn.execute(f"SELECT min(seq) FROM {CHANGELOG}").fetchone()
+        row = self.conn.execute(f"SELECT min(seq) FROM {CHANGELOG} WHERE op <> '{MARK}'").fetchone()
         return None if row[0] is None else int(row[0])
 
     # -- the consistent snapshot read -----------------------------------------------------------
@@ -320,10 +331,11 @@ class StoreReader:
         return True
 
     def delete_published(self, up_to: int, busy_timeout_ms: int) -> bool:
-        """Delete changelog rows with seq <= ``up_to`` (already committed to Kafka). Waits at most
+        """Delete changelog rows with seq <= ``up_to`` (already committed to Kafka; the highest row stays
+        as a mark, ``triggers.delete_published``). Waits at most
         ``busy_timeout_ms`` for the write lock; returns False (nothing deleted, retry later) when it is
         held. Never raises for a busy store."""
-        return self._write(busy_timeout_ms, lambda c: c.execute(f"DELETE FROM {CHANGELOG} WHERE seq <= ?", (up_to,)))
+        return self._write(busy_timeout_ms, lambda c: delete_published(c, up_to))
 
     def park_change(self, seq: int, why: parked.Why, busy_timeout_ms: int, table: str | None = None) -> bool:
         """Park changelog row ``seq`` (capture/parked.py) before the transaction that passes it commits;

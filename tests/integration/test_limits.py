@@ -18,6 +18,7 @@ from neo4j import GraphDatabase
 from qdrant_client import QdrantClient
 
 from replicator.capture.install import install
+from replicator.capture.triggers import changelog_rows
 from replicator.demo.daemons import Pipeline
 from replicator.embedding import entity_text
 from replicator.sinks.settings import Neo4jSettings
@@ -76,7 +77,7 @@ def test_a_10_mib_observation_list_reaches_both_destinations(
         assert point.payload is not None and point.payload["observations"] == observations
         assert validate_store(stage.db, stage.opts, full=True, search=False) == []
         conn = sqlite3.connect(stage.db)
-        assert conn.execute("SELECT count(*) FROM _replicator_changelog").fetchone()[0] == 0
+        assert changelog_rows(conn) == 0
         conn.close()
     finally:
         writer.close()

@@ -21,6 +21,7 @@ import pytest
 from neo4j import GraphDatabase
 
 from replicator.capture.install import install
+from replicator.capture.triggers import head_seq
 from replicator.cutover import config, cutover
 from replicator.cutover.targets import Neo4jTarget, QdrantTarget
 from replicator.demo.daemons import Pipeline, PipelineConfig, free_port
@@ -100,8 +101,7 @@ class McpPipeline:
     def wait_qdrant_drained(self) -> None:
         """The Qdrant sink (still running after a cutover to Neo4j) has applied up to the store's head."""
         with StoreReader(self.db) as store:
-            head = int(store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = '_replicator_changelog'")
-                       .fetchone()[0])  # fmt: skip
+            head = head_seq(store.conn)
         target = QdrantTarget(self.opts)
 
         def drained() -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG
+from replicator.capture.triggers import CHANGELOG, changelog_rows
 from replicator.demo.daemons import Daemon, free_port
 from replicator.observe.endpoint import scrape
 from replicator.source.daemon import SourceDaemon
@@ -183,7 +183,7 @@ def assert_exactly_once(path: Path, got: Replay) -> None:
     assert not missing, f"changes no event covers: {missing[:10]}"
     conn = sqlite3.connect(path)
     try:  # published rows are deleted from the changelog
-        assert conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0] == 0
+        assert changelog_rows(conn) == 0
     finally:
         conn.close()
 

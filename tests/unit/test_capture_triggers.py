@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from replicator.capture.image import value_of
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG, json_value_sql
+from replicator.capture.triggers import CHANGELOG, MARK, json_value_sql
 from replicator.source.store import StoreReader
 from replicator.store.schema import pack_vector
 from replicator.testing.writer import MemoryWriter
@@ -31,7 +31,8 @@ def writer(tmp_path: Path) -> Iterator[MemoryWriter]:
 
 
 def changelog(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(f"SELECT seq, tbl, op, row_id, ts_ms, before, after FROM {CHANGELOG} ORDER BY seq")
+    columns = "seq, tbl, op, row_id, ts_ms, before, after"
+    rows = conn.execute(f"SELECT {columns} FROM {CHANGELOG} WHERE op <> '{MARK}' ORDER BY seq")  # changes, no mark
     return [
         {
             "seq": seq, "tbl": tbl, "op": op, "row_id": row_id, "ts_ms": ts_ms,

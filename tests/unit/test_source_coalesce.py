@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from replicator.capture.install import install, read_state
-from replicator.capture.triggers import CHANGELOG, KEY_COLUMN, META, image_sql, trigger_names
+from replicator.capture.triggers import (
+    CAPTURE_VERSION,
+    CHANGELOG,
+    KEY_COLUMN,
+    META,
+    changelog_rows,
+    image_sql,
+    trigger_names,
+)
 from replicator.events.avro import HEARTBEAT, decode_any, decode_key
 from replicator.events.headers import parse
 from replicator.source.coalesce import Unit, is_gone, units
@@ -170,7 +178,7 @@ def test_a_store_upgraded_from_v4_drains_its_old_images_then_the_new_changes(tmp
     w.close()
     install(rig.db)  # the upgrade: the changelog of whole images stays
     w = MemoryWriter(rig.db)
-    assert read_state(w.conn).version == 5
+    assert read_state(w.conn).version == CAPTURE_VERSION
     w.rename(a, "renamed under v5")
     w.delete_relation(rid)
     w.close()
@@ -187,7 +195,7 @@ def test_a_store_upgraded_from_v4_drains_its_old_images_then_the_new_changes(tmp
     relation = [(rec or {}).get("op") for t, k, _, rec in events if t == "relations" and k == rid]
     assert relation == ["c", "d", None]  # the delete, then its tombstone
     conn = sqlite3.connect(rig.db)
-    assert conn.execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0] == 0
+    assert changelog_rows(conn) == 0
     conn.close()
 
 

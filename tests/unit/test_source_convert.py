@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG, KNOWN_COLUMNS
+from replicator.capture.triggers import KNOWN_COLUMNS, changelog_rows
 from replicator.events import headers
 from replicator.events.avro import decode_any, decode_key
 from replicator.source.convert import (
@@ -208,7 +208,7 @@ def test_snapshot_image_carries_a_column_the_writer_added_as_typed_extra(tmp_pat
     assert rec["after"]["extra"] == {"rank": '["integer", 7]'}
     assert rec["source"]["snapshot"] == "last"
     assert "rank" not in KNOWN_COLUMNS["entities"]
-    assert sqlite3.connect(db).execute(f"SELECT count(*) FROM {CHANGELOG}").fetchone()[0] == 0
+    assert changelog_rows(sqlite3.connect(db)) == 0
     reader.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from replicator.capture.install import install
-from replicator.capture.triggers import CHANGELOG
+from replicator.capture.triggers import head_seq
 from replicator.events.avro import HEARTBEAT, decode_any
 from replicator.source.cadence import Backoff, HeartbeatPolicy, SourceAborted
 from replicator.source.clients import SourceClients
@@ -108,7 +108,7 @@ class Rig:
         """The changelog's last seq (the daemon's reader is closed once it returned)."""
         conn = sqlite3.connect(self.db)
         try:
-            return int(conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGELOG,)).fetchone()[0])
+            return head_seq(conn)
         finally:
             conn.close()
 
