@@ -7,12 +7,15 @@ the replicator reads, defaulting to the local stack.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import neo4j
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from replicator.sinks.settings import Neo4jSettings
 from replicator.transport.settings import KafkaSettings
+from tests.integration.private_neo4j import PrivateNeo4j
 
 _START_HINT = "start the local stack first: .venv/bin/replicator stack up (see README)"
 
@@ -37,3 +40,15 @@ def graph() -> Neo4jSettings:
     except Exception as exc:
         pytest.fail(f"Neo4j at {settings.uri} is not answering ({exc}); {_START_HINT}", pytrace=False)
     return settings
+
+
+@pytest.fixture(scope="module")
+def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
+    """A Neo4j of this test module's own (tests/integration/private_neo4j.py), stopped even when it
+    failed to start."""
+    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -39,21 +39,11 @@ from replicator.testing.writer import MemoryWriter
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.model import Snapshot, vectors_equal
 from replicator.validation.store import StoreReader
-from tests.integration.test_sink_outage import PrivateNeo4j
+from tests.integration.private_neo4j import PrivateNeo4j
 
 pytestmark = pytest.mark.integration
 
 SEED_VECTOR = [1.0] + [0.0] * 383  # not what the model computes for any text
-
-
-@pytest.fixture(scope="module")
-def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
-    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -36,22 +36,12 @@ from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.model import Snapshot
 from replicator.validation.store import StoreReader
+from tests.integration.private_neo4j import PrivateNeo4j
 from tests.integration.test_mcp_servers import McpPipeline, _caught_up
 from tests.integration.test_reverse import Graph, _wait_caught_up
-from tests.integration.test_sink_outage import PrivateNeo4j
 from tests.mcp import run
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
-    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 class CutOver:

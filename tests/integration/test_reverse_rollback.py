@@ -22,9 +22,9 @@ from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.store import StoreReader
+from tests.integration.private_neo4j import PrivateNeo4j
 from tests.integration.test_cutover_live import Running, _flags
 from tests.integration.test_reverse import Graph, _cli, _reverse, _seed_store
-from tests.integration.test_sink_outage import PrivateNeo4j
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +35,6 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
-
-
-@pytest.fixture(scope="module")
-def private_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNeo4j]:
-    server = PrivateNeo4j(tmp_path_factory.mktemp("stack"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
