@@ -133,7 +133,7 @@ def _cutover(db: Path, caxton: Path, pipeline: Pipeline, rate: float) -> tuple[c
         if not pipeline.wait_for(near_zero, 120):
             late = "the sinks did not get within 1 s of the writer in 120 s"
             return cutover.CutoverReport(target="hybrid", ok=False, aborted_at="catch-up", reason=late), writer
-        process.prepare(db, opts.neo4j, opts.entity_label)
+        process.prepare(db, opts.neo4j, opts.graph_model)
         # The cutover is the setup, not what is measured: as the live rollback test, it may hold the
         # store's writers longer on a loaded machine rather than abort the run.
         plan = cutover.CutoverPlan(db=db, config=caxton, target="hybrid", max_pause_s=10.0, max_lag=1_000_000)
