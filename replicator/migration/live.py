@@ -187,6 +187,7 @@ class Live:
             sinks = report["sinks"]
             self.log(f"  head seq {report['source']['head_seq']:>7} | " + " | ".join(_lag_line(s) for s in sinks))
             if sinks and all(_caught_up(s, max_lag, pause_s) for s in sinks):
+                self.show_snapshot()  # a small snapshot can open and finish between two looks: show it done
                 return
             if time.monotonic() > deadline:
                 raise MigrationError(f"the sinks did not catch up within {self.plan.catch_up_timeout_s:g}s",
