@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from replicator.clioptions import CONFIG_META, config_option, source_db_option
+from replicator.clioptions import CONFIG_META, source_db_option
 from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
@@ -146,9 +146,8 @@ def rollback(
 
 
 @click.command()
-@config_option()
 @source_db_option
-@target_options
+@target_options  # with --config (config_option): declared once
 @click.option("--migration-id", help="Also the history of this migration (`replicator migrate`).")
 @click.option("--json", "as_json", is_flag=True)
 def status(db: Path, opts: TargetOptions, migration_id: str | None, as_json: bool) -> None:
