@@ -198,7 +198,7 @@ class CutoverPolicy:
 class ValidationConfig:
     """The seed's ``validation:`` section: what to compare before the switch."""
 
-    sample_queries: int | None = None  # None: each command's own (cutover 10, validate 100)
+    sample_queries: int | None = None  # None: each command's own (cutover 0, validate 100)
     consistency_checks: bool = True
     performance_comparison: bool = False
 

@@ -188,7 +188,7 @@ SCHEMA: Final[dict[str, dict[str, Key]]] = {
         "reverse": Key(_bool, _C.reverse, "capture Neo4j's writes after the switch, for a lossless rollback"),
     },
     "validation": {
-        "sample_queries": Key(_optional_int, None, "entities compared field by field (none: cutover 10, validate 100)"),
+        "sample_queries": Key(_optional_int, None, "entities compared field by field (none: cutover 0, validate 100)"),
         "consistency_checks": Key(_bool, _V.consistency_checks, "compare counts and the sample before the switch"),
         "performance_comparison": Key(_bool, _V.performance_comparison, "compare read latency old vs new after"),
     },

@@ -38,7 +38,12 @@ from replicator.source.settings import parse_duration
     help="How long the runtime's writers wait for the store's lock (their busy timeout).",
 )
 @click.option("--max-lag", default=1000, show_default=True, help="Refuse to start if a sink is more seq behind.")
-@click.option("--sample", default=10, show_default=True, help="Entities compared while fenced.")
+@click.option(
+    "--sample",
+    default=cutover_mod.CutoverPlan.sample,
+    show_default=True,
+    help="Random entities also compared field by field under the fence (each costs the writers' pause a read).",
+)
 @click.option(
     "--postpone-flag",
     type=click.Path(path_type=Path),

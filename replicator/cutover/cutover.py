@@ -2,10 +2,12 @@
 
 The order is fail-safe: at no instant do both the store and the new backend take writes.
 
-1. preflight: bounded reads (state, caxton.yaml, capture, positions), then the full pre-check (``precheck``).
+1. preflight: bounded reads (state, caxton.yaml, capture, positions), then the full pre-check (``precheck``),
+   then the catch-up: the sinks within the pipeline's latency of the store (``preflight.catch_up``).
 2. fence: the store's write lock; the runtime's writers *wait* from here.
 3. drain: every sink's watermark reaches the store's head seq at the fence (the final seq).
-4. validate: counts, the keys the pre-check left unsettled, and a sample, against the store.
+4. validate: counts, the keys the pre-check left unsettled (and ``--sample`` entities), against the store (the same
+   reads ran once before the fence, so the server has their plans).
 5. switch: first the store durably refuses writes (refusal triggers, COMMIT with synchronous=FULL,
    which also releases the fence), then caxton.yaml's memory.backend is switched atomically.
 
@@ -38,11 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
-from replicator.capture import parked
-from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
 from replicator.cutover import config, fence, precheck, state
-from replicator.cutover.budget import OutOfTime, within, within_each
+from replicator.cutover.budget import OutOfTime, within_each
+from replicator.cutover.preflight import catch_up, parked_problems, preflight
 from replicator.errors import ConfigError, Fatal, ReplicatorError
 from replicator.position import SinkPosition
 
@@ -84,10 +85,13 @@ class CutoverPlan:
     max_lag: int = 1000  # seq behind the store's head allowed at preflight
     stale_after_s: float = 15.0  # a sink whose position is older is not healthy
     lock_timeout_s: float = 2.0
-    sample: int = 10
+    # Random entities compared again under the fence. The pre-check compared every one before it, and
+    # the watermarks certify every change since: a sample only adds reads while the writers wait.
+    sample: int = 0
     postpone_flag: Path | None = None
     writer_wait_s: float = WRITER_WAIT_S
     preflight_timeout_s: float = 10.0  # per read before the fence (a dead server is named, not waited on)
+    catch_up_s: float = 10.0  # at most this long for the sinks to follow the writers closely before the fence
 
     def __post_init__(self) -> None:
         if self.target not in ("neo4j", "qdrant", "hybrid"):
@@ -155,69 +159,6 @@ def _test_pause(step: str) -> None:
         time.sleep(float(os.environ.get("REPLICATOR_CUTOVER_PAUSE_S", "60")))
 
 
-def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
-    """Why the cutover must not start (empty: it may). Reads only; each read is bounded by
-    ``plan.preflight_timeout_s``. Raises CaptureError when the store cannot be opened."""
-    problems: list[str] = []
-    current = state.load(plan.db)
-    if current.state == "cut_over":
-        problems.append(f"already cut over to {current.target}; `replicator rollback` first to cut over again")
-    if current.state == "cutting_over" and current.pid != os.getpid() and current.process_alive():
-        problems.append(f"a cutover is already running (pid {current.pid})")
-    try:
-        config.switched_text(config.read_text(plan.config), plan.config, "embedded")
-    except ReplicatorError as exc:
-        problems.append(f"caxton.yaml: {exc.message}")
-    conn = open_store(plan.db, readonly=True)
-    try:
-        capture = read_state(conn)
-        refusing = fence.refusal_installed(conn)
-    finally:
-        conn.close()
-    problems += parked_problems(plan.db)
-    if not capture.installed or capture.missing_triggers:
-        problems.append("capture is not installed (or its triggers are missing): `replicator source install`")
-    if refusing:
-        problems.append("the store already refuses writes (a previous cutover): `replicator rollback` first")
-    now_ms = time.time_ns() // 1_000_000
-    timeout = plan.preflight_timeout_s
-    for target in targets:
-        try:
-            position = within(functools.partial(target.position, timeout), timeout, f"{target.name}'s position")
-        except Exception as exc:  # any failure to read is a reason to refuse, named
-            problems.append(f"{target.name}: cannot read its position: {exc}")
-            continue
-        watermark = position.watermark() if position else None
-        if position is None or watermark is None:
-            problems.append(f"{target.name}: no watermark yet (is the sink running and the source publishing?)")
-            continue
-        age_s = (now_ms - position.updated_at_ms) / 1000
-        if age_s > plan.stale_after_s:
-            problems.append(f"{target.name}: last wrote its position {age_s:.0f}s ago (sink stopped or stalled)")
-        behind = capture.head_seq - watermark.seq
-        if behind > plan.max_lag:
-            problems.append(f"{target.name}: {behind} changes behind the store (--max-lag {plan.max_lag})")
-    return problems
-
-
-def parked_problems(db: Path) -> list[str]:
-    """Changes the source parked (capture/parked.py) never reached the destinations: a cutover now would
-    lose them. Checked at preflight and again under the fence (one may be parked in between)."""
-    conn = open_store(db, readonly=True)
-    try:
-        waiting = parked.list_parked(conn)
-    finally:
-        conn.close()
-    if not waiting:
-        return []
-    named = ", ".join(f"{p.table} id {p.row_id} (seq {p.seq})" for p in waiting[:5])
-    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
-    return [
-        f"{len(waiting)} change(s) are parked and missing from the destinations: {named}{more}; "
-        "`replicator source parked` says why, `replicator source retry-parked` sends them again"
-    ]
-
-
 class _Cutover:
     """One run of the five steps; each returns None to go on or the report of an abort."""
 
@@ -280,6 +221,10 @@ class _Cutover:
         if problems:
             self.report.problems = problems
             return self.abort("preflight", "; ".join(problems))
+        caught = catch_up(self.plan.db, self.targets, self.plan.catch_up_s)
+        self.report.steps_s["catch_up"] = caught.seconds
+        if caught.reached is None:  # fenced all the same: the drain is bounded by --max-pause
+            self.log(f"the sinks did not follow the store within {self.plan.catch_up_s:g}s; fencing all the same")
         return None
 
     def take_fence(self) -> CutoverReport | None:

@@ -57,11 +57,14 @@ class HeartbeatPolicy:
     """When a heartbeat is due (design §4). A heartbeat promises the sinks that every change up to its
     seq is published: it goes out every ``interval_s`` while idle, and once the backlog is drained, at
     most one per ``min_gap_s``, so a busy stream still moves the sinks' watermarks (a cutover's drain
-    waits for them) without one per transaction."""
+    waits for them) without one per transaction. When a poll finds nothing new (the writers paused,
+    as under a cutover's fence), the last changes are covered after ``quiet_gap_s``: the drain then
+    waits a poll and this gap, not the busy stream's min gap."""
 
-    def __init__(self, interval_s: float, min_gap_s: float, clock: Clock) -> None:
+    def __init__(self, interval_s: float, min_gap_s: float, clock: Clock, quiet_gap_s: float | None = None) -> None:
         self.interval_s = interval_s
         self.min_gap_s = min_gap_s
+        self.quiet_gap_s = min_gap_s if quiet_gap_s is None else min(quiet_gap_s, min_gap_s)
         self._clock = clock
         self.last = 0.0  # monotonic time of the last committed heartbeat; 0: none yet
         self.seq = -1  # seq of the last committed heartbeat
@@ -70,11 +73,12 @@ class HeartbeatPolicy:
         return self._clock.monotonic() - self.last
 
     def due(self, committed_seq: int) -> bool:
-        """Due every interval while idle, and as soon as the min gap allows when published changes are
-        not yet covered by one: a batch that drained the backlog inside the gap went out without a
-        heartbeat, and the sinks' watermarks wait for the next one."""
+        """Asked by a poll that found nothing new to publish: due every interval while idle, and as
+        soon as the quiet gap allows when published changes are not yet covered by one (a batch that
+        drained the backlog inside the min gap went out without a heartbeat, and the sinks' watermarks
+        wait for the next one)."""
         since = self.since()
-        return since >= self.interval_s or (self.seq < committed_seq and since >= self.min_gap_s)
+        return since >= self.interval_s or (self.seq < committed_seq and since >= self.quiet_gap_s)
 
     def with_drained_batch(self) -> bool:
         """Whether a transaction that drains the backlog carries heartbeats (the min gap has passed)."""

@@ -70,7 +70,9 @@ class SourceDaemon:
         self._clock = clock
         self.clients = clients or SourceClients()
         self._stop = StopSignal(clock)
-        self.heartbeat = HeartbeatPolicy(settings.heartbeat_interval_s, settings.heartbeat_min_gap_s, clock)
+        self.heartbeat = HeartbeatPolicy(
+            settings.heartbeat_interval_s, settings.heartbeat_min_gap_s, clock, settings.heartbeat_quiet_gap_s
+        )
         self.reader: StoreReader | None = None
         self.identity: StoreIdentity | None = None
         self.publisher: TransactionalPublisher | None = None

@@ -75,6 +75,7 @@ class SourceSettings:
     schema_registry: str | None = None  # Confluent framing via this registry; None: single-object encoding
     heartbeat_interval_s: float = 1.0  # while idle
     heartbeat_min_gap_s: float = 0.1  # after a drained transaction, at most one per this
+    heartbeat_quiet_gap_s: float = 0.02  # ... but once a poll finds nothing new, one after this
     batch_rows: int = 500  # changelog rows per Kafka transaction (fewer once they hold max_message_bytes)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # the pipeline's size setting (transport/settings.py)
     snapshot_chunk_rows: int = 2000  # snapshot rows per Kafka transaction

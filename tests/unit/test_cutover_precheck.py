@@ -110,7 +110,7 @@ def test_the_precheck_runs_before_the_fence_while_writers_write(store: Path) -> 
     report = cutover.run(plan, [target])
     assert target.wrote_during_precheck, "no pre-check ran"
     assert report.ok, report.reason
-    assert list(report.steps_s)[:3] == ["preflight", "precheck", "fence"]
+    assert list(report.steps_s)[:4] == ["preflight", "precheck", "catch_up", "fence"]
 
 
 def test_a_precheck_problem_aborts_before_the_fence_and_changes_nothing(store: Path) -> None:
@@ -169,3 +169,50 @@ def test_a_sink_that_fell_behind_during_the_precheck_is_refused_before_the_fence
     assert not report.ok and report.aborted_at == "preflight", report.reason
     assert "5 changes behind" in (report.reason or "")
     assert report.pause_s is None  # the writers never waited
+
+
+class Backlogged(FakeTarget):
+    """A sink behind the store by a backlog it applies one change per position read (as a sink applies
+    batches while cutover polls), and that records how far behind it was when the fence was taken."""
+
+    def __init__(self, name: str, db: Path, backlog: int) -> None:
+        super().__init__(name, db, follows=False)
+        self.frozen -= backlog
+        self.behind_under_fence: list[int] = []
+
+    def position(self, timeout_s: float = 10.0) -> SinkPosition:
+        conn = sqlite3.connect(self.db)
+        try:
+            head, fenced = head_seq(conn), _write_locked(conn)
+        finally:
+            conn.close()
+        if fenced:
+            self.behind_under_fence.append(head - self.frozen)
+        self.frozen = min(head, self.frozen + 1)
+        return super().position(timeout_s)
+
+
+def _write_locked(conn: sqlite3.Connection) -> bool:
+    """Whether another connection holds the store's write lock (the fence)."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return True
+    conn.execute("ROLLBACK")
+    return False
+
+
+def test_the_fence_waits_for_the_sinks_to_catch_up_so_the_writers_never_wait_for_a_backlog(store: Path) -> None:
+    writer = MemoryWriter(store)
+    for i in range(30):
+        writer.create_entity(f"backlog {i}", "concept")
+    writer.close()
+    target = Backlogged("neo4j", store, backlog=30)
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="neo4j", max_pause_s=5.0)
+    report = cutover.run(plan, [target])
+    assert report.ok, report.reason
+    # Under the fence the first read already finds the sink at the final seq: the 30 changes were applied
+    # before the writers were made to wait, not while they waited.
+    assert target.behind_under_fence[:1] == [0], target.behind_under_fence[:5]
+    assert report.steps_s["catch_up"] > 0

@@ -128,7 +128,8 @@ def test_an_idle_source_sends_a_heartbeat_every_interval(tmp_path: Path) -> None
 
 def test_a_busy_source_sends_heartbeats_at_most_one_per_min_gap_and_covers_the_last_change(tmp_path: Path) -> None:
     rig = Rig(tmp_path, heartbeat_interval_s=10.0, heartbeat_min_gap_s=0.5)
-    rig.every(0.03, 3.0, rig.write)  # a change every 30 ms for 3 s: never idle for an interval
+    # A change every 5 ms for 3 s: every poll (10 ms) finds new changes, never quiet, never idle.
+    rig.every(0.005, 3.0, rig.write)
     last_write: list[float] = []
     rig.clock.after(3.0, lambda: last_write.append(rig.clock.now - rig.t0))
     rig.run(5.0)
@@ -140,6 +141,24 @@ def test_a_busy_source_sends_heartbeats_at_most_one_per_min_gap_and_covers_the_l
     # The last change is covered by a heartbeat within the min gap (plus a poll), not the 10 s interval.
     covering = [t for t, seq in beats if seq >= rig.daemon.committed_seq]
     assert covering and covering[0] - last_write[0] <= 0.5 + 0.2, (covering, last_write)
+
+
+def test_when_the_store_goes_quiet_the_last_change_is_covered_within_the_quiet_gap(tmp_path: Path) -> None:
+    """A cutover's fence stops the writers mid-stream: the sinks' watermarks (and so its drain) wait for
+    the heartbeat that covers the last change. Once a poll finds nothing new, it goes out after the
+    quiet gap, not the busy stream's min gap."""
+    rig = Rig(tmp_path, heartbeat_interval_s=10.0, heartbeat_min_gap_s=0.5, heartbeat_quiet_gap_s=0.02)
+    rig.every(0.03, 3.0, rig.write)  # a change every 30 ms for 3 s, then silence (as under a fence)
+    last_write: list[float] = []
+    rig.clock.after(3.0, lambda: last_write.append(rig.clock.now - rig.t0))
+    rig.run(4.0)
+    beats = rig.heartbeats()
+    covering = [t for t, seq in beats if seq >= rig.daemon.committed_seq]
+    assert rig.changes() == rig.names
+    # Two polls (10 ms each while busy) and the quiet gap, not the min gap of 0.5 s.
+    assert covering and covering[0] - last_write[0] <= 0.02 + 2 * 0.01 + 0.01, (covering[:1], last_write)
+    busy = [t for t, _ in beats if t <= 3.0]
+    assert len(busy) >= 4, beats
 
 
 def test_the_first_stop_drains_what_is_pending_and_ends_on_a_heartbeat(tmp_path: Path) -> None:
