@@ -86,17 +86,10 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
     reached_switch = cut_over or (st.step == "switch" and st.state in ("cutting_over", "failed"))
     switched = reached_switch and path is not None and config.switched(path)
     done: list[str] = []
-    fenced_at = drained_to = None
-    found, by = st.describe(), "never_switched"
-    if cut_over and reverse is not None and _reverse_active(reverse):
-        _catch_up(reverse, catch_up_s)
-        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
-        done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
-        by = "drain_reverse"
-    elif cut_over or switched:
-        if divergence is not None:
-            _refuse_if_diverged(st, divergence)
-        by = "compare" if divergence is not None else "discard"
+    found = st.describe()
+    st, fenced_at, drained_to, by = _bring_back(db, st, done, divergence=divergence, reverse=reverse,
+                                                bounds=(max_pause_s, catch_up_s), cut_over=cut_over,
+                                                switched=switched)  # fmt: skip
     if reached_switch and path is not None:
         restored = config.restore_backend(path)
         if restored is not None and switched:
@@ -113,6 +106,33 @@ def rollback(db: Path, config_path: Path | None, *, divergence: Divergence | Non
         state.save(db, st, state="rolled_back", step=None, pid=None, rolled_back_at_ms=time.time_ns() // 1_000_000,
                    rolled_back_from=found, rolled_back_by=by, reverse_seq=drained_to)  # fmt: skip
     return done or ["nothing to undo"]
+
+
+def _bring_back(
+    db: Path, st: state.MigrationState, done: list[str], *, divergence: Divergence | None,
+    reverse: ReverseControl | None, bounds: tuple[float, float], cut_over: bool, switched: bool,
+) -> tuple[state.MigrationState, float | None, int | None, str]:  # fmt: skip
+    """How the destinations' writes come back, before anything is switched: finish a drain an
+    interrupted rollback completed, drain the reverse stream, or compare (or discard). Returns the
+    state, when Neo4j was fenced (monotonic; None if not now), the seq drained to and the way."""
+    max_pause_s, catch_up_s = bounds
+    if st.state == "rolling_back" and st.step == "switch_back" and st.reverse_seq is not None:
+        # The drain had completed (the step is recorded after it): finish it. Comparing instead would
+        # find the runtime's writes to the store since caxton.yaml was switched back and refuse.
+        done.append(f"the interrupted rollback had drained Neo4j to changelog seq {st.reverse_seq}: finishing it")
+        if reverse is not None:
+            _reachable(reverse.finish)
+        return st, None, st.reverse_seq, "drain_reverse"
+    if cut_over and reverse is not None and _reverse_active(reverse):
+        _catch_up(reverse, catch_up_s)
+        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
+        done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
+        return st, fenced_at, drained_to, "drain_reverse"
+    if cut_over or switched:
+        if divergence is not None:
+            _refuse_if_diverged(st, divergence)
+        return st, None, None, "compare" if divergence is not None else "discard"
+    return st, None, None, "never_switched"
 
 
 def _reverse_active(reverse: ReverseControl) -> bool:
@@ -167,7 +187,7 @@ def _drain_reverse(
                 "then roll back again",
             )
         time.sleep(0.02)
-    st = state.save(db, st, step="switch_back")
+    st = state.save(db, st, step="switch_back", reverse_seq=final)
     return st, fenced_at, final
 
 

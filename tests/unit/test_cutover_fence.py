@@ -12,7 +12,7 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import head_seq
-from replicator.cutover import config, cutover, fence, rollback, state
+from replicator.cutover import config, cutover, fence, preflight, rollback, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.testing.writer import MemoryWriter
 
@@ -200,5 +200,5 @@ def test_preflight_refuses_a_lagging_or_silent_sink(store: Path) -> None:
     for i in range(5):
         writer.create_entity(f"e{i}", "concept")
     plan = cutover.CutoverPlan(db=store, config=cfg, target="neo4j", max_lag=2)
-    problems = cutover.preflight(plan, [lagging])
+    problems = preflight.preflight(plan, [lagging])
     assert problems == ["neo4j: 5 changes behind the store (--max-lag 2)"]

@@ -14,7 +14,7 @@ from replicator.capture import parked
 from replicator.capture.install import install, uninstall
 from replicator.capture.storefile import open_store, write_transaction
 from replicator.capture.triggers import CHANGELOG, head_seq
-from replicator.cutover import config, cutover
+from replicator.cutover import config, cutover, preflight
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.source.convert import ChangelogRow, Conversion, Message, Unfit
 from replicator.source.parking import Verdict, judge, message_bytes, take
@@ -240,6 +240,6 @@ def test_cutover_refuses_while_rows_are_parked_at_preflight_and_under_the_fence(
     assert not report.ok and report.aborted_at == "validate", report.reason
     assert "1 change(s) are parked" in str(report.reason) and "entities id 2 (seq 3)" in str(report.reason)
     _park(store, 2)
-    problems = cutover.preflight(plan, [_Target(store, park=None)])
+    problems = preflight.preflight(plan, [_Target(store, park=None)])
     assert any("2 change(s) are parked" in p and "retry-parked" in p for p in problems), problems
     assert 'backend: "embedded"' in cfg.read_text()

@@ -125,6 +125,41 @@ def test_a_crash_during_the_drain_is_named_and_rollback_runs_again(store: Path) 
     MemoryWriter(store).create_entity("after-rollback", "person")
 
 
+def test_a_crash_after_capture_was_turned_off_finishes_the_drained_rollback_without_comparing(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback drained Neo4j into the store, switched caxton.yaml back, lifted the store's refusal and
+    turned Neo4j's capture off, then died before recording it. The runtime writes to the store again, so
+    the store now differs from Neo4j: running rollback again must finish what was drained, not compare
+    and refuse as if Neo4j had taken writes the store lacks."""
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=4)
+
+    def crash_after_finish(db: Path, st: state.MigrationState, **fields: Any) -> state.MigrationState:
+        if fields.get("state") == "rolled_back":
+            raise KeyboardInterrupt("killed after capture off, before the state was saved")
+        return saved(db, st, **fields)
+
+    saved = state.save
+    with monkeypatch.context() as patch:
+        patch.setattr(state, "save", crash_after_finish)
+        with pytest.raises(KeyboardInterrupt):
+            rollback.rollback(store, None, reverse=reverse, max_pause_s=5)
+    st = state.load(store)
+    assert (st.state, st.step, reverse.on) == ("rolling_back", "switch_back", False)
+    state.save(store, st, pid=2**22 + 12345)  # its process is gone
+    MemoryWriter(store).create_entity("written by the runtime after the switch back", "person")
+
+    def differs(target: str) -> list[str]:
+        return ["neo4j: entity 2 missing (the store has it)"]
+
+    done = rollback.rollback(store, None, divergence=differs, reverse=reverse, max_pause_s=5)
+    after = state.load(store)
+    assert (after.state, after.rolled_back_by, after.reverse_seq) == ("rolled_back", "drain_reverse", 4), done
+    assert cfg.read_text() == CAXTON
+    MemoryWriter(store).create_entity("after-rollback", "person")
+
+
 def test_an_unreachable_neo4j_refuses_the_rollback_by_name_and_changes_nothing(store: Path) -> None:
     cfg = _cut_over(store)
     reverse = FakeReverse(head=3)
