@@ -26,6 +26,7 @@ from replicator.sinks.qdrant.embedder import Embedder
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import position_point_id, positions_collection
 from replicator.sinks.settings import Neo4jSettings, QdrantSettings
+from tests.unit.test_config_cli import _run
 
 
 def neo4j_error(code: str) -> nx.Neo4jError:
@@ -167,3 +168,19 @@ def test_a_model_that_does_not_load_is_a_model_error(tmp_path: Path, monkeypatch
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(ModelError, match="no weights"):
         embedder.load()
+
+
+@pytest.mark.parametrize("where", ["path", "url"])
+def test_reembed_a_one_shot_command_names_its_own_next_step_not_the_sinks_retry(tmp_path: Path, where: str) -> None:
+    """`sink qdrant reembed` ends on a Qdrant failure (exit 2): its hint must say to run it again, not
+    that "the batch is retried" or "the sink re-checks and resumes by itself" (the sink's hints)."""
+    if where == "path":
+        QdrantClient(path=str(tmp_path / "q")).close()
+        target = ["--path", str(tmp_path / "q"), "--collection", "never_created"]
+    else:
+        target = ["--url", "http://127.0.0.1:1", "--collection", "any"]  # nothing listens on port 1
+    result = _run("sink", "qdrant", "reembed", *target)
+    assert result.returncode == 2, result.stderr
+    hint = result.stderr.split("hint:", 1)[1]
+    assert "retried" not in hint and "resumes by itself" not in hint, result.stderr
+    assert "run `replicator sink qdrant reembed` again" in hint, result.stderr

@@ -51,6 +51,8 @@ from replicator.sinks.qdrant.points import (
 )
 from replicator.sinks.qdrant.reader import is_entity_point
 
+#: What a failure tells the operator to run again (faults.py: a command, not the sink).
+COMMAND = "replicator sink qdrant reembed"
 #: update_filter on upsert arrived in Qdrant 1.16, update_mode in 1.17.
 MIN_SERVER = (1, 17)
 
@@ -67,7 +69,7 @@ class ReembedReport:
 
 def check_server(client: QdrantClient, where: str) -> None:
     """Refuse servers without conditional upserts (an older one would overwrite unconditionally)."""
-    with qdrant_errors("reading the server version", where):
+    with qdrant_errors("reading the server version", where, COMMAND):
         version = client.info().version
     numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if numbers < MIN_SERVER:
@@ -141,7 +143,7 @@ def reembed_page(
     if not todo:
         return
     vectors = embedder.embed([_text(qlayout.from_payload(layout, p)) for p in todo.values()])
-    with qdrant_errors("re-reading points before re-embedding them", where):
+    with qdrant_errors("re-reading points before re-embedding them", where, COMMAND):
         fresh = {int(r.id): dict(r.payload or {}) for r in client.retrieve(collection, list(todo), with_payload=True)}
     unchanged = {i: fresh[i] for i, p in todo.items() if i in fresh and _markers(fresh[i]) == _markers(p)}
     if before_write is not None:
@@ -149,7 +151,7 @@ def reembed_page(
     if unchanged:
         points = [_relabelled(layout, i, payload, vectors, embedder.version) for i, payload in unchanged.items()]
         guard = models.Filter(should=[_guard(i, p) for i, p in unchanged.items()])
-        with qdrant_errors("writing re-embedded points", where):
+        with qdrant_errors("writing re-embedded points", where, COMMAND):
             client.upsert(collection, points, update_filter=guard, update_mode=models.UpdateMode.UPDATE_ONLY)
             after = client.retrieve(collection, list(unchanged), with_payload=True)
         done = {
@@ -182,7 +184,7 @@ def reembed(
     if page_size < 1:
         raise ConfigError(f"page size {page_size} is below 1", hint="e.g. --batch-size 64")
     check_server(client, where)
-    with qdrant_errors("opening the collection", where):
+    with qdrant_errors("opening the collection", where, COMMAND):
         if not client.collection_exists(collection):
             raise ConfigError(f"Qdrant at {where} has no collection {collection!r}", hint="check --collection")
         held = qlayout.layout_of(client.get_collection(collection).config.params.vectors)
@@ -193,7 +195,7 @@ def reembed(
     report = ReembedReport()
     offset: Any = None
     while True:
-        with qdrant_errors("scrolling points", where):
+        with qdrant_errors("scrolling points", where, COMMAND):
             page, offset = client.scroll(collection, limit=page_size, offset=offset, with_payload=True)
         reembed_page(client, collection, embedder, page, report, where=where, stale_only=stale_only, layout=held)
         if progress is not None:
@@ -203,5 +205,5 @@ def reembed(
 
 
 def count_points(client: QdrantClient, collection: str, where: str) -> int:
-    with qdrant_errors("counting points", where):
+    with qdrant_errors("counting points", where, COMMAND):
         return int(client.count(collection, exact=True).count)
