@@ -10,7 +10,7 @@ table) are bytes computed once. Its output is byte-identical to ``codec(name).en
 event (tests/unit/test_event_binary.py compares them over every table and op); a value it has no
 branch for raises ``Unwritable``, and the caller takes the general path, which names the problem.
 
-Pure; a ``ChangeWriter`` caches bytes per (store, table) and is not otherwise mutable.
+Pure (the caches of encoded longs and of ``source`` bytes per store and table only save work).
 """
 
 from __future__ import annotations
@@ -36,18 +36,28 @@ def long_bytes(n: int) -> bytes:
     """Avro ``long``: zigzag, then a little-endian base-128 varint. Raises Unwritable outside 64 bits."""
     if 0 <= n < 64:
         return _SMALL[n]
+    found = _RECENT.get(n)
+    if found is not None:
+        return found
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise Unwritable(f"{n} does not fit an Avro long")
-    n = (n << 1) ^ (n >> 63)
+    z = (n << 1) ^ (n >> 63)
     out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    if len(_RECENT) >= _RECENT_MAX:
+        _RECENT.clear()
+    found = _RECENT[n] = bytes(out)
+    return found
 
 
 _SMALL: Final = [bytes((n << 1,)) for n in range(64)]
+#: Longs written lately: a batch's events share their produced time, a transaction's rows its commit
+#: time and created/updated times. Bounded; a race between threads only recomputes an entry.
+_RECENT: Final[dict[int, bytes]] = {}
+_RECENT_MAX: Final = 4096
 
 
 def string_bytes(text: str) -> bytes:
