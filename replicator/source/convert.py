@@ -1,8 +1,9 @@
 """Changelog rows and snapshot rows -> Kafka messages (topic, key, Avro value, headers). Pure.
 
-A row image is the JSON object the capture triggers build (``replicator/capture/triggers.py``); the
-snapshot builds the very same image with the same SQL shape (``capture.triggers.image_sql``), so one converter
-serves both. Mapping (docs/design.md §2):
+A row reaches it as its state read by columns (``store.StoreReader``: the stream's rows and the
+snapshot's, written in one pass by ``state_events.encode_state`` unless a value is odd), or as a JSON
+image (``replicator/capture/triggers.py``: older changelogs, a table with columns capture does not
+know); ``row_record`` reads both the same way. Mapping (docs/design.md §2):
 
 * ``observations``: the writer's JSON text -> list of strings. Text that is not a JSON array of
   strings is never dropped and never stops the source: a JSON array has its non-string items
@@ -272,7 +273,7 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
 
 def convert_snapshot_row(
     table: str,
-    image_json: str,
+    image_json: str | State,
     *,
     prefix: str,
     store_id: str,
@@ -280,27 +281,28 @@ def convert_snapshot_row(
     last: bool,
     produced_ms: int | None = None,
 ) -> Conversion:
-    """A row read by the snapshot (image built like the trigger's) -> an ``op=r`` event at ``read_seq``."""
+    """A row read by the snapshot (its state read by columns, or its image built like the trigger's)
+    -> an ``op=r`` event at ``read_seq``."""
     out = Conversion()
     image = _load(image_json, f"snapshot of {table}")
     assert image is not None
     row_id = int(image["entity_id" if table == "embeddings" else "id"])
     ts = now_ms() if produced_ms is None else produced_ms
+    marker = "last" if last else "true"
+    topic, key, hdrs = change_topic(prefix, table), encode_key(row_id), headers(table, read_seq)
+    if isinstance(image_json, dict):  # read by columns: the one-pass writer, unless a value is odd
+        value = encode_state(table, "r", image_json, store_id=store_id, seq=read_seq, ts_ms=ts, produced_ms=ts,
+                             snapshot=marker)  # fmt: skip
+        if value is not None:
+            return Conversion([Message(topic, key, value, hdrs)])
     record = change_record(
         "r",
         None,
         (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
-        source_record(store_id, table, read_seq, ts, "last" if last else "true"),
+        source_record(store_id, table, read_seq, ts, marker),
         ts,
     )
-    out.messages.append(
-        Message(
-            change_topic(prefix, table),
-            encode_key(row_id),
-            codec(SCHEMA_OF[table]).encode(record),
-            headers(table, read_seq),
-        )
-    )
+    out.messages.append(Message(topic, key, codec(SCHEMA_OF[table]).encode(record), hdrs))
     return out
 
 

@@ -1,7 +1,8 @@
 """The stream's common case in one pass: a row's state read by columns -> the Avro bytes of its event.
 
 ``convert.convert_change`` takes this path for a ``c``/``u`` whose ``after`` is a state read by
-columns (``store.StoreReader``) and no ``before``: almost every event of the stream. Per table, the
+columns (``store.StoreReader``) and no ``before``: almost every event of the stream; and
+``convert.convert_snapshot_row`` for every snapshot row read by columns. Per table, the
 values are picked from the state in the record's field order (one ``itemgetter`` call) and written by
 a ``ChangeWriter`` built once from the schema (``events/binary.py``), so no record dict is built and
 no value is checked twice. Anything unusual (a value of a class its field does not carry, TEXT that is
@@ -102,13 +103,14 @@ def _writer(table: str) -> tuple[ChangeWriter, Callable[[State], list[object]]]:
 
 
 def encode_state(
-    table: str, op: str, state: State, *, store_id: str, seq: int, ts_ms: int, produced_ms: int
-) -> bytes | None:
-    """The value of the ``op`` (c or u) event of ``state`` with no ``before``; None when the general
-    path must decide (an odd value, see the module docstring)."""
+    table: str, op: str, state: State, *, store_id: str, seq: int, ts_ms: int, produced_ms: int,
+    snapshot: str = "false",
+) -> bytes | None:  # fmt: skip
+    """The value of the ``op`` (c, u, or r with ``snapshot`` true|last) event of ``state`` with no
+    ``before``; None when the general path must decide (an odd value, see the module docstring)."""
     try:
         writer, values = _writer(table)
-        return writer.encode(op, values(state), store=store_id, table=table, seq=seq, snapshot="false",
+        return writer.encode(op, values(state), store=store_id, table=table, seq=seq, snapshot=snapshot,
                              ts_ms=ts_ms, produced_ms=produced_ms)  # fmt: skip
     except (Unwritable, KeyError):
         return None
