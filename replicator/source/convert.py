@@ -1,8 +1,9 @@
 """Changelog rows and snapshot rows -> Kafka messages (topic, key, Avro value, headers). Pure.
 
-A row image is the JSON object the capture triggers build (``replicator/capture/triggers.py``); the
-snapshot builds the very same image with the same SQL shape (``capture.triggers.image_sql``), so one converter
-serves both. Mapping (docs/design.md §2):
+A row reaches it as its state read by columns (``store.StoreReader``: the stream's rows and the
+snapshot's, written in one pass by ``state_events.encode_state`` unless a value is odd), or as a JSON
+image (``replicator/capture/triggers.py``: older changelogs, a table with columns capture does not
+know); ``row_record`` reads both the same way. Mapping (docs/design.md §2):
 
 * ``observations``: the writer's JSON text -> list of strings. Text that is not a JSON array of
   strings is never dropped and never stops the source: a JSON array has its non-string items
@@ -28,29 +29,25 @@ from replicator.capture.triggers import KNOWN_COLUMNS
 from replicator.errors import Poison
 from replicator.events import headers as record_headers
 from replicator.events.avro import (
-    EMBEDDING_CHANGE,
-    ENTITY_CHANGE,
     HEARTBEAT,
-    RELATION_CHANGE,
     Record,
     codec,
     encode_key,
 )
 from replicator.events.envelope import change_record, heartbeat_record, source_record
 from replicator.events.values import embedding_text, observations_value, parse_observations
+from replicator.source.state_events import HEARTBEAT_KEY_ID, RECORD_OF, SCHEMA_OF, encode_state
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 from replicator.transport.topics import change_topic
 
 __all__ = ["parse_observations"]  # re-exported: its home is events/values.py
 
-SCHEMA_OF: Final = {"entities": ENTITY_CHANGE, "relations": RELATION_CHANGE, "embeddings": EMBEDDING_CHANGE}
 #: Fields the images carry beside the table's columns (resolved at capture time).
 DERIVED: Final = {
     "entities": frozenset[str](),
     "relations": frozenset({"from_entity_name", "to_entity_name"}),
     "embeddings": frozenset({"text_name", "text_type", "text_observations"}),
 }
-HEARTBEAT_KEY_ID: Final = -1
 
 Headers = record_headers.Headers
 
@@ -121,8 +118,7 @@ def _record_fields(change: str, record: str) -> dict[str, frozenset[str]]:
     return found
 
 
-_RECORD: Final = {"entities": "caxton.memory.Entity", "relations": "caxton.memory.Relation",
-                  "embeddings": "caxton.memory.Embedding"}  # fmt: skip
+_RECORD: Final = RECORD_OF
 _AVRO_TYPE: Final = {type(None): "null", int: "long", float: "double", str: "string", bytes: "bytes"}
 _FIELD_TYPES: Final = {table: _record_fields(SCHEMA_OF[table], _RECORD[table]) for table in SCHEMA_OF}
 
@@ -248,6 +244,13 @@ def _load(image: str | State | None, where: str) -> dict[str, Any] | None:
 def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms: int | None = None) -> Conversion:
     """A changelog row -> its event (and a tombstone after ``d``). Raises SchemaError/ValueError only
     for an image the triggers cannot have produced (e.g. a missing key column)."""
+    produced = now_ms() if produced_ms is None else produced_ms
+    if row.before is None and isinstance(row.after, dict) and row.op in ("c", "u"):  # the stream's common case
+        value = encode_state(row.table, row.op, row.after, store_id=store_id, seq=row.seq, ts_ms=row.ts_ms,
+                             produced_ms=produced)  # fmt: skip
+        if value is not None:
+            key = encode_key(row.row_id)
+            return Conversion([Message(change_topic(prefix, row.table), key, value, headers(row.table, row.seq))])
     out = Conversion()
     where = f"changelog seq {row.seq} ({row.table} {row.op} id {row.row_id})"
     before = _load(row.before, where)
@@ -257,7 +260,7 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
         None if before is None else (_RECORD[row.table], row_record(row.table, before, out.warnings, where)),
         None if after is None else (_RECORD[row.table], row_record(row.table, after, out.warnings, where)),
         source_record(store_id, row.table, row.seq, row.ts_ms),
-        now_ms() if produced_ms is None else produced_ms,
+        produced,
     )
     topic = change_topic(prefix, row.table)
     key = encode_key(row.row_id)
@@ -270,7 +273,7 @@ def convert_change(row: ChangelogRow, *, prefix: str, store_id: str, produced_ms
 
 def convert_snapshot_row(
     table: str,
-    image_json: str,
+    image_json: str | State,
     *,
     prefix: str,
     store_id: str,
@@ -278,27 +281,28 @@ def convert_snapshot_row(
     last: bool,
     produced_ms: int | None = None,
 ) -> Conversion:
-    """A row read by the snapshot (image built like the trigger's) -> an ``op=r`` event at ``read_seq``."""
+    """A row read by the snapshot (its state read by columns, or its image built like the trigger's)
+    -> an ``op=r`` event at ``read_seq``."""
     out = Conversion()
     image = _load(image_json, f"snapshot of {table}")
     assert image is not None
     row_id = int(image["entity_id" if table == "embeddings" else "id"])
     ts = now_ms() if produced_ms is None else produced_ms
+    marker = "last" if last else "true"
+    topic, key, hdrs = change_topic(prefix, table), encode_key(row_id), headers(table, read_seq)
+    if isinstance(image_json, dict):  # read by columns: the one-pass writer, unless a value is odd
+        value = encode_state(table, "r", image_json, store_id=store_id, seq=read_seq, ts_ms=ts, produced_ms=ts,
+                             snapshot=marker)  # fmt: skip
+        if value is not None:
+            return Conversion([Message(topic, key, value, hdrs)])
     record = change_record(
         "r",
         None,
         (_RECORD[table], row_record(table, image, out.warnings, f"snapshot {table} id {row_id}")),
-        source_record(store_id, table, read_seq, ts, "last" if last else "true"),
+        source_record(store_id, table, read_seq, ts, marker),
         ts,
     )
-    out.messages.append(
-        Message(
-            change_topic(prefix, table),
-            encode_key(row_id),
-            codec(SCHEMA_OF[table]).encode(record),
-            headers(table, read_seq),
-        )
-    )
+    out.messages.append(Message(topic, key, codec(SCHEMA_OF[table]).encode(record), hdrs))
     return out
 
 

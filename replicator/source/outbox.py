@@ -57,7 +57,7 @@ class Outbox:
                       partial(event, logging.WARNING, "row_parked"))  # fmt: skip
 
     def snapshot_chunk(
-        self, rows: Sequence[tuple[str, Any, str]], read_seq: int, done: bool, ts_ms: int
+        self, rows: Sequence[tuple[str, Any, Any]], read_seq: int, done: bool, ts_ms: int
     ) -> tuple[list[Message], list[str]]:
         """The ``op=r`` events of a snapshot chunk (the last row of the last chunk marked ``last``) and
         the table of each row published; a row that cannot go is parked. Blocks on the store."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from replicator.source.convert import State
 from replicator.source.metrics import SourceMetrics
-from replicator.source.store import StoreReader
+from replicator.source.store import StoreReader, state_size
 from replicator.store.schema import TABLES
 
 
@@ -34,19 +35,19 @@ class SnapshotCursor:
 
 def read_chunk(
     reader: StoreReader, columns: dict[str, tuple[str, ...]], snap: SnapshotCursor, max_rows: int, max_bytes: int
-) -> list[tuple[str, int, str]]:
-    """The next (table, key, image) rows, at most ``max_rows`` and no more once their images hold
-    ``max_bytes`` (at least one row, so a row of any size goes through or is parked); moves ``snap``
-    past them (to the next table when one is exhausted)."""
-    rows: list[tuple[str, int, str]] = []
+) -> list[tuple[str, int, str | State]]:
+    """The next (table, key, state) rows (the state read by columns, ``StoreReader.snapshot_states``),
+    at most ``max_rows`` and no more once they hold ``max_bytes`` (at least one row, so a row of any
+    size goes through or is parked); moves ``snap`` past them (to the next table when one is exhausted)."""
+    rows: list[tuple[str, int, str | State]] = []
     held = 0
     while len(rows) < max_rows and not snap.done and held < max_bytes:
         table = TABLES[snap.table_index]
         room = max_rows - len(rows)
-        got = reader.snapshot_chunk(table, columns[table], snap.after_id, room + 1, max_bytes - held)
+        got = reader.snapshot_states(table, columns[table], snap.after_id, room + 1, max_bytes - held)
         taken = got[:room]
-        held += sum(len(image) for _, image in taken)
-        rows.extend((table, key, image) for key, image in taken)
+        held += sum(state_size(state) for _, state in taken)
+        rows.extend((table, key, state) for key, state in taken)
         if len(got) > room or held >= max_bytes:  # the table may go on
             snap.after_id = taken[-1][0]
         else:

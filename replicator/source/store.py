@@ -45,18 +45,20 @@ def lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-@functools.lru_cache(maxsize=16)
-def _columns_sql(table: str, columns: tuple[str, ...]) -> str:
-    """The SELECT of one row's columns by key, with the fields looked up from its entities (relation
-    endpoint names; the embedding's entity name, type and observations) in ``image_sql``'s order."""
+@functools.lru_cache(maxsize=32)
+def _columns_sql(table: str, columns: tuple[str, ...], where: str = "= ?") -> str:
+    """The SELECT of rows' columns by key (``where``: the key's condition, and any ORDER/LIMIT), with
+    the fields looked up from their entities (relation endpoint names; the embedding's entity name,
+    type and observations) in ``image_sql``'s order."""
     cols = ", ".join(f"t.{quote_identifier(c)}" for c in columns)
+    key = f"t.{KEY_COLUMN[table]}"
     if table == "relations":
         return (f"SELECT {cols}, f.name, o.name FROM relations AS t LEFT JOIN entities AS f ON f.id = "
-                "t.from_entity_id LEFT JOIN entities AS o ON o.id = t.to_entity_id WHERE t.id = ?")  # fmt: skip
+                f"t.from_entity_id LEFT JOIN entities AS o ON o.id = t.to_entity_id WHERE {key} {where}")  # fmt: skip
     if table == "embeddings":
         return (f"SELECT {cols}, e.name, e.entity_type, e.observations FROM embeddings AS t "
-                "LEFT JOIN entities AS e ON e.id = t.entity_id WHERE t.entity_id = ?")  # fmt: skip
-    return f"SELECT {cols} FROM {table} AS t WHERE t.{KEY_COLUMN[table]} = ?"
+                f"LEFT JOIN entities AS e ON e.id = t.entity_id WHERE {key} {where}")  # fmt: skip
+    return f"SELECT {cols} FROM {table} AS t WHERE {key} {where}"
 
 
 _LOOKED_UP: Final = {
@@ -75,6 +77,14 @@ def state_size(state: str | State | None) -> int:
         if value.__class__ is str or value.__class__ is bytes:
             total += len(value)
     return total
+
+
+def _state_of(table: str, columns: tuple[str, ...], found: tuple[object, ...]) -> State:
+    """A row read by ``_columns_sql`` as its state: column -> value, plus the looked-up fields."""
+    state: State = dict(zip((*columns, *_LOOKED_UP[table]), found, strict=True))
+    if table == "embeddings" and state["embedding"].__class__ is not bytes:
+        state["embedding"] = [sqlite_type(state["embedding"]), state["embedding"]]  # as the image has it
+    return state
 
 
 @functools.lru_cache(maxsize=16)
@@ -239,12 +249,7 @@ class StoreReader:
         if set(columns) != set(KNOWN_COLUMNS[table]):
             return self.image_of(table, unit.row.row_id)
         found = self.conn.execute(_columns_sql(table, columns), (unit.row.row_id,)).fetchone()
-        if found is None:
-            return None
-        state: State = dict(zip((*columns, *_LOOKED_UP[table]), found, strict=True))
-        if table == "embeddings" and not isinstance(state["embedding"], bytes):
-            state["embedding"] = [sqlite_type(state["embedding"]), state["embedding"]]  # as the image has it
-        return state
+        return None if found is None else _state_of(table, columns, found)
 
     def columns(self, table: str) -> tuple[str, ...]:
         """The columns the installed triggers were generated for (read once)."""
@@ -296,6 +301,30 @@ class StoreReader:
             for r in cursor:
                 rows.append((int(r[0]), str(r[1])))
                 held += len(r[1])
+                if max_bytes is not None and held >= max_bytes:
+                    break
+        finally:
+            cursor.close()
+        return rows
+
+    def snapshot_states(
+        self, table: str, columns: tuple[str, ...], after_id: int | None, limit: int, max_bytes: int | None = None
+    ) -> list[tuple[int, str | State]]:
+        """As ``snapshot_chunk``, each row's state read by columns (as the stream reads it: no image to
+        build in SQL and parse back), or its image for a table with columns capture does not know."""
+        if set(columns) != set(KNOWN_COLUMNS[table]):
+            return list(self.snapshot_chunk(table, columns, after_id, limit, max_bytes))
+        key = KEY_COLUMN[table]
+        where = "IS NOT NULL" if after_id is None else "> ?"  # a rowid may be negative, down to -2**63
+        sql = _columns_sql(table, columns, f"{where} ORDER BY t.{key} LIMIT ?")
+        cursor = self.conn.execute(sql, (limit,) if after_id is None else (after_id, limit))
+        rows: list[tuple[int, str | State]] = []
+        held = 0
+        try:
+            for found in cursor:
+                state = _state_of(table, columns, found)
+                rows.append((int(state[key]), state))
+                held += state_size(state)
                 if max_bytes is not None and held >= max_bytes:
                     break
         finally:
