@@ -6,7 +6,9 @@ runs (the cost of a trigger existing), ``key2`` a key-only insert into a two-col
 ``key2_autoincrement`` the same with AUTOINCREMENT, ``changelog_no_check`` / ``changelog_in_check`` /
 ``changelog_cmp_check`` a key-only insert into the changelog's columns without a CHECK, with
 ``op IN ('c', 'u', 'd')`` (v5's) and with comparisons (v6's), ``captured`` the installed triggers,
-``captured_no_reverse_check`` / ``captured_no_ts`` without the reverse-write check / with ts_ms 0.
+``captured_v6`` v6's triggers (a lookup of the reverse process's meta row in each, the update's
+"changed nothing" WHEN in column order), ``captured_no_when`` / ``captured_no_ts`` the installed ones
+without the update's "changed nothing" WHEN / with ts_ms 0.
 Figures and what was concluded: docs/capture.md, "Writer overhead".
 
 Usage: PYTHONPATH=. .venv/bin/python bench/capture_variants.py [--rows 2000] [--reps 5] [--only a,b]
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -23,8 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.writer_overhead import OPS, _run, _store
-from replicator.capture.triggers import KEY_COLUMN, NOT_REVERSE_WRITE, NOW_MS, trigger_names, trigger_sql
+from replicator.capture.triggers import KEY_COLUMN, NOW_MS, trigger_names, trigger_sql
 from replicator.store.schema import TABLES
+from replicator.testing.legacy_capture import v6_trigger_sql
 
 Change = Callable[[sqlite3.Connection], None]
 _EVENTS = (("INSERT", "c", "NEW"), ("UPDATE", "u", "NEW"), ("DELETE", "d", "OLD"))
@@ -48,13 +52,13 @@ def _table(ddl: str) -> Change:
     return lambda conn: conn.execute(ddl).close()
 
 
-def _installed(edit: Callable[[str], str]) -> Change:
-    """Capture's own triggers, their SQL edited."""
+def _installed(edit: Callable[[str], str], generate: Callable[[str, list[str]], list[str]] = trigger_sql) -> Change:
+    """Capture's own triggers (or those ``generate`` makes), their SQL edited."""
 
     def change(conn: sqlite3.Connection) -> None:
         for table in TABLES:
             columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
-            for name, sql in zip(trigger_names(table), trigger_sql(table, columns), strict=True):
+            for name, sql in zip(trigger_names(table), generate(table, columns), strict=True):
                 conn.execute(f'DROP TRIGGER "{name}"')
                 conn.execute(edit(sql))
 
@@ -87,9 +91,8 @@ VARIANTS: dict[str, list[Change]] = {
         _triggers(_KEY_ONLY),
     ],
     "captured": [],
-    "captured_no_reverse_check": [
-        _installed(lambda s: s.replace(f" AND {NOT_REVERSE_WRITE}", "").replace(f" WHEN {NOT_REVERSE_WRITE}", ""))
-    ],
+    "captured_v6": [_installed(lambda s: s, v6_trigger_sql)],
+    "captured_no_when": [_installed(lambda s: re.sub(r" WHEN .*? BEGIN ", " BEGIN ", s) if " UPDATE " in s else s)],
     "captured_no_ts": [_installed(lambda s: s.replace(NOW_MS, "0"))],
 }
 

@@ -4,6 +4,9 @@ raw:         model.encode over N distinct entity texts, `--batch` per call (the 
 destination: QdrantDestination.apply over batches of `--batch` create events (Avro-decoded) of the
              same texts into a fresh local-mode collection: read states, plan, encode, upsert, position
 payload:     a confidence-only update of every entity (no embedding), for scale
+snapshot:    a snapshot as the source publishes it: every entity (op r) in batches of `--batch`, then
+             the stored embedding of each (op r), then the heartbeats that pass it; CPU seconds and
+             model calls (the store's vectors make every one of them avoidable)
 Rounds alternate raw/destination (the CPU is shared); the best round of each is reported.
 Goal: destination >= 85% of raw.
 Usage: PYTHONPATH=. .venv/bin/python bench/qdrant_sink.py [--n 256] [--batch 32] [--rounds 2] [--storage path|memory]
@@ -26,6 +29,7 @@ from sentence_transformers import SentenceTransformer
 from replicator.embedding import load_model, model_version
 from replicator.sinks.qdrant.destination import QdrantDestination, QdrantSinkSettings
 from replicator.sinks.settings import QdrantSettings
+from replicator.store.schema import pack_vector
 from replicator.testing.events import Stream, entity_image, text_of
 
 _WORDS = ["graph", "vector", "replica", "kafka", "store", "agent", "memory", "sink", "change", "event", "batch"]
@@ -72,6 +76,28 @@ def _destination(
     return created, updated
 
 
+def _snapshot(model: SentenceTransformer, images: list[dict[str, Any]], batch: int, root: Path) -> tuple[float, int]:
+    """CPU seconds and model calls of applying a snapshot of ``images``, each with a stored vector."""
+    settings = QdrantSinkSettings(QdrantSettings(path=root, collection="bench"), sink="bench", encode_batch=batch)
+    destination = QdrantDestination(settings, model=model)
+    destination.start()
+    s, seq = Stream(), len(images) + 1
+    vectors = model.encode([text_of(im) for im in images], normalize_embeddings=True)  # what the store holds
+    entities = [s.entity("r", seq, image) for image in images]
+    embeddings = [s.embedding(seq, im["id"], pack_vector(v.tolist()), text_of(im), op="r") for im, v in
+                  zip(images, vectors, strict=True)]  # fmt: skip
+    batches = [entities[i : i + batch] for i in range(0, len(entities), batch)]
+    batches += [embeddings[i : i + batch] for i in range(0, len(embeddings), batch)]
+    batches.append([s.heartbeat(s.entities, seq + 1), s.heartbeat(s.embeddings, seq + 1)])
+    try:
+        t0 = time.process_time()
+        for events in batches:
+            destination.apply(s.batch(events))
+        return time.process_time() - t0, destination.stats.computed
+    finally:
+        destination.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=256)
@@ -87,13 +113,15 @@ def main() -> None:
     images = _images(args.n)
     texts = [text_of(im) for im in images]
     model.encode(texts[: args.batch])  # warm-up
-    raw, dest, payload = [], [], []
+    raw, dest, payload, snapshot = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             raw.append(_raw(model, texts, args.batch))
             created, updated = _destination(model, images, args.batch, Path(tmp) / f"r{r}", args.storage == "memory")
             dest.append(created)
             payload.append(updated)
+            if args.storage == "path":
+                snapshot.append(_snapshot(model, images, args.batch, Path(tmp) / f"s{r}"))
     result = {
         "n_events": args.n,
         "batch": args.batch,
@@ -102,6 +130,10 @@ def main() -> None:
         "destination_events_per_s": round(max(dest), 1),
         "ratio": round(max(dest) / max(raw), 3),
         "payload_only_events_per_s": round(max(payload), 1),
+        "snapshot_cpu_s": round(min(c for c, _ in snapshot), 2) if snapshot else None,
+        "snapshot_model_calls": snapshot[0][1] if snapshot else None,
+        "snapshot_entities_with_stored_vectors": args.n,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "all_rounds": {"raw": [round(x, 1) for x in raw], "destination": [round(x, 1) for x in dest]},
         "model": model_version(),
         "qdrant": f"qdrant-client local mode ({args.storage})",

@@ -48,8 +48,10 @@ generator: the relation triggers, the source's state reads, the snapshot and ``r
 that every image of a row is byte-identical whichever path built it.
 
 Updates that change no column are not recorded (WHEN clause): they change nothing downstream.
-``trigger_sql`` is the one place that decides when a trigger records (a condition added there, e.g.
-for writes that must not be captured, applies to every table and op).
+``trigger_sql`` is the one place that decides when a trigger records (a condition added there
+applies to every table and op). The writes of the reverse process are recorded like any other and
+removed again by that process before its COMMIT (``discard_since``): since CAPTURE_VERSION 7 no
+trigger reads another table to tell them apart (that lookup taxed every write of the writer).
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ from replicator.store.schema import EMBEDDING_COLUMNS, ENTITY_COLUMNS, RELATION_
 #:    of the reverse process (REVERSE_WRITING) are not captured.
 #: 6: the changelog without AUTOINCREMENT and with a CHECK of comparisons (``op IN (...)`` built an
 #:    ephemeral table on every trigger's insert); seq's high mark is a mark row (MARK).
-CAPTURE_VERSION: Final = 6
+#: 7: no trigger reads the meta table (the reverse process discards what capture recorded of its own
+#:    writes: ``discard_since``); an update's "changed nothing" WHEN compares updated_at/version first.
+CAPTURE_VERSION: Final = 7
 
 CHANGELOG: Final = "_replicator_changelog"
 META: Final = "_replicator_meta"
@@ -85,8 +89,10 @@ BLOB_COLUMNS: Final = frozenset({("embeddings", "embedding")})
 
 #: The reverse process (replicator/reverse/, docs/reverse.md) inserts this key into the meta table
 #: inside each of its transactions and deletes it before COMMIT, so no other connection ever sees it.
-#: While it is there, capture's and the refusal's triggers stand aside: the reverse writes pass the
-#: refusal and are not captured again as forward changes. A crash rolls the row back with the rest.
+#: While it is there, the refusal's triggers (cutover/fence.py) stand aside: the reverse writes pass
+#: the refusal. A crash rolls the row back with the rest. Capture's triggers do not look at it (since
+#: CAPTURE_VERSION 7: a lookup on every write of the writer); the reverse process removes what they
+#: recorded of its writes with ``discard_since`` instead.
 REVERSE_WRITING: Final = "reverse_writing"
 NOT_REVERSE_WRITE: Final = f"NOT EXISTS (SELECT 1 FROM {META} WHERE key = '{REVERSE_WRITING}')"
 
@@ -245,22 +251,44 @@ def _before_sql(table: str, columns: Sequence[str], op: str) -> str:
     return f"CASE WHEN {moved} THEN {image} END" if moved else "NULL"
 
 
+#: Columns a writer changes on every real update (STORE.md: ``updated_at`` epoch ms, ``version``):
+#: compared first, the "changed nothing" test of an update usually stops at its first comparison.
+_CHANGED_FIRST: Final = ("updated_at", "version")
+
+
 def trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
     """CREATE TRIGGER statements (insert, update, delete) for ``table`` with these columns. The one
     place that decides when a change is recorded: the update trigger's WHEN skips updates that change
-    no column; a condition for every op belongs here too."""
+    no column (every column is compared; the order only decides how soon a change is seen); a
+    condition for every op belongs here too. No trigger reads another table."""
     insert_name, update_name, delete_name = trigger_names(table)
     key = quote_identifier(KEY_COLUMN[table])
     target = f"INSERT INTO {CHANGELOG} (tbl, op, row_id, ts_ms, before)"
-    changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in columns)
+    ordered = [c for c in _CHANGED_FIRST if c in columns] + [c for c in columns if c not in _CHANGED_FIRST]
+    changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in ordered)
     return [
-        f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} WHEN {NOT_REVERSE_WRITE} BEGIN "
+        f"CREATE TRIGGER {insert_name} AFTER INSERT ON {table} BEGIN "
         f"{target} VALUES ('{table}', 'c', NEW.{key}, {NOW_MS}, NULL); END",
-        f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN ({changed}) AND {NOT_REVERSE_WRITE} BEGIN "
+        f"CREATE TRIGGER {update_name} AFTER UPDATE ON {table} WHEN {changed} BEGIN "
         f"{target} VALUES ('{table}', 'u', NEW.{key}, {NOW_MS}, {_before_sql(table, columns, 'u')}); END",
-        f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} WHEN {NOT_REVERSE_WRITE} BEGIN "
+        f"CREATE TRIGGER {delete_name} AFTER DELETE ON {table} BEGIN "
         f"{target} VALUES ('{table}', 'd', OLD.{key}, {NOW_MS}, {_before_sql(table, columns, 'd')}); END",
     ]
+
+
+def discard_since(conn: sqlite3.Connection, seq: int) -> int:
+    """Delete the changelog rows above ``seq``: what the triggers recorded of the caller's own writes,
+    ``seq`` being ``head_seq`` read after the caller's ``BEGIN IMMEDIATE`` (no other writer can add a
+    row in between). In the caller's write transaction; no other connection ever saw those rows, so
+    the next change gets ``seq + 1`` again and no seq anyone saw is reused. The reverse process's
+    writes are not forward changes (docs/reverse.md). Returns the number of rows deleted; 0 on a
+    store without capture. Idempotent."""
+    try:
+        return conn.execute(f"DELETE FROM {CHANGELOG} WHERE seq > ?", (seq,)).rowcount
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
 
 
 def _one(conn: sqlite3.Connection, sql: str, *args: object) -> int:

@@ -4,7 +4,8 @@ One SQLite transaction per batch of whole Neo4j transactions: the rows, their re
 and the position (``_replicator_reverse_position``, the destination owns its position) commit
 together, so a ``kill -9`` anywhere loses nothing and applies nothing twice. Inside it the
 ``REVERSE_WRITING`` meta row (capture/triggers.py) is set and removed again before COMMIT: the
-refusal triggers let these writes through and capture does not record them as forward changes.
+refusal triggers let these writes through; what capture's triggers recorded of them is discarded
+(``discard_since``) before COMMIT too, so they are never published as forward changes.
 
 Per row (docs/reverse.md): an entity upsert writes every column from the node's image (a property
 the node lacks is NULL; ``created_at``/``updated_at`` default to the change's commit time and
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from replicator.capture.triggers import META, REVERSE_WRITING
+from replicator.capture.triggers import META, REVERSE_WRITING, discard_since, head_seq
 from replicator.embedding import entity_text
 from replicator.reverse.changelog import Change
 from replicator.sinks.neo4j import layout
@@ -105,6 +106,7 @@ def apply(
     done = Applied()
     conn.execute("BEGIN IMMEDIATE")
     try:
+        captured_up_to = head_seq(conn)  # the changelog rows above it will be our own writes
         conn.execute(f"INSERT INTO {META} (key, value) VALUES (?, '1')", (REVERSE_WRITING,))
         ensure_tables(conn)
         stored = read_position(conn, ns)
@@ -126,6 +128,7 @@ def apply(
             done.position = Position(last.seq, last.ts_ms, now)
         done.transactions = len({c.seq for c in fresh})
         done.rows = len(fresh)
+        discard_since(conn, captured_up_to)
         conn.execute(f"DELETE FROM {META} WHERE key = ?", (REVERSE_WRITING,))
         conn.execute("COMMIT")
     except BaseException:

@@ -16,7 +16,7 @@ from replicator.capture.image import value_of
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, MARK, json_value_sql
 from replicator.source.store import StoreReader
-from replicator.store.schema import pack_vector
+from replicator.store.schema import ENTITY_COLUMNS, pack_vector
 from replicator.testing.writer import MemoryWriter
 
 
@@ -77,6 +77,19 @@ def test_update_that_changes_nothing_is_not_recorded(writer: MemoryWriter) -> No
     writer.conn.execute("UPDATE entities SET name = name WHERE id = ?", (eid,))
 
     assert [r["op"] for r in changelog(writer.conn)] == ["c"]
+
+
+@pytest.mark.parametrize("column", [c for c in ENTITY_COLUMNS if c != "id"])
+def test_an_update_of_any_one_column_is_recorded(writer: MemoryWriter, column: str) -> None:
+    """The "changed nothing" WHEN compares updated_at and version first: a change elsewhere, with
+    those two as they were, is still seen."""
+    eid = writer.create_entity("a", "t", ["x"])
+    values = {"name": "b", "entity_type": "u", "observations": "[]", "confidence": 0.5, "strength": 0.5}
+    values |= {"version": 7, "created_at": 1, "updated_at": 2, "valid_from": 3, "valid_to": 4, "metadata": "{}"}
+    value = values[column]
+    writer.conn.execute(f"UPDATE entities SET {column} = ? WHERE id = ?", (value, eid))
+
+    assert [r["op"] for r in changelog(writer.conn)] == ["c", "u"]
 
 
 def test_relation_images_carry_endpoint_names_and_cascaded_deletes_are_captured(writer: MemoryWriter) -> None:

@@ -14,6 +14,7 @@ from replicator.sinks.qdrant.points import (
     COMPUTED,
     EMBEDDING_SEQ,
     EMBEDDING_SOURCE,
+    PENDING,
     SEQ,
     STORE,
     TEXT_SHA256,
@@ -227,3 +228,48 @@ def test_tombstones_without_a_seq_or_of_embeddings_delete_nothing() -> None:
     todo = plan([s.tombstone(None, 1), s.tombstone(9, 2, s.embeddings)], {1: {"id": 1, SEQ: 4}, 2: {"id": 2, SEQ: 4}},
                 {}, MODEL_NAME, "v")  # fmt: skip
     assert todo.empty and todo.skipped == 2
+
+
+def test_a_snapshot_entity_is_written_pending_without_a_model_call_and_its_store_vector_then_replaces_it() -> None:
+    """The snapshot reads entities before embeddings: computing the entity's vector first was wasted."""
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    first = plan([s.entity("r", 9, ada)], {}, {}, MODEL_NAME, VERSION, defer_snapshot=True)
+
+    [write] = first.writes
+    assert first.texts_to_embed == [] and write.pending and write.text is None and write.store_vector is None
+    assert write.payload[EMBEDDING_SOURCE] == PENDING and write.payload[SEQ] == 9
+    assert write.payload[TEXT_SHA256] == text_sha256(text_of(ada)) and write.document == text_of(ada)
+    then = plan([s.embedding(9, 1, BLOB, text_of(ada), op="r")], {1: write.payload}, {}, MODEL_NAME, VERSION,
+                defer_snapshot=True)  # fmt: skip
+    [vector] = then.writes
+    assert vector.store_vector == BLOB and vector.payload[EMBEDDING_SOURCE] == STORE and then.texts_to_embed == []
+    # the same text changed again before the fill: payload-only, still pending (the fill computes it)
+    same = plan([s.entity("u", 10, {**ada, "confidence": 0.5})], {1: write.payload}, {}, MODEL_NAME, VERSION,
+                defer_snapshot=True)  # fmt: skip
+    assert same.writes == [] and list(same.payload_updates) == [1]
+
+
+def test_only_snapshot_entities_are_deferred() -> None:
+    s = Stream()
+    ada = entity_image(1, "Ada", "person", ["x"])
+
+    streamed = plan([s.entity("c", 9, ada)], {}, {}, MODEL_NAME, VERSION, defer_snapshot=True)
+    undeferred = run([s.entity("r", 9, ada)])
+
+    assert streamed.texts_to_embed == [text_of(ada)] and not streamed.writes[0].pending
+    assert undeferred.texts_to_embed == [text_of(ada)] and undeferred.pending == 0
+
+
+def test_chunks_split_the_point_writes_and_keep_every_other_outcome_once() -> None:
+    s = Stream()
+    images = [entity_image(i, f"e{i}") for i in range(1, 6)]
+    events = [s.entity("c", i, image) for i, image in enumerate(images, start=1)]
+    result = run([*events, s.entity("d", 9, entity_image(7, "gone"))])
+
+    parts = result.chunks(2)
+
+    assert [len(p.writes) for p in parts] == [2, 2, 1]
+    assert [w.id for p in parts for w in p.writes] == [w.id for w in result.writes]
+    assert [p.deletes for p in parts] == [[], [], [7]] and parts[-1].tombstones == {7: 9}

@@ -20,9 +20,12 @@ from replicator.errors import ConfigError
 from replicator.position import SinkPosition
 from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.faults import qdrant_errors
-from replicator.sinks.qdrant.planner import Plan
+from replicator.sinks.qdrant.planner import Plan, PointWrite
 from replicator.sinks.qdrant.points import (
     EMBEDDING_SEQ,
+    EMBEDDING_SOURCE,
+    PENDING,
+    PLACEHOLDER,
     SEQ,
     Payload,
     owner_point_id,
@@ -120,10 +123,7 @@ class Applier:
             points = [
                 models.PointStruct(
                     id=w.id,
-                    vector=qlayout.point_vector(
-                        self.layout,
-                        vector_from_blob(w.store_vector) if w.store_vector is not None else vectors[str(w.text)],
-                    ),
+                    vector=qlayout.point_vector(self.layout, _vector_of(w, vectors)),
                     payload=qlayout.to_payload(self.layout, w.payload, w.document),
                 )
                 for w in plan.writes
@@ -140,6 +140,24 @@ class Applier:
         if operations:
             with qdrant_errors(f"writing {len(operations)} operations to {self.collection}", self.where):
                 self.client.batch_update_points(self.collection, operations)
+
+    def pending(self, up_to: int, limit: int) -> list[tuple[int, Payload]]:
+        """Up to ``limit`` pending points (planner: snapshot entities awaiting the store's vector) with
+        ``_seq`` <= ``up_to``, as (id, payload as stored, in this collection's layout). Read-only."""
+        wanted = models.Filter(
+            must=[
+                models.FieldCondition(key=EMBEDDING_SOURCE, match=models.MatchValue(value=PENDING)),
+                models.FieldCondition(key=SEQ, range=models.Range(lte=up_to)),
+            ]
+        )
+        with qdrant_errors("reading the pending points", self.where):
+            found, _ = self.client.scroll(self.collection, scroll_filter=wanted, limit=limit, with_payload=True)
+        return [(int(p.id), dict(p.payload or {})) for p in found]
+
+    def put(self, points: list[models.PointStruct]) -> None:
+        """Upsert whole points (in this collection's layout already). Idempotent."""
+        with qdrant_errors(f"writing {len(points)} points to {self.collection}", self.where):
+            self.client.upsert(self.collection, points)
 
     def mark(self, tombstones: Mapping[int, int], position: SinkPosition, store: str, *, claim: bool) -> None:
         """Upsert ``tombstones`` (id -> delete seq) of ``store``, the position and, with ``claim``, the
@@ -209,6 +227,14 @@ class Applier:
         )
         with qdrant_errors("counting tombstones", self.where):
             return int(self.client.count(self.positions, count_filter=legacy, exact=True).count)
+
+
+def _vector_of(write: PointWrite, vectors: Mapping[str, list[float]]) -> list[float]:
+    if write.store_vector is not None:
+        return vector_from_blob(write.store_vector)
+    if write.pending:
+        return list(PLACEHOLDER)
+    return vectors[str(write.text)]
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -19,8 +20,9 @@ from replicator.sinks.qdrant.applier import Applier
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
-from replicator.sinks.qdrant.points import vector_text
+from replicator.sinks.qdrant.points import seq_of, vector_text
 from replicator.sinks.qdrant.reader import read_position
+from replicator.sinks.qdrant.reembed import point_text, relabelled
 from replicator.sinks.settings import QdrantSettings
 
 if TYPE_CHECKING:
@@ -38,6 +40,13 @@ CHANGES = Counter(
     "Change events handled by the Qdrant sink, by outcome",
     ["sink", "outcome"],  # vector | payload | delete | skipped
 )
+
+
+#: Point writes whose vectors are built and sent at once: bounds a batch's memory (a 200K-event batch
+#: held 3.4 GB: every vector as Python floats and every PointStruct at once, in one request).
+WRITE_CHUNK = 512
+#: ``_pending`` before the collection was looked at: a previous run may have left pending points.
+_UNKNOWN = sys.maxsize
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class Stats:
     """What this destination did since it started (the metrics, without a registry)."""
 
     computed: int = 0  # vectors computed by the model
+    pending: int = 0  # snapshot entities written pending (no model call; docs/qdrant.md "Snapshots")
+    filled: int = 0  # pending points given their computed vector (no store vector came)
     reused: int = 0  # store vectors written instead
     vector_writes: int = 0
     payload_only: int = 0
@@ -115,6 +126,8 @@ class QdrantDestination:
         self._position: SinkPosition | None = None
         self._lock = threading.Lock()
         self._collected = 0  # this sink's watermark when tombstones were last collected
+        self._pending: int | None = _UNKNOWN  # highest _seq of points that may be pending (None: none)
+        self._filled_at = -1  # the watermark of the last fill
 
     @property
     def client(self) -> QdrantClient:
@@ -182,28 +195,60 @@ class QdrantDestination:
         if store is None and state.owner is not None:  # only tombstones: they are the owner's
             state = applier.fetch(ids, state.owner)
         scope = store or state.owner or ""
-        todo = plan(events, state.points, state.tombstones, MODEL_NAME, self.embedder.version)
-        texts = todo.texts_to_embed
-        vectors = self.embedder.embed(texts) if texts else {}
+        todo = plan(events, state.points, state.tombstones, MODEL_NAME, self.embedder.version, defer_snapshot=True)
         advanced = batch.position(self.name, int(time.time() * 1000))
         position = advanced if self._position is None else self._position.merged(advanced)
-        applier.write(todo, vectors)
+        computed = self._write(applier, todo)
+        mark = position.watermark()
+        if mark is not None:  # before the position: a crash in between fills again (idempotent)
+            computed += self._fill_pending(applier, mark.seq)
         due = position.sweep_due()
         if due is not None:  # after this batch's points: it may hold the snapshot's last rows
             applier.sweep(due)
             position = replace(position, swept_seq=due)
         applier.mark(todo.tombstones, position, scope, claim=state.owner is None and store is not None)
         self._position = position
-        mark = position.watermark()
         if mark is not None and mark.seq > self._collected:  # at most once per watermark step
             applier.collect_tombstones(scope)
             self._collected = mark.seq
-        self._count(todo, len(texts))
+        self._count(todo, computed)
+
+    def _write(self, applier: Applier, todo: Plan) -> int:
+        """Write ``todo``'s points WRITE_CHUNK at a time, computing each chunk's vectors just before
+        (bounded memory). Returns the number of texts encoded. Idempotent."""
+        computed = 0
+        for part in todo.chunks(WRITE_CHUNK):
+            texts = part.texts_to_embed
+            applier.write(part, self.embedder.embed(texts) if texts else {})
+            computed += len(texts)
+        pending = [seq_of(w.payload) for w in todo.writes if w.pending]
+        if pending:
+            self._pending = max(self._pending or 0, *pending)
+        return computed
+
+    def _fill_pending(self, applier: Applier, watermark: int) -> int:
+        """Compute the vectors of the pending points with ``_seq`` <= ``watermark``: every partition is
+        past their snapshot, so no store vector for their text is coming any more. Once per watermark
+        step, and only while points may be pending. Returns the number of texts encoded. Idempotent."""
+        if self._pending is None or watermark <= self._filled_at:
+            return 0
+        computed = 0
+        while page := applier.pending(watermark, WRITE_CHUNK):
+            vectors = self.embedder.embed([point_text(applier.layout, payload) for _, payload in page])
+            points = [relabelled(applier.layout, i, p, vectors, self.embedder.version) for i, p in page]
+            applier.put(points)
+            computed += len(vectors)
+            self.stats.filled += len(points)
+        self._filled_at = watermark
+        if watermark >= self._pending or (self._pending == _UNKNOWN and not applier.pending(_UNKNOWN, 1)):
+            self._pending = None
+        return computed
 
     def _count(self, todo: Plan, computed: int) -> None:
         s = self.stats
         s.batches += 1
         s.computed += computed
+        s.pending += todo.pending
         s.reused += todo.reused
         s.vector_writes += len(todo.writes)
         s.payload_only += len(todo.payload_updates)

@@ -19,6 +19,12 @@ Rules (design §6; per entity id, events in seq order):
   than ``_embedding_seq``).
 * An entity change that keeps the text (confidence, strength, metadata, version ...) is
   payload-only: no embedding, the vector and its labels stay.
+* A snapshot entity (op ``r``) that would need a computed vector is written *pending* instead (with
+  ``defer_snapshot``): its payload, the text's hash, the placeholder vector, no model call. The
+  snapshot reads the embeddings table after the entities, so the store's vector of that text usually
+  follows and replaces it; the destination computes the vectors of the points still pending once the
+  watermark passes their seq (no embedding of that text came). Computing it first was wasted work
+  for every entity that has an embedding.
 * Embedding deletes are ignored: the point's vector stays valid for its text; the entity's delete
   removes the point.
 * A Kafka tombstone of an entity (its ``d`` event removed by compaction) is that delete, at the seq
@@ -42,6 +48,7 @@ from replicator.sinks.qdrant.points import (
     EMBEDDING_SEQ,
     EMBEDDING_SOURCE,
     ENTITY_FIELDS,
+    PENDING,
     SEQ,
     STORE,
     TEXT_SHA256,
@@ -65,6 +72,8 @@ class PointWrite:
     text: str | None = None
     #: The text the vector embeds (the store embedding's text, or ``text``): the mcp layout's ``document``.
     document: str | None = None
+    #: Neither: a pending snapshot entity, written with the placeholder vector (module doc).
+    pending: bool = False
 
 
 @dataclass
@@ -83,6 +92,21 @@ class Plan:
     def texts_to_embed(self) -> list[str]:
         """Distinct texts needing a computed vector, in first-seen order."""
         return list(dict.fromkeys(w.text for w in self.writes if w.text is not None))
+
+    @property
+    def pending(self) -> int:
+        """Snapshot entities written pending (placeholder vector, no model call)."""
+        return sum(1 for w in self.writes if w.pending)
+
+    def chunks(self, size: int) -> list[Plan]:
+        """This plan as plans of at most ``size`` point writes each (the payload updates, deletes and
+        tombstones in the last), so that a batch's vectors are built ``size`` at a time. Every id has
+        one outcome in a plan, so the order they are written in does not matter."""
+        parts = [Plan(writes=self.writes[i : i + size]) for i in range(0, len(self.writes), size)] or [Plan()]
+        last = parts[-1]
+        last.payload_updates, last.deletes, last.tombstones = self.payload_updates, self.deletes, self.tombstones
+        last.skipped = self.skipped
+        return parts
 
     @property
     def reused(self) -> int:
@@ -175,16 +199,20 @@ def plan(
     tombstones: Mapping[int, int],
     model: str,
     model_version: str,
+    *,
+    defer_snapshot: bool = False,
 ) -> Plan:
     """What to write for ``events`` (a batch's events, any order across ids, seq order per id) given
     the payloads of the existing ``points`` and the ``tombstones`` (id -> delete seq) of the ids they
     touch. ``model``/``model_version`` label computed vectors; only store embeddings of ``model`` are
-    reused. Pure and deterministic. Raises PoisonEvent for an event with no usable image or id."""
+    reused. ``defer_snapshot``: a snapshot entity needing a computed vector is written pending (module
+    doc). Pure and deterministic. Raises PoisonEvent for an event with no usable image or id."""
     entities, embeddings, ignored = _group(events)
     result = Plan(skipped=ignored)
+    labels = (model, model_version, defer_snapshot)
     for entity_id in sorted(set(entities) | set(embeddings)):
         _plan_one(result, entity_id, entities.get(entity_id, []), embeddings.get(entity_id, []),
-                  points.get(entity_id), tombstones.get(entity_id, 0), model, model_version)  # fmt: skip
+                  points.get(entity_id), tombstones.get(entity_id, 0), labels)  # fmt: skip
     return result
 
 
@@ -233,9 +261,9 @@ def _plan_one(  # noqa: PLR0917 - private, called once
     embedding_changes: list[_Change],
     point: Payload | None,
     tombstone: int,
-    model: str,
-    model_version: str,
+    labels: tuple[str, str, bool],
 ) -> None:
+    model = labels[0]
     floor = max(seq_of(point), tombstone)
     newer = [c for c in entity_changes if c.seq > floor]
     result.skipped += len(entity_changes) - len(newer)
@@ -278,14 +306,31 @@ def _plan_one(  # noqa: PLR0917 - private, called once
         assert final.image is not None
         result.payload_updates[entity_id] = _entity_payload(final.image, final.seq)
     else:
-        base.update({
-            TEXT_SHA256: target_sha,
-            EMBEDDING_MODEL: model,
-            EMBEDDING_MODEL_VERSION: model_version,
-            EMBEDDING_SOURCE: COMPUTED,
-        })  # fmt: skip
-        base.setdefault(EMBEDDING_SEQ, 0)
-        result.writes.append(PointWrite(entity_id, base, text=text, document=text))
+        result.writes.append(_to_compute(entity_id, base, text, target_sha, labels, snapshot=final.op == "r"))
+
+
+def _to_compute(
+    entity_id: int,
+    base: Payload,
+    text: str | None,
+    target_sha: str | None,
+    labels: tuple[str, str, bool],
+    *,
+    snapshot: bool,
+) -> PointWrite:
+    """The point with a vector to compute from ``text``; pending for a snapshot entity (module doc)."""
+    model, model_version, defer_snapshot = labels
+    pending = defer_snapshot and snapshot
+    base.update({
+        TEXT_SHA256: target_sha,
+        EMBEDDING_MODEL: model,
+        EMBEDDING_MODEL_VERSION: model_version,
+        EMBEDDING_SOURCE: PENDING if pending else COMPUTED,
+    })  # fmt: skip
+    base.setdefault(EMBEDDING_SEQ, 0)
+    if pending:
+        return PointWrite(entity_id, base, document=text, pending=True)
+    return PointWrite(entity_id, base, text=text, document=text)
 
 
 def touched_ids(events: Sequence[Event]) -> set[int]:

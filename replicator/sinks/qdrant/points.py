@@ -10,7 +10,11 @@ text, payload = the entity's fields plus
 * ``embedding_model`` / ``embedding_model_version``: the model name, and for computed vectors the
   packages that produced them (``replicator.embedding.model_version``); store vectors carry
   ``<model>@store`` since the store records only the model name;
-* ``embedding_source``: ``computed`` (by this sink or ``reembed``) or ``store`` (the store's own BLOB);
+* ``embedding_source``: ``computed`` (by this sink or ``reembed``) or ``store`` (the store's own BLOB),
+  or ``pending``: an entity of a snapshot whose vector is not computed yet, since the snapshot is
+  likely to deliver the store's vector for it (its embeddings are read after the entities); the point
+  holds ``PLACEHOLDER`` until then, and the sink computes the vector of every point still pending once
+  its watermark passes the point's ``_seq`` (docs/qdrant.md, "Snapshots");
 * ``_embedding_seq``: seq of the last store embedding change applied (0 if none).
 
 Entity fields hold the event's values (docs/events.md, "Values") in ONE representation that is the
@@ -47,6 +51,9 @@ EMBEDDING_MODEL_VERSION: Final = "embedding_model_version"
 EMBEDDING_SOURCE: Final = "embedding_source"
 COMPUTED: Final = "computed"
 STORE: Final = "store"
+PENDING: Final = "pending"
+#: The vector of a pending point (a unit vector: cosine collections refuse a zero one).
+PLACEHOLDER: Final = (1.0,) + (0.0,) * (DIMENSIONS - 1)
 VECTOR_BYTES: Final = DIMENSIONS * 4
 
 Payload = dict[str, Any]

@@ -101,10 +101,16 @@ def _text(payload: Payload) -> str:
     return embedding_text(values["name"], values["entity_type"], values["observations"])
 
 
-def _relabelled(
+def point_text(layout: str, payload: Payload) -> str:
+    """The text a point's vector embeds, from its stored payload (in ``layout``). Pure."""
+    return _text(qlayout.from_payload(layout, payload))
+
+
+def relabelled(
     layout: str, point_id: int, payload: Payload, vectors: dict[str, Any], version: str
 ) -> models.PointStruct:
-    """The point re-embedded: its text's new vector, labelled with ``version``, in ``layout``."""
+    """The point re-embedded: its text's new vector (``vectors`` by text), labelled with ``version``, in
+    ``layout``. ``payload``: as stored (in ``layout``). Pure."""
     entity = qlayout.from_payload(layout, payload)  # the layout's owner: Caxton fields both ways
     text = _text(entity)
     labelled = {**entity, TEXT_SHA256: text_sha256(text), EMBEDDING_MODEL: MODEL_NAME,
@@ -142,14 +148,14 @@ def reembed_page(
             todo[int(record.id)] = payload
     if not todo:
         return
-    vectors = embedder.embed([_text(qlayout.from_payload(layout, p)) for p in todo.values()])
+    vectors = embedder.embed([point_text(layout, p) for p in todo.values()])
     with qdrant_errors("re-reading points before re-embedding them", where, COMMAND):
         fresh = {int(r.id): dict(r.payload or {}) for r in client.retrieve(collection, list(todo), with_payload=True)}
     unchanged = {i: fresh[i] for i, p in todo.items() if i in fresh and _markers(fresh[i]) == _markers(p)}
     if before_write is not None:
         before_write()
     if unchanged:
-        points = [_relabelled(layout, i, payload, vectors, embedder.version) for i, payload in unchanged.items()]
+        points = [relabelled(layout, i, payload, vectors, embedder.version) for i, payload in unchanged.items()]
         guard = models.Filter(should=[_guard(i, p) for i, p in unchanged.items()])
         with qdrant_errors("writing re-embedded points", where, COMMAND):
             client.upsert(collection, points, update_filter=guard, update_mode=models.UpdateMode.UPDATE_ONLY)
