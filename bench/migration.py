@@ -10,9 +10,9 @@ before they stop, ``ru_maxrss`` of the one-shot commands from ``wait4``):
    drain, counts and switch), in its own process.
 
 The blue-green path of the seed guide (export, import, validate), timed the same way: ``replicator
-export --with-embeddings``, then ``replicator import``. The seed imports the export into Neo4j and
-Qdrant; this tree's ``import`` fills a store only (``import --backend neo4j|qdrant`` is being built
-elsewhere), so the JSON says so and "validate" is ``replicator stats`` of the imported store.
+export --with-embeddings``, ``replicator import --backend neo4j`` and ``--backend qdrant`` (the seed's
+tools, through the sinks' own destinations), then ``validate --full --no-search`` of both backends.
+``--blue-green-tree`` runs those tools from another checkout instead.
 
 The store: ``--entities`` entities, ``--embeddings`` of them with a 384-d vector, ``--relations``
 relations, built with raw sqlite3 (not timed: it stands for the user's store). The Qdrant sink reuses
@@ -212,31 +212,25 @@ def head_seq_of(db: Path) -> int:
 
 
 def blue_green_path(cfg: PipelineConfig, tag: str, tree: Path | None) -> dict[str, Any]:
-    """The seed guide's path: export, import, validate. With ``tree`` (a checkout whose ``replicator
-    import`` has ``--backend neo4j|qdrant``), its tools import into Neo4j and Qdrant and validate
-    there; without, this tree's import fills a new store and ``stats`` counts it."""
-    env = {} if tree is None else {"PYTHONPATH": str(tree)}  # run from ``tree`` (cwd), so its package wins
+    """The seed guide's path: export, import into Neo4j and Qdrant, validate both, with this tree's tools
+    (or, with ``tree``, a checkout's: run from it, so its package wins)."""
+    env = {"REPLICATOR_NEO4J_PASSWORD": cfg.neo4j.password or ""}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     tools = REPLICATOR
     backup = cfg.workdir / "backup.json"
     out: dict[str, Any] = {"tools": "this tree" if tree is None else f"{tree} (git {_git_head(tree)})"}
     out["export"] = timed([*tools, "export", "--db", str(cfg.db), "--with-embeddings", "-o", str(backup)], env, tree)
     out["export"]["bytes"] = backup.stat().st_size if backup.exists() else None
-    if tree is None:
-        out["import_into"] = "a new store: no `import --backend neo4j|qdrant` in this tree"
-        fresh = cfg.workdir / "imported.db"
-        out["import"] = {"store": timed([*tools, "import", "--db", str(fresh), "-i", str(backup)])}
-        out["validate"] = {**timed([*tools, "stats", "--db", str(fresh)]), "what": "counts of the imported store"}
-    else:
-        env["REPLICATOR_NEO4J_PASSWORD"] = cfg.neo4j.password or ""
-        graph = ["--neo4j-uri", cfg.neo4j.uri, "--entity-label", f"BlueGreen_{tag}"]
-        vectors = ["--qdrant-path", str(cfg.workdir / "qdrant-bluegreen"), "--collection", f"bluegreen_{tag}"]
-        out["import_into"] = "Neo4j and Qdrant (import --backend)"
-        out["import"] = {
-            "neo4j": timed([*tools, "import", "--backend", "neo4j", "-i", str(backup), *graph], env, tree),
-            "qdrant": timed([*tools, "import", "--backend", "qdrant", "-i", str(backup), *vectors], env, tree),
-        }
-        check = ["validate", "--target", "hybrid", "--db", str(cfg.db), "--full", "--no-search", *graph, *vectors]
-        out["validate"] = {**timed([*tools, *check], env, tree), "what": "validate --full --no-search, both backends"}
+    graph = ["--neo4j-uri", cfg.neo4j.uri, "--entity-label", f"BlueGreen_{tag}"]
+    vectors = ["--qdrant-path", str(cfg.workdir / "qdrant-bluegreen"), "--collection", f"bluegreen_{tag}"]
+    out["import_into"] = "Neo4j and Qdrant (import --backend)"
+    out["import"] = {
+        "neo4j": timed([*tools, "import", "--backend", "neo4j", "-i", str(backup), *graph], env, tree),
+        "qdrant": timed([*tools, "import", "--backend", "qdrant", "-i", str(backup), *vectors], env, tree),
+    }
+    check = ["validate", "--target", "hybrid", "--db", str(cfg.db), "--full", "--no-search", *graph, *vectors]
+    out["validate"] = {**timed([*tools, *check], env, tree), "what": "validate --full --no-search, both backends"}
     seconds = out["export"]["seconds"] + sum(step["seconds"] for step in out["import"].values())
     out["total_s"] = round(seconds + out["validate"]["seconds"], 2)
     return out
@@ -275,7 +269,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "migration.json")
     parser.add_argument("--qdrant-batch", type=int, default=250_000, help="the Qdrant sink's --batch-size")
     parser.add_argument("--qdrant-batch-age-ms", type=int, default=600_000, help="the Qdrant sink's --batch-age-ms")
-    parser.add_argument("--blue-green-tree", type=Path, help="a checkout with `import --backend neo4j|qdrant`")
+    parser.add_argument("--blue-green-tree", type=Path, help="run the seed path's tools from this checkout")
     parser.add_argument("--dir", type=Path, help="work in (and keep) this directory: store, logs, Qdrant data")
     parser.add_argument("--cutover-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
