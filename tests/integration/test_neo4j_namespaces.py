@@ -16,9 +16,9 @@ from replicator.events.avro import decode_any, decode_key
 from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event, StoreMismatch
 from replicator.sinks.neo4j.applier import NamespaceTaken, run_read
+from replicator.sinks.neo4j.cypher import relation_delete_query, relation_upsert_query
 from replicator.sinks.neo4j.destination import Neo4jDestination
 from replicator.sinks.neo4j.model import GraphModel
-from replicator.sinks.neo4j.planner import relation_delete_query, relation_upsert_query
 from replicator.sinks.neo4j.upkeep import BUDGET
 from replicator.sinks.settings import Neo4jSettings
 from replicator.testing.fake_source import Message, SimulatedStore

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from replicator.errors import ConfigError
+from replicator.sinks.neo4j.cypher import entity_delete_query, entity_upsert_query, relation_upsert_query
 from replicator.sinks.neo4j.layout import (
     EXACT_OBSERVATIONS,
     adopted_labels,
@@ -17,7 +18,6 @@ from replicator.sinks.neo4j.layout import (
     stored_props,
 )
 from replicator.sinks.neo4j.model import GraphModel
-from replicator.sinks.neo4j.planner import entity_delete_query, entity_upsert_query, relation_upsert_query
 
 SERVER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # mcp-neo4j-memory 0.4.5's Entity.type
 

@@ -13,8 +13,9 @@ from replicator.events.avro import ENTITY_CHANGE, HEARTBEAT, RELATION_CHANGE
 from replicator.events.headers import Parsed
 from replicator.sinks.batch import Batch, Event, StoreMismatch
 from replicator.sinks.errors import PoisonEvent
+from replicator.sinks.neo4j.cypher import relation_upsert_query
 from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
-from replicator.sinks.neo4j.planner import plan, relation_upsert_query
+from replicator.sinks.neo4j.planner import plan
 
 
 def _src(seq: int, store: str = "s") -> dict[str, Any]:
@@ -155,3 +156,28 @@ def test_relation_upserts_are_one_statement_when_types_are_parameters() -> None:
     assert [len(s.rows) for s in per_type] == [2, 1] and "`KNOWS`" in per_type[0].query
     assert len(one) == 1 and "$(row.type)" in one[0].query
     assert sorted((r["id"], r["type"]) for r in one[0].rows) == [(5, "KNOWS"), (6, "WORKS_AT"), (7, "KNOWS")]
+
+
+def test_upserts_newer_than_every_tombstone_skip_the_tombstone_reads() -> None:
+    # Tombstones up to seq 5 exist: the upserts at seq 3 and 5 may be stopped by one, those at 6 and 7 not.
+    events = [_entity(1, 3), _entity(2, 6), _relation(5, 5, "knows"), _relation(6, 7, "knows")]
+    todo = plan(Batch(events, {}), GraphModel(), newest_tombstone=5)
+
+    assert {r["id"]: r["guard"] for r in todo.entity_upserts} == {1: True, 2: False}
+    assert {r["id"]: r["guard"] for r in todo.relation_upserts["KNOWS"]} == {5: True, 6: False}
+    statements = todo.statements(GraphModel(), dynamic_types=True)
+    reads = [("OPTIONAL MATCH" in s.query, [r["id"] for r in s.rows]) for s in statements]
+    assert reads == [(True, [1]), (False, [2]), (True, [5]), (False, [6])]
+
+
+def test_without_a_known_newest_tombstone_every_upsert_reads_its_tombstones() -> None:
+    todo = plan(Batch([_entity(1, 3), _relation(5, 4, "knows")], {}), GraphModel())
+    assert all("OPTIONAL MATCH" in s.query for s in todo.statements(GraphModel(), dynamic_types=True))
+
+
+def test_a_relation_whose_endpoint_the_batch_deletes_later_reads_the_tombstones() -> None:
+    # No tombstone before the batch, but its delete of entity 2 (seq 8) must stop relation 5 (seq 4),
+    # and the delete of entity 1 at seq 3 must not stop relation 6 (seq 9).
+    events = [_entity(1, 3, "d"), _relation(5, 4, "knows"), _relation(6, 9, "knows", frm=1), _entity(2, 8, "d")]
+    todo = plan(Batch(events, {}), GraphModel(), newest_tombstone=0)
+    assert {r["id"]: r["guard"] for r in todo.relation_upserts["KNOWS"]} == {5: True, 6: False}

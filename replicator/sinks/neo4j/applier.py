@@ -95,22 +95,28 @@ def create_schema(driver: neo4j.Driver, database: str, model: GraphModel) -> Non
 
 
 def _lock_and_claim_tx(
-    tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, store: str | None
-) -> tuple[SinkPosition | None, str | None]:
+    tx: neo4j.ManagedTransaction, model: GraphModel, sink: str, store: str | None, oldest: int
+) -> tuple[SinkPosition | None, str | None, int]:
     """Lock this sink's position node (MERGE + SET takes its write lock: concurrent instances of one
-    group serialise here), read it, and read the store owning the namespace (claimed for ``store`` if
-    none does yet). One round trip. Raises NamespaceTaken when another namespace's sink (another
-    entity label) stores its position under this sink name, StoreMismatch when another store owns
-    the namespace: one namespace replicates one store, so the seqs it compares are comparable."""
+    group serialise here), read it, read the store owning the namespace (claimed for ``store`` if
+    none does yet) and the highest ``_seq`` of the namespace's tombstones at or above ``oldest`` (the
+    lowest seq of the batch's changes; 0: none; read from the ``(ns, store, _seq)`` index, whose
+    entries tombstone collection keeps few), which tells the planner which upserts no tombstone can
+    stop. One round trip. Raises NamespaceTaken when another namespace's sink (another entity label)
+    stores its position under this sink name, StoreMismatch when another store owns the namespace:
+    one namespace replicates one store, so the seqs it compares are comparable."""
     query = (
         f"MERGE (p:{quote(model.position_label)} {{sink: $sink}}) SET p._lock = coalesce(p._lock, 0) + 1 "
         f"MERGE (o:{quote(model.position_label)} {{owner: $ns}}) ON CREATE SET o.since_ms = timestamp() "
         # A namespace written before layouts existed (a store, no layout) holds the caxton layout.
         f"SET o.layout = coalesce(o.layout, CASE WHEN o.store IS NULL THEN $layout ELSE '{layout.CAXTON}' END) "
         "SET o.store = coalesce(o.store, $store) "
-        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner, o.layout AS layout"
+        f"WITH p, o CALL () {{ MATCH (t:{quote(model.tombstone_label)}) WHERE t.ns = $ns AND t.store = $store "
+        "AND t._seq >= $oldest RETURN max(t._seq) AS newest } "
+        "RETURN p.position AS position, p.namespace AS namespace, o.store AS owner, o.layout AS layout, newest"
     )
-    record = tx.run(_q(query), sink=sink, ns=model.namespace, store=store, layout=model.layout).single()
+    params = {"sink": sink, "ns": model.namespace, "store": store, "layout": model.layout, "oldest": oldest}
+    record = tx.run(_q(query), params).single()
     assert record is not None
     if record["namespace"] is not None and record["namespace"] != model.namespace:
         raise NamespaceTaken(
@@ -134,7 +140,8 @@ def _lock_and_claim_tx(
             "its nodes and the owner node (docs/sinks.md, 'Namespaces')",
         )
     text = record["position"]
-    return (None if text is None else SinkPosition.from_json(str(text))), owner
+    newest = 0 if record["newest"] is None else int(record["newest"])
+    return (None if text is None else SinkPosition.from_json(str(text))), owner, newest
 
 
 def read_position(
@@ -210,15 +217,19 @@ def apply_plan(
     driver: neo4j.Driver,
     database: str,
     model: GraphModel,
-    planner: Callable[[SinkPosition | None], Plan],
+    planner: Callable[[SinkPosition | None, int], Plan],
     position: SinkPosition,
     *,
     store: str | None,
+    oldest: int = 0,
     dynamic_types: bool = False,
 ) -> tuple[SinkPosition, Plan, dict[str, int]]:
-    """Run ``planner(stored position)``'s plan, bounded upkeep and store ``position`` merged into the
-    stored one, in one transaction (the stored position is read under its lock, so the plan can leave
-    out what it already covers; ``store`` is the batch's, checked against the namespace's owner).
+    """Run ``planner(stored position, newest tombstone seq)``'s plan, bounded upkeep and store
+    ``position`` merged into the stored one, in one transaction (the stored position is read under its
+    lock, so the plan can leave out what it already covers; the newest tombstone lets it leave out the
+    tombstone reads of upserts newer than every tombstone; ``oldest``: the lowest seq of the batch's
+    changes, below which no tombstone matters to it; ``store`` is the batch's, checked against the
+    namespace's owner).
     Two round trips besides the plan's statements (relation upserts: one statement, or one per
     relationship type unless ``dynamic_types``, see ``supports_dynamic_types``). Returns the stored
     position, the plan and what the graph holds as of the commit (``entity_nodes``, ``relations``,
@@ -228,8 +239,8 @@ def apply_plan(
     refused: ``faults.translate`` says whether it is the data's or the destination's)."""
 
     def work(tx: neo4j.ManagedTransaction) -> tuple[SinkPosition, Plan, dict[str, int]]:
-        stored, owner = _lock_and_claim_tx(tx, model, position.sink, store)
-        plan = planner(stored)
+        stored, owner, newest = _lock_and_claim_tx(tx, model, position.sink, store, oldest)
+        plan = planner(stored, newest)
         scope = owner or store or ""  # tombstones of a batch of tombstones only: the owner's
         for statement in plan.statements(model, dynamic_types):
             tx.run(_q(statement.query), rows=statement.rows, ns=model.namespace, store=scope).consume()

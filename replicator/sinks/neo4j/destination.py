@@ -97,9 +97,10 @@ class Neo4jDestination:
                 self.driver,
                 self.settings.database,
                 self.model,
-                lambda stored: plan(batch, self.model, stored),
+                lambda stored, newest: plan(batch, self.model, stored, newest),
                 position,
                 store=batch.store(),
+                oldest=min((e.seq or 0 for e in batch.changes()), default=0),
                 dynamic_types=self._dynamic_types,
             )
         if todo.unusable_tombstones:

@@ -20,6 +20,11 @@ each other's deletes, and every ``_seq`` compared comes from the one store the n
 * A relation whose endpoint has not arrived MERGEs ``(:Entity {id, _placeholder: true})``; the
   entity's own event fills it later. A relation is not written at all if either endpoint has a
   tombstone with ``_seq >= s``: it was deleted after the relation's change, so nothing resurrects.
+* The tombstone reads are skipped for an upsert no tombstone can stop: its seq is above the highest
+  tombstone ``_seq`` the applier read under the position lock (``newest_tombstone``) and above every
+  delete of this batch of an endpoint (those run first and leave tombstones). Another sink name
+  writing the namespace may commit a tombstone after that read; the row is then written once more
+  and removed again when this sink applies the same delete (docs/sinks.md).
 * Within a batch only the last change per row counts (per-key order = offset order = seq order, and
   every event carries the whole row), so one statement touches each row once.
 * Relationship types: on Neo4j 5.26 and later every relation upsert of a batch is ONE statement
@@ -28,9 +33,9 @@ each other's deletes, and every ``_seq`` compared comes from the one store the n
   the exact ``relation_type`` text) is a parameter either way.
 
 A relationship is found by its id through its endpoints: every ``(from, to)`` pair the batch's images
-name for it. Both endpoints are seeks on the unique ``id``, and the planner expands *into* the pair
-from the endpoint with the lower degree, so a hub's other relationships are never scanned (PROFILE in
-docs/sinks.md). Neo4j Community has no relationship index across types, and the types are derived
+name for it. Both endpoints are seeks on the unique ``id``, and the relationships of the endpoint
+with the lower degree are expanded (``_find_relationship``), so a hub's other relationships are never
+scanned (PROFILE in docs/sinks.md). Neo4j Community has no relationship index across types, and the types are derived
 from free text. A tombstone without images (compaction removed its ``d``) has no pair: those are
 found by one scan of the namespace's relationships per batch. Caxton never moves a relation to other
 endpoints; if a store did, a replay of an older change after the move could leave a stale copy.
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -47,8 +53,15 @@ from replicator.events.avro import ENTITY_CHANGE, RELATION_CHANGE
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.errors import PoisonEvent
-from replicator.sinks.neo4j.layout import MCP, MEMORY_LABEL, node_props
-from replicator.sinks.neo4j.model import GraphModel, quote, relationship_type
+from replicator.sinks.neo4j.cypher import (
+    entity_delete_query,
+    entity_upsert_query,
+    relation_delete_query,
+    relation_delete_unlocated_query,
+    relation_upsert_query,
+)
+from replicator.sinks.neo4j.layout import node_props
+from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
 Row = dict[str, Any]
@@ -57,9 +70,6 @@ _ENTITY_FIELDS = ENTITY_COLUMNS[1:]  # the id is the node's key
 _RELATION_FIELDS = tuple(c for c in RELATION_COLUMNS[1:] if c not in ("from_entity_id", "to_entity_id"))
 _KIND_OF_TABLE: Final = {"entities": "entity", "relations": "relation"}
 _KIND_OF_SCHEMA: Final = {ENTITY_CHANGE: "entity", RELATION_CHANGE: "relation"}
-#: An entity deleted with at most this many relationships is detached at once; more make it a
-#: detaching node, emptied by upkeep. Bounds one statement to DETACH_AT_ONCE x batch size deletions.
-DETACH_AT_ONCE: Final = 100
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,9 @@ class Plan:
         (before entity deletes: a hub whose relation deletes share its batch is detached by them),
         entity deletes (their tombstones stop older relation creates), relation upserts: one
         statement for all types when the server takes types as parameters (``dynamic_types``, Neo4j
-        5.26+), else one per type (each row is one relation: their order does not matter)."""
-        out = []
-        if self.entity_upserts:
-            out.append(Statement(entity_upsert_query(model), self.entity_upserts))
+        5.26+), else one per type (each row is one relation: their order does not matter). Upserts
+        whose rows no tombstone can stop (``row["guard"]`` false) run without the tombstone reads."""
+        out = [Statement(entity_upsert_query(model, guarded), rows) for guarded, rows in _by_guard(self.entity_upserts)]
         if self.relation_deletes:
             out.append(Statement(relation_delete_query(model), self.relation_deletes))
         if self.relation_deletes_unlocated:
@@ -113,10 +122,18 @@ class Plan:
         types = sorted(self.relation_upserts)
         if dynamic_types and types:
             rows = [row for rel_type in types for row in self.relation_upserts[rel_type]]
-            return [*out, Statement(relation_upsert_query(model, None), rows)]
+            return out + [Statement(relation_upsert_query(model, None, g), part) for g, part in _by_guard(rows)]
         for rel_type in types:
-            out.append(Statement(relation_upsert_query(model, rel_type), self.relation_upserts[rel_type]))
+            for guarded, part in _by_guard(self.relation_upserts[rel_type]):
+                out.append(Statement(relation_upsert_query(model, rel_type, guarded), part))
         return out
+
+
+def _by_guard(rows: list[Row]) -> list[tuple[bool, list[Row]]]:
+    """``rows`` split into those that need the tombstone reads (first) and those that do not; empty
+    parts left out."""
+    parts = [(True, [r for r in rows if r["guard"]]), (False, [r for r in rows if not r["guard"]])]
+    return [(guarded, part) for guarded, part in parts if part]
 
 
 def _poison(index: int, event: Event, reason: str) -> PoisonEvent:
@@ -180,13 +197,18 @@ def _collect(batch: Batch) -> _Rows:
     return rows
 
 
-def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) -> Plan:
+def plan(
+    batch: Batch, model: GraphModel, stored: SinkPosition | None = None, newest_tombstone: float = math.inf
+) -> Plan:
     """Turn a batch into a Plan, leaving out the events ``stored`` (the destination's position)
-    already covers. Pure. Raises PoisonEvent(index into batch.events) for a change that breaks the
-    envelope's rules (a missing image, an id that differs from the key, an unknown op), and
-    StoreMismatch when the batch holds events of two stores. Embedding changes are not this sink's
-    and are ignored, like heartbeats; tombstones are deletes (``unusable_tombstones`` counts those
-    without a seq header)."""
+    already covers. ``newest_tombstone`` is the highest ``_seq`` of the namespace's tombstones when
+    the batch is applied (0: none; unknown: every upsert reads its tombstones): an upsert with a higher
+    seq than that and than every delete of the batch its row depends on cannot be stopped by a
+    tombstone, and is planned without reading them (``guard`` false). Pure. Raises
+    PoisonEvent(index into batch.events) for a change that breaks the envelope's rules (a missing
+    image, an id that differs from the key, an unknown op), and StoreMismatch when the batch holds
+    events of two stores. Embedding changes are not this sink's and are ignored, like heartbeats;
+    tombstones are deletes (``unusable_tombstones`` counts those without a seq header)."""
     store = batch.store()  # of every event: one of another store is a misconfiguration even if applied
     rows = _collect(batch.unapplied(stored))
     result = Plan(store=store, unusable_tombstones=rows.unusable)
@@ -198,7 +220,10 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
             if deleted:
                 result.entity_deletes.append({"id": row_id, "seq": seq})
             else:
-                result.entity_upserts.append({"id": row_id, "seq": seq, "props": _entity_props(event, model)})
+                props = _entity_props(event, model)
+                result.entity_upserts.append(
+                    {"id": row_id, "seq": seq, "guard": seq <= newest_tombstone, "props": props}
+                )
             continue
         pairs = [list(p) for p in sorted(rows.pairs.get(row_id, ()))]
         if deleted:
@@ -216,10 +241,24 @@ def plan(batch: Batch, model: GraphModel, stored: SinkPosition | None = None) ->
                 "from": int(after["from_entity_id"]),
                 "to": int(after["to_entity_id"]),
                 "pairs": pairs,
+                "guard": seq <= newest_tombstone,
                 "props": _relation_props(after, model),
             }
         )
+    _guard_endpoints_deleted(result)
     return result
+
+
+def _guard_endpoints_deleted(result: Plan) -> None:
+    """Relation upserts whose endpoint the batch itself deletes at a higher seq read their tombstones:
+    the entity deletes run before the relation upserts and leave the tombstone that stops them."""
+    deleted = {row["id"]: row["seq"] for row in result.entity_deletes}
+    if not deleted:
+        return
+    for rows in result.relation_upserts.values():
+        for row in rows:
+            if deleted.get(row["from"], 0) >= row["seq"] or deleted.get(row["to"], 0) >= row["seq"]:
+                row["guard"] = True
 
 
 @functools.lru_cache(maxsize=64)
@@ -242,135 +281,3 @@ def _relation_props(after: dict[str, Any], model: GraphModel) -> Row:
     props: Row = {name: after.get(f) for name, f in _names(model, _RELATION_FIELDS)}
     props["extra"] = _extra(after)
     return props
-
-
-# --- Cypher. Labels and types are quoted identifiers from the model; values are always parameters.
-
-
-def _audit(model: GraphModel, var: str, prior: str | None = None) -> str:
-    if not model.audit:
-        return ""
-    base = prior if prior is not None else f"coalesce({var}._applied, [])"
-    return f", {var}._applied = {base} + row.seq"
-
-
-def tombstone_match(model: GraphModel, var: str, kind: str, id_expr: str) -> str:
-    """The tombstone pattern of one row of this namespace and store (design §6)."""
-    return f"({var}:{quote(model.tombstone_label)} {{ns: $ns, store: $store, kind: '{kind}', id: {id_expr}}})"
-
-
-def _memory(model: GraphModel, var: str, verb: str) -> str:
-    """`` SET var:Memory`` (or REMOVE) in the mcp layout: only entity nodes carry the server's label."""
-    return f" {verb} {var}:{quote(MEMORY_LABEL)}" if model.layout == MCP else ""
-
-
-def entity_upsert_query(model: GraphModel) -> str:
-    ent = quote(model.entity_label)
-    return (
-        "UNWIND $rows AS row "
-        f"OPTIONAL MATCH {tombstone_match(model, 't', 'entity', 'row.id')} "
-        "WITH row, t WHERE t IS NULL OR t._seq < row.seq "
-        f"MERGE (n:{ent} {{id: row.id}}) "
-        "WITH n, row WHERE n._seq IS NULL OR n._seq < row.seq "
-        f"SET n += row.props, n._seq = row.seq{_audit(model, 'n')}{_memory(model, 'n', 'SET')} "
-        "REMOVE n._placeholder"
-    )
-
-
-def _tombstone(model: GraphModel, kind: str) -> str:
-    return (
-        f"MERGE {tombstone_match(model, 't', kind, 'row.id')} "
-        "ON CREATE SET t._seq = row.seq "
-        "ON MATCH SET t._seq = CASE WHEN t._seq < row.seq THEN row.seq ELSE t._seq END "
-    )
-
-
-def detach_or_hide(model: GraphModel, node: str, seq: str) -> str:
-    """Delete ``node`` with its relationships if it has at most DETACH_AT_ONCE of them; otherwise
-    take it out of the entity label at once (readers see neither it nor its relationships) as a
-    detaching node that upkeep empties and deletes, a bounded number of relationships at a time."""
-    ent, tomb = quote(model.entity_label), quote(model.tombstone_label)
-    return (
-        f"WITH {node}, {seq} AS dseq, COUNT {{ ({node})--() }} AS degree "
-        f"FOREACH (_ IN CASE WHEN degree <= {DETACH_AT_ONCE} THEN [1] ELSE [] END | DETACH DELETE {node}) "
-        f"FOREACH (_ IN CASE WHEN degree > {DETACH_AT_ONCE} THEN [1] ELSE [] END | "
-        f"SET {node} = {{ns: $ns, detaching: {node}.id, _seq: dseq}} "
-        f"REMOVE {node}:{ent}{_memory(model, node, 'REMOVE')} SET {node}:{tomb})"
-    )
-
-
-def _seek(model: GraphModel, var: str, id_expr: str) -> str:
-    """MATCH one entity node by id through the unique index. The hint keeps the planner from ever
-    choosing a scan (it did, once, on a graph whose index statistics lagged behind a bulk load)."""
-    ent = quote(model.entity_label)
-    return f"MATCH ({var}:{ent} {{id: {id_expr}}}) USING INDEX SEEK {var}:{ent}(id) "
-
-
-def entity_delete_query(model: GraphModel) -> str:
-    return (
-        "UNWIND $rows AS row "
-        + _tombstone(model, "entity")
-        + "WITH row "
-        + _seek(model, "n", "row.id")
-        + "WHERE n._seq IS NULL OR n._seq < row.seq "
-        + detach_or_hide(model, "n", "row.seq")
-    )
-
-
-def _find_relationship(model: GraphModel, var: str) -> str:
-    """``var``: the relationship with id ``row.id`` between one of ``row.pairs``' endpoints: both
-    endpoints bound by unique-index seeks first, so the planner expands *into* the pair, which reads
-    the relationships of the endpoint with the lower degree (never the hub's others). The pattern
-    comprehension makes both endpoints arguments of the expand: as a MATCH (even after a WITH) the
-    planner sometimes expanded all of the hub's relationships from one seek and filtered on the other."""
-    return (
-        "UNWIND row.pairs AS pair "
-        + _seek(model, "a0", "pair[0]")
-        + _seek(model, "b0", "pair[1]")
-        + f"UNWIND [(a0)-[x]->(b0) WHERE x.id = row.id | x] AS {var} "
-    )
-
-
-def relation_delete_query(model: GraphModel) -> str:
-    return (
-        "UNWIND $rows AS row "
-        + _tombstone(model, "relation")
-        + "WITH row "
-        + _find_relationship(model, "r")
-        + "WITH r, row WHERE r._seq < row.seq DELETE r"
-    )
-
-
-def relation_delete_unlocated_query(model: GraphModel) -> str:
-    """Tombstones without endpoints: one scan of the namespace's relationships for the whole batch."""
-    ent = quote(model.entity_label)
-    return (
-        "UNWIND $rows AS row " + _tombstone(model, "relation") + "WITH collect(row) AS rows "
-        f"MATCH (:{ent})-[r]->() WHERE r.id IN [x IN rows | x.id] "
-        "WITH r, [x IN rows WHERE x.id = r.id][0] AS row WHERE r._seq < row.seq "
-        "DELETE r"
-    )
-
-
-def relation_upsert_query(model: GraphModel, rel_type: str | None) -> str:
-    """Upsert relations of one mapped type, or (``rel_type`` None, Neo4j 5.26+) of the type each row
-    names in ``row.type``."""
-    ent = quote(model.entity_label)
-    created = "$(row.type)" if rel_type is None else quote(rel_type)
-    return (
-        "UNWIND $rows AS row "
-        f"OPTIONAL MATCH {tombstone_match(model, 'tr', 'relation', 'row.id')} "
-        f"OPTIONAL MATCH {tombstone_match(model, 'tf', 'entity', 'row.from')} "
-        f"OPTIONAL MATCH {tombstone_match(model, 'tt', 'entity', 'row.to')} "
-        "WITH row, tr, tf, tt "
-        "WHERE (tr IS NULL OR tr._seq < row.seq) AND (tf IS NULL OR tf._seq < row.seq) "
-        "AND (tt IS NULL OR tt._seq < row.seq) "
-        "CALL (row) { " + _find_relationship(model, "old") + "RETURN collect(DISTINCT old) AS olds } "
-        "WITH row, olds WHERE all(o IN olds WHERE o._seq < row.seq) "
-        "WITH row, olds, CASE WHEN size(olds) = 0 THEN [] ELSE coalesce(olds[0]._applied, []) END AS prior "
-        "FOREACH (o IN olds | DELETE o) "
-        f"MERGE (a:{ent} {{id: row.from}}) ON CREATE SET a._placeholder = true "
-        f"MERGE (b:{ent} {{id: row.to}}) ON CREATE SET b._placeholder = true "
-        f"CREATE (a)-[r:{created}]->(b) "
-        f"SET r = row.props, r.id = row.id, r._seq = row.seq{_audit(model, 'r', 'prior')}"
-    )

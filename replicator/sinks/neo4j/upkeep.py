@@ -2,7 +2,7 @@
 run with ``$ns`` (the namespace: entity label) and ``$store`` (its owner); every statement touches at
 most ``BUDGET`` nodes or relationships, so a transaction never grows with the size of the graph.
 
-* **Detaching nodes** (deleted hubs, see ``planner.detach_or_hide``): delete up to BUDGET of their
+* **Detaching nodes** (deleted hubs, see ``cypher.detach_or_hide``): delete up to BUDGET of their
   relationships, then the nodes left without any.
 * **Tombstone collection**: a tombstone with seq ``s`` only stops an *older* change of its row that
   is still to come. Every event a sink reads after its stored position on a partition has a seq above
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from replicator.sinks.neo4j.cypher import detach_or_hide
 from replicator.sinks.neo4j.model import GraphModel, quote
-from replicator.sinks.neo4j.planner import detach_or_hide
 
 #: Nodes or relationships one housekeeping statement touches at most.
 BUDGET: Final = 1000
