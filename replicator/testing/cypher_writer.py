@@ -10,7 +10,7 @@ from typing import Protocol
 
 import neo4j
 
-from replicator.testing.paced import PacedWriter, Unavailable
+from replicator.testing.paced import STARTING, PacedWriter, Unavailable
 
 
 class CypherGraph(Protocol):
@@ -36,6 +36,8 @@ class CypherWriter(PacedWriter):
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError) as exc:
             raise Unavailable(str(exc)) from exc
         except neo4j.exceptions.Neo4jError as exc:  # the rollback's fence (or a failure the caller shows)
+            if exc.code == STARTING:
+                raise Unavailable(str(exc)) from exc
             return str(exc)
         return None
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
-from replicator.testing.paced import PacedWriter
+from replicator.testing.paced import STARTING, PacedWriter, Unavailable
+
+#: The driver's failures (its type name starts the server's answer) while Neo4j is away or restarting.
+AWAY = ("ServiceUnavailable", "SessionExpired", "IncompleteCommit")
 
 
 class McpSession(Protocol):
@@ -54,7 +57,11 @@ class McpAgent(PacedWriter):
     def _write(self) -> str | None:
         tool, args = self._call()
         answer = self.session.call(tool, args)
-        return f"{tool}: {answer['error']}" if "error" in answer else None
+        if "error" not in answer:
+            return None
+        if answer["error"].startswith(AWAY) or STARTING in answer["error"]:
+            raise Unavailable(answer["error"])
+        return f"{tool}: {answer['error']}"
 
     def _loop(self) -> None:
         try:

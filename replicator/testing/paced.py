@@ -15,6 +15,8 @@ FENCE_REFUSAL: Final = "memory store moved back"
 #: Neo4j's answer to a write that lost a race with a concurrent delete (read committed: a node matched,
 #: then deleted and committed by another writer before this one locked it). Nothing was written.
 LOST_RACE: Final = "Neo.ClientError.Statement.EntityNotFound"
+#: Neo4j's answer while it starts (the server up, its database not yet): the write did not happen.
+STARTING: Final = "Neo.TransientError.General.DatabaseUnavailable"
 
 
 class Unavailable(Exception):
@@ -92,6 +94,10 @@ class Writers:
 
     def refused(self) -> int:
         return sum(w.refused for w in self.all)
+
+    def errors(self) -> int:
+        """Writes that met the server away (restarting)."""
+        return sum(w.errors for w in self.all)
 
     def lost_races(self) -> int:
         return sum(w.lost_races for w in self.all)

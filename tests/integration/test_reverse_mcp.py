@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 from replicator.capture.triggers import head_seq
 from replicator.cutover import config, state
 from replicator.cutover.targets import Neo4jTarget
+from replicator.reverse import process
 from replicator.reverse.changelog import Changelog
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.neo4j.reader import GraphReader
@@ -287,6 +289,65 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     assert state.load(cut.p.db).state == "rolled_back"
     _assert_equal(cut)
     MemoryWriter(cut.p.db).create_entity(f"the runtime writes to the store again {tag}", "person")
+
+
+def _kill_9(pid: int) -> None:
+    """SIGKILL to ``pid``'s session; returns once it is gone (reaped here when it is this process's child)."""
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while state.pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        assert time.monotonic() < deadline, f"pid {pid} outlived SIGKILL"
+        time.sleep(0.05)
+
+
+def _respawn_reverse(cut: CutOver) -> int:
+    """A new `replicator reverse run`, as an operator starts one after a crash; returns once it applies."""
+    log = cut.p.db.with_name(cut.p.db.name + ".reverse.log")
+    started = log.read_text().count("reverse: applying")
+    pid, _ = process.spawn(cut.p.db, cut.p.opts.neo4j, cut.model)
+    deadline = time.monotonic() + 300  # the model loads first
+    while log.read_text().count("reverse: applying") == started:
+        assert state.pid_alive(pid) and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    return pid
+
+
+def test_mcp_agents_writing_through_kill_9_of_reverse_run_and_a_neo4j_restart_lose_nothing(cut: CutOver) -> None:
+    """mcp-neo4j-memory agents and a Cypher agent write while `reverse run` is killed (-9) twice and
+    restarted, then while the private Neo4j restarts; once the reverse stream caught up, the store
+    equals the graph field by field."""
+    tag = uuid.uuid4().hex[:6]
+    graph = Graph(cut.server, cut.driver, cut.model)
+    with StoreReader(cut.p.db) as store:
+        names = sorted(e.name for e in store.read(embeddings=False).entities.values())[:10]
+    agents = Writers(*(McpAgent(run.neo4j_memory_session(cut.p.graph), names, int(tag, 16) + i, MCP_RATE,
+                                prefix=f"agent {tag} {i}") for i in range(2)))  # fmt: skip
+    cypher = Writers(McpCypherWriter(graph, int(tag, 16), CYPHER_RATE))
+    both = Writers(*agents.all, *cypher.all)
+    try:
+        both.start()
+        agents.wait_for(20, 120)
+        for _ in range(2):
+            time.sleep(random.uniform(1, 4))
+            assert cut.reverse_pid is not None
+            _kill_9(cut.reverse_pid)
+            cut.reverse_pid = _respawn_reverse(cut)
+        time.sleep(2)
+        cut.server.stop()  # Neo4j goes away under the agents and the reverse process
+        cut.server.start()
+        agents.wait_for(agents.done() + 20, 120)  # the agents write again after the restart
+    finally:
+        both.stop()
+    assert both.failures() == [], both.failures()[:5]
+    assert agents.done() > 40 and cypher.done() > 0, (agents.done(), cypher.done())
+    _wait_caught_up(cut.p.db, graph)
+    _assert_equal(cut)
+    print(
+        f"mcp kill -9 and restart: {agents.done()} mcp-neo4j-memory and {cypher.done()} Cypher writes, "
+        f"{both.errors()} while Neo4j was away; load {os.getloadavg()[0]:.1f}"
+    )
 
 
 def test_the_plugin_adopts_new_memory_nodes_only_where_the_layout_asks(private_neo4j: PrivateNeo4j) -> None:
