@@ -23,8 +23,8 @@ class McpSession(Protocol):
 
 class McpAgent(PacedWriter):
     """Creates, observations added and deleted, relations created and deleted, deletes, through one
-        session, which it closes when its thread ends. ``names``: entities it may write to besides its own,
-    which it names ``<prefix> <random tag>``."""
+    session, which it closes when its thread ends. ``names``: entities it may write to besides the ones
+    it creates, which it names ``<prefix> <random tag>``."""
 
     def __init__(
         self, session: McpSession, names: list[str], seed: int, rate_per_s: float = 10.0, prefix: str = "agent"

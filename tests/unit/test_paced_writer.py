@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
+from replicator.testing.mcp_agent import McpAgent
 from replicator.testing.paced import PacedWriter, Unavailable, Writers
 
 REFUSED = "ClientError: memory store moved back to embedded at 12:00; reload caxton.yaml"
@@ -70,3 +72,32 @@ def test_waiting_for_writes_ends_at_the_first_failure() -> None:
     finally:
         writers.stop()
     assert time.monotonic() - began < 10 and writers.failures()[0] == "ClientError: broken"
+
+
+class Session:
+    """mcp-neo4j-memory's answers, scripted: Neo4j away, then starting, a write, then the fence."""
+
+    def __init__(self) -> None:
+        self.answers: Iterator[dict[str, Any]] = iter([
+            {"error": "ServiceUnavailable: Couldn't connect to 127.0.0.1:7687"},
+            {"error": "TransientError: {neo4j_code: Neo.TransientError.General.DatabaseUnavailable}"},
+            {"ok": None},
+        ])  # fmt: skip
+        self.calls: list[str] = []
+        self.closed = False
+
+    def call(self, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append(tool)
+        return next(self.answers, {"error": f"ClientError: {REFUSED}"})
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_mcp_agent_waits_out_neo4j_away_counts_the_fence_and_closes_its_session() -> None:
+    session = Session()
+    agent = McpAgent(session, [], seed=3, rate_per_s=1000.0, prefix="agent t")
+    _run(agent, until=1)
+    assert (agent.errors, agent.done, agent.failures) == (2, 1, [])
+    assert agent.refused >= 1 and REFUSED in agent.refusal
+    assert session.calls[0] == "create_entities" and session.closed
