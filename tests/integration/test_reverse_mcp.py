@@ -7,13 +7,13 @@ reads it back. The shared stack's Neo4j is never touched (Kafka is shared, isola
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,11 +26,13 @@ import pytest
 from replicator.capture.triggers import head_seq
 from replicator.cutover import config, state
 from replicator.cutover.targets import Neo4jTarget
+from replicator.reverse import process
 from replicator.reverse.changelog import Changelog
 from replicator.sinks.neo4j.model import GraphModel, relationship_type
 from replicator.sinks.neo4j.reader import GraphReader
-from replicator.sinks.settings import Neo4jSettings
-from replicator.testing.cypher_writer import CypherWriter
+from replicator.testing.cypher_writer import McpCypherWriter
+from replicator.testing.mcp_agent import McpAgent
+from replicator.testing.paced import Writers
 from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 from replicator.validation.diff import compare_entities, compare_relations
@@ -139,86 +141,12 @@ class CutOver:
 
     def close(self) -> None:
         if self.reverse_pid is not None:
-            os.killpg(self.reverse_pid, signal.SIGTERM)
+            # After a rollback `reverse run` ends by itself (capture off): only a live one is stopped.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.reverse_pid, signal.SIGTERM)
         # The rollback's fence refuses every writer but the forward sink, the cleanup too: capture off first.
         Changelog.for_driver(self.driver, "neo4j", self.model.entity_label).disable()
         self.driver.close()
-
-
-class McpCypherWriter(CypherWriter):
-    """An agent writing the mcp layout through Cypher: ``:Memory`` nodes with ``type`` and a list of
-    observations (adopted by the plugin), observation changes, renames, relationships named by their
-    type alone, deletes."""
-
-    def _op(self) -> None:
-        lab, rng, q = self.graph.label, self.rng, self.graph.q
-        pick = f"MATCH (n:{lab}) WITH n ORDER BY rand() LIMIT 1"
-        choice = rng.random()
-        if choice < 0.3:
-            q("CREATE (:Memory {name: $n, type: 'note', observations: ['new']})", n=f"c{uuid.uuid4().hex[:10]}")
-        elif choice < 0.5:
-            q(f"{pick} SET n.observations = n.observations + $o", o=f"o{self.done}")
-        elif choice < 0.6:
-            q(f"{pick} SET n.observations = n.observations[1..]")
-        elif choice < 0.7:
-            q(f"{pick} SET n.name = n.name + '_r'")
-        elif choice < 0.85:
-            q(f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
-              "WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) CREATE (a)-[:LINKS]->(b)")  # fmt: skip
-        elif choice < 0.93:
-            q(f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r")
-        else:
-            q(f"{pick} DETACH DELETE n")
-
-
-class McpAgent:
-    """An agent calling mcp-neo4j-memory's own tools in a loop, in one session: creates, observations
-    added and deleted, relations created and deleted, deletes. A refusal (the rollback's fence) is
-    counted; any other failure of a tool is kept for the test to show."""
-
-    def __init__(self, settings: Neo4jSettings, names: list[str], seed: int) -> None:
-        self.settings, self.names, self.rng = settings, list(names), random.Random(seed)
-        self.done, self.refused, self.refusal, self.failures = 0, 0, "", list[str]()
-        self.relations: list[dict[str, str]] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _call(self) -> tuple[str, dict[str, Any]]:
-        rng, tag = self.rng, uuid.uuid4().hex[:8]
-        choice = rng.random()
-        if choice < 0.25 or len(self.names) < 2:
-            self.names.append(f"agent {tag}")
-            return "create_entities", {"entities": [{"name": self.names[-1], "type": rng.choice(["person", "tool"]),
-                                                     "observations": [f"met {tag}"]}]}  # fmt: skip
-        name = rng.choice(self.names)
-        if choice < 0.45:
-            return "add_observations", {"observations": [{"entityName": name, "observations": [f"fact {tag}"]}]}
-        if choice < 0.55:
-            return "delete_observations", {"deletions": [{"entityName": name, "observations": ["new"]}]}
-        if choice < 0.75:
-            rel = {"source": name, "target": rng.choice(self.names), "relationType": rng.choice(["KNOWS", "USES"])}
-            self.relations.append(rel)
-            return "create_relations", {"relations": [rel]}
-        if choice < 0.9 and self.relations:
-            return "delete_relations", {"relations": [self.relations.pop(rng.randrange(len(self.relations)))]}
-        self.names.remove(name)
-        return "delete_entities", {"names": [name]}
-
-    def _loop(self) -> None:
-        session = run.neo4j_memory_session(self.settings)
-        try:
-            while not self.stopping.is_set():
-                tool, args = self._call()
-                answer = session.call(tool, args)
-                if "error" not in answer:
-                    self.done += 1
-                elif "memory store moved back" in answer["error"]:
-                    self.refused, self.refusal = self.refused + 1, answer["error"]
-                else:
-                    self.failures.append(f"{tool}: {answer['error']}")
-                time.sleep(0.02)
-        finally:
-            session.close()
 
 
 @pytest.fixture
@@ -285,34 +213,39 @@ def _agent_writes(cut: CutOver, tag: str) -> dict[str, Any]:
             "via_cypher": via_cypher}  # fmt: skip
 
 
+#: The agents writing during the rollback (issue 15: >= 50 writes/s combined, Cypher and mcp-neo4j-memory):
+#: Cypher threads and mcp-neo4j-memory sessions (each serial over its stdio), writes/s each.
+CYPHER_THREADS, CYPHER_RATE, MCP_AGENTS, MCP_RATE = 2, 20.0, 4, 10.0
+
+
 def _rollback_under_writers(cut: CutOver, graph: Graph, names: list[str], seed: int) -> str:
-    """`replicator rollback` while agents write through Cypher and through mcp-neo4j-memory's tools;
-    both must see the fence's refusal. Prints the pause and the writers' rate."""
-    cypher = McpCypherWriter(graph)
-    agent = McpAgent(cut.p.graph, names, seed)
-    began = time.monotonic()
+    """`replicator rollback` while agents write through Cypher and through mcp-neo4j-memory's tools
+    (together at a paced 80 writes/s); every one must see the fence's refusal. Prints the pause and the
+    rates the writers achieved (measured by bench/rollback_pause.py, never asserted)."""
+    cypher = Writers(*(McpCypherWriter(graph, seed + i, CYPHER_RATE) for i in range(CYPHER_THREADS)))
+    agents = Writers(*(McpAgent(run.neo4j_memory_session(cut.p.graph), names, seed + 100 + i, MCP_RATE)
+                       for i in range(MCP_AGENTS)))  # fmt: skip
+    both = Writers(*cypher.all, *agents.all)
     try:
-        cypher.thread.start()
-        agent.thread.start()
-        deadline = time.monotonic() + 120
-        while (cypher.done < 100 or agent.done < 50) and time.monotonic() < deadline and not agent.failures:
-            time.sleep(0.2)
-        started, before = time.monotonic(), cypher.done + agent.done
+        both.start()
+        for writers in (cypher, agents):
+            writers.wait_for(100, 120)
+        steady = both.rate()  # before the rollback's own process competes for the CPU
         out = cut.rollback()
         time.sleep(1)
     finally:
-        cypher.stopping.set()
-        agent.stopping.set()
-        cypher.thread.join()
-        agent.thread.join()
-    assert agent.failures == [], agent.failures[:5]
+        both.stop()
+    assert both.failures() == [], both.failures()[:5]
     assert "Neo4j fenced at changelog seq" in out and config.read_backend(cut.p.caxton) == "embedded", out
-    for writer in (cypher, agent):
+    for writer in both.all:
+        assert writer.done > 0, f"{type(writer).__name__} never wrote"
         assert writer.refused > 0 and "memory store moved back to embedded" in writer.refusal, "wrote past the fence"
     pause = next(line for line in out.splitlines() if line.startswith("write pause"))
-    print(f"mcp rollback: {pause}; {cypher.done} Cypher and {agent.done} mcp-neo4j-memory writes "
-          f"({before / (started - began):.0f}/s before the rollback), {cypher.refused} and {agent.refused} "
-          f"refused after the fence; load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"mcp rollback: {pause}; {cypher.done()} Cypher writes ({CYPHER_THREADS} threads, {cypher.rate():.1f}/s) "
+          f"and {agents.done()} mcp-neo4j-memory writes ({MCP_AGENTS} agents, {agents.rate():.1f}/s): "
+          f"{both.rate():.1f} writes/s combined ({steady:.1f} before the rollback); {cypher.refused()} and "
+          f"{agents.refused()} refused after the fence, {both.lost_races()} lost a race with a delete; "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     return out
 
 
@@ -356,6 +289,65 @@ def test_writes_through_mcp_neo4j_memory_and_cypher_flow_back_and_the_store_equa
     assert state.load(cut.p.db).state == "rolled_back"
     _assert_equal(cut)
     MemoryWriter(cut.p.db).create_entity(f"the runtime writes to the store again {tag}", "person")
+
+
+def _kill_9(pid: int) -> None:
+    """SIGKILL to ``pid``'s session; returns once it is gone (reaped here when it is this process's child)."""
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while state.pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        assert time.monotonic() < deadline, f"pid {pid} outlived SIGKILL"
+        time.sleep(0.05)
+
+
+def _respawn_reverse(cut: CutOver) -> int:
+    """A new `replicator reverse run`, as an operator starts one after a crash; returns once it applies."""
+    log = cut.p.db.with_name(cut.p.db.name + ".reverse.log")
+    started = log.read_text().count("reverse: applying")
+    pid, _ = process.spawn(cut.p.db, cut.p.opts.neo4j, cut.model)
+    deadline = time.monotonic() + 300  # the model loads first
+    while log.read_text().count("reverse: applying") == started:
+        assert state.pid_alive(pid) and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    return pid
+
+
+def test_mcp_agents_writing_through_kill_9_of_reverse_run_and_a_neo4j_restart_lose_nothing(cut: CutOver) -> None:
+    """mcp-neo4j-memory agents and a Cypher agent write while `reverse run` is killed (-9) twice and
+    restarted, then while the private Neo4j restarts; once the reverse stream caught up, the store
+    equals the graph field by field."""
+    tag = uuid.uuid4().hex[:6]
+    graph = Graph(cut.server, cut.driver, cut.model)
+    with StoreReader(cut.p.db) as store:
+        names = sorted(e.name for e in store.read(embeddings=False).entities.values())[:10]
+    agents = Writers(*(McpAgent(run.neo4j_memory_session(cut.p.graph), names, int(tag, 16) + i, MCP_RATE,
+                                prefix=f"agent {tag} {i}") for i in range(2)))  # fmt: skip
+    cypher = Writers(McpCypherWriter(graph, int(tag, 16), CYPHER_RATE))
+    both = Writers(*agents.all, *cypher.all)
+    try:
+        both.start()
+        agents.wait_for(20, 120)
+        for _ in range(2):
+            time.sleep(random.uniform(1, 4))
+            assert cut.reverse_pid is not None
+            _kill_9(cut.reverse_pid)
+            cut.reverse_pid = _respawn_reverse(cut)
+        time.sleep(2)
+        cut.server.stop()  # Neo4j goes away under the agents and the reverse process
+        cut.server.start()
+        agents.wait_for(agents.done() + 20, 120)  # the agents write again after the restart
+    finally:
+        both.stop()
+    assert both.failures() == [], both.failures()[:5]
+    assert agents.done() > 40 and cypher.done() > 0, (agents.done(), cypher.done())
+    _wait_caught_up(cut.p.db, graph)
+    _assert_equal(cut)
+    print(
+        f"mcp kill -9 and restart: {agents.done()} mcp-neo4j-memory and {cypher.done()} Cypher writes, "
+        f"{both.errors()} while Neo4j was away; load {os.getloadavg()[0]:.1f}"
+    )
 
 
 def test_the_plugin_adopts_new_memory_nodes_only_where_the_layout_asks(private_neo4j: PrivateNeo4j) -> None:
