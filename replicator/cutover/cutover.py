@@ -223,8 +223,9 @@ class _Cutover:
             return self.abort("preflight", "; ".join(problems))
         caught = catch_up(self.plan.db, self.targets, self.plan.catch_up_s)
         self.report.steps_s["catch_up"] = caught.seconds
-        if caught.reached is None:  # fenced all the same: the drain is bounded by --max-pause
-            self.log(f"the sinks did not follow the store within {self.plan.catch_up_s:g}s; fencing all the same")
+        if not caught.settled:  # fenced all the same: the drain is bounded by --max-pause
+            self.log(f"the sinks did not come within a moment of the store in {self.plan.catch_up_s:g}s "
+                     f"({caught.rounds} rounds); fencing all the same")  # fmt: skip
         return None
 
     def take_fence(self) -> CutoverReport | None:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 #: A catch-up round this short means the sinks follow the writers at the pipeline's latency.
 CAUGHT_UP_ROUND_S: Final = 0.25
-CATCH_UP_ROUNDS: Final = 5
 
 
 def preflight(plan: CutoverPlan, targets: Sequence[Target]) -> list[str]:
@@ -94,22 +93,25 @@ def parked_problems(db: Path) -> list[str]:
 @dataclass(frozen=True)
 class CatchUp:
     """How the sinks followed the store before the fence: the last head seq they all reached (None:
-    they did not within the time), the rounds taken and the seconds."""
+    none within the time), the rounds taken, whether the last round was short (the sinks one pipeline
+    latency behind) and the seconds."""
 
     reached: int | None
     rounds: int
+    settled: bool
     seconds: float
 
 
 def catch_up(db: Path, targets: Sequence[Target], timeout_s: float, poll_s: float = 0.01) -> CatchUp:
     """Before the fence, writers running: rounds of "read the store's head seq H, wait until every
     sink's watermark reaches H", until a round takes under CAUGHT_UP_ROUND_S (the sinks are then
-    behind by what the writers wrote in one pipeline latency) or CATCH_UP_ROUNDS rounds or
-    ``timeout_s`` pass. Fencing after a backlog instead makes the writers wait for the sinks to
-    apply it. Read-only; blocks up to ``timeout_s``; a failing read ends it (the drain names it)."""
+    behind by what the writers wrote in one pipeline latency) or ``timeout_s`` passes (a sink that
+    stalls for a moment -- a checkpoint, a collection -- gets more rounds, not a fence). Fencing after
+    a backlog instead makes the writers wait for the sinks to apply it. Read-only; blocks up to
+    ``timeout_s``; a failing read ends it (the drain names it)."""
     started = time.monotonic()
-    deadline, reached, rounds = started + timeout_s, None, 0
-    while rounds < CATCH_UP_ROUNDS:
+    deadline, reached, rounds, settled = started + timeout_s, None, 0, False
+    while not settled and time.monotonic() < deadline:
         rounds += 1
         round_started = time.monotonic()
         conn = open_store(db, readonly=True)
@@ -120,9 +122,8 @@ def catch_up(db: Path, targets: Sequence[Target], timeout_s: float, poll_s: floa
         if not _wait_for(targets, head, deadline, poll_s):
             break
         reached = head
-        if time.monotonic() - round_started < CAUGHT_UP_ROUND_S:
-            break
-    return CatchUp(reached, rounds, time.monotonic() - started)
+        settled = time.monotonic() - round_started < CAUGHT_UP_ROUND_S
+    return CatchUp(reached, rounds, settled, time.monotonic() - started)
 
 
 def _wait_for(targets: Sequence[Target], seq: int, deadline: float, poll_s: float) -> bool:

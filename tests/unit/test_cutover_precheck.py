@@ -16,7 +16,7 @@ import pytest
 
 from replicator.capture.install import install
 from replicator.capture.triggers import head_seq
-from replicator.cutover import config, cutover, precheck, state
+from replicator.cutover import config, cutover, precheck, preflight, state
 from replicator.position import Heartbeat, PartitionKey, SinkPosition
 from replicator.testing.clock import FakeClock
 from replicator.testing.writer import MemoryWriter
@@ -216,3 +216,30 @@ def test_the_fence_waits_for_the_sinks_to_catch_up_so_the_writers_never_wait_for
     # before the writers were made to wait, not while they waited.
     assert target.behind_under_fence[:1] == [0], target.behind_under_fence[:5]
     assert report.steps_s["catch_up"] > 0
+
+
+class Stalls(FakeTarget):
+    """A sink whose first ``slow`` catch-up rounds each take 0.3 s (a checkpoint, a collection), then
+    follows the store at once."""
+
+    def __init__(self, name: str, db: Path, slow: int) -> None:
+        super().__init__(name, db)
+        self.slow = slow
+        self.waiting_since: float | None = None
+
+    def position(self, timeout_s: float = 10.0) -> SinkPosition:
+        self.frozen = head_seq(sqlite3.connect(self.db))
+        if self.slow > 0:
+            now = time.monotonic()
+            self.waiting_since = now if self.waiting_since is None else self.waiting_since
+            if now - self.waiting_since < 0.3:
+                self.frozen -= 1  # not there yet
+            else:
+                self.slow, self.waiting_since = self.slow - 1, None
+        self.follows = False
+        return super().position(timeout_s)
+
+
+def test_a_sink_that_stalls_for_a_few_rounds_gets_more_rounds_before_the_fence(store: Path) -> None:
+    caught = preflight.catch_up(store, [Stalls("neo4j", store, slow=6)], timeout_s=10.0)
+    assert (caught.rounds, caught.settled) == (7, True), caught
