@@ -150,10 +150,12 @@ class Snapshot:
     placeholders: set[int] = field(default_factory=set)
 
 
-def values_equal(a: object, b: object) -> bool:
+def values_equal(a: object, b: object) -> bool:  # noqa: PLR0911 - one return per storage class
     """Field equality as validation means it: exact, and keeping the storage class. An int equals only
     an int, a float only the same float (NaN equals NaN, 0.0 is not -0.0), bytes only the same bytes,
     text only the same text; sequences element-wise (a list equals a tuple)."""
+    if type(a) is type(b) and type(a) in _EXACT:
+        return bool(a == b)  # the common case, answered before the class is worked out
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     kind = _kind(a)
@@ -167,6 +169,9 @@ def values_equal(a: object, b: object) -> bool:
     if kind == "blob":
         return bool(bytes(a) == bytes(b))  # type: ignore[call-overload]
     return bool(a == b)
+
+
+_EXACT: Final = frozenset({str, int, bool, type(None)})  # classes whose equality is plain ``==``
 
 
 def _kind(value: object) -> str:

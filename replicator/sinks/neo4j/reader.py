@@ -165,12 +165,16 @@ class GraphReader:
 
     def keys(self) -> Keys:
         lab = quote(self.model.entity_label)
-        nodes = self._run(f"MATCH (n:{lab}) RETURN n.id AS id, coalesce(n._placeholder, false) AS p")
-        rels = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN r.id AS id")
+        # One record per kind (collect skips nulls): a record per id cost the driver more than the ids.
+        [nodes] = self._run(
+            f"MATCH (n:{lab}) WITH n.id AS id, coalesce(n._placeholder, false) AS p "
+            "RETURN collect(CASE WHEN p THEN null ELSE id END) AS e, collect(CASE WHEN p THEN id END) AS p"
+        )
+        [rels] = self._run(f"MATCH (:{lab})-[r]->(:{lab}) WHERE r.id IS NOT NULL RETURN collect(r.id) AS ids")
         return Keys(
-            entities=frozenset(int(r["id"]) for r in nodes if not r["p"] and r["id"] is not None),
-            relations=frozenset(int(r["id"]) for r in rels),
-            placeholders=frozenset(int(r["id"]) for r in nodes if r["p"] and r["id"] is not None),
+            entities=frozenset(int(i) for i in nodes["e"]),
+            relations=frozenset(int(i) for i in rels["ids"]),
+            placeholders=frozenset(int(i) for i in nodes["p"]),
         )
 
     def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
