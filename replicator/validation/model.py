@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+import numpy as np
+
 from replicator.events.values import observations_value
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
@@ -192,9 +194,12 @@ def vectors_equal(a: tuple[float, ...], b: tuple[float, ...], tol: float = VECTO
     """Same embedding: same length and every component within ``tol`` after L2-normalising both."""
     if len(a) != len(b):
         return False
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(x * x for x in b)) or 1.0
-    return all(abs(x / na - y / nb) <= tol for x, y in zip(a, b, strict=True))
+    # numpy: a full comparison checks every vector (384 components), which in Python loops took 30%
+    # of its time. A NaN component compares unequal either way.
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na = float(np.sqrt(x @ x)) or 1.0
+    nb = float(np.sqrt(y @ y)) or 1.0
+    return bool(np.all(np.abs(x / na - y / nb) <= tol))
 
 
 def entity_from_mapping(props: Mapping[str, Any]) -> Entity:
