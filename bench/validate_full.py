@@ -54,8 +54,9 @@ def drop_label(label: str) -> None:
     import neo4j  # noqa: PLC0415 - only for clean-up
 
     settings = local_stack_neo4j()
-    with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth()) as driver:
-        driver.execute_query(f"MATCH (n:`{label}`) CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS")
+    with neo4j.GraphDatabase.driver(settings.uri, auth=settings.auth()) as driver, driver.session() as session:
+        # CALL ... IN TRANSACTIONS runs only in an implicit (auto-commit) transaction: session.run
+        session.run(f"MATCH (n:`{label}`) CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS").consume()
 
 
 def main() -> None:
