@@ -163,9 +163,11 @@ class StoreReader:
             return 0, 0
         return changelog_rows(self.conn), head_seq(self.conn)
 
-    def read(self, entity_ids: Iterable[int] | None = None, *, embeddings: bool = True) -> Snapshot:
-        """All entities (``entity_ids`` None) or those given, every relation touching them, and their
-        embeddings. Ids the store lacks are simply absent from the snapshot."""
+    def read(
+        self, entity_ids: Iterable[int] | None = None, *, embeddings: bool = True, relations: bool = True
+    ) -> Snapshot:
+        """All entities (``entity_ids`` None) or those given, every relation touching them (unless
+        ``relations`` is False), and their embeddings. Ids the store lacks are simply absent."""
         snap = Snapshot("store")
         rel_sql = (
             f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
@@ -183,10 +185,11 @@ class StoreReader:
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities WHERE id IN ({marks})", chunk):
                 snap.entities[int(r[0])] = _entity_row(r)
-            for r in self.conn.execute(
-                rel_sql + f" WHERE r.from_entity_id IN ({marks}) OR r.to_entity_id IN ({marks})", [*chunk, *chunk]
-            ):
-                snap.relations[int(r[0])] = _relation_row(r)
+            if relations:
+                for r in self.conn.execute(
+                    rel_sql + f" WHERE r.from_entity_id IN ({marks}) OR r.to_entity_id IN ({marks})", [*chunk, *chunk]
+                ):
+                    snap.relations[int(r[0])] = _relation_row(r)
             if embeddings:
                 sql = "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id IN "
                 self._embeddings(snap, f"{sql}({marks})", chunk)

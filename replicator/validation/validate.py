@@ -40,6 +40,7 @@ from replicator.validation.diff import (
     merge,
 )
 from replicator.validation.errors import MigrateError
+from replicator.validation.full import compare_full, read_relations
 from replicator.validation.model import Keys
 from replicator.validation.search import DEFAULT_QUERIES, QueryOverlap, StoreIndex, compare_search, consistency
 from replicator.validation.store import StoreReader
@@ -155,8 +156,13 @@ def _validate_target(
     dest: GraphReader | QdrantReader | SinkEndpointReader,
     sample: Sequence[int],
     store_keys_: Keys | None,
+    *,
+    full: bool = False,
 ) -> list[Mismatch]:
-    """Keys and fields of one destination (counts and search are done by the caller)."""
+    """Keys and fields of one destination (counts and search are done by the caller); ``full``:
+    every key, streamed a page at a time (:mod:`replicator.validation.full`)."""
+    if full and store_keys_ is not None:
+        return compare_full(target, store, dest, store_keys_)
     found: list[Mismatch] = []
     entity_keys = set(sample)
     relation_keys: set[int] = set()
@@ -172,10 +178,9 @@ def _validate_target(
     theirs = dest.read(entity_keys)
     found += compare_entities(target, mine, theirs, entity_keys)
     if target == "neo4j":
-        assert isinstance(dest, GraphReader)
         relation_keys |= set(mine.relations) | set(theirs.relations)
         mine.relations.update(store.read_relations(relation_keys - set(mine.relations)))
-        theirs.relations.update(dest.read_relations(relation_keys - set(theirs.relations)))
+        theirs.relations.update(read_relations(dest, sorted(relation_keys - set(theirs.relations))))
         found += compare_relations(target, mine, theirs, relation_keys)
     else:
         found += compare_embeddings(target, mine, theirs, entity_keys)
@@ -253,7 +258,7 @@ def validate(
                 counts = dest.counts()
                 report.counts[name] = counts
                 report.problems += _count_problems(name, store_counts, counts)
-                mismatches += _validate_target(name, store, dest, chosen, store_keys)
+                mismatches += _validate_target(name, store, dest, chosen, store_keys, full=opts.full)
                 if name == "qdrant" and opts.search and not opts.fast:
                     assert isinstance(dest, QdrantReader)  # _qdrant_reader refuses search through a sink
                     report.search = _search(store, dest, opts, model)

@@ -147,11 +147,11 @@ class QdrantReader:
     def counts(self) -> dict[str, int]:
         return {"points": int(self.client.count(self.collection, exact=True).count)}
 
-    def _scroll(self, *, vectors: bool, payload: bool | list[str]) -> Iterator[models.Record]:
+    def _scroll(self, *, vectors: bool, payload: bool | list[str], limit: int = 512) -> Iterator[models.Record]:
         offset: Any = None
         while True:
             points, offset = self.client.scroll(
-                self.collection, limit=512, offset=offset, with_payload=payload, with_vectors=vectors
+                self.collection, limit=limit, offset=offset, with_payload=payload, with_vectors=vectors
             )
             yield from points
             if offset is None:
@@ -159,7 +159,10 @@ class QdrantReader:
 
     def keys(self) -> Keys:
         return Keys(
-            entities=frozenset(int(p.id) for p in self._scroll(vectors=False, payload=False) if is_entity_point(p.id)),
+            # Ids only: large pages (local mode sorts every id on each scroll call).
+            entities=frozenset(
+                int(p.id) for p in self._scroll(vectors=False, payload=False, limit=10_000) if is_entity_point(p.id)
+            ),
             relations=frozenset(),
         )
 
