@@ -7,6 +7,7 @@ tests' relationships, and an empty database is the case that went wrong."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,7 @@ from replicator.sinks.batch import Batch
 from replicator.sinks.neo4j.applier import run_read
 from replicator.sinks.neo4j.cypher import relation_delete_query, relation_upsert_query
 from replicator.sinks.neo4j.model import GraphModel
+from replicator.sinks.neo4j.reader import relations_touching_query
 from replicator.sinks.settings import Neo4jSettings
 from replicator.testing.fake_source import Message, SimulatedStore
 from tests.integration.private_neo4j import PrivateNeo4j
@@ -77,3 +79,34 @@ def test_upserts_written_without_tombstone_reads_still_yield_to_deletes(graph: N
     finally:
         dest.close()
         drop_labels(graph, {model.entity_label, model.tombstone_label, model.position_label})
+
+
+def test_a_page_of_the_full_comparison_reads_its_relationships_through_the_id_index(
+    private_neo4j: PrivateNeo4j,
+) -> None:
+    """`validate --full` (the cutover's pre-check) reads the relationships touching each page of 1,000
+    entity ids. Planned as a scan of the label or of every relationship, the comparison of a 1M-relation
+    store reads the whole graph once per page."""
+    store, model = SimulatedStore(), GraphModel("PageEntity", "PageTomb", "PagePos")
+    dest = started("pages", private_neo4j.graph, model)
+    try:
+        messages: list[Message] = []
+        ids = []
+        for n in range(200):
+            made, events = store.create_entity(f"e{n}")
+            ids.append(made)
+            messages += events
+        for a, b in itertools.pairwise(ids):
+            messages += store.create_relation(a, b, "knows")[1]
+        dest.apply(Feed(store).batch(messages))
+        with dest.driver.session(database=dest.settings.database) as session:
+            plan = session.run("EXPLAIN " + relations_touching_query(model), {"ids": ids[:10]}).consume().plan
+            assert plan is not None
+            scans = [op for op in _operators(plan) if any(scan in op for scan in SCANS)]
+            assert scans == [], f"the page's relationship read planned {scans}"
+            rows = session.run(relations_touching_query(model), {"ids": ids[:3]}).single()
+        assert rows is not None and sorted(row[2:4] for row in rows["rows"]) == [
+            [ids[0], ids[1]], [ids[1], ids[2]], [ids[2], ids[3]]
+        ]  # fmt: skip
+    finally:
+        dest.close()

@@ -33,6 +33,15 @@ Query = Callable[..., list[neo4j.Record]]
 _RELATION_RETURN = "RETURN collect([properties(r), type(r), a.id, b.id, a.name, b.name]) AS rows"
 
 
+def relations_touching_query(model: GraphModel) -> str:
+    """The relationships touching the entities ``$ids``: each found by its unique id index, then one
+    expand. Written as ``a.id IN $ids OR b.id IN $ids`` it was planned as a scan of every relationship
+    of the database (or of the label), once per page of a full comparison."""
+    lab = quote(model.entity_label)
+    return (f"MATCH (n:{lab}) WHERE n.id IN $ids WITH n MATCH (n)-[r]-(m:{lab}) WHERE r.id IS NOT NULL "
+            f"WITH DISTINCT r WITH r, startNode(r) AS a, endNode(r) AS b {_RELATION_RETURN}")  # fmt: skip
+
+
 class GraphReader:
     """The graph of one namespace as the Neo4j sink writes it. Blocks; raises what ``query`` raises."""
 
@@ -191,9 +200,8 @@ class GraphReader:
                 snap.placeholders.add(int(props["id"]))
             elif props.get("id") is not None:
                 snap.entities[int(props["id"])] = entity_from_mapping(props)
-        rel_where = "" if entity_ids is None else "AND (a.id IN $ids OR b.id IN $ids)"
-        [rows] = self._run(f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IS NOT NULL {rel_where} {_RELATION_RETURN}",
-                           **params)  # fmt: skip
+        every = f"MATCH (a:{lab})-[r]->(b:{lab}) WHERE r.id IS NOT NULL {_RELATION_RETURN}"
+        [rows] = self._run(every if entity_ids is None else relations_touching_query(self.model), **params)
         for row in rows["rows"]:
             rel = self._relation(row)
             snap.relations[rel.id] = rel
