@@ -9,22 +9,14 @@ from pathlib import Path
 
 from replicator.capture.install import install, read_state
 from replicator.capture.storefile import table_columns
-from replicator.capture.triggers import CAPTURE_VERSION, CHANGELOG, MARK, META, head_seq, trigger_names
+from replicator.capture.triggers import CAPTURE_VERSION, META, head_seq, trigger_names
 from replicator.reverse.apply import apply, parked_rows
 from replicator.reverse.changelog import Change
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.store.schema import TABLES
 from replicator.testing.legacy_capture import v6_trigger_sql
 from replicator.testing.writer import MemoryWriter
-
-
-def _changes(path: Path) -> list[tuple[int, str, str, int]]:
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(f"SELECT seq, tbl, op, row_id FROM {CHANGELOG} WHERE op <> '{MARK}' ORDER BY seq")
-        return [(int(s), str(t), str(o), int(r)) for s, t, o, r in rows]
-    finally:
-        conn.close()
+from tests.unit.test_capture_seq import _changes
 
 
 def _trigger_sql(path: Path) -> list[str]:
