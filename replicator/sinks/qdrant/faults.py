@@ -33,17 +33,22 @@ _LOCAL_MISSING = re.compile(r"^Collection (?P<name>\S+) not found")
 _RECHECK = "the sink re-checks and resumes by itself, committing nothing meanwhile"
 
 
+def _next_step(command: str | None, sink: str = _RECHECK) -> str:
+    """What follows a failure: ``sink`` for the sink, running ``command`` again for a one-shot command."""
+    return sink if command is None else f"then run `{command}` again"
+
+
 def translate(exc: BaseException, what: str, where: str, command: str | None = None) -> ReplicatorError:
     """``exc`` (raised while doing ``what`` against ``where``, a URL or path) as the sink error of its
     kind, or with ``command`` as that one-shot command's (module doc). Pure."""
     if isinstance(exc, ReplicatorError):
         return exc
-    again = _RECHECK if command is None else f"then run `{command}` again"
+    again = _next_step(command)
     if isinstance(exc, httpx.TransportError | ResponseHandlingException | ConnectionError | TimeoutError):
         return DestinationUnavailable(
             f"Qdrant at {where} did not answer while {what}: {exc!r}",
             hint="check that the server is up and reachable (URL, network); "
-            + ("the batch is retried" if command is None else again),
+            + _next_step(command, "the batch is retried"),
         )
     if isinstance(exc, UnexpectedResponse):
         return _status(exc, what, where, command)
@@ -61,16 +66,16 @@ def _data(message: str, command: str | None) -> ReplicatorError:
     """A refusal that may be one event's data: the sink's to set aside, or the command's end."""
     if command is None:
         return PoisonEvent(None, message)
-    return DestinationRefused(message, hint=f"fix what it names; then run `{command}` again")
+    return DestinationRefused(message, hint=f"fix what it names; {_next_step(command)}")
 
 
 def _status(exc: UnexpectedResponse, what: str, where: str, command: str | None) -> ReplicatorError:
     status, said = exc.status_code, f"{exc.status_code} {exc.reason_phrase} {exc.content[:300]!r}"
-    again = _RECHECK if command is None else f"then run `{command}` again"
+    again = _next_step(command)
     if status in _RETRYABLE_STATUS:
         return DestinationUnavailable(
             f"Qdrant at {where} answered {status} while {what}",
-            hint="the server is overloaded or restarting; " + ("the batch is retried" if command is None else again),
+            hint="the server is overloaded or restarting; " + _next_step(command, "the batch is retried"),
         )
     if status in (401, 403):
         return DestinationRefused(
@@ -94,7 +99,7 @@ def missing_collection(
     if command is not None:
         return DestinationRefused(
             f"Qdrant at {where}: {collection} does not exist while {what}{detail}",
-            hint=f"check --collection (the name the Qdrant sink writes); then run `{command}` again",
+            hint=f"check --collection (the name the Qdrant sink writes); {_next_step(command)}",
         )
     return DestinationRefused(
         f"Qdrant at {where}: {collection} does not exist (dropped under the sink?) while {what}{detail}",
