@@ -31,7 +31,7 @@ from replicator.config import MigrationConfig
 from replicator.errors import ReplicatorError
 from replicator.migration import history
 from replicator.migration.history import Migration, MigrationError
-from replicator.migration.supervise import Child, answers, run_command
+from replicator.migration.supervise import Child, answers, run_command, stop_all
 from replicator.source.metrics import SnapshotProgress, read_snapshot_progress
 
 Log = Callable[[str], None]
@@ -92,7 +92,18 @@ class Live:
 
     def run(self) -> LiveReport:
         """All steps. Blocks. Returns the report (the cutover's outcome). Raises MigrationError naming
-        a daemon that stopped or a command that failed, recorded as ``failed`` first."""
+        a daemon that stopped or a command that failed, or KeyboardInterrupt, recorded as ``failed``
+        first. Every daemon it started is stopped before it returns or raises; an interrupt while
+        they stop after the steps ended (stopped at once then) does not hide their outcome."""
+        try:
+            report = self._steps()
+        finally:
+            interrupt = stop_all(self.children)
+        if interrupt is not None:
+            self.log("  interrupted while the daemons stopped: stopped at once (their positions are stored)")
+        return report
+
+    def _steps(self) -> LiveReport:
         try:
             self.install()
             self.start()
@@ -101,14 +112,10 @@ class Live:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             history.record(self.plan.db, self.migration, None, state="failed", reason=reason, pid=None)
             raise
-        else:
-            state = "done" if report.ok else "aborted"
-            history.record(self.plan.db, self.migration, state, state=state, reason=report.cutover.get("reason"),
-                           pid=None)  # fmt: skip
-            return report
-        finally:
-            for child in reversed(self.children):
-                child.stop()
+        state = "done" if report.ok else "aborted"
+        history.record(self.plan.db, self.migration, state, state=state, reason=report.cutover.get("reason"),
+                       pid=None)  # fmt: skip
+        return report
 
     def _attempts(self) -> LiveReport:
         """Catch up and cut over; again (up to ATTEMPTS) when the cutover aborted for lag, having

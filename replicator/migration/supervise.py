@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -74,8 +75,59 @@ class Child:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def stop_all(children: list[Child], grace_s: float = 30.0) -> KeyboardInterrupt | None:
+    """Stop every started daemon: SIGTERM to all first (each drains and commits), then wait for each,
+    SIGKILL after ``grace_s``. An interrupt meanwhile (a second Ctrl-C) kills those still draining at
+    once, which their exactly-once positions allow, and is returned, not raised: no daemon is left
+    running behind migrate, and a caller whose migration is done still reports it. Blocks."""
+    started = [c.process for c in children if c.process is not None and c.process.poll() is None]
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+    interrupt: KeyboardInterrupt | None = None
+    for process in started:
+        try:
+            if interrupt is not None:
+                process.kill()
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+            for left in started:
+                if left.poll() is None:
+                    left.kill()
+            process.wait(10)
+    return interrupt
+
+
 def run_command(argv: list[str], timeout_s: float, answer: str = "") -> subprocess.CompletedProcess[str]:
     """``replicator <argv>`` to its end (output captured; ``answer`` is its standard input, e.g. the
-    operator's yes migrate already got). Raises subprocess.TimeoutExpired."""
-    return subprocess.run([sys.executable, "-m", "replicator", *argv], capture_output=True, text=True,
-                          timeout=timeout_s, check=False, input=answer)  # fmt: skip
+    operator's yes migrate already got). Blocks. Raises subprocess.TimeoutExpired (the command killed).
+
+    An interrupt (KeyboardInterrupt: Ctrl-C reaches migrate; the command runs in its own session, so
+    it gets the signal from here, once) is passed on to the command as SIGINT and its end waited for,
+    then raised again. A cutover interrupted so releases its fence and records how it ended; killed,
+    it could do neither (``subprocess.run`` kills 0.25 s after an interrupt)."""
+    args = [sys.executable, "-m", "replicator", *argv]
+    deadline = time.monotonic() + timeout_s
+    interrupt: KeyboardInterrupt | None = None
+    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:  # fmt: skip
+        pending: str | None = answer  # the input goes once: communicate refuses it on a second call
+        while True:
+            try:
+                out, err = process.communicate(pending, timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                raise
+            except KeyboardInterrupt as exc:
+                pending = None
+                if interrupt is None and process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+                interrupt = exc
+    if interrupt is not None:
+        raise interrupt
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
