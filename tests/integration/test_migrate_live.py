@@ -17,6 +17,7 @@ from pathlib import Path
 import neo4j
 
 from replicator.config import load_config
+from replicator.cutover import state as cutover_state
 from replicator.cutover.config import read_backend, sample_config
 from replicator.demo.daemons import free_ports
 from replicator.demo.demo import LiveWriter, seed_store
@@ -28,7 +29,9 @@ from replicator.testing.writer import MemoryWriter
 from replicator.transport.settings import KafkaSettings
 
 
-def _deployment(tmp: Path, kafka: KafkaSettings, graph: Neo4jSettings, tag: str) -> Path:
+def _deployment(tmp: Path, kafka: KafkaSettings, graph: Neo4jSettings, tag: str, hold: bool = False) -> Path:
+    """A store, caxton.yaml and replicator.yaml in ``tmp``. ``hold``: the cutover is postponed while
+    ``tmp/hold`` exists (``cutover.postpone_flag``), so migrate stays in its catch-up step."""
     (tmp / "data").mkdir()
     seed_store(tmp / "data" / "memory.db", 40, hash_vector).writer.close()
     (tmp / "caxton.yaml").write_text(sample_config("./data/memory.db"))
@@ -53,7 +56,7 @@ qdrant:
   metrics_port: {sink_qdrant}
 # reverse: false: a completed cutover would leave `reverse run` behind this test (reverse replication
 # after a cutover has its own tests: test_reverse_rollback.py)
-cutover: {{max_pause: 10s, reverse: false}}
+cutover: {{max_pause: 10s, reverse: false{", postpone_flag: ./hold" if hold else ""}}}
 """)
     return tmp
 
@@ -102,7 +105,11 @@ def test_ctrl_c_in_the_middle_then_a_rerun_completes(
     tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    where = _deployment(tmp_path, kafka, graph, tag)
+    # Held at catch-up by the postpone flag: on a fast machine a small store is caught up and cut over
+    # within seconds of entering the step, and the Ctrl-C below must land in it (a full local run saw
+    # it miss: "done", exit 0).
+    where = _deployment(tmp_path, kafka, graph, tag, hold=True)
+    (where / "hold").touch()
     db = where / "data" / "memory.db"
     try:
         proc = subprocess.Popen([sys.executable, "-m", "replicator", "migrate", "--config", "replicator.yaml", "--yes"],
@@ -126,6 +133,7 @@ def test_ctrl_c_in_the_middle_then_a_rerun_completes(
         status = _replicator(where, "status", "--config", "replicator.yaml", "--migration-id", stopped.id)
         assert f"migration {stopped.id} (live to hybrid): failed at step catch-up: interrupted" in status.stdout
         assert read_backend(where / "caxton.yaml") == "embedded"  # nothing switched
+        (where / "hold").unlink()
         again = _replicator(where, "migrate", "--config", "replicator.yaml", "--yes")
         assert again.returncode == 0, (again.stdout, again.stderr[-3000:])
         assert f"resuming migration {stopped.id}" in again.stderr
@@ -133,5 +141,47 @@ def test_ctrl_c_in_the_middle_then_a_rerun_completes(
         equal = _replicator(where, "validate", "--config", "replicator.yaml", "--target", "hybrid", "--full",
                             "--no-search")  # fmt: skip
         assert equal.returncode == 0, (equal.stdout, equal.stderr[-2000:])
+    finally:
+        _clean(graph, tag)
+
+
+def test_ctrl_c_during_the_cutover_lets_it_release_its_fence_and_record_the_interruption(
+    tmp_path: Path, kafka: KafkaSettings, graph: Neo4jSettings
+) -> None:
+    """The cutover is held under its fence (its drain step, by the fault hook) when migrate gets the
+    Ctrl-C: migrate passes it on and waits. Killed instead (as before), the cutover left its record
+    "cutting_over" with a dead pid, and status sent the operator to a rollback."""
+    tag = uuid.uuid4().hex[:8]
+    where = _deployment(tmp_path, kafka, graph, tag)
+    db = where / "data" / "memory.db"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "REPLICATOR_CUTOVER_PAUSE_AT": "drain",
+        "REPLICATOR_CUTOVER_PAUSE_S": "120",
+    }
+    try:
+        argv = [sys.executable, "-m", "replicator", "migrate", "--config", "replicator.yaml", "--yes"]
+        proc = subprocess.Popen(argv, cwd=where, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if cutover_state.load(db).step == "drain":  # fenced: the writers wait
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (out, err[-2000:])
+        ended = cutover_state.load(db)
+        assert (ended.state, ended.step, ended.pid) == ("aborted", "drain", None), ended  # its own record
+        assert "KeyboardInterrupt" in (ended.reason or ""), ended
+        assert read_backend(where / "caxton.yaml") == "embedded"
+        status = _replicator(where, "status", "--config", "replicator.yaml")
+        assert "process" not in status.stdout or "is gone" not in status.stdout, status.stdout
+        (stopped,) = history.load_all(db).values()
+        assert (stopped.state, stopped.reason, stopped.last_step) == ("failed", "interrupted", "cutover")
+        again = _replicator(where, "migrate", "--config", "replicator.yaml", "--yes")
+        assert again.returncode == 0, (again.stdout, again.stderr[-3000:])
+        assert "(live to hybrid): done" in again.stdout and read_backend(where / "caxton.yaml") == "hybrid"
     finally:
         _clean(graph, tag)
