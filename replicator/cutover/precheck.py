@@ -18,7 +18,6 @@ certifies complete.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Final, Protocol
 from replicator.capture.storefile import open_store
 from replicator.capture.triggers import head_seq
 from replicator.clock import SYSTEM_CLOCK, Clock
-from replicator.cutover.budget import within
+from replicator.cutover.budget import within_each
 from replicator.position import SinkPosition
 from replicator.validation.diff import Mismatch, compare_embeddings, compare_entities, compare_relations
 from replicator.validation.model import Relation, Snapshot
@@ -51,17 +50,41 @@ class Prechecked(Protocol):
     def precheck(self, store: Path) -> list[str]: ...
 
 
-def run_all(db: Path, targets: Sequence[Prechecked]) -> tuple[list[str], float]:
-    """Every target's pre-check, each bounded by PRECHECK_TIMEOUT_S: (why the cutover must not fence,
-    seconds taken). A failure to compare is a reason, named. Blocks."""
+@dataclass(frozen=True)
+class PrecheckRun:
+    """What ``run_all`` found: why the cutover must not fence, the seconds it took (the slowest
+    target's), and each target's own seconds (for the report: which comparison held the cutover)."""
+
+    problems: list[str]
+    seconds: float
+    by_target: dict[str, float]
+
+
+def run_all(db: Path, targets: Sequence[Prechecked]) -> PrecheckRun:
+    """Every target's pre-check, all at once (each reads its own destination through its own client:
+    one after the other they cost their sum), each bounded by PRECHECK_TIMEOUT_S. A failure to compare
+    is a reason, named. Blocks."""
     started = time.monotonic()
+    took: dict[str, float] = {}
+
+    def timed(target: Prechecked) -> Callable[[], list[str]]:
+        def call() -> list[str]:
+            begun = time.monotonic()
+            try:
+                return target.precheck(db)
+            finally:
+                took[target.name] = time.monotonic() - begun
+
+        return call
+
+    outcomes = within_each({t.name: timed(t) for t in targets}, PRECHECK_TIMEOUT_S, "pre-check")
     problems: list[str] = []
-    for target in targets:
-        try:
-            problems += within(functools.partial(target.precheck, db), PRECHECK_TIMEOUT_S, f"{target.name}'s pre-check")
-        except Exception as exc:  # OutOfTime or a failure to read: named, before any fence
-            problems.append(f"{target.name}: pre-check: {exc}")
-    return problems, time.monotonic() - started
+    for name, outcome in outcomes.items():
+        if isinstance(outcome, BaseException):  # OutOfTime or a failure to read: named, before any fence
+            problems.append(f"{name}: pre-check: {outcome}")
+        else:
+            problems += outcome
+    return PrecheckRun(problems, time.monotonic() - started, dict(took))
 
 
 class KeyedReader(Protocol):

@@ -243,3 +243,32 @@ class Stalls(FakeTarget):
 def test_a_sink_that_stalls_for_a_few_rounds_gets_more_rounds_before_the_fence(store: Path) -> None:
     caught = preflight.catch_up(store, [Stalls("neo4j", store, slow=6)], timeout_s=10.0)
     assert (caught.rounds, caught.settled) == (7, True), caught
+
+
+class PrechecksWithTheOther(FakeTarget):
+    """A target whose pre-check finishes only once the other target's pre-check has started too: the
+    cutover passes only when it runs the full comparisons at once. Each compares a different server
+    through a different client (the graph through Bolt, the points through Qdrant or the sink's
+    endpoint), so one after the other cost their sum: at 100K entities 292 s before the fence."""
+
+    def __init__(self, name: str, db: Path, barrier: threading.Barrier) -> None:
+        super().__init__(name, db)
+        self.barrier = barrier
+
+    def precheck(self, store: Path) -> list[str]:
+        try:
+            self.barrier.wait(timeout=2.0)
+        except threading.BrokenBarrierError:
+            return [f"{self.name}: compared alone (the other target's pre-check had not started)"]
+        time.sleep(0.1 if self.name == "neo4j" else 0.3)
+        return []
+
+
+def test_the_targets_prechecks_run_at_once_and_each_ones_time_is_reported(store: Path) -> None:
+    barrier = threading.Barrier(2)
+    targets = [PrechecksWithTheOther("neo4j", store, barrier), PrechecksWithTheOther("qdrant", store, barrier)]
+    plan = cutover.CutoverPlan(db=store, config=store.parent / "caxton.yaml", target="hybrid")
+    report = cutover.run(plan, targets)
+    assert report.ok, report.reason
+    assert set(report.precheck_s) == {"neo4j", "qdrant"}, report.precheck_s
+    assert report.precheck_s["qdrant"] >= 0.3 and report.precheck_s["neo4j"] >= 0.1, report.precheck_s
