@@ -24,7 +24,7 @@ complete watermark step (the heartbeat after the snapshot) flushes that batch at
 collection and topics are unique to the run and removed after.
 
 Usage: .venv/bin/python bench/migration.py [--entities 100000] [--relations 1000000]
-       [--embeddings 100000] [--out bench/results/migration.json]
+       [--embeddings 100000] [--out bench/results/migration.json] [--replicator-only]
 """
 
 from __future__ import annotations
@@ -271,6 +271,8 @@ def main() -> None:
     parser.add_argument("--qdrant-batch-age-ms", type=int, default=600_000, help="the Qdrant sink's --batch-age-ms")
     parser.add_argument("--blue-green-tree", type=Path, help="run the seed path's tools from this checkout")
     parser.add_argument("--dir", type=Path, help="work in (and keep) this directory: store, logs, Qdrant data")
+    parser.add_argument("--replicator-only", action="store_true",
+                        help="leave out the blue-green path (replicator's path measured alone)")  # fmt: skip
     parser.add_argument("--cutover-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cutover_child:
@@ -288,7 +290,7 @@ def main() -> None:
         (workdir / "caxton.yaml").write_text(config.sample_config(str(cfg.db)))
         try:
             ours = replicator_path(cfg, tag, ports, args)
-            theirs = blue_green_path(cfg, tag, args.blue_green_tree)
+            theirs = {} if args.replicator_only else blue_green_path(cfg, tag, args.blue_green_tree)
         finally:
             clean_up(cfg, tag)
     result = summary(args, counts, built_s, ours, theirs)
@@ -305,7 +307,8 @@ def summary(args: argparse.Namespace, counts: dict[str, int], built_s: float, ou
         "command": f".venv/bin/python bench/migration.py --entities {args.entities} --relations {args.relations} "
         f"--embeddings {args.embeddings} --qdrant-batch {args.qdrant_batch} "
         f"--qdrant-batch-age-ms {args.qdrant_batch_age_ms}"
-        + (f" --blue-green-tree {args.blue_green_tree}" if args.blue_green_tree else ""),
+        + (f" --blue-green-tree {args.blue_green_tree}" if args.blue_green_tree else "")
+        + (" --replicator-only" if args.replicator_only else ""),
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared; load avg {os.getloadavg()[0]:.1f}",
         "store": counts,
