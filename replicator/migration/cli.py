@@ -69,7 +69,9 @@ def migrate(
     from replicator.config import LoadedConfig  # noqa: PLC0415
     from replicator.migration import bluegreen  # noqa: PLC0415
     from replicator.migration.progress import Progress  # noqa: PLC0415
+    from replicator.migration.supervise import handle_interrupts  # noqa: PLC0415
 
+    handle_interrupts()
     loaded = click.get_current_context().meta.get(CONFIG_META)
     if not isinstance(loaded, LoadedConfig):
         hint = "replicator migrate --config replicator.yaml (`replicator config init` writes one)"

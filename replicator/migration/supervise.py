@@ -75,6 +75,17 @@ class Child:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def handle_interrupts() -> None:
+    """Make Ctrl-C (SIGINT) and a supervisor's stop (SIGTERM) raise KeyboardInterrupt in this
+    process's main thread, whatever dispositions it inherited: a script that starts a job with ``&``
+    starts it with SIGINT ignored (Python then leaves it ignored: a Ctrl-C or ``kill -INT`` did
+    nothing and the migration went on to switch caxton.yaml), and SIGTERM's default ends the process at
+    once, its daemons (each in its own session) left running and its record "running". Interrupted,
+    migrate stops its command and daemons in order and records where. Call from the main thread."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def stop_all(children: list[Child], grace_s: float = 30.0) -> KeyboardInterrupt | None:
     """Stop every started daemon: SIGTERM to all first (each drains and commits), then wait for each,
     SIGKILL after ``grace_s``. An interrupt meanwhile (a second Ctrl-C) kills those still draining at

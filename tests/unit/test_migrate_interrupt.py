@@ -4,7 +4,9 @@ fence and records how it ended, so it must be asked to stop and waited for, neve
 left its record "cutting_over" with a dead pid (``status``: "its process is gone"), and when the
 switch step had begun, a store refusing writes until ``rollback``. An interrupt while a completed
 migration stops its daemons printed "aborted" (exit 130) for a migration whose caxton.yaml was
-switched. Each case runs in its own interpreter: the interrupt is a real SIGINT to its main thread."""
+switched. Each case runs in its own interpreter started with SIGINT ignored, as a script's ``&``
+starts a job (CI ran the suite so, and the interrupt tests did nothing there before migrate set its
+own handlers): the interrupt is a real SIGINT to its main thread."""
 
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ COMMAND = textwrap.dedent("""
 DRIVER = textwrap.dedent("""
     import json, os, signal, sys, threading, time
     from pathlib import Path
-    from replicator.migration.supervise import run_command
+    from replicator.migration.supervise import handle_interrupts, run_command
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `&` starts a job
+    handle_interrupts()  # as migrate does first
     marker, stand_in = Path(sys.argv[1]), sys.argv[2]
     os.environ["PYTHONPATH"] = stand_in  # the command's `-m replicator` is COMMAND; this process has the real one
     threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
@@ -84,7 +88,9 @@ TEARDOWN = textwrap.dedent("""
     from replicator.config.model import Neo4jConfig
     from replicator.migration import history
     from replicator.migration.live import Live, LivePlan, LiveReport
-    from replicator.migration.supervise import Child
+    from replicator.migration.supervise import Child, handle_interrupts
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `&` starts a job
+    handle_interrupts()  # as migrate does first
     tmp, daemon = Path(sys.argv[1]), sys.argv[2]
     config = MigrationConfig(neo4j=Neo4jConfig())  # two daemons: the source and the Neo4j sink
     plan = LivePlan(tmp / "replicator.yaml", config, tmp / "memory.db", tmp / "caxton.yaml")
