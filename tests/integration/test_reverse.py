@@ -252,11 +252,14 @@ def test_reverse_run_survives_kill_9_and_a_neo4j_restart_and_the_store_equals_th
     with StoreReader(db) as store, GraphReader(graph.model, graph.q) as dest:
         mine, theirs = store.read(embeddings=True), dest.read()
     problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
-    assert problems == [], "\n".join(str(p) for p in problems[:20])
-    _assert_embeddings(mine)
     conn = sqlite3.connect(db)
+    # Set-aside rows first in the message: a row the store refused shows as a difference (seen once in
+    # CI, "neo4j entity 458: extra", not reproduced in 4 runs since; this says which way it went).
+    parked = parked_rows(conn, graph.label)
+    assert problems == [], "\n".join([f"parked: {parked}", *(str(p) for p in problems[:20])])
+    _assert_embeddings(mine)
     assert head_seq(conn) == forward_head, "reverse writes were captured as forward changes"
-    assert parked_rows(conn, graph.label) == []
+    assert parked == []
     position = read_position(conn, graph.label)
     head = graph.changelog().head()
     assert position is not None and head is not None and position.seq == head.seq
