@@ -194,7 +194,8 @@ def replicator_path(cfg: PipelineConfig, tag: str, ports: list[int], args: argpa
         report: dict[str, Any] = json.loads(line[len("REPORT ") :]) if line else {"ok": False, "reason": "no report"}
         out["cutover"] = {**run, "ok": report["ok"], "reason": report.get("reason"),
                           "pause_ms": None if report.get("pause_s") is None else round(report["pause_s"] * 1000, 1),
-                          "steps_s": {k: round(v, 3) for k, v in report.get("steps_s", {}).items()}}  # fmt: skip
+                          "steps_s": {k: round(v, 3) for k, v in report.get("steps_s", {}).items()},
+                          "precheck_s": {k: round(v, 3) for k, v in report.get("precheck_s", {}).items()}}  # fmt: skip
         out["peak_rss_mb"] = {name: peak_rss_mb(d.process.pid) for name, d in pipeline.daemons.items() if d.process}
         out["peak_rss_mb"]["cutover"] = run["peak_rss_mb"]
         out["total_s"] = round(time.monotonic() - started + out["install"]["seconds"], 2)
