@@ -60,14 +60,10 @@ class Child:
         return None if self.process is None else self.process.poll()
 
     def stop(self, grace_s: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        """SIGTERM, then SIGKILL after ``grace_s`` (``stop_all`` of this one). Raises KeyboardInterrupt."""
+        interrupt = stop_all([self], grace_s)
+        if interrupt is not None:
+            raise interrupt
 
     def tail(self, lines: int = 15) -> str:
         if not self.log.exists():
