@@ -93,9 +93,7 @@ def stop_all(children: list[Child], grace_s: float = 30.0) -> KeyboardInterrupt 
     interrupt: KeyboardInterrupt | None = None
     for process in started:
         try:
-            if interrupt is not None:
-                process.kill()
-            process.wait(grace_s)
+            process.wait(grace_s)  # returns at once for those an interrupt already killed
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
