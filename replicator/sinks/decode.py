@@ -1,17 +1,12 @@
 """Kafka messages to the runner's Events: single-object Avro, or Confluent framing through a Schema
 Registry. A value that does not decode becomes an event without a record; its reason waits in
-``undecodable`` until the runner dead-letters it (the bytes themselves are the proof).
-
-``DecodeAhead`` decodes the messages the consumer already holds on a worker thread while the runner's
-thread waits for the destination: decoding is Python work and applying mostly waits on a socket, so
-the two overlap (docs/sinks.md, "Benchmark")."""
+``undecodable`` until the runner dead-letters it (the bytes themselves are the proof)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Message
@@ -78,35 +73,3 @@ class EventDecoder:
                     time.sleep(delay)
                     delay = min(delay * 2, self.settings.backoff_max_s)
         return decode_any(raw)
-
-
-class DecodeAhead:
-    """One decoding job at a time on one worker thread. The runner starts a job with messages it has
-    already taken from the consumer, then applies a batch, then ``take``s the events; the consumer and
-    the batcher stay on the runner's thread, so rebalances, rewinds and per-partition offset order are
-    as without it. The decoder is used by the worker only while a job runs: the runner ``take``s the
-    job before it decodes anything itself."""
-
-    def __init__(self, decoder: EventDecoder) -> None:
-        self._decoder = decoder
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-decode")
-        self._job: Future[list[Event]] | None = None
-
-    def start(self, messages: Sequence[Message]) -> None:
-        """Decode ``messages`` in the background. Does not block. At most one job: raises
-        RuntimeError if the last one was not taken."""
-        if self._job is not None:
-            raise RuntimeError("the last decoding job was not taken")
-        if messages:
-            decode = self._decoder.decode
-            self._job = self._pool.submit(lambda: [decode(m) for m in messages])
-
-    def take(self) -> list[Event]:
-        """The events of the running job, in message order ([] without one). Blocks until it is done;
-        raises what decoding raised (RegistryError: the registry stayed unreachable)."""
-        job, self._job = self._job, None
-        return [] if job is None else job.result()
-
-    def close(self) -> None:
-        """Wait for a running job and stop the worker. Idempotent."""
-        self._pool.shutdown(wait=True)

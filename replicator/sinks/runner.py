@@ -38,16 +38,12 @@ Guarantees and decisions:
   never blocks on a slow destination; the new owner re-reads from the destination's stored offsets,
   which ``apply`` made atomic with the data. A batch being retried loses its revoked partitions' events
   too, so two instances never both apply them.
-* Decoding overlaps applying: before each apply the runner takes what the consumer already holds (no
-  wait, at most one batch beyond the batcher's) and decodes it on a worker thread (``DecodeAhead``);
-  the events join the batcher right after the apply, before the consumer is read again, so offset
-  order, rebalances (served on this thread, never during an apply) and rewinds are as without it.
 * Shutdown: ``request_stop`` (first SIGTERM/SIGINT) flushes and commits what is buffered, then returns.
 
-Units: ``Batcher`` (per-partition batches by size and age), ``EventDecoder`` and ``DecodeAhead``,
-``apply_isolating`` with ``DeadLetters`` (set poison aside), ``Assignment`` (partitions owned, pause,
-rewind, commit). The runner composes them; its Kafka clients (``SinkClients``) and its clock
-(``replicator.clock``) are injected, so a unit test drives it on the in-memory broker and a fake clock.
+Units: ``Batcher`` (per-partition batches by size and age), ``EventDecoder``, ``apply_isolating`` with
+``DeadLetters`` (set poison aside), ``Assignment`` (partitions owned, pause, rewind, commit). The runner
+composes them; its Kafka clients (``SinkClients``) and its clock (``replicator.clock``) are injected, so
+a unit test drives it on the in-memory broker and a fake clock.
 """
 
 from __future__ import annotations
@@ -56,7 +52,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from replicator.clock import SYSTEM_CLOCK, Clock
 from replicator.errors import Kind, kind_of
@@ -65,7 +61,7 @@ from replicator.sinks.assignment import Assignment
 from replicator.sinks.batch import Batch, Event
 from replicator.sinks.batcher import Batcher
 from replicator.sinks.clients import SinkClients
-from replicator.sinks.decode import DecodeAhead, EventDecoder
+from replicator.sinks.decode import EventDecoder
 from replicator.sinks.dlq import DeadLetters
 from replicator.sinks.health import HealthReport
 from replicator.sinks.isolate import apply_isolating
@@ -122,7 +118,6 @@ class SinkRunner:
         self._weak_unconfirmed = False  # a lone change set aside on a position-only proof, none applied since
         self._health = HealthReport(self.sink, self.metrics, clock.monotonic, settings.recheck_s)
         self._decoder = EventDecoder(settings, lambda: self._stop, clock.monotonic)
-        self._ahead = DecodeAhead(self._decoder)
 
     # --- lifecycle
 
@@ -151,7 +146,6 @@ class SinkRunner:
                 self.assignment.consumer.close()
             if self._dlq is not None:
                 self._dlq.close()
-            self._ahead.close()
             self.destination.close()
             if server is not None:
                 server.close()
@@ -186,30 +180,17 @@ class SinkRunner:
     # --- consuming
 
     def _poll(self, timeout: float) -> None:
-        self._accept([self._decoder.decode(msg) for msg in self._fetch(timeout, self.settings.batch_max_events)])
-
-    def _fetch(self, timeout: float, limit: int) -> list[Message]:
-        """Up to ``limit`` messages (rebalance callbacks are served in here), errors logged and left out."""
         assert self.assignment is not None
-        out = []
-        for msg in self.assignment.consumer.consume(num_messages=limit, timeout=timeout):
+        for msg in self.assignment.consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout):
             err = msg.error()
-            if err is None:
-                out.append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"error": str(err)})
-        return out
-
-    def _accept(self, events: list[Event]) -> None:
-        assert self.assignment is not None
-        for event in events:
-            if event.where in self.assignment.keys:  # else fetched before a revoke: the new owner reads it
-                self.batcher.add(event)
-
-    def _decode_ahead(self) -> None:
-        """Start decoding what the consumer already holds (no wait), up to one batch beyond the batcher's."""
-        room = self.settings.batch_max_events - len(self.batcher)
-        self._ahead.start(self._fetch(0.0, room) if room > 0 else [])
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(err)})
+                continue
+            event = self._decoder.decode(msg)
+            if event.where not in self.assignment.keys:
+                continue  # a message fetched before a revoke: the new owner reads it
+            self.batcher.add(event)
 
     # --- applying
 
@@ -250,10 +231,8 @@ class SinkRunner:
         delay = self.settings.backoff_initial_s
         while True:
             assert self.assignment is not None
-            self._decode_ahead()  # may serve a revoke: before the batch is cut to the owned partitions
             batch = Batch([e for e in batch.events if e.where in self.assignment.keys], batch.partitions)
             if not batch.events:
-                self._accept(self._ahead.take())
                 return None
             for event in batch.events:  # undecodable bytes: the content is the proof
                 reason = self._decoder.undecodable.pop((event.topic, event.partition, event.offset), None)
@@ -264,14 +243,12 @@ class SinkRunner:
                     batch, self.destination.apply, self._dead_letter, allow_weak=not self._weak_unconfirmed
                 )
             except Exception as exc:
-                self._accept(self._ahead.take())  # before a wait polls, a halt clears, or a stop
                 if kind_of(exc) is Kind.RETRYABLE:
                     self._unavailable(exc, delay)
                     delay = min(delay * 2, self.settings.backoff_max_s)
                     continue
                 self._halt(exc)
                 return None
-            self._accept(self._ahead.take())
             self._weak_unconfirmed = outcome.weak or (self._weak_unconfirmed and outcome.accepted == 0)
             self._resume()
             self._health.healthy()
