@@ -25,6 +25,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from replicator.position import SinkPosition
+from replicator.sinks.metrics import MAX_PAGE
 from replicator.sinks.qdrant import layout as qlayout
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
@@ -261,7 +262,8 @@ class SinkEndpointReader:
             points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] = {}
             offset: Any = None
             while True:
-                query = "limit=512" + ("" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset)))
+                after = "" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset))
+                query = f"limit={MAX_PAGE}{after}"  # the largest pages: each costs the sink a sort of every id
                 page = self._get(f"/points?{query}", self.timeout_s)
                 if page.get("store_id") is None and self.store_id is not None:
                     raise MigrateError(
