@@ -156,24 +156,33 @@ def values_equal(a: object, b: object) -> bool:  # noqa: PLR0911 - one return pe
     """Field equality as validation means it: exact, and keeping the storage class. An int equals only
     an int, a float only the same float (NaN equals NaN, 0.0 is not -0.0), bytes only the same bytes,
     text only the same text; sequences element-wise (a list equals a tuple)."""
-    if type(a) is type(b) and type(a) in _EXACT:
-        return bool(a == b)  # the common case, answered before the class is worked out
+    cls = type(a)
+    if cls is type(b):  # the common cases, answered before the class is worked out (millions per pre-check)
+        if cls in _EXACT:
+            return bool(a == b)
+        if cls is float:
+            return _reals_equal(a, b)  # type: ignore[arg-type]
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     kind = _kind(a)
     if kind != _kind(b):
         return False  # e.g. an int against a float: the storage class was lost
     if kind == "real":
-        x, y = float(a), float(b)  # type: ignore[arg-type]
-        if math.isnan(x) or math.isnan(y):
-            return math.isnan(x) and math.isnan(y)
-        return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+        return _reals_equal(float(a), float(b))  # type: ignore[arg-type]
     if kind == "blob":
         return bool(bytes(a) == bytes(b))  # type: ignore[call-overload]
     return bool(a == b)
 
 
 _EXACT: Final = frozenset({str, int, bool, type(None)})  # classes whose equality is plain ``==``
+_KINDS: Final = {int: "integer", float: "real", str: "text", type(None): "null"}
+
+
+def _reals_equal(x: float, y: float) -> bool:
+    """NaN equals NaN; 0.0 is not -0.0."""
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
 
 
 def _kind(value: object) -> str:
@@ -181,8 +190,7 @@ def _kind(value: object) -> str:
         return "bool"
     if isinstance(value, bytes | bytearray):
         return "blob"
-    names = {int: "integer", float: "real", str: "text", type(None): "null"}
-    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
+    return next((name for t, name in _KINDS.items() if isinstance(value, t)), type(value).__name__)
 
 
 def differing_fields(expected: object, actual: object, names: Iterable[str]) -> tuple[str, ...]:
