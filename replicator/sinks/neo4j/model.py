@@ -8,6 +8,7 @@ can isolate themselves on a shared server. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,10 +102,16 @@ class GraphModel:
     def columns(self, props: Mapping[str, Any]) -> dict[str, Any]:
         """A node's or relationship's properties under the store's column names: the inverse of
         ``renamed``, for the readers that compare the graph with the store. Pure."""
-        column_of = {graph: column for column, graph in self._mapping().items()}
+        column_of = _columns_of(self)  # a full comparison calls this for every node and relationship
         out = {key: value for key, value in props.items() if key not in column_of}
         out.update({column_of[key]: value for key, value in props.items() if key in column_of})
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _columns_of(model: GraphModel) -> dict[str, str]:
+    """Graph property -> store column, for the properties a model renames. Do not change the dict."""
+    return {graph: column for column, graph in model._mapping().items()}
 
 
 def position_query(model: GraphModel) -> str:

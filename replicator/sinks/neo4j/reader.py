@@ -223,13 +223,13 @@ class GraphReader:
     def _relation(self, row: Sequence[Any]) -> Relation:
         """A Relation from a row of ``_RELATION_RETURN``: relationship properties, its type, the endpoint
         ids, the endpoint names."""
-        record = dict(zip(("p", "t", "a", "b", "an", "bn"), row, strict=True))
-        props = self.model.columns(record["p"])
+        graph_props, graph_type, from_id, to_id, from_name, to_name = row
+        props = self.model.columns(graph_props)
         return Relation(
             id=int(props["id"]),
-            from_entity_id=int(record["a"]),
-            to_entity_id=int(record["b"]),
-            relation_type=layout.relation_type_of(props, record["t"]),
+            from_entity_id=int(from_id),
+            to_entity_id=int(to_id),
+            relation_type=layout.relation_type_of(props, graph_type),
             strength=props.get("strength"),
             confidence=props.get("confidence"),
             created_at=props.get("created_at"),
@@ -237,7 +237,7 @@ class GraphReader:
             valid_from=props.get("valid_from"),
             valid_to=props.get("valid_to"),
             metadata=props.get("metadata"),
-            from_name=record["an"],
-            to_name=record["bn"],
-            graph_type=record["t"],
+            from_name=from_name,
+            to_name=to_name,
+            graph_type=graph_type,
         )
