@@ -1,6 +1,7 @@
 """Neo4j sink throughput vs a raw batched UNWIND MERGE loop, same server, same run.
 
     PYTHONPATH=$PWD .venv/bin/python bench/neo4j_sink.py [--entities 10000] [--relations 10000] [--layout mcp]
+        [--runs 3] [--out bench/results/neo4j_sink.json]
 
 Produces the events once (stand-in transactional source), then times (a) the sink runner from offset 0
 until its watermark covers the last seq and (b) a plain loop of UNWIND MERGE statements writing the
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--relations", type=int, default=10_000)
     parser.add_argument("--layout", default="caxton", choices=["caxton", MCP])
     parser.add_argument("--runs", type=int, default=3, help="sink + raw pairs; the median ratio is reported")
+    parser.add_argument("--out", type=Path, help="default: bench/results/neo4j_sink[_<layout>].json")
     args = parser.parse_args()
     kafka, graph = KafkaSettings.from_env(), local_stack_neo4j()  # the local stack's password unless the env names one
     h = uuid.uuid4().hex[:8]
@@ -208,7 +210,7 @@ def main() -> None:
         "properties, no seq checks, tombstones or position",
     }
     name = "neo4j_sink.json" if args.layout == "caxton" else f"neo4j_sink_{args.layout}.json"
-    out = Path(__file__).parent / "results" / name
+    out = args.out or Path(__file__).parent / "results" / name
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
