@@ -155,9 +155,21 @@ def vector_text(vector: Any) -> str | None:  # noqa: ANN401 - a client's vector,
 
 def vector_from_text(text: str | None) -> tuple[float, ...] | None:
     """Inverse of vector_text. Raises ValueError for text that is not such a vector."""
+    return vector_from_bytes(vector_bytes(text))
+
+
+def vector_bytes(text: str | None) -> bytes | None:
+    """The float32s of a ``/points`` vector, still packed: a reader holding every point keeps 1.5 KB
+    per 384-d vector this way, not the ~12 KB of a tuple of Python floats. Raises ValueError for text
+    that is not such a vector."""
     if text is None:
         return None
     raw = base64.b64decode(text, validate=True)
     if len(raw) % 4:
         raise ValueError(f"a vector of {len(raw)} bytes is not float32s")
-    return struct.unpack(f"<{len(raw) // 4}f", raw)
+    return raw
+
+
+def vector_from_bytes(raw: bytes | None) -> tuple[float, ...] | None:
+    """The floats of :func:`vector_bytes`' answer."""
+    return None if raw is None else struct.unpack(f"<{len(raw) // 4}f", raw)

@@ -33,7 +33,8 @@ from replicator.sinks.qdrant.points import (
     position_of,
     position_point_id,
     positions_collection,
-    vector_from_text,
+    vector_bytes,
+    vector_from_bytes,
 )
 from replicator.sinks.settings import QdrantSettings
 from replicator.validation.errors import MigrateError
@@ -218,7 +219,7 @@ class SinkEndpointReader:
                  layout: str = "caxton") -> None:  # fmt: skip
         self.base_url, self.sink, self.store_id, self.timeout_s = base_url, sink, store_id, timeout_s
         self.layout = layout
-        self._points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] | None = None
+        self._points: dict[int, tuple[dict[str, Any], bytes | None]] | None = None  # vectors still packed
 
     def close(self) -> None:
         self._points = None
@@ -257,9 +258,9 @@ class SinkEndpointReader:
         """The sink's ``/position`` document (position, destination counts, sink, store id)."""
         return self._get("/position", timeout_s)
 
-    def _all(self) -> dict[int, tuple[dict[str, Any], tuple[float, ...] | None]]:
+    def _all(self) -> dict[int, tuple[dict[str, Any], bytes | None]]:
         if self._points is None:
-            points: dict[int, tuple[dict[str, Any], tuple[float, ...] | None]] = {}
+            points: dict[int, tuple[dict[str, Any], bytes | None]] = {}
             offset: Any = None
             while True:
                 after = "" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset))
@@ -272,7 +273,7 @@ class SinkEndpointReader:
                         hint="wait a second (the source's heartbeats reach it), then retry",
                     )
                 for point in page["points"]:
-                    points[int(point["id"])] = (dict(point["payload"]), vector_from_text(point.get("vector")))
+                    points[int(point["id"])] = (dict(point["payload"]), vector_bytes(point.get("vector")))
                 offset = page.get("next")
                 if offset is None:
                     break
@@ -291,5 +292,5 @@ class SinkEndpointReader:
         everything = self._all()
         for pid in sorted(everything if entity_ids is None else set(entity_ids) & set(everything)):
             payload, vector = everything[pid]
-            add_point(snap, pid, dict(payload), vector, self.layout)
+            add_point(snap, pid, dict(payload), vector_from_bytes(vector), self.layout)
         return snap
