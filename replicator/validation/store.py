@@ -15,7 +15,7 @@ import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,11 @@ _ENTITY_COLS = (
 _RELATION_COLS = (
     "r.id, r.from_entity_id, r.to_entity_id, r.relation_type, r.strength, r.confidence, r.created_at, "
     "r.updated_at, r.valid_from, r.valid_to, r.metadata, a.name, b.name"
+)
+#: Relations with their endpoints' names; callers add the WHERE.
+_RELATIONS = (
+    f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
+    "LEFT JOIN entities b ON b.id = r.to_entity_id"
 )
 
 
@@ -196,14 +201,10 @@ class StoreReader:
         """All entities (``entity_ids`` None) or those given, every relation touching them (unless
         ``relations`` is False), and their embeddings. Ids the store lacks are simply absent."""
         snap = Snapshot("store")
-        rel_sql = (
-            f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
-            "LEFT JOIN entities b ON b.id = r.to_entity_id"
-        )
         if entity_ids is None:
             rows = self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities ORDER BY id").fetchall()
             snap.entities = {int(r[0]): _entity_row(r) for r in rows}
-            snap.relations = {int(r[0]): _relation_row(r) for r in self.conn.execute(rel_sql + " ORDER BY r.id")}
+            snap.relations = {int(r[0]): _relation_row(r) for r in self.conn.execute(_RELATIONS + " ORDER BY r.id")}
             if embeddings:
                 self._embeddings(snap, "SELECT entity_id, embedding, model_version, created_at FROM embeddings", [])
             return snap
@@ -214,7 +215,7 @@ class StoreReader:
             for r in self.conn.execute(f"SELECT {_ENTITY_COLS} FROM entities WHERE id IN ({marks})", chunk):
                 snap.entities[int(r[0])] = _entity_row(r)
             if relations:
-                self._read_touching(snap, rel_sql, chunk, by_target)
+                self._read_touching(snap, chunk, by_target)
             if embeddings:
                 sql = "SELECT entity_id, embedding, model_version, created_at FROM embeddings WHERE entity_id IN "
                 self._embeddings(snap, f"{sql}({marks})", chunk)
@@ -228,25 +229,22 @@ class StoreReader:
             return None
         self._paged_reads += 1
         if self._by_target is None and self._paged_reads == 2:
-            try:
+            with suppress(TypeError, OverflowError):  # a foreign value in to_entity_id: this transaction scans
                 self._by_target = _ByTarget(self.conn)
-            except (TypeError, OverflowError):  # a foreign value in to_entity_id: this transaction scans
-                self._by_target = None
         return self._by_target
 
-    def _read_touching(self, snap: Snapshot, rel_sql: str, chunk: Sequence[int], by_target: _ByTarget | None) -> None:
+    def _read_touching(self, snap: Snapshot, chunk: Sequence[int], by_target: _ByTarget | None) -> None:
         """Into ``snap``: the relations from or to the entities ``chunk``."""
         marks = ",".join("?" * len(chunk))
         if by_target is None:  # one scan of every relation
             where, params = f"r.from_entity_id IN ({marks}) OR r.to_entity_id IN ({marks})", [*chunk, *chunk]
-            for r in self.conn.execute(f"{rel_sql} WHERE {where}", params):
+            for r in self.conn.execute(f"{_RELATIONS} WHERE {where}", params):
                 snap.relations[int(r[0])] = _relation_row(r)
             return
-        for r in self.conn.execute(f"{rel_sql} WHERE r.from_entity_id IN ({marks})", chunk):  # the UNIQUE index
+        for r in self.conn.execute(f"{_RELATIONS} WHERE r.from_entity_id IN ({marks})", chunk):  # the UNIQUE index
             snap.relations[int(r[0])] = _relation_row(r)
-        for part in _chunks(by_target.relation_ids(chunk)):  # by primary key
-            for r in self.conn.execute(f"{rel_sql} WHERE r.id IN ({','.join('?' * len(part))})", part):
-                snap.relations[int(r[0])] = _relation_row(r)
+        # by primary key, leaving out those just read (both ends in the chunk) and earlier chunks'
+        snap.relations.update(self.read_relations(i for i in by_target.relation_ids(chunk) if i not in snap.relations))
 
     def _embeddings(self, snap: Snapshot, sql: str, params: Sequence[int]) -> None:
         for r in self.conn.execute(sql, params):
@@ -260,11 +258,7 @@ class StoreReader:
         ids = sorted(set(relation_ids))
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            for r in self.conn.execute(
-                f"SELECT {_RELATION_COLS} FROM relations r LEFT JOIN entities a ON a.id = r.from_entity_id "
-                f"LEFT JOIN entities b ON b.id = r.to_entity_id WHERE r.id IN ({marks})",
-                chunk,
-            ):
+            for r in self.conn.execute(f"{_RELATIONS} WHERE r.id IN ({marks})", chunk):
                 found[int(r[0])] = _relation_row(r)
         return found
 
