@@ -253,8 +253,9 @@ def test_reverse_run_survives_kill_9_and_a_neo4j_restart_and_the_store_equals_th
         mine, theirs = store.read(embeddings=True), dest.read()
     problems = compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs)
     conn = sqlite3.connect(db)
-    # Set-aside rows first in the message: a row the store refused shows as a difference (seen once in
-    # CI, "neo4j entity 458: extra", not reproduced in 4 runs since; this says which way it went).
+    # Set-aside rows first in the message: a row the store refused shows as a difference. Seen twice in
+    # CI, "neo4j entity 466: extra" with it parked for "UNIQUE constraint failed: entities.name": a
+    # CREATE the driver retried across the restart, now a MERGE (replicator/testing/cypher_writer.py).
     parked = parked_rows(conn, graph.label)
     assert problems == [], "\n".join([f"parked: {parked}", *(str(p) for p in problems[:20])])
     _assert_embeddings(mine)
