@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from replicator.cutover.options import TargetOptions, target_options
 from replicator.cutover.rollback import CATCH_UP_S
 from replicator.errors import ReplicatorError
 from replicator.source.settings import parse_duration
+
+if TYPE_CHECKING:
+    from replicator.reverse.process import ReverseLag
 
 
 @click.command()
@@ -97,7 +101,7 @@ def cutover(db: Path, opts: TargetOptions, target: str, caxton_config: Path, max
 @click.option(
     "--discard-new-writes", is_flag=True,
     help="Roll back without first checking that the new backend took no writes since the cutover "
-    "(writes it took are lost).",
+    "(writes it took are lost; with reverse replication, the changes the store set aside are).",
 )  # fmt: skip
 @click.option("--migration-id", help="The migration (`replicator migrate`) to roll back; recorded in its history.")
 @click.option("--reason", help="Why, kept in the migration's history (the seed's rollback --reason).")
@@ -181,8 +185,7 @@ def status(db: Path, opts: TargetOptions, migration_id: str | None, as_json: boo
 
 
 def _reverse_line(db: Path, opts: TargetOptions) -> str:
-    """One line on the reverse process, with lag's status rules from one sample (OK or STOP)."""
-    from replicator.observe.lag import assess, reverse_sink_lag  # noqa: PLC0415 - clients load on use
+    """One line on the reverse process (reverse_status), or what keeps it from being read."""
     from replicator.reverse.process import read_lag  # noqa: PLC0415
 
     try:
@@ -191,9 +194,23 @@ def _reverse_line(db: Path, opts: TargetOptions) -> str:
         return f"reverse: cannot read Neo4j's changelog at {opts.neo4j.uri} ({str(exc).splitlines()[0]})"
     if lag is None:
         return f"reverse: off (Neo4j label {opts.entity_label} is not captured; writes there stay there)"
-    row = assess(None, reverse_sink_lag(lag), 0.0, time.time_ns() // 1_000_000)
-    return (f"reverse: {row.status}, lag {lag.transactions} transactions / {lag.seconds:.1f}s "
+    return reverse_status(lag, time.time_ns() // 1_000_000)
+
+
+def reverse_status(lag: ReverseLag, now_ms: int) -> str:
+    """The reverse process's status line: lag's status rules from one sample (OK or STOP), and what
+    the store set aside, which a rollback would refuse over. Pure."""
+    from replicator.observe.lag import assess, reverse_sink_lag  # noqa: PLC0415 - clients load on use
+
+    row = assess(None, reverse_sink_lag(lag), 0.0, now_ms)
+    line = (f"reverse: {row.status}, lag {lag.transactions} transactions / {lag.seconds:.1f}s "
             f"(applied seq {lag.applied_seq} of {lag.head_seq})")  # fmt: skip
+    if not lag.set_aside:
+        return line
+    aside = lag.set_aside
+    shown = "; ".join(aside[:3]) + (f"; ... and {len(aside) - 3} more" if len(aside) > 3 else "")
+    return (f"{line}\n    SET ASIDE: {len(aside)} change(s) Neo4j took are not in the store (its constraints "
+            f"refused them; rollback refuses until each is changed in Neo4j): {shown}")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

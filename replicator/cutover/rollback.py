@@ -44,6 +44,8 @@ class ReverseControl(Protocol):
 
     def applied(self) -> int: ...  # the seq the store has applied
 
+    def set_aside(self) -> list[str]: ...  # Neo4j's changes the store refused, not replaced since: one line each
+
     def finish(self) -> None: ...  # capture off, the fence kept
 
 
@@ -125,8 +127,14 @@ def _bring_back(
         return st, None, st.reverse_seq, "drain_reverse"
     if cut_over and reverse is not None and _reverse_active(reverse):
         _catch_up(reverse, catch_up_s)
-        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s)
+        keep = divergence is not None  # --discard-new-writes: what the store set aside may go
+        if keep and (lost := reverse.set_aside()):
+            raise _set_aside_refusal(lost, "nothing was fenced and nothing changed")
+        st, fenced_at, drained_to = _drain_reverse(db, st, reverse, max_pause_s, keep=keep)
         done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
+        if not keep and (lost := reverse.set_aside()):
+            done.append(f"lost (--discard-new-writes): {len(lost)} change(s) Neo4j took that the store set aside: "
+                        + "; ".join(lost[:_SHOWN]))  # fmt: skip
         return st, fenced_at, drained_to, "drain_reverse"
     if cut_over or switched:
         if divergence is not None:
@@ -166,10 +174,11 @@ def _catch_up(reverse: ReverseControl, catch_up_s: float) -> None:
 
 
 def _drain_reverse(
-    db: Path, st: state.MigrationState, reverse: ReverseControl, max_pause_s: float
+    db: Path, st: state.MigrationState, reverse: ReverseControl, max_pause_s: float, *, keep: bool
 ) -> tuple[state.MigrationState, float, int]:
     """Fence Neo4j's writers, then wait until the store applied everything Neo4j took, at most
-    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over). Returns
+    ``max_pause_s``; on time out lift the fence and raise RollbackAborted (still cut over). With
+    ``keep``, a change the store set aside meanwhile lifts the fence too: RollbackRefused. Returns
     the state, when the fence was taken (monotonic) and the seq drained to."""
     st = state.save(db, st, state="rolling_back", step="fence_new_backend", pid=os.getpid())
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -187,8 +196,25 @@ def _drain_reverse(
                 "then roll back again",
             )
         time.sleep(0.02)
+    if keep and (lost := reverse.set_aside()):
+        reverse.unfence()
+        state.save(db, st, state="cut_over", step=None, pid=None)
+        raise _set_aside_refusal(lost, "Neo4j takes writes again and nothing changed")
     st = state.save(db, st, step="switch_back", reverse_seq=final)
     return st, fenced_at, final
+
+
+def _set_aside_refusal(lost: list[str], outcome: str) -> RollbackRefused:
+    """Changes Neo4j took that the store refused (reverse/apply.py): going back would lose them."""
+    shown = "\n  ".join(lost[:_SHOWN]) + (f"\n  ... and {len(lost) - _SHOWN} more" if len(lost) > _SHOWN else "")
+    return RollbackRefused(
+        f"{len(lost)} change(s) Neo4j took are set aside, not in the store (its constraints refused them):"
+        f"\n  {shown}\n{outcome}",
+        hint="change each in Neo4j so that the store can hold it (a name another entity holds: rename or merge "
+        "one of the two; a relation: change it again once its endpoints are in), and a later change that "
+        "applies replaces it; `replicator status` lists what is left. Or pass --discard-new-writes to roll "
+        "back without them",
+    )
 
 
 def resolution(st: state.MigrationState) -> str:

@@ -16,8 +16,9 @@ observations are stored as the writer's JSON array text; a relation takes its en
 store's ON DELETE CASCADE. A row the store's constraints refuse (a name another entity holds, a
 second relation with the same (from, to, type), a missing name or endpoint) is set aside in
 ``_replicator_reverse_parked`` with the reason: named, never dropped silently, never blocking what
-follows. Embeddings of entities whose text changed are recomputed (``Embed``), in the same
-transaction.
+follows; a later change of the same row that applies replaces it (it carries the row's whole state),
+and rollback refuses while any is left (cutover/rollback.py). Embeddings of entities whose text
+changed are recomputed (``Embed``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def parked_rows(conn: sqlite3.Connection, ns: str) -> list[tuple[int, str, int, 
     return [(int(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows]
 
 
+def set_aside(conn: sqlite3.Connection, ns: str) -> list[str]:
+    """One line per change of ``ns`` the store refused and no later change replaced: Neo4j holds it,
+    the store does not. Read-only."""
+    return [f"seq {seq} {kind} {row_id}: {reason}" for seq, kind, row_id, reason in parked_rows(conn, ns)]
+
+
 def apply(
     conn: sqlite3.Connection, ns: str, changes: Sequence[Change], model: GraphModel, embed: Embed | None
 ) -> Applied:
@@ -114,7 +121,9 @@ def apply(
         texts_changed: set[int] = set()
         for change in fresh:
             problem = _apply_one(conn, change, model, texts_changed)
-            if problem is not None:
+            if problem is None:
+                _unpark(conn, ns, change)
+            else:
                 _park(conn, ns, change, problem)
                 done.parked.append(f"seq {change.seq} {change.kind} {change.id}: {problem}")
         done.embedded = _embed(conn, texts_changed, embed)
@@ -240,6 +249,15 @@ def _text(name: str, entity_type: str, observations: object) -> str:
     except ValueError:
         parsed = None
     return entity_text(name, entity_type, [str(o) for o in parsed] if isinstance(parsed, list) else [str(observations)])
+
+
+def _unpark(conn: sqlite3.Connection, ns: str, change: Change) -> None:
+    """A later change of a row applied: it carries the row's whole state (or its delete), so what was
+    set aside of that row before is replaced, no longer missing from the store."""
+    conn.execute(
+        f"DELETE FROM {PARKED} WHERE ns = ? AND kind = ? AND row_id = ? AND seq < ?",
+        (ns, change.kind, change.id, change.seq),
+    )
 
 
 def _park(conn: sqlite3.Connection, ns: str, change: Change, reason: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import neo4j
 
 from replicator.capture.storefile import open_store
-from replicator.reverse.apply import read_position
+from replicator.reverse.apply import read_position, set_aside
 from replicator.reverse.changelog import Changelog
 from replicator.sinks.settings import Neo4jSettings
 
@@ -45,6 +45,13 @@ class Reverse:
         finally:
             conn.close()
         return 0 if position is None else position.seq
+
+    def set_aside(self) -> list[str]:
+        conn = open_store(self.db, readonly=True)
+        try:
+            return set_aside(conn, self.changelog.ns)
+        finally:
+            conn.close()
 
     def finish(self) -> None:
         self.changelog.finish()

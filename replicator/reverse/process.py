@@ -25,7 +25,7 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store
-from replicator.reverse.apply import Applied, Embed, apply, read_position
+from replicator.reverse.apply import Applied, Embed, apply, read_position, set_aside
 from replicator.reverse.changelog import Changelog, Head
 from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel
@@ -45,6 +45,8 @@ class ReverseLag:
     seconds: float
     applied_at_ms: int = 0
     applied_ts_ms: int = 0
+    #: Changes Neo4j took that the store refused and no later change replaced (apply.set_aside).
+    set_aside: tuple[str, ...] = ()
 
     @property
     def transactions(self) -> int:
@@ -164,7 +166,8 @@ def lag(conn: sqlite3.Connection, changelog: Changelog, now_ms: int | None = Non
     seconds = 0.0 if oldest is None else max(0.0, (now - oldest) / 1000)
     if stored is None:
         return ReverseLag(head.seq, applied, seconds)
-    return ReverseLag(head.seq, applied, seconds, stored.applied_at_ms, stored.ts_ms)
+    aside = tuple(set_aside(conn, changelog.ns))
+    return ReverseLag(head.seq, applied, seconds, stored.applied_at_ms, stored.ts_ms, aside)
 
 
 def read_lag(db: Path, settings: Neo4jSettings, label: str, timeout_s: float = 10.0) -> ReverseLag | None:

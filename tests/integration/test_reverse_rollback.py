@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ import neo4j
 import pytest
 
 from replicator.cutover import config, state
+from replicator.reverse.apply import parked_rows
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.testing.cypher_writer import CypherWriter
@@ -24,7 +28,7 @@ from replicator.validation.diff import compare_entities, compare_relations
 from replicator.validation.store import StoreReader
 from tests.integration.private_neo4j import PrivateNeo4j
 from tests.integration.test_cutover_live import Running, _flags
-from tests.integration.test_reverse import Graph, _cli, _reverse, _seed_store
+from tests.integration.test_reverse import Graph, _cli, _reverse, _seed_store, _wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +91,53 @@ def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(gr
     MemoryWriter(db).create_entity("the runtime writes to the store again", "person")
     pause = next(line for line in out.splitlines() if line.startswith("write pause"))
     print(f"rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
+
+
+def test_two_neo4j_entities_with_one_name_refuse_the_rollback_until_one_is_renamed(
+    graph: Graph, tmp_path: Path
+) -> None:
+    """Neo4j takes two entities with one name (a CREATE the driver retried across a restart does
+    this); the store's UNIQUE name holds only one. `status` names the other, `rollback` refuses to go
+    back without it and changes nothing; once it is renamed in Neo4j, the rollback loses nothing."""
+    db = tmp_path / "memory.db"
+    _seed_store(db, graph)
+    proc = _reverse(db, graph)
+    flags = ("--db", str(db), "--neo4j-uri", graph.server.graph.uri, "--entity-label", graph.label)
+    try:
+        for fact in ("first", "second"):
+            graph.q(f"CREATE (:{graph.label} {{name: 'twin', entity_type: 'note', observations: [$o]}})", o=fact)
+        _wait_caught_up(db, graph)
+        shown = _cli(graph, "status", *flags)
+        assert "SET ASIDE: 1 change(s) Neo4j took are not in the store" in shown, shown
+        assert "UNIQUE constraint failed: entities.name" in shown, shown
+        refused = _cli_fails(graph, "rollback", *flags, "--max-pause", "15s")
+        assert "1 change(s) Neo4j took are set aside" in refused and "nothing was fenced" in refused, refused
+        assert "rename or merge" in refused and "Traceback" not in refused, refused
+        assert state.load(db).state == "cut_over" and graph.changelog().capturing()
+        ((_, _, twin, _),) = parked_rows(sqlite3.connect(db), graph.label)
+        graph.q(f"MATCH (n:{graph.label} {{id: $id}}) SET n.name = 'twin 2'", id=twin)
+        _wait_caught_up(db, graph)
+        assert "SET ASIDE" not in _cli(graph, "status", *flags)
+        out = _cli(graph, "rollback", *flags, "--max-pause", "15s")
+        assert "Neo4j fenced at changelog seq" in out and proc.wait(timeout=30) == 0, out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    with StoreReader(db) as store, GraphReader(graph.model, graph.q) as dest:
+        mine, theirs = store.read(embeddings=False), dest.read()
+    assert compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs) == []
+    twins = sorted(e.observations for e in mine.entities.values() if e.name.startswith("twin"))
+    assert twins == [("first",), ("second",)]
+
+
+def _cli_fails(graph: Graph, *args: str) -> str:
+    """`replicator ARGS` that must refuse (exit 2, the CLI's code for a named error, not a crash): its stderr."""
+    env = {**os.environ, "REPLICATOR_NEO4J_PASSWORD": graph.server.graph.password or ""}
+    cmd = [sys.executable, "-m", "replicator", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    return proc.stderr
 
 
 def test_live_cutover_starts_the_reverse_process_and_rollback_under_a_cypher_writer_loses_nothing(

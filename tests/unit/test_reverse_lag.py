@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from replicator.cutover.cli import reverse_status
 from replicator.observe.lag import LagReport, SourceLag, assess, reverse_sink_lag
 from replicator.reverse.process import ReverseLag
 
@@ -38,3 +39,14 @@ def test_the_report_shows_the_reverse_row() -> None:
     report = LagReport(NOW, SourceLag(5, 5, 0), reverse=reverse_sink_lag(ReverseLag(12, 10, 1.5, NOW, NOW)))
     assert "reverse" in report.table().splitlines()[3]
     assert json.loads(report.to_json())["reverse"]["lag_events"] == 2
+
+
+def test_status_names_what_the_store_set_aside_beside_the_lag() -> None:
+    caught_up = ReverseLag(12, 12, 0.0, NOW - 1_000, NOW - 2_000)
+    assert reverse_status(caught_up, NOW) == "reverse: OK, lag 0 transactions / 0.0s (applied seq 12 of 12)"
+    aside = tuple(f"seq {s} entity {s}: UNIQUE constraint failed: entities.name" for s in range(5, 10))
+    first, second = reverse_status(ReverseLag(12, 12, 0.0, NOW - 1_000, NOW - 2_000, aside), NOW).splitlines()
+    assert first == "reverse: OK, lag 0 transactions / 0.0s (applied seq 12 of 12)"
+    assert second.startswith("    SET ASIDE: 5 change(s) Neo4j took are not in the store")
+    assert "rollback refuses until each is changed in Neo4j" in second
+    assert second.endswith("seq 7 entity 7: UNIQUE constraint failed: entities.name; ... and 2 more")

@@ -39,6 +39,8 @@ class FakeReverse:
         self.calls: list[str] = []
         self.on = True
         self.applied_at_fence = -1
+        self.parked: list[str] = []  # what set_aside() answers
+        self.parked_at_fence: list[str] | None = None  # what it answers once fenced, when given
 
     def active(self) -> bool:
         return self.on
@@ -58,6 +60,10 @@ class FakeReverse:
     def applied(self) -> int:
         self.applied_seq = min(self.head, self.applied_seq + self.per_call)
         return self.applied_seq
+
+    def set_aside(self) -> list[str]:
+        fenced = any(c.startswith("fence") for c in self.calls)
+        return self.parked_at_fence if fenced and self.parked_at_fence is not None else self.parked
 
     def finish(self) -> None:
         self.calls.append("finish")
@@ -99,6 +105,48 @@ def test_a_reverse_stream_that_does_not_catch_up_is_refused_before_anything_is_f
         rollback.rollback(store, None, reverse=reverse, max_pause_s=5, catch_up_s=0.2)
     assert reverse.calls == []
     _still_cut_over(store, cfg)
+
+
+def _compare(target: str) -> list[str]:
+    raise AssertionError("with the reverse stream drained there is nothing to compare")
+
+
+DUPLICATE = "seq 7 entity 466: UNIQUE constraint failed: entities.name"
+
+
+def test_a_change_neo4j_took_that_the_store_set_aside_refuses_the_rollback_before_anything_is_fenced(
+    store: Path,
+) -> None:
+    """Two Neo4j entities with one name: the store holds one, the other is set aside. Going back
+    would lose it, so rollback names it and changes nothing."""
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=5)
+    reverse.parked = [DUPLICATE]
+    with pytest.raises(rollback.RollbackRefused, match=r"(?s)1 change\(s\) Neo4j took are set aside.*entity 466.*"
+                       r"nothing was fenced") as refused:  # fmt: skip
+        rollback.rollback(store, None, divergence=_compare, reverse=reverse, max_pause_s=5)
+    assert "rename or merge" in refused.value.hint and "--discard-new-writes" in refused.value.hint
+    assert reverse.calls == []
+    _still_cut_over(store, cfg)
+
+
+def test_a_change_set_aside_during_the_drain_lifts_the_fence_and_refuses(store: Path) -> None:
+    cfg = _cut_over(store)
+    reverse = FakeReverse(head=5)
+    reverse.parked_at_fence = [DUPLICATE]
+    with pytest.raises(rollback.RollbackRefused, match=r"entity 466.*\nNeo4j takes writes again and nothing changed"):
+        rollback.rollback(store, None, divergence=_compare, reverse=reverse, max_pause_s=5)
+    assert reverse.calls == ["fence memory store moved back to embedded", "unfence"]
+    _still_cut_over(store, cfg)
+
+
+def test_discard_new_writes_rolls_back_and_names_what_the_store_set_aside_as_lost(store: Path) -> None:
+    _cut_over(store)
+    reverse = FakeReverse(head=5)
+    reverse.parked = [DUPLICATE]
+    done = rollback.rollback(store, None, divergence=None, reverse=reverse, max_pause_s=5)
+    assert f"lost (--discard-new-writes): 1 change(s) Neo4j took that the store set aside: {DUPLICATE}" in done
+    assert state.load(store).state == "rolled_back"
 
 
 def test_a_reverse_stream_that_does_not_drain_within_max_pause_aborts_and_changes_nothing(store: Path) -> None:
