@@ -210,7 +210,7 @@ def reverse_status(lag: ReverseLag, now_ms: int) -> str:
     aside = lag.set_aside
     shown = "; ".join(aside[:3]) + (f"; ... and {len(aside) - 3} more" if len(aside) > 3 else "")
     return (f"{line}\n    SET ASIDE: {len(aside)} change(s) Neo4j took are not in the store (its constraints "
-            f"refused them; rollback refuses until each is changed in Neo4j): {shown}")  # fmt: skip
+            f"refused them; rollback refuses until each is fixed in Neo4j): {shown}")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

@@ -205,15 +205,15 @@ def _drain_reverse(
 
 
 def _set_aside_refusal(lost: list[str], outcome: str) -> RollbackRefused:
-    """Changes Neo4j took that the store refused (reverse/apply.py): going back would lose them."""
+    """Changes Neo4j took that the store refused (reverse/aside.py): going back would lose them."""
     shown = "\n  ".join(lost[:_SHOWN]) + (f"\n  ... and {len(lost) - _SHOWN} more" if len(lost) > _SHOWN else "")
     return RollbackRefused(
         f"{len(lost)} change(s) Neo4j took are set aside, not in the store (its constraints refused them):"
         f"\n  {shown}\n{outcome}",
-        hint="change each in Neo4j so that the store can hold it (a name another entity holds: rename or merge "
-        "one of the two; a relation: change it again once its endpoints are in), and a later change that "
-        "applies replaces it; `replicator status` lists what is left. Or pass --discard-new-writes to roll "
-        "back without them",
+        hint="fix each in Neo4j so that the store can hold it (a name another entity holds: rename or merge "
+        "one of the two, or delete one); `replicator reverse run` tries what it set aside again whenever the "
+        "store changes, and `replicator status` lists what is left. Or pass --discard-new-writes to roll back "
+        "without them",
     )
 
 

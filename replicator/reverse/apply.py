@@ -15,9 +15,9 @@ observations are stored as the writer's JSON array text; a relation takes its en
 ``relation_type`` property, else the Neo4j type (``layout.relation_type_of``). Deletes rely on the
 store's ON DELETE CASCADE. A row the store's constraints refuse (a name another entity holds, a
 second relation with the same (from, to, type), a missing name or endpoint) is set aside in
-``_replicator_reverse_parked`` with the reason: named, never dropped silently, never blocking what
-follows; a later change of the same row that applies replaces it (it carries the row's whole state),
-and rollback refuses while any is left (cutover/rollback.py). Embeddings of entities whose text
+``_replicator_reverse_parked`` with the reason (aside.py: replaced by a later change of the row that
+applies, retried once the store changed): named, never dropped silently, never blocking what
+follows; rollback refuses while any is left (cutover/rollback.py). Embeddings of entities whose text
 changed are recomputed (``Embed``), in the same transaction.
 """
 
@@ -32,19 +32,17 @@ from typing import Any, Final
 
 from replicator.capture.triggers import META, REVERSE_WRITING, discard_since, head_seq
 from replicator.embedding import entity_text
+from replicator.reverse import aside
 from replicator.reverse.changelog import Change
 from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.store.schema import ENTITY_COLUMNS, RELATION_COLUMNS
 
 POSITION: Final = "_replicator_reverse_position"
-PARKED: Final = "_replicator_reverse_parked"
 DDL: Final = (
     f"CREATE TABLE IF NOT EXISTS {POSITION} (ns TEXT PRIMARY KEY, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL, "
     "applied_at_ms INTEGER NOT NULL)",
-    f"CREATE TABLE IF NOT EXISTS {PARKED} (ns TEXT NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL, "
-    "kind TEXT NOT NULL, op TEXT NOT NULL, row_id INTEGER NOT NULL, reason TEXT NOT NULL, image TEXT NOT NULL, "
-    "parked_at_ms INTEGER NOT NULL, PRIMARY KEY (ns, seq, n))",
+    aside.DDL,
 )
 
 #: Texts in, one embedding BLOB (the store's format) per text out, with the model_version to record.
@@ -69,6 +67,7 @@ class Applied:
     transactions: int = 0
     rows: int = 0
     parked: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # set aside before, applied now (aside.retry)
     embedded: int = 0
     position: Position | None = None
 
@@ -86,21 +85,6 @@ def read_position(conn: sqlite3.Connection, ns: str) -> Position | None:
         return None
     row = conn.execute(f"SELECT seq, ts_ms, applied_at_ms FROM {POSITION} WHERE ns = ?", (ns,)).fetchone()
     return None if row is None else Position(int(row[0]), int(row[1]), int(row[2]))
-
-
-def parked_rows(conn: sqlite3.Connection, ns: str) -> list[tuple[int, str, int, str]]:
-    """(seq, kind, row id, reason) of every change set aside for ``ns``. Read-only."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (PARKED,)).fetchone()
-    if exists is None:
-        return []
-    rows = conn.execute(f"SELECT seq, kind, row_id, reason FROM {PARKED} WHERE ns = ? ORDER BY seq, n", (ns,))
-    return [(int(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows]
-
-
-def set_aside(conn: sqlite3.Connection, ns: str) -> list[str]:
-    """One line per change of ``ns`` the store refused and no later change replaced: Neo4j holds it,
-    the store does not. Read-only."""
-    return [f"seq {seq} {kind} {row_id}: {reason}" for seq, kind, row_id, reason in parked_rows(conn, ns)]
 
 
 def apply(
@@ -122,10 +106,12 @@ def apply(
         for change in fresh:
             problem = _apply_one(conn, change, model, texts_changed)
             if problem is None:
-                _unpark(conn, ns, change)
+                aside.replace(conn, ns, change)
             else:
-                _park(conn, ns, change, problem)
+                aside.park(conn, ns, change, problem)
                 done.parked.append(f"seq {change.seq} {change.kind} {change.id}: {problem}")
+        if len(done.parked) < len(fresh):  # the store changed: what refused a set-aside row may be gone
+            done.retried = aside.retry(conn, ns, lambda c: _apply_one(conn, c, model, texts_changed))
         done.embedded = _embed(conn, texts_changed, embed)
         if fresh:
             last, now = fresh[-1], time.time_ns() // 1_000_000
@@ -249,21 +235,3 @@ def _text(name: str, entity_type: str, observations: object) -> str:
     except ValueError:
         parsed = None
     return entity_text(name, entity_type, [str(o) for o in parsed] if isinstance(parsed, list) else [str(observations)])
-
-
-def _unpark(conn: sqlite3.Connection, ns: str, change: Change) -> None:
-    """A later change of a row applied: it carries the row's whole state (or its delete), so what was
-    set aside of that row before is replaced, no longer missing from the store."""
-    conn.execute(
-        f"DELETE FROM {PARKED} WHERE ns = ? AND kind = ? AND row_id = ? AND seq < ?",
-        (ns, change.kind, change.id, change.seq),
-    )
-
-
-def _park(conn: sqlite3.Connection, ns: str, change: Change, reason: str) -> None:
-    image = json.dumps({**change.props, "from_id": change.from_id, "to_id": change.to_id}, default=repr)
-    conn.execute(
-        f"INSERT OR REPLACE INTO {PARKED} (ns, seq, n, kind, op, row_id, reason, image, parked_at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ns, change.seq, change.n, change.kind, change.op, change.id, reason, image, time.time_ns() // 1_000_000),
-    )

@@ -8,7 +8,8 @@ from pathlib import Path
 import neo4j
 
 from replicator.capture.storefile import open_store
-from replicator.reverse.apply import read_position, set_aside
+from replicator.reverse.apply import read_position
+from replicator.reverse.aside import set_aside
 from replicator.reverse.changelog import Changelog
 from replicator.sinks.settings import Neo4jSettings
 

@@ -25,7 +25,8 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import CaptureError, open_store
-from replicator.reverse.apply import Applied, Embed, apply, read_position, set_aside
+from replicator.reverse.apply import Applied, Embed, apply, read_position
+from replicator.reverse.aside import set_aside
 from replicator.reverse.changelog import Changelog, Head
 from replicator.sinks.neo4j import layout
 from replicator.sinks.neo4j.model import GraphModel
@@ -219,6 +220,8 @@ def run(db: Path, settings: Neo4jSettings, model: GraphModel, *, embed: Embed | 
                 down_since = None
             for line in done.parked:
                 log(f"reverse: set aside {line}")
+            for line in done.retried:
+                log(f"reverse: applied {line}, set aside before (what refused it is gone)")
             if finished:
                 return _finished(conn, changelog)
             if done.position is None:

@@ -29,7 +29,8 @@ from replicator.capture.triggers import head_seq
 from replicator.cutover import fence, state
 from replicator.embedding import entity_text, load_model
 from replicator.reverse import process
-from replicator.reverse.apply import parked_rows, read_position
+from replicator.reverse.apply import read_position
+from replicator.reverse.aside import parked_rows
 from replicator.reverse.changelog import CHANGE_LABEL, Changelog
 from replicator.sinks.neo4j.applier import SINK_METADATA
 from replicator.sinks.neo4j.model import GraphModel, relationship_type

@@ -18,7 +18,7 @@ import neo4j
 import pytest
 
 from replicator.cutover import config, state
-from replicator.reverse.apply import parked_rows
+from replicator.reverse.aside import parked_rows
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.sinks.neo4j.reader import GraphReader
 from replicator.testing.cypher_writer import CypherWriter
@@ -112,7 +112,7 @@ def test_two_neo4j_entities_with_one_name_refuse_the_rollback_until_one_is_renam
         assert "UNIQUE constraint failed: entities.name" in shown, shown
         refused = _cli_fails(graph, "rollback", *flags, "--max-pause", "15s")
         assert "1 change(s) Neo4j took are set aside" in refused and "nothing was fenced" in refused, refused
-        assert "rename or merge" in refused and "Traceback" not in refused, refused
+        assert "rename or merge one of the two, or delete one" in refused and "Traceback" not in refused, refused
         assert state.load(db).state == "cut_over" and graph.changelog().capturing()
         ((_, _, twin, _),) = parked_rows(sqlite3.connect(db), graph.label)
         graph.q(f"MATCH (n:{graph.label} {{id: $id}}) SET n.name = 'twin 2'", id=twin)

@@ -10,7 +10,8 @@ from pathlib import Path
 from replicator.capture.install import install, read_state
 from replicator.capture.storefile import table_columns
 from replicator.capture.triggers import CAPTURE_VERSION, META, head_seq, trigger_names
-from replicator.reverse.apply import apply, parked_rows
+from replicator.reverse.apply import apply
+from replicator.reverse.aside import parked_rows
 from replicator.reverse.changelog import Change
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.store.schema import TABLES

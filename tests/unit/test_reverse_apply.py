@@ -14,7 +14,8 @@ import pytest
 from replicator.capture.install import install
 from replicator.capture.triggers import CHANGELOG, head_seq
 from replicator.cutover import fence
-from replicator.reverse.apply import apply, parked_rows, read_position
+from replicator.reverse.apply import apply, read_position
+from replicator.reverse.aside import parked_rows
 from replicator.reverse.changelog import Change
 from replicator.sinks.neo4j.model import GraphModel
 from replicator.testing.writer import MemoryWriter

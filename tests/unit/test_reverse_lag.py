@@ -48,5 +48,5 @@ def test_status_names_what_the_store_set_aside_beside_the_lag() -> None:
     first, second = reverse_status(ReverseLag(12, 12, 0.0, NOW - 1_000, NOW - 2_000, aside), NOW).splitlines()
     assert first == "reverse: OK, lag 0 transactions / 0.0s (applied seq 12 of 12)"
     assert second.startswith("    SET ASIDE: 5 change(s) Neo4j took are not in the store")
-    assert "rollback refuses until each is changed in Neo4j" in second
+    assert "rollback refuses until each is fixed in Neo4j" in second
     assert second.endswith("seq 7 entity 7: UNIQUE constraint failed: entities.name; ... and 2 more")

@@ -125,7 +125,10 @@ def test_a_change_neo4j_took_that_the_store_set_aside_refuses_the_rollback_befor
     with pytest.raises(rollback.RollbackRefused, match=r"(?s)1 change\(s\) Neo4j took are set aside.*entity 466.*"
                        r"nothing was fenced") as refused:  # fmt: skip
         rollback.rollback(store, None, divergence=_compare, reverse=reverse, max_pause_s=5)
-    assert "rename or merge" in refused.value.hint and "--discard-new-writes" in refused.value.hint
+    assert (
+        "rename or merge one of the two, or delete one" in refused.value.hint
+        and "--discard-new-writes" in refused.value.hint
+    )
     assert reverse.calls == []
     _still_cut_over(store, cfg)
 
