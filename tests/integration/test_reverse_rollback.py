@@ -93,33 +93,36 @@ def test_rollback_under_a_cypher_writer_fences_neo4j_drains_and_loses_nothing(gr
     print(f"rollback: {pause}; {writer.done} Cypher writes, {writer.refused} refused after the fence")
 
 
-def test_two_neo4j_entities_with_one_name_refuse_the_rollback_until_one_is_renamed(
-    graph: Graph, tmp_path: Path
-) -> None:
-    """Neo4j takes two entities with one name (a CREATE the driver retried across a restart does
-    this); the store's UNIQUE name holds only one. `status` names the other, `rollback` refuses to go
-    back without it and changes nothing; once it is renamed in Neo4j, the rollback loses nothing."""
+def test_entities_with_one_name_refuse_the_rollback_until_fixed_in_neo4j(graph: Graph, tmp_path: Path) -> None:
+    """Neo4j takes three entities with one name (a CREATE the driver retried across a restart does
+    this); the store's UNIQUE name holds only the first. `status` names the others, `rollback`
+    refuses to go back without them and changes nothing. The operator renames the second (its
+    change applies) and deletes the first (the third is tried again and applies); then the rollback
+    loses nothing."""
     db = tmp_path / "memory.db"
     _seed_store(db, graph)
     proc = _reverse(db, graph)
     flags = ("--db", str(db), "--neo4j-uri", graph.server.graph.uri, "--entity-label", graph.label)
     try:
-        for fact in ("first", "second"):
+        for fact in ("first", "second", "third"):
             graph.q(f"CREATE (:{graph.label} {{name: 'twin', entity_type: 'note', observations: [$o]}})", o=fact)
         _wait_caught_up(db, graph)
         shown = _cli(graph, "status", *flags)
-        assert "SET ASIDE: 1 change(s) Neo4j took are not in the store" in shown, shown
+        assert "SET ASIDE: 2 change(s) Neo4j took are not in the store" in shown, shown
         assert "UNIQUE constraint failed: entities.name" in shown, shown
         refused = _cli_fails(graph, "rollback", *flags, "--max-pause", "15s")
-        assert "1 change(s) Neo4j took are set aside" in refused and "nothing was fenced" in refused, refused
+        assert "2 change(s) Neo4j took are set aside" in refused and "nothing was fenced" in refused, refused
         assert "rename or merge one of the two, or delete one" in refused and "Traceback" not in refused, refused
         assert state.load(db).state == "cut_over" and graph.changelog().capturing()
-        ((_, _, twin, _),) = parked_rows(sqlite3.connect(db), graph.label)
-        graph.q(f"MATCH (n:{graph.label} {{id: $id}}) SET n.name = 'twin 2'", id=twin)
+        (_, _, second, _), (_, _, third, _) = parked_rows(sqlite3.connect(db), graph.label)
+        graph.q(f"MATCH (n:{graph.label} {{id: $id}}) SET n.name = 'twin 2'", id=second)
+        graph.q(f"MATCH (n:{graph.label} {{name: 'twin'}}) WHERE n.id <> $id DETACH DELETE n", id=third)
         _wait_caught_up(db, graph)
         assert "SET ASIDE" not in _cli(graph, "status", *flags)
         out = _cli(graph, "rollback", *flags, "--max-pause", "15s")
         assert "Neo4j fenced at changelog seq" in out and proc.wait(timeout=30) == 0, out
+        log = db.with_name(db.name + ".reverse.log").read_text()
+        assert f"entity {third}, set aside before" in log, log[-2000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -127,8 +130,8 @@ def test_two_neo4j_entities_with_one_name_refuse_the_rollback_until_one_is_renam
     with StoreReader(db) as store, GraphReader(graph.model, graph.q) as dest:
         mine, theirs = store.read(embeddings=False), dest.read()
     assert compare_entities("neo4j", mine, theirs) + compare_relations("neo4j", mine, theirs) == []
-    twins = sorted(e.observations for e in mine.entities.values() if e.name.startswith("twin"))
-    assert twins == [("first",), ("second",)]
+    twins = sorted((e.name, e.observations) for e in mine.entities.values() if e.name.startswith("twin"))
+    assert twins == [("twin", ("third",)), ("twin 2", ("second",))]
 
 
 def _cli_fails(graph: Graph, *args: str) -> str:
