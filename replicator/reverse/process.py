@@ -46,7 +46,7 @@ class ReverseLag:
     seconds: float
     applied_at_ms: int = 0
     applied_ts_ms: int = 0
-    #: Changes Neo4j took that the store refused and no later change replaced (apply.set_aside).
+    #: Changes Neo4j took that the store refused and no later change replaced (aside.set_aside).
     set_aside: tuple[str, ...] = ()
 
     @property
