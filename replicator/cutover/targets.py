@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import neo4j
-from qdrant_client import QdrantClient
 
 from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
@@ -27,6 +26,7 @@ from replicator.cutover.options import TargetOptions
 from replicator.cutover.precheck import KeyedReader, Settled, settle
 from replicator.position import SinkPosition
 from replicator.sinks.neo4j.reader import GraphReader
+from replicator.sinks.qdrant.connection import new_client
 from replicator.sinks.qdrant.reader import QdrantReader, SinkEndpointReader, read_position
 from replicator.store.schema import count_rows
 from replicator.transport.topics import change_topics
@@ -158,10 +158,7 @@ class QdrantTarget:
     def client(self) -> Any:  # noqa: ANN401 - qdrant_client is imported lazily (heavy)
         if self._client is None:
             settings = self.opts.qdrant
-            self._client = (
-                QdrantClient(url=settings.url, api_key=self.opts.qdrant_api_key, timeout=int(DEFAULT_TIMEOUT_S))
-                if settings.url else QdrantClient(path=str(settings.path))
-            )  # fmt: skip
+            self._client = new_client(settings, self.opts.qdrant_api_key, int(DEFAULT_TIMEOUT_S))
         return self._client
 
     def _endpoint(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> SinkEndpointReader:

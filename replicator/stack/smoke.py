@@ -105,12 +105,14 @@ class QdrantRoundTrip:
 
 def qdrant_roundtrip(settings: QdrantSettings, query: str = "which database can replicate changes?") -> QdrantRoundTrip:
     """Embed the sample entities with the packaged model, upsert them, and search with ``query``."""
-    from qdrant_client import QdrantClient, models  # noqa: PLC0415 - clients load on use
+    from qdrant_client import models  # noqa: PLC0415 - clients load on use
+
+    from replicator.sinks.qdrant.connection import new_client  # noqa: PLC0415
 
     model = load_model()
     texts = [entity_text(n, t, o) for n, t, o in SAMPLE_ENTITIES]
     vectors = embed(model, texts)
-    client = QdrantClient(url=settings.url) if settings.url else QdrantClient(path=str(settings.path))
+    client = new_client(settings)
     try:
         if client.collection_exists(settings.collection):
             client.delete_collection(settings.collection)

@@ -17,6 +17,7 @@ from replicator.errors import ConfigError
 from replicator.position import SinkPosition
 from replicator.sinks.batch import Batch, StoreMismatch
 from replicator.sinks.qdrant.applier import Applier
+from replicator.sinks.qdrant.connection import new_client
 from replicator.sinks.qdrant.embedder import DEFAULT_ENCODE_BATCH, Embedder
 from replicator.sinks.qdrant.faults import missing_collection, qdrant_errors
 from replicator.sinks.qdrant.planner import Plan, plan, touched_ids
@@ -76,13 +77,13 @@ class QdrantSinkSettings:
             if self.qdrant.path is not None:
                 self.qdrant.path.mkdir(parents=True, exist_ok=True)
                 try:
-                    return QdrantClient(path=str(self.qdrant.path))
+                    return new_client(self.qdrant)
                 except RuntimeError as exc:  # local mode locks the directory for one process
                     raise ConfigError(
                         f"Qdrant local storage {self.qdrant.path} is open in another process: {exc}",
                         hint="run one sink per --path (stop the other one), or use a Qdrant server (--url)",
                     ) from exc
-            return QdrantClient(url=self.qdrant.url, api_key=self.api_key, timeout=self.timeout_s)
+            return new_client(self.qdrant, self.api_key, self.timeout_s)
 
 
 @dataclass

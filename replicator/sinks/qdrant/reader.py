@@ -27,6 +27,7 @@ from qdrant_client import QdrantClient, models
 from replicator.position import SinkPosition
 from replicator.sinks.metrics import MAX_PAGE
 from replicator.sinks.qdrant import layout as qlayout
+from replicator.sinks.qdrant.connection import new_client
 from replicator.sinks.qdrant.faults import qdrant_errors
 from replicator.sinks.qdrant.points import (
     entity_values,
@@ -87,9 +88,7 @@ def open_qdrant(settings: QdrantSettings, api_key: str | None = None) -> QdrantC
     if settings.path is not None and not settings.path.exists():
         raise MigrateError(f"no Qdrant local storage at {settings.path}", hint="check --qdrant-path")
     try:
-        if settings.path is not None:
-            return QdrantClient(path=str(settings.path))
-        return QdrantClient(url=settings.url, api_key=api_key)
+        return new_client(settings, api_key)
     except Exception as exc:
         raise MigrateError(
             f"cannot open Qdrant at {settings.url or settings.path} ({exc})",
