@@ -108,8 +108,7 @@ def apply(
             if problem is None:
                 aside.replace(conn, ns, change)
             else:
-                aside.park(conn, ns, change, problem)
-                done.parked.append(f"seq {change.seq} {change.kind} {change.id}: {problem}")
+                done.parked.append(aside.park(conn, ns, change, problem))
         if len(done.parked) < len(fresh):  # the store changed: what refused a set-aside row may be gone
             done.retried = aside.retry(conn, ns, lambda c: _apply_one(conn, c, model, texts_changed))
         done.embedded = _embed(conn, texts_changed, embed)

@@ -41,8 +41,8 @@ DDL: Final = (
 ApplyOne = Callable[[Change], "str | None"]
 
 
-def park(conn: sqlite3.Connection, ns: str, change: Change, reason: str) -> None:
-    """Set ``change`` aside with ``reason`` (inside the caller's transaction)."""
+def park(conn: sqlite3.Connection, ns: str, change: Change, reason: str) -> str:
+    """Set ``change`` aside with ``reason`` (inside the caller's transaction). Returns its line."""
     image: dict[str, Any] = {"props": change.props, "from_id": change.from_id, "to_id": change.to_id,
                              "rel_type": change.rel_type, "ts_ms": change.ts_ms, "exact": True}  # fmt: skip
     try:
@@ -54,6 +54,7 @@ def park(conn: sqlite3.Connection, ns: str, change: Change, reason: str) -> None
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ns, change.seq, change.n, change.kind, change.op, change.id, reason, text, time.time_ns() // 1_000_000),
     )
+    return _line(change.seq, change.kind, change.id, reason)
 
 
 def replace(conn: sqlite3.Connection, ns: str, change: Change) -> None:
@@ -78,7 +79,7 @@ def retry(conn: sqlite3.Connection, ns: str, apply_one: ApplyOne) -> list[str]:
             continue
         conn.execute(f"DELETE FROM {PARKED} WHERE ns = ? AND kind = ? AND row_id = ? AND seq <= ?",
                      (ns, kind, row_id, seq))  # fmt: skip
-        applied.append(f"seq {seq} {kind} {row_id}")
+        applied.append(_line(seq, kind, row_id))
     return applied
 
 
@@ -105,4 +106,9 @@ def parked_rows(conn: sqlite3.Connection, ns: str) -> list[tuple[int, str, int, 
 def set_aside(conn: sqlite3.Connection, ns: str) -> list[str]:
     """One line per change of ``ns`` the store refused and no later change replaced: Neo4j holds it,
     the store does not. Read-only."""
-    return [f"seq {seq} {kind} {row_id}: {reason}" for seq, kind, row_id, reason in parked_rows(conn, ns)]
+    return [_line(seq, kind, row_id, reason) for seq, kind, row_id, reason in parked_rows(conn, ns)]
+
+
+def _line(seq: int, kind: str, row_id: int, reason: str = "") -> str:
+    """How a set-aside change is named everywhere (the log, status, rollback): seq, kind, id, reason."""
+    return f"seq {seq} {kind} {row_id}" + (f": {reason}" if reason else "")
