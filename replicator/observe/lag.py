@@ -78,6 +78,9 @@ class LagReport:
     #: After a cutover to Neo4j: the reverse process (Neo4j's changelog into the store), as a sink
     #: whose one "partition" is the changelog (committed = applied seq, end = head seq).
     reverse: SinkLag | None = None
+    #: Changes Neo4j took that the store refused and no later change replaced (reverse/aside.py):
+    #: not lag (they will not drain by themselves), but missing from the store; rollback refuses.
+    reverse_set_aside: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -106,6 +109,9 @@ class LagReport:
             for p in s.partitions:
                 committed = "-" if p.committed is None else str(p.committed)
                 lines.append(f"  {p.topic}/{p.partition:<3} committed {committed:>8}  end {p.end:>8}  lag {p.lag}")
+        if aside := self.reverse_set_aside:
+            more = "; ..." if len(aside) > 3 else ""
+            lines.append(f"  set aside, not in the store: {len(aside)} ({'; '.join(aside[:3])}{more})")
         return "\n".join(lines)
 
 
@@ -274,4 +280,5 @@ def sample(db: Path, opts: TargetOptions, kinds: tuple[str, ...], previous: LagR
     if reverse is not None:
         earlier = previous.reverse if previous else None
         report.reverse = assess(earlier, reverse_sink_lag(reverse), elapsed_s, now_ms)
+        report.reverse_set_aside = reverse.set_aside
     return report

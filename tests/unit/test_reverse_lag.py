@@ -50,3 +50,12 @@ def test_status_names_what_the_store_set_aside_beside_the_lag() -> None:
     assert second.startswith("    SET ASIDE: 5 change(s) Neo4j took are not in the store")
     assert "rollback refuses until each is fixed in Neo4j" in second
     assert second.endswith("seq 7 entity 7: UNIQUE constraint failed: entities.name; ... and 2 more")
+
+
+def test_lag_names_what_the_store_set_aside_under_the_reverse_row() -> None:
+    aside = ("seq 7 entity 466: UNIQUE constraint failed: entities.name",)
+    row = reverse_sink_lag(ReverseLag(12, 12, 0.0, NOW, NOW, aside))
+    report = LagReport(NOW, SourceLag(5, 5, 0), reverse=row, reverse_set_aside=aside)
+    assert report.table().splitlines()[-1] == f"  set aside, not in the store: 1 ({aside[0]})"
+    assert json.loads(report.to_json())["reverse_set_aside"] == list(aside)
+    assert "set aside" not in LagReport(NOW, SourceLag(5, 5, 0), reverse=row).table()
