@@ -18,6 +18,7 @@ foreign exception is treats it as ``Retryable`` or ``Fatal``, never ``Poison``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 
 class Kind(enum.Enum):
@@ -63,6 +64,13 @@ class Poison(ReplicatorError):
     """One event or row the destination refuses for its content; it is set aside, the rest goes on."""
 
     kind = Kind.POISON
+
+
+def listed(items: Sequence[str], first: int, sep: str) -> str:
+    """The first ``first`` of ``items`` joined by ``sep``, then how many more there are: how an error
+    or a status line names what it found. Pure."""
+    more = f"{sep}... and {len(items) - first} more" if len(items) > first else ""
+    return sep.join(items[:first]) + more
 
 
 def kind_of(exc: BaseException) -> Kind:

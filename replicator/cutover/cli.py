@@ -16,7 +16,7 @@ from replicator.cutover import cutover as cutover_mod
 from replicator.cutover import state as state_mod
 from replicator.cutover.options import TargetOptions, target_options
 from replicator.cutover.rollback import CATCH_UP_S
-from replicator.errors import ReplicatorError
+from replicator.errors import ReplicatorError, listed
 from replicator.source.settings import parse_duration
 
 if TYPE_CHECKING:
@@ -208,9 +208,8 @@ def reverse_status(lag: ReverseLag, now_ms: int) -> str:
     if not lag.set_aside:
         return line
     aside = lag.set_aside
-    shown = "; ".join(aside[:3]) + (f"; ... and {len(aside) - 3} more" if len(aside) > 3 else "")
     return (f"{line}\n    SET ASIDE: {len(aside)} change(s) Neo4j took are not in the store (its constraints "
-            f"refused them; rollback refuses until each is fixed in Neo4j): {shown}")  # fmt: skip
+            f"refused them; rollback refuses until each is fixed in Neo4j): {listed(aside, 3, '; ')}")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
 from replicator.cutover import config, fence, state
-from replicator.errors import Fatal, ReplicatorError, Retryable
+from replicator.errors import Fatal, ReplicatorError, Retryable, listed
 
 
 class RollbackRefused(Fatal):
@@ -54,6 +54,7 @@ class ReverseControl(Protocol):
 Divergence = Callable[[str], list[str]]
 
 _SHOWN: Final = 10
+_LINES: Final = "\n  "  # one item per indented line
 _T = TypeVar("_T")
 #: How long rollback waits, before it fences Neo4j, for the store to apply the changelog Neo4j had
 #: when it started (the runtime still writes meanwhile: no pause).
@@ -134,7 +135,7 @@ def _bring_back(
         done.append(f"Neo4j fenced at changelog seq {drained_to}; the store applied all of it")
         if not keep and (lost := reverse.set_aside()):
             done.append(f"lost (--discard-new-writes): {len(lost)} change(s) Neo4j took that the store set aside: "
-                        + "; ".join(lost[:_SHOWN]))  # fmt: skip
+                        + listed(lost, _SHOWN, "; "))  # fmt: skip
         return st, fenced_at, drained_to, "drain_reverse"
     if cut_over or switched:
         if divergence is not None:
@@ -206,10 +207,9 @@ def _drain_reverse(
 
 def _set_aside_refusal(lost: list[str], outcome: str) -> RollbackRefused:
     """Changes Neo4j took that the store refused (reverse/aside.py): going back would lose them."""
-    shown = "\n  ".join(lost[:_SHOWN]) + (f"\n  ... and {len(lost) - _SHOWN} more" if len(lost) > _SHOWN else "")
     return RollbackRefused(
         f"{len(lost)} change(s) Neo4j took are set aside, not in the store (its constraints refused them):"
-        f"\n  {shown}\n{outcome}",
+        f"\n  {listed(lost, _SHOWN, _LINES)}\n{outcome}",
         hint="fix each in Neo4j so that the store can hold it (a name another entity holds: rename or merge "
         "one of the two, or delete one); `replicator reverse run` tries what it set aside again whenever the "
         "store changes, and `replicator status` lists what is left. Or pass --discard-new-writes to roll back "
@@ -236,12 +236,10 @@ def _refuse_if_diverged(st: state.MigrationState, divergence: Divergence) -> Non
             "anyway: writes made to it since the cutover are then lost",
         ) from exc
     if problems:
-        shown = "\n  ".join(problems[:_SHOWN]) + (
-            f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        )
         raise RollbackRefused(
             f"{target} differs from the store, which was cut over to it at seq {st.final_seq}:"
-            f"\n  {shown}\nthe runtime has written to {target}; the store does not have those writes",
+            f"\n  {listed(problems, _SHOWN, _LINES)}"
+            f"\nthe runtime has written to {target}; the store does not have those writes",
             hint=f"`replicator diff --target neo4j|qdrant --json` lists them; copy what must be kept into the "
             f"store, or pass {discard} to roll back and lose them",
         )

@@ -24,6 +24,7 @@ from replicator.capture.install import read_state
 from replicator.capture.storefile import open_store
 from replicator.cutover.options import TargetOptions
 from replicator.cutover.targets import sinks_for
+from replicator.errors import listed
 from replicator.position import SinkPosition
 from replicator.reverse.process import ReverseLag
 from replicator.source.kafka import read_position
@@ -110,8 +111,7 @@ class LagReport:
                 committed = "-" if p.committed is None else str(p.committed)
                 lines.append(f"  {p.topic}/{p.partition:<3} committed {committed:>8}  end {p.end:>8}  lag {p.lag}")
         if aside := self.reverse_set_aside:
-            more = "; ..." if len(aside) > 3 else ""
-            lines.append(f"  set aside, not in the store: {len(aside)} ({'; '.join(aside[:3])}{more})")
+            lines.append(f"  set aside, not in the store: {len(aside)} ({listed(aside, 3, '; ')})")
         return "\n".join(lines)
 
 
