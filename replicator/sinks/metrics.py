@@ -20,9 +20,11 @@ from replicator.position import PartitionKey, SinkPosition
 from replicator.sinks.batch import Event
 from replicator.sinks.clients import KafkaConsumer
 
-#: What a destination that can list its records offers ``/points``: (offset, limit) -> (records,
-#: next offset or None). Called on the endpoint's thread: the destination guards its client.
-Export = Callable[[Any, int], tuple[list[dict[str, Any]], Any]]
+#: What a destination that can list its records offers ``/points``: (offset, limit, ids_only) ->
+#: (records, next offset or None), paged as Qdrant's scroll: ``offset`` is the id a page starts at
+#: (inclusive), the next offset the id the next page starts at; ``ids_only``: records without payload
+#: or vector. Called on the endpoint's thread: the destination guards its client.
+Export = Callable[[Any, int, bool], tuple[list[dict[str, Any]], Any]]
 #: Records per ``/points`` page, at most. Large because a Qdrant sink in local mode sorts every point
 #: id on each page it lists (qdrant-client's local scroll): 100K points in pages of 512 took 111 s of
 #: the cutover's pre-check. A page of 8192 points with 384-d vectors is ~25 MB of JSON.
@@ -143,7 +145,8 @@ class SinkMetrics:
 
 
 def points_route(metrics: SinkMetrics, export: Export) -> QueryRoute:
-    """``/points?offset=<from export's next>&limit=<n>``: one page of what the destination holds."""
+    """``/points?offset=<id>&limit=<n>[&ids_only=1]``: one page of what the destination holds, from
+    the point with id ``offset`` on (``next``: where the next page starts)."""
 
     def route(params: Mapping[str, str]) -> tuple[int, bytes, str]:
         try:
@@ -152,7 +155,7 @@ def points_route(metrics: SinkMetrics, export: Export) -> QueryRoute:
         except ValueError:
             return 400, b"bad offset or limit\n", "text/plain"
         try:
-            records, next_offset = export(offset, limit)
+            records, next_offset = export(offset, limit, params.get("ids_only") == "1")
         except Exception as exc:  # the destination is down: say so, the caller decides
             return 503, f"cannot read the destination: {exc}\n".encode(), "text/plain"
         doc = {"sink": metrics.sink, "store_id": metrics.store_id, "points": records, "next": next_offset}

@@ -253,8 +253,7 @@ def validate(
             with dest:
                 if isinstance(dest, GraphReader):
                     dest.check_layout()  # read in another layout, every entity would differ
-                if isinstance(dest, GraphReader | QdrantReader):
-                    report.problems += dest.foreign_writes()
+                report.problems += dest.foreign_writes()
                 counts = dest.counts()
                 report.counts[name] = counts
                 report.problems += _count_problems(name, store_counts, counts)

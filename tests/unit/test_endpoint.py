@@ -97,7 +97,7 @@ def test_position_names_the_sink_and_the_store_it_applies() -> None:
 def test_points_are_served_in_pages_with_the_sink_and_store() -> None:
     points: list[dict[str, object]] = [{"id": i, "payload": {"name": f"e{i}"}, "vector": None} for i in range(5)]
 
-    def export(offset: object, limit: int) -> tuple[list[dict[str, object]], object]:
+    def export(offset: object, limit: int, ids_only: bool = False) -> tuple[list[dict[str, object]], object]:
         start = 0 if offset is None else int(str(offset))
         return points[start : start + limit], (start + limit if start + limit < len(points) else None)
 
@@ -121,7 +121,7 @@ def test_the_endpoint_reader_reads_a_collection_in_the_largest_pages_the_endpoin
     total = 2 * MAX_PAGE + 1
     asked: list[int] = []
 
-    def export(offset: object, limit: int) -> tuple[list[dict[str, object]], object]:
+    def export(offset: object, limit: int, ids_only: bool = False) -> tuple[list[dict[str, object]], object]:
         asked.append(limit)
         start = 0 if offset is None else int(str(offset))
         end = min(start + limit, total)
@@ -136,6 +136,8 @@ def test_the_endpoint_reader_reads_a_collection_in_the_largest_pages_the_endpoin
     try:
         reader = SinkEndpointReader(f"http://127.0.0.1:{server.port}", "qdrant-a", "store-1")
         assert reader.counts() == {"points": total}
+        assert asked == [MAX_PAGE, MAX_PAGE, MAX_PAGE], f"{len(asked)} requests of {sorted(set(asked))} points"
+        assert len(reader.read().entities) == total  # then the points, a page at a time: no more than the rest
     finally:
         server.close()
-    assert asked == [MAX_PAGE, MAX_PAGE, MAX_PAGE], f"{len(asked)} requests of {sorted(set(asked))} points"
+    assert asked[3:] == [MAX_PAGE, MAX_PAGE, 1], f"{len(asked)} requests of {sorted(set(asked))} points"

@@ -59,10 +59,10 @@ class FakeSink:
         self.server = EndpointServer(routes, 0, query_routes=pages)
 
     def _page(self, params: Mapping[str, str]) -> tuple[int, bytes, str]:
-        start = int(params.get("offset", "0"))
-        page = self.points[start : start + 1]
-        doc = {**{k: self.doc[k] for k in ("sink", "store_id")}, "points": page,
-               "next": start + 1 if start + 1 < len(self.points) else None}  # fmt: skip
+        # Paged as Qdrant's scroll: one point a page, ``offset`` the id it starts at.
+        rest = [p for p in self.points if int(str(p["id"])) >= int(params.get("offset", "0"))]
+        doc = {**{k: self.doc[k] for k in ("sink", "store_id")}, "points": rest[:1],
+               "next": rest[1]["id"] if len(rest) > 1 else None}  # fmt: skip
         return 200, json.dumps(doc).encode(), "application/json"
 
 

@@ -267,13 +267,18 @@ class QdrantDestination:
         with self._lock:
             return read_position(self.client, self.settings.qdrant.collection, self.name)
 
-    def export_points(self, offset: Any, limit: int) -> tuple[list[dict[str, Any]], Any]:  # noqa: ANN401 - a point id
-        """One page of the collection for the sink's ``/points`` (rollback's full comparison while this
-        sink holds a local-mode directory): ``[{"id", "payload", "vector"}]`` (vector as base64 float32)
-        and the offset of the next page (None at the end). Any thread. Raises DestinationUnavailable."""
+    def export_points(self, offset: Any, limit: int, ids_only: bool = False) -> tuple[list[dict[str, Any]], Any]:  # noqa: ANN401 - a point id
+        """One page of the collection for the sink's ``/points`` (the full comparison while this sink
+        holds a local-mode directory), from the point with id ``offset`` on (None: the first):
+        ``[{"id", "payload", "vector"}]`` (vector as base64 float32; ``ids_only``: ``{}`` and None) and
+        the id the next page starts at (None at the end). Any thread. Raises DestinationUnavailable."""
         with self._lock, qdrant_errors("listing points", self.settings.where):
             records, next_offset = self.client.scroll(
-                self.settings.qdrant.collection, limit=limit, offset=offset, with_payload=True, with_vectors=True
+                self.settings.qdrant.collection,
+                limit=limit,
+                offset=offset,
+                with_payload=not ids_only,
+                with_vectors=not ids_only,
             )
         page = [{"id": r.id, "payload": r.payload or {}, "vector": vector_text(r.vector)} for r in records]
         return page, next_offset

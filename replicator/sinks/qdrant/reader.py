@@ -16,6 +16,7 @@ All block; the readers raise MigrateError (with a hint) when the destination can
 
 from __future__ import annotations
 
+import bisect
 import json
 import urllib.parse
 import urllib.request
@@ -211,17 +212,25 @@ class QdrantReader:
 class SinkEndpointReader:
     """What a running Qdrant sink holds, read through its endpoint (``/position``, ``/points``): the
     way to compare a local-mode directory the sink has open. Every answer must name ``sink`` (and
-    ``store_id`` when given): an endpoint answering for another sink or store is refused. Reads all
-    points on first use (page by page). Blocks; raises MigrateError."""
+    ``store_id`` when given): an endpoint answering for another sink or store is refused.
+
+    Holds a window of points, not the collection: the ids are read once without payloads or vectors
+    (``keys``, ``counts``), and ``read`` pages forward from the first id it is asked for, keeping only
+    the page that covers the ids being asked (the full comparison asks ascending pages of ids, so each
+    point is fetched once). ``/points`` pages as Qdrant's scroll does: ``offset`` is the id a page
+    starts at, inclusive, and ``next`` the id the next page starts at. Blocks; raises MigrateError."""
 
     def __init__(self, base_url: str, sink: str, store_id: str | None = None, *, timeout_s: float = 10.0,
                  layout: str = "caxton") -> None:  # fmt: skip
         self.base_url, self.sink, self.store_id, self.timeout_s = base_url, sink, store_id, timeout_s
         self.layout = layout
-        self._points: dict[int, tuple[dict[str, Any], bytes | None]] | None = None  # vectors still packed
+        self._ids: list[Any] | None = None  # every point id, in the collection's order
+        self._entity_ids: list[int] = []  # the entity points' ids, ascending
+        self._window: dict[int, tuple[dict[str, Any], bytes | None]] = {}  # vectors still packed
+        self._covered: tuple[int, Any] | None = None  # the window holds every point from [0] up to before [1]
 
     def close(self) -> None:
-        self._points = None
+        self._ids, self._entity_ids, self._window, self._covered = None, [], {}, None
 
     def __enter__(self) -> SinkEndpointReader:
         return self
@@ -257,39 +266,74 @@ class SinkEndpointReader:
         """The sink's ``/position`` document (position, destination counts, sink, store id)."""
         return self._get("/position", timeout_s)
 
-    def _all(self) -> dict[int, tuple[dict[str, Any], bytes | None]]:
-        if self._points is None:
-            points: dict[int, tuple[dict[str, Any], bytes | None]] = {}
+    def _page(self, offset: Any, limit: int, *, ids_only: bool) -> tuple[list[dict[str, Any]], Any]:  # noqa: ANN401
+        after = "" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset))
+        page = self._get(f"/points?limit={limit}{after}{'&ids_only=1' if ids_only else ''}", self.timeout_s)
+        if page.get("store_id") is None and self.store_id is not None:
+            raise MigrateError(
+                f"the sink at {self.base_url} has applied no event since it started: it cannot say "
+                "which store it serves",
+                hint="wait a second (the source's heartbeats reach it), then retry",
+            )
+        return list(page["points"]), page.get("next")
+
+    def _all_ids(self) -> list[Any]:
+        if self._ids is None:
+            ids: list[Any] = []
             offset: Any = None
-            while True:
-                after = "" if offset is None else "&offset=" + urllib.parse.quote(json.dumps(offset))
-                query = f"limit={MAX_PAGE}{after}"  # the largest pages: each costs the sink a sort of every id
-                page = self._get(f"/points?{query}", self.timeout_s)
-                if page.get("store_id") is None and self.store_id is not None:
-                    raise MigrateError(
-                        f"the sink at {self.base_url} has applied no event since it started: it cannot say "
-                        "which store it serves",
-                        hint="wait a second (the source's heartbeats reach it), then retry",
-                    )
-                for point in page["points"]:
-                    points[int(point["id"])] = (dict(point["payload"]), vector_bytes(point.get("vector")))
-                offset = page.get("next")
+            while True:  # the largest pages: each costs a local-mode sink a sort of every id
+                points, offset = self._page(offset, MAX_PAGE, ids_only=True)
+                ids += [p["id"] for p in points]
                 if offset is None:
                     break
-            self._points = points
-        return self._points
+            self._ids, self._entity_ids = ids, sorted(int(i) for i in ids if is_entity_point(i))
+        return self._ids
 
     def counts(self) -> dict[str, int]:
-        return {"points": len(self._all())}
+        return {"points": len(self._all_ids())}
 
     def keys(self) -> Keys:
-        return Keys(entities=frozenset(self._all()), relations=frozenset())
+        self._all_ids()
+        return Keys(entities=frozenset(self._entity_ids), relations=frozenset())
+
+    def foreign_writes(self, limit: int = 100) -> list[str]:
+        """Points that are not an entity's (see QdrantReader.foreign_writes), named by id."""
+        foreign = [i for i in self._all_ids() if not is_entity_point(i)]
+        return [
+            f"qdrant: point {pid} has no Caxton entity id: written by another client (mcp-server-qdrant stores "
+            "such points), the store does not have it"
+            for pid in foreign[:limit]
+        ]
 
     def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
         """Points (all, or those with the given ids) as entities and embeddings."""
         snap = Snapshot("qdrant")
-        everything = self._all()
-        for pid in sorted(everything if entity_ids is None else set(entity_ids) & set(everything)):
-            payload, vector = everything[pid]
-            add_point(snap, pid, dict(payload), vector_from_bytes(vector), self.layout)
+        self._all_ids()
+        wanted = self._entity_ids if entity_ids is None else sorted(set(entity_ids))
+        for pid in wanted:
+            if not self._covers(pid):
+                self._move_window(pid, wanted[-1])
+            found = self._window.get(pid)
+            if found is not None:
+                add_point(snap, pid, dict(found[0]), vector_from_bytes(found[1]), self.layout)
         return snap
+
+    def _covers(self, pid: int) -> bool:
+        if self._covered is None:
+            return False
+        start, end = self._covered
+        return bool(start <= pid and (end is None or (is_entity_point(end) and pid < end)))
+
+    def _move_window(self, pid: int, last: int) -> None:
+        """Replace the window by the page starting at ``pid``: as many points as the collection had
+        from ``pid`` to ``last`` when its ids were read (at most MAX_PAGE; points written since only
+        shorten what the page covers, whose end is the page's own ``next``)."""
+        ahead = bisect.bisect_right(self._entity_ids, last) - bisect.bisect_left(self._entity_ids, pid)
+        self._window = {}  # before the read: one page held at a time
+        points, after = self._page(pid, max(1, min(ahead, MAX_PAGE)), ids_only=False)
+        self._window = {
+            int(p["id"]): (dict(p["payload"]), vector_bytes(p.get("vector")))
+            for p in points
+            if is_entity_point(p["id"])
+        }
+        self._covered = (pid, after)
