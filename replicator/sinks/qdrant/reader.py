@@ -322,15 +322,19 @@ class SinkEndpointReader:
         if self._covered is None:
             return False
         start, end = self._covered
-        return bool(start <= pid and (end is None or (is_entity_point(end) and pid < end)))
+        # The next page may start at a uuid: Qdrant lists every integer id before them.
+        return bool(start <= pid and (end is None or not is_entity_point(end) or pid < end))
 
     def _move_window(self, pid: int, last: int) -> None:
-        """Replace the window by the page starting at ``pid``: as many points as the collection had
-        from ``pid`` to ``last`` when its ids were read (at most MAX_PAGE; points written since only
-        shorten what the page covers, whose end is the page's own ``next``)."""
+        """Replace the window by the page starting at ``pid``. Moving forward (the full comparison's
+        next pages) it is the largest page: each costs a local-mode sink a sort of every id. Otherwise
+        (the first page, or ids behind the window: a pre-check's few suspects) it holds as many points
+        as the collection had from ``pid`` to ``last`` when its ids were read, at most MAX_PAGE; points
+        written since only shorten what the page covers, whose end is the page's own ``next``."""
+        forward = self._covered is not None and pid >= self._covered[0]
         ahead = bisect.bisect_right(self._entity_ids, last) - bisect.bisect_left(self._entity_ids, pid)
         self._window = {}  # before the read: one page held at a time
-        points, after = self._page(pid, max(1, min(ahead, MAX_PAGE)), ids_only=False)
+        points, after = self._page(pid, MAX_PAGE if forward else max(1, min(ahead, MAX_PAGE)), ids_only=False)
         self._window = {
             int(p["id"]): (dict(p["payload"]), vector_bytes(p.get("vector")))
             for p in points
