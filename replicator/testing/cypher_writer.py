@@ -32,7 +32,16 @@ class CypherGraph(Protocol):
 
 class CypherWriter(PacedWriter):
     """An agent writing the caxton layout through Cypher: creates, observation changes, renames,
-    relations, deletes."""
+    relations, deletes. A subclass writes another layout by changing the statements that differ."""
+
+    #: What differs by layout: how an entity is created (``$n``: its name; ``{lab}``: the entity
+    #: label), how an observation is added (``$o``) and one taken away, a new relationship's properties.
+    CREATE = ("MERGE (n:{lab} {{name: $n}}) ON CREATE SET n.entity_type = 'note', n.observations = ['new'], "
+              "n.created_at = 1, n.updated_at = 1")  # fmt: skip
+    ADD = "SET n.observations = n.observations + $o, n.updated_at = timestamp()"
+    TAKE = "SET n.observations = n.observations[1..], n.confidence = rand()"
+    LINK_PROPERTIES = " {relation_type: 'LINKS', strength: 0.5}"
+    NAME_PREFIX = "w"
 
     def __init__(self, graph: CypherGraph, seed: int = 7, rate_per_s: float = 50.0) -> None:
         super().__init__(rate_per_s, seed)
@@ -49,29 +58,27 @@ class CypherWriter(PacedWriter):
             return str(exc)
         return None
 
-    def _op(self) -> None:
-        lab, rng, q = self.graph.label, self.rng, self.graph.q
+    def _ops(self, lab: str) -> tuple[tuple[float, str], ...]:
+        """(upper bound of the draw, statement): 30% creates (MERGE: see the note above CypherGraph),
+        20% observations added, 10% taken away, 10% renames, 15% relations, 8% relation deletes, 7%
+        entity deletes."""
         pick = f"MATCH (n:{lab}) WITH n ORDER BY rand() LIMIT 1"
-        choice = rng.random()
-        if choice < 0.3:  # MERGE: see the note above CypherGraph
-            q(f"MERGE (n:{lab} {{name: $n}}) ON CREATE SET n.entity_type = 'note', n.observations = ['new'], "
-              "n.created_at = 1, n.updated_at = 1", n=f"w{uuid.uuid4().hex[:10]}")  # fmt: skip
-        elif choice < 0.5:
-            q(f"{pick} SET n.observations = n.observations + $o, n.updated_at = timestamp()", o=f"o{self.done}")
-        elif choice < 0.6:
-            q(f"{pick} SET n.observations = n.observations[1..], n.confidence = rand()")
-        elif choice < 0.7:
-            q(f"{pick} SET n.name = n.name + '_r'")
-        elif choice < 0.85:
-            q(
-                f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
-                f"WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) "
-                f"CREATE (a)-[:LINKS {{relation_type: 'LINKS', strength: 0.5}}]->(b)"
-            )
-        elif choice < 0.93:
-            q(f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r")
-        else:
-            q(f"{pick} DETACH DELETE n")
+        return (
+            (0.3, self.CREATE.format(lab=lab)),
+            (0.5, f"{pick} {self.ADD}"),
+            (0.6, f"{pick} {self.TAKE}"),
+            (0.7, f"{pick} SET n.name = n.name + '_r'"),
+            (0.85, f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
+                   "WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) "
+                   f"CREATE (a)-[:LINKS{self.LINK_PROPERTIES}]->(b)"),
+            (0.93, f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r"),
+            (1.0, f"{pick} DETACH DELETE n"),
+        )  # fmt: skip
+
+    def _op(self) -> None:
+        choice = self.rng.random()
+        cypher = next(c for bound, c in self._ops(self.graph.label) if choice < bound)
+        self.graph.q(cypher, n=f"{self.NAME_PREFIX}{uuid.uuid4().hex[:10]}", o=f"o{self.done}")
 
 
 class McpCypherWriter(CypherWriter):
@@ -79,23 +86,8 @@ class McpCypherWriter(CypherWriter):
     observations (adopted by the plugin), observation changes, renames, relationships named by their
     type alone, deletes."""
 
-    def _op(self) -> None:
-        lab, rng, q = self.graph.label, self.rng, self.graph.q
-        pick = f"MATCH (n:{lab}) WITH n ORDER BY rand() LIMIT 1"
-        choice = rng.random()
-        if choice < 0.3:
-            q("MERGE (n:Memory {name: $n}) ON CREATE SET n.type = 'note', n.observations = ['new']",
-              n=f"c{uuid.uuid4().hex[:10]}")  # fmt: skip  # MERGE: see the note above CypherGraph
-        elif choice < 0.5:
-            q(f"{pick} SET n.observations = n.observations + $o", o=f"o{self.done}")
-        elif choice < 0.6:
-            q(f"{pick} SET n.observations = n.observations[1..]")
-        elif choice < 0.7:
-            q(f"{pick} SET n.name = n.name + '_r'")
-        elif choice < 0.85:
-            q(f"MATCH (a:{lab}) WITH a ORDER BY rand() LIMIT 1 MATCH (b:{lab}) WHERE b <> a "
-              "WITH a, b ORDER BY rand() LIMIT 1 WHERE NOT (a)-[:LINKS]->(b) CREATE (a)-[:LINKS]->(b)")  # fmt: skip
-        elif choice < 0.93:
-            q(f"MATCH (:{lab})-[r]->(:{lab}) WITH r ORDER BY rand() LIMIT 1 DELETE r")
-        else:
-            q(f"{pick} DETACH DELETE n")
+    CREATE = "MERGE (n:Memory {{name: $n}}) ON CREATE SET n.type = 'note', n.observations = ['new']"
+    ADD = "SET n.observations = n.observations + $o"
+    TAKE = "SET n.observations = n.observations[1..]"
+    LINK_PROPERTIES = ""
+    NAME_PREFIX = "c"
