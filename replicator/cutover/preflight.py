@@ -18,7 +18,7 @@ from replicator.capture.storefile import open_store
 from replicator.capture.triggers import head_seq
 from replicator.cutover import config, fence, state
 from replicator.cutover.budget import OutOfTime, within, within_each
-from replicator.errors import ReplicatorError
+from replicator.errors import ReplicatorError, listed
 
 if TYPE_CHECKING:
     from replicator.cutover.cutover import CutoverPlan, Target
@@ -82,10 +82,9 @@ def parked_problems(db: Path) -> list[str]:
         conn.close()
     if not waiting:
         return []
-    named = ", ".join(f"{p.table} id {p.row_id} (seq {p.seq})" for p in waiting[:5])
-    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    named = listed([f"{p.table} id {p.row_id} (seq {p.seq})" for p in waiting], 5, ", ")
     return [
-        f"{len(waiting)} change(s) are parked and missing from the destinations: {named}{more}; "
+        f"{len(waiting)} change(s) are parked and missing from the destinations: {named}; "
         "`replicator source parked` says why, `replicator source retry-parked` sends them again"
     ]
 

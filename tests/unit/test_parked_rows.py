@@ -243,3 +243,17 @@ def test_cutover_refuses_while_rows_are_parked_at_preflight_and_under_the_fence(
     problems = preflight.preflight(plan, [_Target(store, park=None)])
     assert any("2 change(s) are parked" in p and "retry-parked" in p for p in problems), problems
     assert 'backend: "embedded"' in cfg.read_text()
+
+
+def test_the_cutover_names_five_parked_changes_and_how_many_more(store: Path) -> None:
+    writer = MemoryWriter(store)
+    for n in range(7):
+        writer.create_entity(f"e{n}", "t", [])
+    writer.close()
+    conn = open_store(store)
+    seqs = [int(r[0]) for r in conn.execute(f"SELECT seq FROM {CHANGELOG} WHERE tbl = 'entities' ORDER BY seq")]
+    conn.close()
+    for seq in seqs:
+        _park(store, seq)
+    [problem] = preflight.parked_problems(store)
+    assert problem.startswith("7 change(s) are parked") and ", ... and 2 more; " in problem, problem
