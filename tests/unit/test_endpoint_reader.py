@@ -149,3 +149,13 @@ def test_the_comparison_reads_forward_in_the_largest_pages() -> None:
         sink.server.close()
     pages = [a for a in sink.asked if a.get("ids_only") != "1"]
     assert len(pages) <= 5, [a.get("limit") for a in pages]
+
+
+def test_a_few_ids_are_read_without_listing_the_collection(sink: ScrollingSink) -> None:
+    # The pre-check re-reads its suspects with a fresh reader each round: a page per id at most, no
+    # pass over the collection's ids (13 requests at 100K points, each a sort of every id).
+    snap = sink.reader().read([2900, 7, 1500])
+    assert sorted(snap.entities) == [7, 1500, 2900]
+    assert [(a.get("offset"), a["limit"], a.get("ids_only")) for a in sink.asked] == [
+        ("7", "3", None), ("1500", "2", None), ("2900", "1", None)
+    ]  # fmt: skip

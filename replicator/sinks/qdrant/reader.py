@@ -16,7 +16,6 @@ All block; the readers raise MigrateError (with a hint) when the destination can
 
 from __future__ import annotations
 
-import bisect
 import json
 import urllib.parse
 import urllib.request
@@ -217,7 +216,8 @@ class SinkEndpointReader:
     Holds a window of points, not the collection: the ids are read once without payloads or vectors
     (``keys``, ``counts``), and ``read`` pages forward from the first id it is asked for, keeping only
     the page that covers the ids being asked (the full comparison asks ascending pages of ids, so each
-    point is fetched once). ``/points`` pages as Qdrant's scroll does: ``offset`` is the id a page
+    point is fetched once); a ``read`` of a few ids (a pre-check's suspects, with a fresh reader each
+    round) lists nothing else. ``/points`` pages as Qdrant's scroll does: ``offset`` is the id a page
     starts at, inclusive, and ``next`` the id the next page starts at. Blocks; raises MigrateError."""
 
     def __init__(self, base_url: str, sink: str, store_id: str | None = None, *, timeout_s: float = 10.0,
@@ -228,9 +228,10 @@ class SinkEndpointReader:
         self._entity_ids: list[int] = []  # the entity points' ids, ascending
         self._window: dict[int, tuple[dict[str, Any], bytes | None]] = {}  # vectors still packed
         self._covered: tuple[int, Any] | None = None  # the window holds every point from [0] up to before [1]
+        self._streaming = False  # reading forward page after page (see _move_window)
 
     def close(self) -> None:
-        self._ids, self._entity_ids, self._window, self._covered = None, [], {}, None
+        self._ids, self._entity_ids, self._window, self._covered, self._streaming = None, [], {}, None, False
 
     def __enter__(self) -> SinkEndpointReader:
         return self
@@ -308,11 +309,12 @@ class SinkEndpointReader:
     def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
         """Points (all, or those with the given ids) as entities and embeddings."""
         snap = Snapshot("qdrant")
-        self._all_ids()
+        if entity_ids is None:
+            self._all_ids()
         wanted = self._entity_ids if entity_ids is None else sorted(set(entity_ids))
-        for pid in wanted:
+        for i, pid in enumerate(wanted):
             if not self._covers(pid):
-                self._move_window(pid, wanted[-1])
+                self._move_window(pid, first=i == 0, remaining=len(wanted) - i)
             found = self._window.get(pid)
             if found is not None:
                 add_point(snap, pid, dict(found[0]), vector_from_bytes(found[1]), self.layout)
@@ -325,16 +327,17 @@ class SinkEndpointReader:
         # The next page may start at a uuid: Qdrant lists every integer id before them.
         return bool(start <= pid and (end is None or not is_entity_point(end) or pid < end))
 
-    def _move_window(self, pid: int, last: int) -> None:
-        """Replace the window by the page starting at ``pid``. Moving forward (the full comparison's
-        next pages) it is the largest page: each costs a local-mode sink a sort of every id. Otherwise
-        (the first page, or ids behind the window: a pre-check's few suspects) it holds as many points
-        as the collection had from ``pid`` to ``last`` when its ids were read, at most MAX_PAGE; points
-        written since only shorten what the page covers, whose end is the page's own ``next``."""
+    def _move_window(self, pid: int, *, first: bool, remaining: int) -> None:
+        """Replace the window by the page starting at ``pid``. Streaming (a ``read`` that starts ahead
+        of the window, as the full comparison's next page of ids does, and the pages after it) it is
+        the largest page: each costs a local-mode sink a sort of every id. Otherwise (a first read, or
+        ids behind the window: a pre-check's few suspects) it is as many points as ids are still to
+        read; where they are sparse, the next one starts a page of its own."""
         forward = self._covered is not None and pid >= self._covered[0]
-        ahead = bisect.bisect_right(self._entity_ids, last) - bisect.bisect_left(self._entity_ids, pid)
+        self._streaming = forward and (first or self._streaming)
+        limit = MAX_PAGE if self._streaming else max(1, min(remaining, MAX_PAGE))
         self._window = {}  # before the read: one page held at a time
-        points, after = self._page(pid, MAX_PAGE if forward else max(1, min(ahead, MAX_PAGE)), ids_only=False)
+        points, after = self._page(pid, limit, ids_only=False)
         self._window = {
             int(p["id"]): (dict(p["payload"]), vector_bytes(p.get("vector")))
             for p in points
