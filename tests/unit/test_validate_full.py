@@ -131,6 +131,9 @@ def test_validate_full_holds_one_page_of_entities_at_a_time(tmp_path: Path, monk
         def counts(self) -> dict[str, int]:
             return {"points": len(self.snap.entities)}
 
+        def foreign_writes(self) -> list[str]:
+            return []
+
         def close(self) -> None:
             pass
 
