@@ -14,6 +14,7 @@ import pytest
 from replicator.observe.endpoint import EndpointServer
 from replicator.sinks.qdrant.points import vector_from_text, vector_text
 from replicator.sinks.qdrant.reader import SinkEndpointReader, add_point
+from replicator.validation.errors import MigrateError
 from replicator.validation.full import compare_full
 from replicator.validation.model import Keys, Relation, Snapshot
 
@@ -159,3 +160,17 @@ def test_a_few_ids_are_read_without_listing_the_collection(sink: ScrollingSink) 
     assert [(a.get("offset"), a["limit"], a.get("ids_only")) for a in sink.asked] == [
         ("7", "3", None), ("1500", "2", None), ("2900", "1", None)
     ]  # fmt: skip
+
+
+def test_an_answer_without_points_is_named_not_a_traceback() -> None:
+    def route(params: Mapping[str, str]) -> tuple[int, bytes, str]:
+        return 200, json.dumps({"sink": "qdrant-a", "store_id": "s", "items": []}).encode(), "application/json"
+
+    server = EndpointServer({}, 0, query_routes={"/points": route})
+    try:
+        reader = SinkEndpointReader(f"http://127.0.0.1:{server.port}", "qdrant-a", "s")
+        with pytest.raises(MigrateError, match="no list of points") as raised:
+            reader.counts()
+        assert "--qdrant-endpoint" in str(raised.value.hint)
+    finally:
+        server.close()

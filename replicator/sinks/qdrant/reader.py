@@ -276,7 +276,13 @@ class SinkEndpointReader:
                 "which store it serves",
                 hint="wait a second (the source's heartbeats reach it), then retry",
             )
-        return list(page["points"]), page.get("next")
+        points = page.get("points")
+        if not isinstance(points, list):
+            raise MigrateError(
+                f"the sink at {self.base_url} answered /points with no list of points",
+                hint="point --qdrant-endpoint at the Qdrant sink's --metrics-port, of this replicator's version",
+            )
+        return points, page.get("next")
 
     def _all_ids(self) -> list[Any]:
         if self._ids is None:
