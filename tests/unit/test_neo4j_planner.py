@@ -181,3 +181,11 @@ def test_a_relation_whose_endpoint_the_batch_deletes_later_reads_the_tombstones(
     events = [_entity(1, 3, "d"), _relation(5, 4, "knows"), _relation(6, 9, "knows", frm=1), _entity(2, 8, "d")]
     todo = plan(Batch(events, {}), GraphModel(), newest_tombstone=0)
     assert {r["id"]: r["guard"] for r in todo.relation_upserts["KNOWS"]} == {5: True, 6: False}
+
+
+def test_a_graph_read_back_carries_the_store_column_names_renamed_or_not() -> None:
+    props = {"id": 1, "weight": 0.5, "kind": "knows", "confidence": 0.9, "_seq": 3}
+    renamed = GraphModel(strength_property="weight", relation_type_property="kind")
+    assert renamed.columns(props) == {"id": 1, "strength": 0.5, "relation_type": "knows", "confidence": 0.9, "_seq": 3}
+    plain = {"id": 1, "strength": 0.5, "relation_type": "knows", "_seq": 3}
+    assert GraphModel().columns(plain) == plain and GraphModel().columns(plain) is not plain

@@ -103,6 +103,8 @@ class GraphModel:
         """A node's or relationship's properties under the store's column names: the inverse of
         ``renamed``, for the readers that compare the graph with the store. Pure."""
         column_of = _columns_of(self)  # a full comparison calls this for every node and relationship
+        if not column_of:  # nothing renamed (the default mapping): 1.7 -> 0.6 us a relationship
+            return dict(props)
         out = {key: value for key, value in props.items() if key not in column_of}
         out.update({column_of[key]: value for key, value in props.items() if key in column_of})
         return out
@@ -110,8 +112,9 @@ class GraphModel:
 
 @functools.lru_cache(maxsize=16)
 def _columns_of(model: GraphModel) -> dict[str, str]:
-    """Graph property -> store column, for the properties a model renames. Do not change the dict."""
-    return {graph: column for column, graph in model._mapping().items()}
+    """Graph property -> store column, for the properties a model renames (a column mapped to its own
+    name is not renamed). Do not change the dict."""
+    return {graph: column for column, graph in model._mapping().items() if graph != column}
 
 
 def position_query(model: GraphModel) -> str:
