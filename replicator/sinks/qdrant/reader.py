@@ -102,6 +102,13 @@ def is_entity_point(point_id: object) -> bool:
     return isinstance(point_id, int)
 
 
+def foreign_point(point_id: object, document: str = "") -> str:
+    """The line naming a point another client wrote; ``document``: what the reader read of it, shown
+    after the id. Pure."""
+    return (f"qdrant: point {point_id}{document} has no Caxton entity id: written by another client "
+            "(mcp-server-qdrant stores such points), the store does not have it")  # fmt: skip
+
+
 class QdrantReader:
     """The points of one collection: entity payloads and their vectors (design §6)."""
 
@@ -192,11 +199,7 @@ class QdrantReader:
         for point in self._scroll(vectors=False, payload=[qlayout.DOCUMENT]):
             if is_entity_point(point.id):
                 continue
-            document = (point.payload or {}).get(qlayout.DOCUMENT)
-            lines.append(
-                f"qdrant: point {point.id} ({document!r}) has no Caxton entity id: written by another client"
-                " (mcp-server-qdrant stores such points), the store does not have it"
-            )
+            lines.append(foreign_point(point.id, f" ({(point.payload or {}).get(qlayout.DOCUMENT)!r})"))
             if len(lines) >= limit:
                 break
         return lines
@@ -306,11 +309,7 @@ class SinkEndpointReader:
     def foreign_writes(self, limit: int = 100) -> list[str]:
         """Points that are not an entity's (see QdrantReader.foreign_writes), named by id."""
         foreign = [i for i in self._all_ids() if not is_entity_point(i)]
-        return [
-            f"qdrant: point {pid} has no Caxton entity id: written by another client (mcp-server-qdrant stores "
-            "such points), the store does not have it"
-            for pid in foreign[:limit]
-        ]
+        return [foreign_point(pid) for pid in foreign[:limit]]
 
     def read(self, entity_ids: Iterable[int] | None = None) -> Snapshot:
         """Points (all, or those with the given ids) as entities and embeddings."""
